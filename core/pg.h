@@ -1,0 +1,69 @@
+/* pg.h - everything sharded says to PostgreSQL.
+ *
+ * One struct pg is one libpq connection, used by one thread at a time (the
+ * caller serialises). Every identifier is quoted with PQescapeIdentifier and
+ * every value is a bound parameter. Errors are classified: SH_EUNAVAIL means
+ * transient (connection lost, server shutting down, serialization failure,
+ * timeout: retry later, nothing was committed); a permanent refusal of one
+ * record is reported on that record (op->dead), never for the whole batch.
+ */
+#ifndef SHARDED_PG_H
+#define SHARDED_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.h"
+#include "error.h"
+#include "op.h"
+
+struct pg;
+
+/* Connect; on failure return SH_EUNAVAIL (or SH_EINVAL for a malformed
+ * conninfo) with a one-line reason in err that contains no password. */
+enum sh_err pg_connect(const char *conninfo, struct pg **out, char *err, size_t errlen);
+
+/* Accepts NULL. */
+void pg_close(struct pg *pg);
+
+/* Drop a broken connection and try once to connect again. */
+enum sh_err pg_reconnect(struct pg *pg);
+
+/* Create sharded's own bookkeeping table if missing:
+ *   sharded_applied(block text primary key, seq bigint not null, applied_at timestamptz) */
+enum sh_err pg_ensure_tables(struct pg *pg);
+
+/* Load the catalog of schema: every ordinary or partitioned table with a
+ * single-column primary key, except sharded_* tables; or only those named in
+ * models_csv ("User,Order"; NULL or "" = all). A name in models_csv that is
+ * not such a table is an error (SH_EINVAL, reason in err). */
+enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
+			    struct catalog **out, char *err, size_t errlen);
+
+/* Read one row as JSON (row_to_json). *doc is malloc'd on SH_OK.
+ * SH_ENOENT: no such row, or pk cannot be a value of the key's type.
+ * SH_EUNAVAIL: transient failure. */
+enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
+			 const char *pk, char **doc);
+
+/* Highest seq applied for block (0 if none). */
+enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq);
+
+/* Apply ops (sorted by seq ascending, all of one block) in one transaction:
+ * - lock the block's sharded_applied row; ops with seq <= it are marked skipped;
+ * - collapse the rest per (model, pk), last write wins (op->superseded);
+ * - apply them in batched statements (json_populate_recordset, ON CONFLICT
+ *   (pk) DO UPDATE of the columns present, RETURNING row_to_json);
+ * - a permanent error is isolated by bisecting under savepoints: the one bad
+ *   op gets dead = true and error = PostgreSQL's message, the rest apply;
+ * - set sharded_applied.seq to the highest seq in ops, commit.
+ * On SH_OK *applied_upto is that seq and each applied upsert has returned set.
+ * On SH_EUNAVAIL nothing was committed and err says why. */
+enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
+		     struct op *ops, size_t n, int64_t *applied_upto, char *err, size_t errlen);
+
+/* Is this SQLSTATE worth retrying (class 08, 40, 53, 57, 58, 55P03 ...)? */
+bool pg_sqlstate_transient(const char *sqlstate);
+
+#endif
