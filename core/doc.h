@@ -1,0 +1,36 @@
+/* doc.h - record documents: JSON objects checked against a model.
+ *
+ * A record file holds one JSON object whose keys are the model's columns.
+ * doc_prepare() is the single gate every write passes: it parses, checks
+ * every key and value against the catalog, checks the primary key against
+ * the file name, merges onto the stored document, and returns the canonical
+ * text that is stored and synced. Nothing here touches storage.
+ */
+#ifndef SHARDED_DOC_H
+#define SHARDED_DOC_H
+
+#include <stddef.h>
+
+#include "catalog.h"
+#include "error.h"
+
+#define DOC_MAX_DEFAULT (1024 * 1024)	/* default cap on one document, bytes */
+
+/* Is name (a file name without ".json") a valid primary key for m?
+ * SH_EINVAL with a reason in why when not. */
+enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen);
+
+/* Validate body (len bytes, not NUL-terminated) as the new content of record
+ * pk of model m. existing is the stored document or NULL for a new record:
+ * keys absent from body keep their existing values; a new record must carry
+ * every NOT NULL column without a default. On SH_OK *out is the canonical
+ * document (malloc'd, no trailing newline). On failure *out is NULL, the
+ * return is SH_EINVAL or SH_ETOOBIG, and why holds a one-line reason. */
+enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,
+			size_t max_len, const char *existing, char **out, char *why, size_t whylen);
+
+/* The value of top-level key in doc as text (strings unquoted), malloc'd,
+ * or NULL when absent or doc is not an object. */
+char *doc_get_text(const char *doc, const char *key);
+
+#endif
