@@ -1,0 +1,318 @@
+/* blocks.c - the block registry: a sorted array of counted blocks. */
+#include "blocks.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SUFFIX ".sqlite"
+
+struct blockset {
+	char *dir;
+	bool sync_full;
+	pthread_rwlock_t lock;
+	struct block **blocks;	/* sorted by id */
+	size_t n, cap;
+};
+
+enum sh_err block_id_check(const char *id, char *why, size_t whylen)
+{
+	size_t len = strlen(id);
+
+	if (len == 0 || len > BLOCK_ID_MAX) {
+		snprintf(why, whylen, "block id must be 1 to %d bytes", BLOCK_ID_MAX);
+		return len ? SH_ENAMETOOLONG : SH_EINVAL;
+	}
+	if (id[0] == '.' || strchr(id, '/')) {
+		snprintf(why, whylen, "block id '%s' may not start with '.' or contain '/'", id);
+		return SH_EINVAL;
+	}
+	for (const char *p = id; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			snprintf(why, whylen, "block id has a control character");
+			return SH_EINVAL;
+		}
+	}
+	return SH_OK;
+}
+
+static char *block_path(const struct blockset *bs, const char *id)
+{
+	char *path;
+
+	if (asprintf(&path, "%s/%s" SUFFIX, bs->dir, id) < 0)
+		return NULL;
+	return path;
+}
+
+static void block_free(struct block *b)
+{
+	store_close(b->store);
+	free(b->id);
+	free(b);
+}
+
+void block_put(struct block *b)
+{
+	if (b && atomic_fetch_sub(&b->refs, 1) == 1)
+		block_free(b);
+}
+
+/* Binary search; returns the index of id or where it would go. */
+static size_t find(const struct blockset *bs, const char *id, bool *found)
+{
+	size_t lo = 0, hi = bs->n;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(bs->blocks[mid]->id, id);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static enum sh_err insert_at(struct blockset *bs, size_t at, struct block *b)
+{
+	if (bs->n == bs->cap) {
+		size_t cap = bs->cap ? bs->cap * 2 : 16;
+		struct block **grown = realloc(bs->blocks, cap * sizeof(*grown));
+
+		if (!grown)
+			return SH_ENOMEM;
+		bs->blocks = grown;
+		bs->cap = cap;
+	}
+	memmove(&bs->blocks[at + 1], &bs->blocks[at], (bs->n - at) * sizeof(*bs->blocks));
+	bs->blocks[at] = b;
+	bs->n++;
+	return SH_OK;
+}
+
+/* Open block id's file; the registry holds the one reference. */
+static enum sh_err open_block(struct blockset *bs, const char *id, bool create, struct block **out)
+{
+	char *path = block_path(bs, id);
+	struct block *b = calloc(1, sizeof(*b));
+	enum sh_err err = SH_ENOMEM;
+
+	if (path && b && (b->id = strdup(id))) {
+		err = store_open(path, create, bs->sync_full, &b->store);
+		atomic_init(&b->refs, 1);
+		atomic_init(&b->last_access_ns, store_now_ns());
+	}
+	free(path);
+	if (err) {
+		if (b)
+			free(b->id);
+		free(b);
+		return err;
+	}
+	*out = b;
+	return SH_OK;
+}
+
+static enum sh_err add_existing(struct blockset *bs, const char *fname)
+{
+	size_t len = strlen(fname), slen = strlen(SUFFIX);
+	char id[BLOCK_ID_MAX + 1], why[128];
+	struct block *b;
+	bool found;
+	size_t at;
+	enum sh_err err;
+
+	if (len <= slen || len - slen > BLOCK_ID_MAX || strcmp(fname + len - slen, SUFFIX) != 0)
+		return SH_OK;
+	snprintf(id, sizeof(id), "%.*s", (int)(len - slen), fname);
+	if (block_id_check(id, why, sizeof(why)) != SH_OK)
+		return SH_OK;
+	err = open_block(bs, id, false, &b);
+	if (err) {
+		sh_log(LOG_ERR, "block '%s': cannot open its file: %s", id, sh_strerror(err));
+		return err;
+	}
+	at = find(bs, id, &found);
+	err = insert_at(bs, at, b);
+	if (err)
+		block_put(b);
+	return err;
+}
+
+static enum sh_err scan(struct blockset *bs)
+{
+	DIR *d = opendir(bs->dir);
+	struct dirent *de;
+	enum sh_err err = SH_OK;
+
+	if (!d) {
+		sh_log(LOG_ERR, "data directory '%s': %s", bs->dir, strerror(errno));
+		return SH_EIO;
+	}
+	while (!err && (de = readdir(d)))
+		err = add_existing(bs, de->d_name);
+	closedir(d);
+	return err;
+}
+
+enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset **out)
+{
+	struct blockset *bs = calloc(1, sizeof(*bs));
+	enum sh_err err;
+
+	*out = NULL;
+	if (!bs || !(bs->dir = strdup(data_dir))) {
+		free(bs);
+		return SH_ENOMEM;
+	}
+	bs->sync_full = sync_full;
+	pthread_rwlock_init(&bs->lock, NULL);
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+		sh_log(LOG_ERR, "data directory '%s': %s", data_dir, strerror(errno));
+		blockset_close(bs);
+		return SH_EIO;
+	}
+	err = scan(bs);
+	if (err) {
+		blockset_close(bs);
+		return err;
+	}
+	*out = bs;
+	return SH_OK;
+}
+
+void blockset_close(struct blockset *bs)
+{
+	if (!bs)
+		return;
+	for (size_t i = 0; i < bs->n; i++)
+		block_put(bs->blocks[i]);
+	free(bs->blocks);
+	pthread_rwlock_destroy(&bs->lock);
+	free(bs->dir);
+	free(bs);
+}
+
+enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out)
+{
+	enum sh_err err = SH_ENOENT;
+	bool found;
+	size_t at;
+
+	pthread_rwlock_rdlock(&bs->lock);
+	at = find(bs, id, &found);
+	if (found) {
+		*out = bs->blocks[at];
+		atomic_fetch_add(&(*out)->refs, 1);
+		err = SH_OK;
+	}
+	pthread_rwlock_unlock(&bs->lock);
+	return err;
+}
+
+enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **out)
+{
+	struct block *b = NULL;
+	enum sh_err err;
+	bool found;
+	size_t at;
+
+	pthread_rwlock_wrlock(&bs->lock);
+	at = find(bs, id, &found);
+	err = found ? SH_EEXIST : open_block(bs, id, true, &b);
+	if (!err)
+		err = insert_at(bs, at, b);
+	if (!err) {
+		atomic_fetch_add(&b->refs, 1);
+		*out = b;
+	} else if (b) {
+		block_put(b);
+	}
+	pthread_rwlock_unlock(&bs->lock);
+	return err;
+}
+
+static void unlink_files(const struct blockset *bs, const char *id)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	char *path = block_path(bs, id);
+	char buf[4096];
+
+	for (size_t i = 0; path && i < 3; i++) {
+		snprintf(buf, sizeof(buf), "%s%s", path, suffixes[i]);
+		if (unlink(buf) != 0 && errno != ENOENT)
+			sh_log(LOG_WARNING, "block '%s': cannot remove '%s': %s", id, buf, strerror(errno));
+	}
+	free(path);
+}
+
+enum sh_err blockset_remove(struct blockset *bs, const char *id)
+{
+	struct store_stats stats;
+	struct block *b;
+	bool found;
+	size_t at;
+
+	pthread_rwlock_wrlock(&bs->lock);
+	at = find(bs, id, &found);
+	if (!found) {
+		pthread_rwlock_unlock(&bs->lock);
+		return SH_ENOENT;
+	}
+	b = bs->blocks[at];
+	if (store_stats(b->store, &stats) != SH_OK || stats.pending > 0) {
+		pthread_rwlock_unlock(&bs->lock);
+		return SH_EBUSY;
+	}
+	memmove(&bs->blocks[at], &bs->blocks[at + 1], (bs->n - at - 1) * sizeof(*bs->blocks));
+	bs->n--;
+	atomic_store(&b->removed, true);
+	unlink_files(bs, id);
+	pthread_rwlock_unlock(&bs->lock);
+	block_put(b);
+	return SH_OK;
+}
+
+enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *n)
+{
+	struct block **arr;
+
+	pthread_rwlock_rdlock(&bs->lock);
+	arr = malloc((bs->n ? bs->n : 1) * sizeof(*arr));
+	if (!arr) {
+		pthread_rwlock_unlock(&bs->lock);
+		return SH_ENOMEM;
+	}
+	for (size_t i = 0; i < bs->n; i++) {
+		arr[i] = bs->blocks[i];
+		atomic_fetch_add(&arr[i]->refs, 1);
+	}
+	*n = bs->n;
+	pthread_rwlock_unlock(&bs->lock);
+	*out = arr;
+	return SH_OK;
+}
+
+size_t blockset_count(struct blockset *bs)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&bs->lock);
+	n = bs->n;
+	pthread_rwlock_unlock(&bs->lock);
+	return n;
+}

@@ -1,0 +1,57 @@
+/* blocks.h - the set of blocks this daemon holds, one store each.
+ *
+ * A block is named by its id, which is also its file name in the data
+ * directory (<data>/<id>.sqlite), so ids are checked by block_id_check().
+ * Blocks are reference counted: a block removed while a request or the sync
+ * thread still uses it stays valid until the last block_put().
+ */
+#ifndef SHARDED_BLOCKS_H
+#define SHARDED_BLOCKS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "store.h"
+
+#define BLOCK_ID_MAX 128
+
+struct block {
+	char *id;
+	struct store *store;
+	atomic_int refs;
+	atomic_bool removed;
+	atomic_llong last_access_ns;
+};
+
+struct blockset;
+
+/* Is id usable as a block id (and file name)? why gets the reason when not. */
+enum sh_err block_id_check(const char *id, char *why, size_t whylen);
+
+/* Open every <id>.sqlite in data_dir (created if missing). */
+enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset **out);
+
+/* Accepts NULL. Every block must have been put. */
+void blockset_close(struct blockset *bs);
+
+/* A counted reference to block id: SH_ENOENT when absent. */
+enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out);
+
+/* Create a new, empty block; SH_EEXIST when it exists. Returns a reference. */
+enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **out);
+
+/* Delete block id and its file. SH_EBUSY while writes are pending. */
+enum sh_err blockset_remove(struct blockset *bs, const char *id);
+
+/* References to every block, sorted by id; put each, then free(*out). */
+enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *n);
+
+size_t blockset_count(struct blockset *bs);
+
+/* Drop a reference. Accepts NULL. */
+void block_put(struct block *b);
+
+#endif

@@ -1,0 +1,511 @@
+/* store.c - a block's SQLite file: records, outbox and meta. */
+#include "store.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+
+struct store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	char *path;
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS records(model TEXT NOT NULL, pk TEXT NOT NULL,"
+	" doc TEXT NOT NULL, mtime_ns INTEGER NOT NULL, PRIMARY KEY(model, pk)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY, op TEXT NOT NULL,"
+	" model TEXT NOT NULL, pk TEXT NOT NULL, doc TEXT, mtime_ns INTEGER NOT NULL,"
+	" relayed_ns INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);";
+
+int64_t store_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static enum sh_err db_fail(struct store *st, const char *what)
+{
+	sh_log(LOG_ERR, "block file '%s': %s: %s", st->path, what, sqlite3_errmsg(st->db));
+	return SH_EIO;
+}
+
+/* Run SQL without parameters or results. */
+static enum sh_err exec(struct store *st, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sh_log(LOG_ERR, "block file '%s': %s", st->path, msg ? msg : "error");
+		sqlite3_free(msg);
+		return SH_EIO;
+	}
+	return SH_OK;
+}
+
+/* Prepare sql (cached by SQLite's statement cache would be nicer; sqlite3_prepare_v3
+ * with PERSISTENT keeps it cheap enough for now). */
+static sqlite3_stmt *prep(struct store *st, const char *sql)
+{
+	sqlite3_stmt *stmt = NULL;
+
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+		db_fail(st, "prepare");
+		return NULL;
+	}
+	return stmt;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+/* Step a statement that returns no rows, then finalize it. */
+static enum sh_err run(struct store *st, sqlite3_stmt *s)
+{
+	int rc;
+
+	if (!s)
+		return SH_EIO;
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return db_fail(st, "write");
+	return SH_OK;
+}
+
+static enum sh_err meta_set_locked(struct store *st, const char *key, const char *value)
+{
+	sqlite3_stmt *s = prep(st, "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+				   " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+
+	if (s) {
+		bind_text(s, 1, key);
+		bind_text(s, 2, value);
+	}
+	return run(st, s);
+}
+
+static enum sh_err meta_get_int_locked(struct store *st, const char *key, int64_t *v)
+{
+	sqlite3_stmt *s = prep(st, "SELECT value FROM meta WHERE key = ?1");
+	enum sh_err err = SH_ENOENT;
+
+	if (!s)
+		return SH_EIO;
+	bind_text(s, 1, key);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*v = strtoll((const char *)sqlite3_column_text(s, 0), NULL, 10);
+		err = SH_OK;
+	}
+	sqlite3_finalize(s);
+	return err;
+}
+
+static enum sh_err meta_set_int_locked(struct store *st, const char *key, int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return meta_set_locked(st, key, buf);
+}
+
+/* A new block: its sequence numbers start at the creation time in microseconds. */
+static enum sh_err init_new(struct store *st)
+{
+	int64_t seq;
+
+	if (meta_get_int_locked(st, "last_seq", &seq) == SH_OK)
+		return SH_OK;
+	return meta_set_int_locked(st, "last_seq", store_now_ns() / 1000);
+}
+
+static enum sh_err configure(struct store *st, bool sync_full)
+{
+	enum sh_err err;
+
+	sqlite3_busy_timeout(st->db, 5000);
+	err = exec(st, "PRAGMA journal_mode=WAL");
+	if (!err)
+		err = exec(st, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+	if (!err)
+		err = exec(st, schema_sql);
+	if (!err)
+		err = init_new(st);
+	return err;
+}
+
+enum sh_err store_open(const char *path, bool create, bool sync_full, struct store **out)
+{
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	struct store *st = calloc(1, sizeof(*st));
+	enum sh_err err;
+
+	*out = NULL;
+	if (!st || !(st->path = strdup(path))) {
+		free(st);
+		return SH_ENOMEM;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+		err = st->db ? db_fail(st, "open") : SH_ENOMEM;
+		store_close(st);
+		return err;
+	}
+	err = configure(st, sync_full);
+	if (err) {
+		store_close(st);
+		return err;
+	}
+	*out = st;
+	return SH_OK;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_close_v2(st->db);
+	pthread_mutex_destroy(&st->lock);
+	free(st->path);
+	free(st);
+}
+
+static char *column_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+enum sh_err store_get(struct store *st, const char *model, const char *pk, char **doc,
+		      int64_t *mtime_ns)
+{
+	sqlite3_stmt *s;
+	enum sh_err err = SH_ENOENT;
+
+	*doc = NULL;
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, "SELECT doc, mtime_ns FROM records WHERE model = ?1 AND pk = ?2");
+	if (!s) {
+		err = SH_EIO;
+	} else {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			*doc = column_dup(s, 0);
+			if (mtime_ns)
+				*mtime_ns = sqlite3_column_int64(s, 1);
+			err = *doc ? SH_OK : SH_ENOMEM;
+		}
+		sqlite3_finalize(s);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+enum sh_err store_cache(struct store *st, const char *model, const char *pk, const char *doc)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, "INSERT OR IGNORE INTO records(model, pk, doc, mtime_ns) VALUES(?1, ?2, ?3, ?4)");
+	if (s) {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+		bind_text(s, 3, doc);
+		sqlite3_bind_int64(s, 4, store_now_ns());
+	}
+	err = run(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+static enum sh_err put_record_locked(struct store *st, const char *model, const char *pk,
+				     const char *doc, int64_t now)
+{
+	sqlite3_stmt *s;
+
+	if (!doc) {
+		s = prep(st, "DELETE FROM records WHERE model = ?1 AND pk = ?2");
+	} else {
+		s = prep(st, "INSERT INTO records(model, pk, doc, mtime_ns) VALUES(?1, ?2, ?3, ?4)"
+			     " ON CONFLICT(model, pk) DO UPDATE SET doc = excluded.doc,"
+			     " mtime_ns = excluded.mtime_ns");
+	}
+	if (s) {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+		if (doc) {
+			bind_text(s, 3, doc);
+			sqlite3_bind_int64(s, 4, now);
+		}
+	}
+	return run(st, s);
+}
+
+static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const char *model,
+					const char *pk, const char *doc, int64_t now)
+{
+	sqlite3_stmt *s = prep(st, "INSERT INTO outbox(seq, op, model, pk, doc, mtime_ns)"
+				   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+
+	if (s) {
+		sqlite3_bind_int64(s, 1, seq);
+		bind_text(s, 2, doc ? "U" : "D");
+		bind_text(s, 3, model);
+		bind_text(s, 4, pk);
+		bind_text(s, 5, doc);
+		sqlite3_bind_int64(s, 6, now);
+	}
+	return run(st, s);
+}
+
+static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
+				const char *doc, int64_t *seq)
+{
+	int64_t now = store_now_ns();
+	enum sh_err err = meta_get_int_locked(st, "last_seq", seq);
+
+	if (err)
+		return err == SH_ENOENT ? SH_EIO : err;
+	(*seq)++;
+	err = meta_set_int_locked(st, "last_seq", *seq);
+	if (!err)
+		err = put_record_locked(st, model, pk, doc, now);
+	if (!err)
+		err = append_outbox_locked(st, *seq, model, pk, doc, now);
+	return err;
+}
+
+enum sh_err store_write(struct store *st, const char *model, const char *pk, const char *doc,
+			int64_t *seq)
+{
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	err = exec(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		err = write_locked(st, model, pk, doc, seq);
+		if (!err)
+			err = exec(st, "COMMIT");
+		if (err)
+			exec(st, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, void *ctx)
+{
+	sqlite3_stmt *s;
+	enum sh_err err = SH_OK;
+
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, "SELECT pk, length(CAST(doc AS BLOB)), mtime_ns FROM records"
+		     " WHERE model = ?1 ORDER BY pk");
+	if (!s) {
+		pthread_mutex_unlock(&st->lock);
+		return SH_EIO;
+	}
+	bind_text(s, 1, model);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (fn(ctx, (const char *)sqlite3_column_text(s, 0),
+		       (size_t)sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2)))
+			break;
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t *n)
+{
+	struct op *arr = calloc(max ? max : 1, sizeof(*arr));
+	size_t i = 0;
+
+	if (!arr)
+		return SH_ENOMEM;
+	while (i < max && sqlite3_step(s) == SQLITE_ROW) {
+		struct op *op = &arr[i++];
+
+		op->seq = sqlite3_column_int64(s, 0);
+		op->kind = (char)sqlite3_column_text(s, 1)[0];
+		op->model = column_dup(s, 2);
+		op->pk = column_dup(s, 3);
+		op->doc = column_dup(s, 4);
+		if (!op->model || !op->pk || (op->kind == OP_UPSERT && !op->doc)) {
+			op_free_array(arr, i);
+			return SH_ENOMEM;
+		}
+	}
+	*ops = arr;
+	*n = i;
+	return SH_OK;
+}
+
+enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns, size_t max,
+				  struct op **ops, size_t *n)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	*ops = NULL;
+	*n = 0;
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, "SELECT seq, op, model, pk, doc FROM outbox"
+		     " WHERE relayed_ns < ?1 ORDER BY seq LIMIT ?2");
+	if (!s) {
+		pthread_mutex_unlock(&st->lock);
+		return SH_EIO;
+	}
+	sqlite3_bind_int64(s, 1, resend_before_ns);
+	sqlite3_bind_int64(s, 2, (int64_t)max);
+	err = read_ops(s, max, ops, n);
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+/* Run one parameterised statement taking up to two integers. */
+static enum sh_err run_ints(struct store *st, const char *sql, int64_t a, int64_t b)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, sql);
+	if (s) {
+		if (sqlite3_bind_parameter_count(s) >= 1)
+			sqlite3_bind_int64(s, 1, a);
+		if (sqlite3_bind_parameter_count(s) >= 2)
+			sqlite3_bind_int64(s, 2, b);
+	}
+	err = run(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+enum sh_err store_outbox_relayed(struct store *st, int64_t upto_seq, int64_t now_ns)
+{
+	return run_ints(st, "UPDATE outbox SET relayed_ns = ?2 WHERE seq <= ?1 AND relayed_ns < ?2",
+			upto_seq, now_ns);
+}
+
+enum sh_err store_outbox_unrelay(struct store *st)
+{
+	return run_ints(st, "UPDATE outbox SET relayed_ns = 0", 0, 0);
+}
+
+enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq)
+{
+	return run_ints(st, "DELETE FROM outbox WHERE seq <= ?1", upto_seq, 0);
+}
+
+static bool pending_after_locked(struct store *st, const char *model, const char *pk, int64_t seq)
+{
+	sqlite3_stmt *s = prep(st, "SELECT 1 FROM outbox WHERE model = ?1 AND pk = ?2 AND seq > ?3");
+	bool pending = true;	/* when unsure, keep the local write */
+
+	if (s) {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+		sqlite3_bind_int64(s, 3, seq);
+		pending = sqlite3_step(s) == SQLITE_ROW;
+		sqlite3_finalize(s);
+	}
+	return pending;
+}
+
+enum sh_err store_refresh(struct store *st, const char *model, const char *pk, const char *doc,
+			  int64_t applied_seq)
+{
+	enum sh_err err = SH_OK;
+
+	pthread_mutex_lock(&st->lock);
+	if (!pending_after_locked(st, model, pk, applied_seq))
+		err = put_record_locked(st, model, pk, doc, store_now_ns());
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
+{
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	err = exec(st, "DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
+		       " WHERE o.model = records.model AND o.pk = records.pk)");
+	*dropped = err ? 0 : sqlite3_changes(st->db);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+static int64_t count_locked(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = prep(st, sql);
+	int64_t v = 0;
+
+	if (s && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+enum sh_err store_stats(struct store *st, struct store_stats *stats)
+{
+	pthread_mutex_lock(&st->lock);
+	stats->pending = count_locked(st, "SELECT count(*) FROM outbox");
+	stats->records = count_locked(st, "SELECT count(*) FROM records");
+	stats->oldest_pending_ns = count_locked(st, "SELECT coalesce(min(mtime_ns), 0) FROM outbox");
+	pthread_mutex_unlock(&st->lock);
+	return SH_OK;
+}
+
+enum sh_err store_meta_get(struct store *st, const char *key, char **value)
+{
+	sqlite3_stmt *s;
+	enum sh_err err = SH_ENOENT;
+
+	*value = NULL;
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, "SELECT value FROM meta WHERE key = ?1");
+	if (!s) {
+		err = SH_EIO;
+	} else {
+		bind_text(s, 1, key);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			*value = column_dup(s, 0);
+			err = *value ? SH_OK : SH_ENOMEM;
+		}
+		sqlite3_finalize(s);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
+{
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	err = meta_set_locked(st, key, value);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}

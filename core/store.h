@@ -1,0 +1,89 @@
+/* store.h - one block's local copy: a SQLite file in WAL mode.
+ *
+ * Tables (an operator may read them with sqlite3):
+ *   records(model, pk, doc, mtime_ns)   the cached rows as JSON documents
+ *   outbox(seq, op, model, pk, doc, relayed_ns)
+ *                                       writes not yet applied to PostgreSQL
+ *   meta(key, value)                    block settings and bookkeeping
+ *
+ * A write changes records and appends to outbox in one transaction, so an
+ * acknowledged write is never in one without the other. Sequence numbers
+ * start at the block's creation time in microseconds and grow by one per
+ * write, so a block deleted and created again never reuses a number that
+ * PostgreSQL's sharded_applied already holds for it.
+ *
+ * Every function is safe to call from any thread: a store serialises its
+ * own SQLite connection with a mutex.
+ */
+#ifndef SHARDED_STORE_H
+#define SHARDED_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "op.h"
+
+struct store;
+
+struct store_stats {
+	int64_t pending;	/* outbox entries */
+	int64_t records;	/* cached records */
+	int64_t oldest_pending_ns;	/* mtime of the oldest outbox entry, 0 if none */
+};
+
+/* Open (create when create is set) the block file at path. */
+enum sh_err store_open(const char *path, bool create, bool sync_full, struct store **out);
+
+/* Accepts NULL. */
+void store_close(struct store *st);
+
+/* The stored document of a record; *doc is malloc'd. SH_ENOENT when absent. */
+enum sh_err store_get(struct store *st, const char *model, const char *pk, char **doc,
+		      int64_t *mtime_ns);
+
+/* Cache a row read from PostgreSQL, unless the block already holds the record. */
+enum sh_err store_cache(struct store *st, const char *model, const char *pk, const char *doc);
+
+/* A user's write: upsert (doc) or delete (doc NULL) the record and append it
+ * to the outbox, in one transaction. *seq receives its sequence number. */
+enum sh_err store_write(struct store *st, const char *model, const char *pk, const char *doc,
+			int64_t *seq);
+
+/* Call fn for each record of model, in key order; fn returns non-zero to stop. */
+typedef int (*store_list_fn)(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns);
+enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, void *ctx);
+
+/* Outbox entries to send to Redis: never sent, or sent before resend_before_ns.
+ * At most max; *ops is malloc'd (op_free_array). */
+enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns, size_t max,
+				  struct op **ops, size_t *n);
+
+/* Record that entries up to seq were handed to Redis at now_ns. */
+enum sh_err store_outbox_relayed(struct store *st, int64_t upto_seq, int64_t now_ns);
+
+/* Forget that anything was sent (after Redis lost its data). */
+enum sh_err store_outbox_unrelay(struct store *st);
+
+/* PostgreSQL has applied everything up to seq: drop those outbox entries. */
+enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq);
+
+/* Replace the cached record with what PostgreSQL holds (doc NULL: gone),
+ * unless a write newer than applied_seq is still pending for it. */
+enum sh_err store_refresh(struct store *st, const char *model, const char *pk, const char *doc,
+			  int64_t applied_seq);
+
+/* Drop every cached record that has no pending write. */
+enum sh_err store_drop_synced(struct store *st, int64_t *dropped);
+
+enum sh_err store_stats(struct store *st, struct store_stats *stats);
+
+/* Settings and bookkeeping. store_meta_get: SH_ENOENT when unset; *value malloc'd. */
+enum sh_err store_meta_get(struct store *st, const char *key, char **value);
+enum sh_err store_meta_set(struct store *st, const char *key, const char *value);
+
+/* CLOCK_REALTIME in nanoseconds. */
+int64_t store_now_ns(void);
+
+#endif
