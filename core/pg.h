@@ -63,6 +63,10 @@ enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq);
 enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
 		     struct op *ops, size_t n, int64_t *applied_upto, char *err, size_t errlen);
 
+/* How many statements this connection has sent: batching is visible in tests
+ * and statistics. */
+uint64_t pg_statements(const struct pg *pg);
+
 /* Is this SQLSTATE worth retrying (class 08, 40, 53, 57, 58, 55P03 ...)? */
 bool pg_sqlstate_transient(const char *sqlstate);
 

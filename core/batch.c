@@ -1,0 +1,250 @@
+/* batch.c - collapse and grouping of ops for pg_apply (see batch.h).
+ *
+ * Collapse is one pass over the ops with an open-addressing hash table of
+ * (model, pk) -> position in the output order: one allocation per call.
+ * Grouping compares each upsert's key set with its predecessor's, so every
+ * document is scanned once, with one scratch allocation per call.
+ */
+#include "batch.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t key_hash(const struct op *op)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+
+	for (const unsigned char *s = (const unsigned char *)op->model; *s; s++)
+		h = (h ^ *s) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;	/* separator: never a byte of a name */
+	for (const unsigned char *s = (const unsigned char *)op->pk; *s; s++)
+		h = (h ^ *s) * 1099511628211ULL;
+	return h;
+}
+
+static bool same_record(const struct op *a, const struct op *b)
+{
+	return strcmp(a->model, b->model) == 0 && strcmp(a->pk, b->pk) == 0;
+}
+
+/* Table size: a power of two at least twice n, so probes stay short. */
+static size_t table_size(size_t n)
+{
+	size_t size = 16;
+
+	while (size < 2 * n)
+		size *= 2;
+	return size;
+}
+
+enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *norder)
+{
+	size_t size, mask, *slots;	/* slots: position in order + 1; 0 = empty */
+
+	*norder = 0;
+	if (n > BATCH_MAX_OPS)
+		return SH_ETOOBIG;
+	size = table_size(n);
+	mask = size - 1;
+	slots = calloc(size, sizeof(*slots));
+	if (!slots)
+		return SH_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t h;
+
+		if (ops[i].skipped)
+			continue;
+		for (h = key_hash(&ops[i]) & mask; slots[h]; h = (h + 1) & mask)
+			if (same_record(&ops[order[slots[h] - 1]], &ops[i]))
+				break;
+		if (slots[h]) {
+			ops[order[slots[h] - 1]].superseded = true;
+			order[slots[h] - 1] = i;
+		} else {
+			order[*norder] = i;
+			slots[h] = ++*norder;
+		}
+	}
+	free(slots);
+	return SH_OK;
+}
+
+static const char *skip_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* p at an opening quote; returns the closing quote, or NULL. */
+static const char *string_end(const char *p)
+{
+	for (p++; *p && *p != '"'; p++)
+		if (*p == '\\' && !*++p)
+			return NULL;
+	return *p ? p : NULL;
+}
+
+/* Skip a nested object or array; p at its opening bracket. */
+static const char *skip_container(const char *p)
+{
+	size_t depth = 0;
+
+	for (; *p; p++) {
+		if (*p == '"') {
+			p = string_end(p);
+			if (!p)
+				return NULL;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if ((*p == '}' || *p == ']') && --depth == 0) {
+			return p + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Skip one JSON value (already validated elsewhere, so this is lenient). */
+static const char *skip_value(const char *p)
+{
+	const char *start;
+
+	p = skip_ws(p);
+	if (*p == '"') {
+		p = string_end(p);
+		return p ? p + 1 : NULL;
+	}
+	if (*p == '{' || *p == '[')
+		return skip_container(p);
+	for (start = p; *p && !strchr(",}] \t\r\n", *p); p++)
+		;
+	return p > start ? p : NULL;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct batch_key *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->p, y->p, x->len);
+}
+
+/* Parse one "key": value member at p; returns what follows the value. */
+static const char *scan_member(const char *p, struct batch_key *key)
+{
+	const char *end;
+
+	p = skip_ws(p);
+	if (*p != '"')
+		return NULL;
+	end = string_end(p);
+	if (!end)
+		return NULL;
+	key->p = p + 1;
+	key->len = (size_t)(end - p - 1);
+	p = skip_ws(end + 1);
+	if (*p != ':')
+		return NULL;
+	p = skip_value(p + 1);
+	return p ? skip_ws(p) : NULL;
+}
+
+int batch_doc_keys(const char *doc, struct batch_key *keys, size_t cap)
+{
+	const char *p;
+	size_t n = 0;
+
+	if (!doc)
+		return -1;
+	p = skip_ws(doc);
+	if (*p++ != '{')
+		return -1;
+	p = skip_ws(p);
+	while (*p != '}') {
+		if (n == cap)
+			return -1;
+		p = scan_member(p, &keys[n++]);
+		if (!p || (*p != ',' && *p != '}'))
+			return -1;
+		if (*p == ',')
+			p++;
+	}
+	qsort(keys, n, sizeof(*keys), key_cmp);
+	return (int)n;
+}
+
+static bool same_keys(const struct batch_key *a, int na, const struct batch_key *b, int nb)
+{
+	if (na < 0 || nb < 0 || na != nb)
+		return false;
+	for (int i = 0; i < na; i++)
+		if (key_cmp(&a[i], &b[i]) != 0)
+			return false;
+	return true;
+}
+
+/* Scratch for the key sets of the current and the previous upsert. */
+struct keysets {
+	struct batch_key *cur, *prev;
+	int ncur, nprev;
+};
+
+/* Does a go into the same statement as b, its predecessor in the order? */
+static bool joins(const struct op *a, const struct op *b, struct keysets *ks)
+{
+	if (a->kind != b->kind || strcmp(a->model, b->model) != 0)
+		return false;
+	if (a->kind != OP_UPSERT)
+		return true;
+	return same_keys(ks->cur, ks->ncur, ks->prev, ks->nprev);
+}
+
+static void swap_keysets(struct keysets *ks)
+{
+	struct batch_key *t = ks->cur;
+
+	ks->cur = ks->prev;
+	ks->prev = t;
+	ks->nprev = ks->ncur;
+}
+
+static bool group_full(const struct batch_group *g, size_t bytes, const struct op *next)
+{
+	size_t len = next->doc ? strlen(next->doc) : 0;
+
+	return g->count >= BATCH_GROUP_MAX_OPS || bytes + len > BATCH_GROUP_MAX_BYTES;
+}
+
+enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder,
+			struct batch_group *groups, size_t *ngroups)
+{
+	struct keysets ks = { .nprev = -1 };
+	struct batch_group *g = NULL;
+	size_t bytes = 0;
+
+	*ngroups = 0;
+	if (norder > BATCH_MAX_OPS)
+		return SH_ETOOBIG;
+	ks.cur = malloc(2 * BATCH_MAX_KEYS * sizeof(*ks.cur));
+	if (!ks.cur)
+		return SH_ENOMEM;
+	ks.prev = ks.cur + BATCH_MAX_KEYS;
+	for (size_t i = 0; i < norder; i++) {
+		const struct op *op = &ops[order[i]];
+
+		ks.ncur = op->kind == OP_UPSERT ? batch_doc_keys(op->doc, ks.cur, BATCH_MAX_KEYS) : 0;
+		if (!g || !joins(op, &ops[order[i - 1]], &ks) || group_full(g, bytes, op)) {
+			g = &groups[(*ngroups)++];
+			g->first = i;
+			g->count = 0;
+			bytes = 0;
+		}
+		g->count++;
+		bytes += op->doc ? strlen(op->doc) : 0;
+		swap_keysets(&ks);
+	}
+	free(ks.cur < ks.prev ? ks.cur : ks.prev);
+	return SH_OK;
+}

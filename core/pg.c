@@ -1,0 +1,949 @@
+/* pg.c - everything sharded says to PostgreSQL (see pg.h).
+ *
+ * Identifiers go through PQescapeIdentifier, values through PQexecParams
+ * parameters; nothing the user wrote is ever spliced into SQL text. A batch
+ * of ops becomes a handful of statements: one json_populate_recordset upsert
+ * or delete per run of similar ops (batch.h), each under a savepoint so one
+ * refused record can be isolated by bisection without losing the others.
+ */
+#include "pg.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "batch.h"
+#include "log.h"
+
+#define SBUF_MAX (64u << 20)	/* one statement or parameter */
+#define MODELS_MAX 4096		/* names in models_csv */
+
+struct pg {
+	PGconn *conn;
+	uint64_t statements;	/* sent, for tests and statistics */
+};
+
+/* ---- errors ---- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
+{
+	if (err && errlen)
+		snprintf(err, errlen, fmt, arg);
+}
+
+/* libpq messages can span lines (DETAIL, HINT); callers want one. */
+static void first_line(const char *msg, char *out, size_t outlen)
+{
+	size_t n = msg ? strcspn(msg, "\r\n") : 0;
+
+	if (outlen)
+		snprintf(out, outlen, "%.*s", (int)n, msg ? msg : "");
+}
+
+static void conn_reason(PGconn *conn, char *err, size_t errlen)
+{
+	char line[512];
+
+	first_line(PQerrorMessage(conn), line, sizeof(line));
+	set_err(err, errlen, "postgresql: %s", line[0] ? line : "no answer from server");
+}
+
+static void result_reason(struct pg *pg, const PGresult *res, char *err, size_t errlen)
+{
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	char line[512];
+
+	if (!msg) {
+		conn_reason(pg->conn, err, errlen);
+		return;
+	}
+	first_line(msg, line, sizeof(line));
+	set_err(err, errlen, "postgresql: %s", line);
+}
+
+bool pg_sqlstate_transient(const char *s)
+{
+	static const char *const classes[] = { "08", "40", "53", "57", "58" };
+
+	if (!s || !*s)
+		return true;	/* no answer from the server at all */
+	if (strlen(s) != 5)
+		return false;
+	if (strcmp(s, "55P03") == 0)
+		return true;
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(s, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
+static bool result_ok(const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	return res && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+}
+
+/* A failed result: worth retrying (SH_EUNAVAIL) or a refusal (SH_EREMOTE)? */
+static enum sh_err classify(struct pg *pg, const PGresult *res)
+{
+	if (!res || PQstatus(pg->conn) != CONNECTION_OK)
+		return SH_EUNAVAIL;
+	if (pg_sqlstate_transient(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+		return SH_EUNAVAIL;
+	return SH_EREMOTE;
+}
+
+static PGresult *exec(struct pg *pg, const char *sql, int n, const char *const *vals)
+{
+	pg->statements++;
+	return PQexecParams(pg->conn, sql, n, NULL, vals, NULL, NULL, 0);
+}
+
+/* Run a statement whose rows are not needed; err gets the reason on failure. */
+static enum sh_err command(struct pg *pg, const char *sql, int n, const char *const *vals,
+			   char *err, size_t errlen)
+{
+	PGresult *res = exec(pg, sql, n, vals);
+	enum sh_err rc = SH_OK;
+
+	if (!result_ok(res)) {
+		rc = classify(pg, res);
+		result_reason(pg, res, err, errlen);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* ---- a capped string builder ---- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;	/* allocation failed or cap reached: the text is unusable */
+	bool toobig;	/* it was the cap */
+};
+
+static bool sb_reserve(struct sbuf *sb, size_t add)
+{
+	size_t cap = sb->cap ? sb->cap : 256;
+	char *p;
+
+	if (sb->failed)
+		return false;
+	if (add > SBUF_MAX - sb->len - 1) {
+		sb->failed = sb->toobig = true;
+		return false;
+	}
+	while (cap < sb->len + add + 1)
+		cap *= 2;
+	if (cap == sb->cap)
+		return true;
+	p = realloc(sb->p, cap);
+	if (!p) {
+		sb->failed = true;
+		return false;
+	}
+	sb->p = p;
+	sb->cap = cap;
+	return true;
+}
+
+static void sb_addn(struct sbuf *sb, const char *s, size_t n)
+{
+	if (!sb_reserve(sb, n))
+		return;
+	memcpy(sb->p + sb->len, s, n);
+	sb->len += n;
+	sb->p[sb->len] = '\0';
+}
+
+static void sb_add(struct sbuf *sb, const char *s)
+{
+	sb_addn(sb, s, strlen(s));
+}
+
+static void sb_ident(struct sbuf *sb, PGconn *conn, const char *name)
+{
+	char *q = PQescapeIdentifier(conn, name, strlen(name));
+
+	if (!q) {
+		sb->failed = true;
+		return;
+	}
+	sb_add(sb, q);
+	PQfreemem(q);
+}
+
+static void sb_table(struct sbuf *sb, PGconn *conn, const char *schema, const char *table)
+{
+	sb_ident(sb, conn, schema);
+	sb_add(sb, ".");
+	sb_ident(sb, conn, table);
+}
+
+/* A JSON string literal; the input is UTF-8, so only quotes, backslashes
+ * and control characters need escaping. */
+static void sb_json_string(struct sbuf *sb, const char *s)
+{
+	char esc[8];
+
+	sb_add(sb, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			sb_addn(sb, esc, 2);
+		} else if (c < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			sb_add(sb, esc);
+		} else {
+			sb_addn(sb, s, 1);
+		}
+	}
+	sb_add(sb, "\"");
+}
+
+static void sb_free(struct sbuf *sb)
+{
+	free(sb->p);
+	memset(sb, 0, sizeof(*sb));
+}
+
+/* ---- connection ---- */
+
+static void notice_to_log(void *arg, const char *msg)
+{
+	char line[512];
+
+	(void)arg;
+	first_line(msg, line, sizeof(line));
+	sh_log(LOG_DEBUG, "postgresql: %s", line);
+}
+
+/* Reject a malformed conninfo before connecting. libpq's parse errors quote
+ * a fragment of the string, so they are only shown when it holds no password. */
+static bool conninfo_valid(const char *conninfo, char *err, size_t errlen)
+{
+	PQconninfoOption *opts;
+	char *msg = NULL, line[256];
+	bool secret;
+
+	if (!strchr(conninfo, '=') && !strstr(conninfo, "://"))
+		return true;	/* a bare database name */
+	opts = PQconninfoParse(conninfo, &msg);
+	if (opts) {
+		PQconninfoFree(opts);
+		return true;
+	}
+	secret = strcasestr(conninfo, "password") || (strstr(conninfo, "://") && strchr(conninfo, '@'));
+	first_line(msg, line, sizeof(line));
+	set_err(err, errlen, "invalid connection string: %s",
+		secret || !line[0] ? "cannot be parsed" : line);
+	PQfreemem(msg);
+	return false;
+}
+
+enum sh_err pg_connect(const char *conninfo, struct pg **out, char *err, size_t errlen)
+{
+	/* Defaults first: with expand_dbname the conninfo's own values come later and win. */
+	const char *keys[] = { "connect_timeout", "fallback_application_name", "client_encoding",
+			       "dbname", NULL };
+	const char *vals[] = { "5", "sharded", "UTF8", conninfo ? conninfo : "", NULL };
+	PGconn *conn;
+	struct pg *pg;
+
+	*out = NULL;
+	if (!conninfo_valid(vals[3], err, errlen))
+		return SH_EINVAL;
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (!conn)
+		return SH_ENOMEM;
+	if (PQstatus(conn) != CONNECTION_OK) {
+		conn_reason(conn, err, errlen);
+		PQfinish(conn);
+		return SH_EUNAVAIL;
+	}
+	pg = calloc(1, sizeof(*pg));
+	if (!pg) {
+		PQfinish(conn);
+		return SH_ENOMEM;
+	}
+	PQsetNoticeProcessor(conn, notice_to_log, NULL);
+	pg->conn = conn;
+	*out = pg;
+	return SH_OK;
+}
+
+void pg_close(struct pg *pg)
+{
+	if (!pg)
+		return;
+	PQfinish(pg->conn);
+	free(pg);
+}
+
+enum sh_err pg_reconnect(struct pg *pg)
+{
+	char reason[512];
+
+	PQreset(pg->conn);
+	if (PQstatus(pg->conn) == CONNECTION_OK)
+		return SH_OK;
+	conn_reason(pg->conn, reason, sizeof(reason));
+	sh_log(LOG_WARNING, "reconnect failed: %s", reason);
+	return SH_EUNAVAIL;
+}
+
+uint64_t pg_statements(const struct pg *pg)
+{
+	return pg->statements;
+}
+
+enum sh_err pg_ensure_tables(struct pg *pg)
+{
+	static const char sql[] =
+		"CREATE TABLE IF NOT EXISTS sharded_applied ("
+		"block text PRIMARY KEY, seq bigint NOT NULL, applied_at timestamptz)";
+	PGresult *res = exec(pg, sql, 0, NULL);
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	enum sh_err rc = SH_OK;
+	char reason[512];
+
+	/* Two daemons creating it at once: the loser sees a duplicate, which is fine. */
+	if (!result_ok(res) && !(state && (!strcmp(state, "23505") || !strcmp(state, "42P07")))) {
+		rc = classify(pg, res);
+		result_reason(pg, res, reason, sizeof(reason));
+		sh_log(LOG_ERR, "cannot create table \"sharded_applied\": %s", reason);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* ---- catalog ---- */
+
+/* Which models the user asked for: NULL list = all. */
+struct wanted {
+	char *buf;
+	char *names[MODELS_MAX];
+	size_t n;
+};
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	return s;
+}
+
+static enum sh_err wanted_parse(struct wanted *w, const char *csv, char *err, size_t errlen)
+{
+	char *save = NULL;
+
+	w->n = 0;
+	w->buf = NULL;
+	if (!csv || !*csv)
+		return SH_OK;
+	w->buf = strdup(csv);
+	if (!w->buf)
+		return SH_ENOMEM;
+	for (char *tok = strtok_r(w->buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		tok = trim(tok);
+		if (!*tok)
+			continue;
+		if (w->n == MODELS_MAX) {
+			set_err(err, errlen, "too many models in \"%s\"", "models");
+			return SH_ETOOBIG;
+		}
+		w->names[w->n++] = tok;
+	}
+	return SH_OK;
+}
+
+static bool wanted_has(const struct wanted *w, const char *name)
+{
+	if (!w->buf)
+		return true;
+	for (size_t i = 0; i < w->n; i++)
+		if (strcmp(w->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+static const char catalog_sql[] =
+	"SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typname,"
+	" a.attnotnull, a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',"
+	" a.attnum = i.indkey[0]"
+	" FROM pg_catalog.pg_class c"
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1"
+	" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+	" JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+	" AND c.relname NOT LIKE 'sharded\\_%'"
+	" ORDER BY c.relname, a.attnum";
+
+/* Rows come grouped by table; a new table name starts a new model. */
+static enum sh_err catalog_fill(struct catalog *cat, const PGresult *res, const struct wanted *w)
+{
+	struct model *m = NULL;
+
+	for (int r = 0; r < PQntuples(res); r++) {
+		const char *rel = PQgetvalue(res, r, 0);
+
+		if (!wanted_has(w, rel))
+			continue;
+		if (!m || strcmp(m->name, rel) != 0)
+			m = catalog_add_model(cat, rel);
+		if (!m)
+			return SH_ENOMEM;
+		if (model_add_column(m, PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+				     PQgetvalue(res, r, 3), *PQgetvalue(res, r, 4) == 't',
+				     *PQgetvalue(res, r, 5) == 't', *PQgetvalue(res, r, 6) == 't'))
+			return SH_ENOMEM;
+	}
+	return SH_OK;
+}
+
+static enum sh_err wanted_check(const struct wanted *w, const struct catalog *cat,
+				char *err, size_t errlen)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		if (!catalog_find(cat, w->names[i])) {
+			set_err(err, errlen, "model \"%s\" is not a table with a single-column "
+				"primary key in the schema", w->names[i]);
+			return SH_EINVAL;
+		}
+	}
+	return SH_OK;
+}
+
+enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
+			    struct catalog **out, char *err, size_t errlen)
+{
+	const char *vals[] = { schema };
+	struct wanted w;
+	struct catalog *cat = NULL;
+	PGresult *res = NULL;
+	enum sh_err rc;
+
+	*out = NULL;
+	rc = wanted_parse(&w, models_csv, err, errlen);
+	if (rc == SH_OK) {
+		res = exec(pg, catalog_sql, 1, vals);
+		if (!result_ok(res)) {
+			rc = classify(pg, res);
+			result_reason(pg, res, err, errlen);
+		}
+	}
+	if (rc == SH_OK) {
+		cat = catalog_new(schema);
+		rc = cat ? catalog_fill(cat, res, &w) : SH_ENOMEM;
+	}
+	if (rc == SH_OK)
+		rc = wanted_check(&w, cat, err, errlen);
+	PQclear(res);
+	free(w.buf);
+	if (rc != SH_OK) {
+		catalog_free(cat);
+		return rc;
+	}
+	*out = cat;
+	return SH_OK;
+}
+
+/* ---- reading ---- */
+
+enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
+			 const char *pk, char **doc)
+{
+	struct sbuf sql = { 0 };
+	const char *vals[] = { pk };
+	PGresult *res;
+	enum sh_err rc = SH_OK;
+	const char *state;
+
+	*doc = NULL;
+	/* $1 is left untyped so PostgreSQL reads it as the key's type, without a
+	 * cast that could truncate (varchar(n)) and match another row. */
+	sb_add(&sql, "SELECT row_to_json(t.*)::text FROM ");
+	sb_table(&sql, pg->conn, cat->schema, m->name);
+	sb_add(&sql, " AS t WHERE t.");
+	sb_ident(&sql, pg->conn, model_pk(m)->name);
+	sb_add(&sql, " = $1");
+	if (sql.failed) {
+		sb_free(&sql);
+		return SH_ENOMEM;
+	}
+	res = exec(pg, sql.p, 1, vals);
+	sb_free(&sql);
+	if (result_ok(res)) {
+		if (PQntuples(res) == 0)
+			rc = SH_ENOENT;
+		else if (!(*doc = strdup(PQgetvalue(res, 0, 0))))
+			rc = SH_ENOMEM;
+		PQclear(res);
+		return rc;
+	}
+	state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	rc = classify(pg, res);
+	if (rc == SH_EREMOTE && state && strncmp(state, "22", 2) == 0) {
+		rc = SH_ENOENT;	/* "abc" as an integer key: no such row can exist */
+	} else {
+		char reason[512];
+
+		result_reason(pg, res, reason, sizeof(reason));
+		sh_log(LOG_WARNING, "reading \"%s\" of \"%s\": %s", pk, m->name, reason);
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq)
+{
+	const char *vals[] = { block };
+	PGresult *res = exec(pg, "SELECT seq FROM sharded_applied WHERE block = $1", 1, vals);
+	enum sh_err rc = SH_OK;
+
+	*seq = 0;
+	if (result_ok(res)) {
+		if (PQntuples(res) > 0)
+			*seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	} else {
+		char reason[512];
+
+		rc = classify(pg, res);
+		result_reason(pg, res, reason, sizeof(reason));
+		sh_log(LOG_WARNING, "reading applied seq of \"%s\": %s", block, reason);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* ---- applying ---- */
+
+struct apply {
+	struct pg *pg;
+	const struct catalog *cat;
+	struct op *ops;
+	char *err;
+	size_t errlen;
+};
+
+/* One statement: its text and its single JSON parameter. */
+struct stmt {
+	struct sbuf sql, param;
+};
+
+static void stmt_free(struct stmt *st)
+{
+	sb_free(&st->sql);
+	sb_free(&st->param);
+}
+
+/* The columns of the statement: those present in the first document (all of
+ * the group have the same keys), and always the key, so that ON CONFLICT
+ * has something to match. */
+static void add_columns(struct sbuf *sb, PGconn *conn, const struct model *m,
+			json_object *doc, bool *present)
+{
+	bool first = true;
+
+	for (size_t c = 0; c < m->ncols; c++) {
+		present[c] = c == m->pk || json_object_object_get_ex(doc, m->cols[c].name, NULL);
+		if (!present[c])
+			continue;
+		if (!first)
+			sb_add(sb, ", ");
+		sb_ident(sb, conn, m->cols[c].name);
+		first = false;
+	}
+}
+
+static void add_update_set(struct sbuf *sb, PGconn *conn, const struct model *m, const bool *present)
+{
+	bool first = true;
+
+	for (size_t c = 0; c < m->ncols; c++) {
+		if (!present[c] || c == m->pk)
+			continue;
+		sb_add(sb, first ? " " : ", ");
+		sb_ident(sb, conn, m->cols[c].name);
+		sb_add(sb, " = EXCLUDED.");
+		sb_ident(sb, conn, m->cols[c].name);
+		first = false;
+	}
+	if (first) {	/* key only: a no-op update, so that RETURNING still has the row */
+		sb_add(sb, " ");
+		sb_ident(sb, conn, model_pk(m)->name);
+		sb_add(sb, " = EXCLUDED.");
+		sb_ident(sb, conn, model_pk(m)->name);
+	}
+}
+
+/*
+ * WITH ins AS (INSERT INTO s.t AS t (cols) OVERRIDING SYSTEM VALUE
+ *              SELECT cols FROM json_populate_recordset(NULL::s.t, $1::json)
+ *              ON CONFLICT (pk) DO UPDATE SET col = EXCLUDED.col ...
+ *              RETURNING t.pk AS k, row_to_json(t.*)::text AS j)
+ * SELECT e.n, ins.j FROM ins JOIN json_array_elements($1::json) WITH ORDINALITY AS e(v, n)
+ *   ON (json_populate_record(NULL::s.t, e.v)).pk = ins.k
+ *
+ * The join gives each returned row the position of its document, compared
+ * as values of the key's type rather than as text.
+ */
+static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
+		       const struct model *m, json_object *doc, bool *present)
+{
+	const char *pk = model_pk(m)->name;
+	struct sbuf cols = { 0 };
+
+	add_columns(&cols, conn, m, doc, present);
+	if (cols.failed)
+		sb->failed = true;
+	sb_add(sb, "WITH ins AS (INSERT INTO ");
+	sb_table(sb, conn, cat->schema, m->name);
+	sb_add(sb, " AS t (");
+	sb_add(sb, cols.p ? cols.p : "");
+	sb_add(sb, ") OVERRIDING SYSTEM VALUE SELECT ");
+	sb_add(sb, cols.p ? cols.p : "");
+	sb_free(&cols);
+	sb_add(sb, " FROM json_populate_recordset(NULL::");
+	sb_table(sb, conn, cat->schema, m->name);
+	sb_add(sb, ", $1::json) ON CONFLICT (");
+	sb_ident(sb, conn, pk);
+	sb_add(sb, ") DO UPDATE SET");
+	add_update_set(sb, conn, m, present);
+	sb_add(sb, " RETURNING t.");
+	sb_ident(sb, conn, pk);
+	sb_add(sb, " AS k, row_to_json(t.*)::text AS j) SELECT e.n, ins.j FROM ins JOIN "
+	       "json_array_elements($1::json) WITH ORDINALITY AS e(v, n) ON (json_populate_record(NULL::");
+	sb_table(sb, conn, cat->schema, m->name);
+	sb_add(sb, ", e.v)).");
+	sb_ident(sb, conn, pk);
+	sb_add(sb, " = ins.k");
+}
+
+/* A document that is not a JSON object is refused like PostgreSQL would. */
+static enum sh_err build_upsert(struct apply *a, const struct model *m, const size_t *idx,
+				size_t count, struct stmt *st, char **why)
+{
+	json_object *doc = json_tokener_parse(a->ops[idx[0]].doc ? a->ops[idx[0]].doc : "");
+	bool *present;
+
+	if (!json_object_is_type(doc, json_type_object)) {
+		json_object_put(doc);
+		*why = strdup("document is not a json object");
+		return SH_OK;
+	}
+	present = calloc(m->ncols, sizeof(*present));
+	if (present)
+		upsert_sql(&st->sql, a->pg->conn, a->cat, m, doc, present);
+	free(present);
+	json_object_put(doc);
+	if (!present)
+		return SH_ENOMEM;
+	sb_add(&st->param, "[");
+	for (size_t i = 0; i < count; i++) {
+		sb_add(&st->param, i ? "," : "");
+		sb_add(&st->param, a->ops[idx[i]].doc);
+	}
+	sb_add(&st->param, "]");
+	return SH_OK;
+}
+
+/* DELETE FROM s.t WHERE pk IN (SELECT x.pk FROM json_populate_recordset(NULL::s.t, $1::json) AS x)
+ * with $1 = [{"pk": "value"}, ...]: PostgreSQL converts each key with its
+ * type's input function, which refuses rather than truncates. */
+static enum sh_err build_delete(struct apply *a, const struct model *m, const size_t *idx,
+				size_t count, struct stmt *st)
+{
+	PGconn *conn = a->pg->conn;
+	const char *pk = model_pk(m)->name;
+
+	sb_add(&st->sql, "DELETE FROM ");
+	sb_table(&st->sql, conn, a->cat->schema, m->name);
+	sb_add(&st->sql, " WHERE ");
+	sb_ident(&st->sql, conn, pk);
+	sb_add(&st->sql, " IN (SELECT x.");
+	sb_ident(&st->sql, conn, pk);
+	sb_add(&st->sql, " FROM json_populate_recordset(NULL::");
+	sb_table(&st->sql, conn, a->cat->schema, m->name);
+	sb_add(&st->sql, ", $1::json) AS x)");
+	sb_add(&st->param, "[");
+	for (size_t i = 0; i < count; i++) {
+		sb_add(&st->param, i ? ",{" : "{");
+		sb_json_string(&st->param, pk);
+		sb_add(&st->param, ":");
+		sb_json_string(&st->param, a->ops[idx[i]].pk);
+		sb_add(&st->param, "}");
+	}
+	sb_add(&st->param, "]");
+	return SH_OK;
+}
+
+static enum sh_err build_stmt(struct apply *a, const size_t *idx, size_t count,
+			      struct stmt *st, char **why)
+{
+	const struct op *op = &a->ops[idx[0]];
+	const struct model *m = catalog_find(a->cat, op->model);
+	enum sh_err rc;
+
+	if (!m) {
+		*why = strdup("no such model");
+		return SH_OK;
+	}
+	if (op->kind == OP_DELETE)
+		rc = build_delete(a, m, idx, count, st);
+	else
+		rc = build_upsert(a, m, idx, count, st, why);
+	if (rc != SH_OK || *why || !(st->sql.failed || st->param.failed))
+		return rc;
+	/* too big for one statement: bisection shrinks it, or refuses the one huge op */
+	if (st->sql.toobig || st->param.toobig)
+		*why = strdup("too big for one statement");
+	return *why ? SH_OK : SH_ENOMEM;
+}
+
+static enum sh_err take_returned(struct apply *a, const PGresult *res, const size_t *idx, size_t count)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		long long n = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+		struct op *op;
+
+		if (n < 1 || (size_t)n > count)
+			continue;
+		op = &a->ops[idx[n - 1]];
+		free(op->returned);
+		op->returned = strdup(PQgetvalue(res, r, 1));
+		if (!op->returned)
+			return SH_ENOMEM;
+	}
+	return SH_OK;
+}
+
+/* PostgreSQL's own words for a refusal: the message, and the detail that
+ * names the offending value ("Key (id)=(7) is not present ..."). */
+static char *refusal_text(const PGresult *res)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	char *text = NULL;
+
+	if (asprintf(&text, "%s%s%s", msg ? msg : "refused", detail ? ": " : "", detail ? detail : "") < 0)
+		return NULL;
+	for (char *p = text; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return text;
+}
+
+static enum sh_err exec_stmt(struct apply *a, const struct stmt *st, const size_t *idx,
+			     size_t count, char **why)
+{
+	const char *vals[] = { st->param.p };
+	PGresult *res = exec(a->pg, st->sql.p, 1, vals);
+	enum sh_err rc;
+
+	if (result_ok(res)) {
+		rc = take_returned(a, res, idx, count);
+		PQclear(res);
+		return rc;
+	}
+	rc = classify(a->pg, res);
+	if (rc == SH_EREMOTE) {
+		*why = refusal_text(res);
+		rc = *why ? SH_OK : SH_ENOMEM;
+	} else {
+		result_reason(a->pg, res, a->err, a->errlen);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Apply ops idx[0..count) in one statement under a savepoint. Returns SH_OK
+ * with *why NULL when applied, SH_OK with *why set (malloc'd) when PostgreSQL
+ * refused it, anything else when the whole batch must be abandoned. */
+static enum sh_err try_range(struct apply *a, const size_t *idx, size_t count, char **why)
+{
+	struct stmt st = { 0 };
+	enum sh_err rc;
+
+	*why = NULL;
+	rc = build_stmt(a, idx, count, &st, why);
+	if (rc == SH_OK && !*why)
+		rc = command(a->pg, "SAVEPOINT sharded_group", 0, NULL, a->err, a->errlen);
+	if (rc == SH_OK && !*why) {
+		rc = exec_stmt(a, &st, idx, count, why);
+		if (rc == SH_OK)
+			rc = command(a->pg, *why ? "ROLLBACK TO SAVEPOINT sharded_group; "
+				     "RELEASE SAVEPOINT sharded_group" : "RELEASE SAVEPOINT sharded_group",
+				     0, NULL, a->err, a->errlen);
+	}
+	stmt_free(&st);
+	if (rc != SH_OK) {
+		free(*why);
+		*why = NULL;
+	}
+	return rc;
+}
+
+static void mark_dead(struct op *op, char *why)
+{
+	op->dead = true;
+	free(op->returned);
+	op->returned = NULL;
+	free(op->error);
+	op->error = why;
+	sh_log(LOG_NOTICE, "postgresql refused %s \"%s\" of \"%s\": %s",
+	       op->kind == OP_DELETE ? "delete of" : "write of", op->pk, op->model,
+	       why ? why : "refused");
+}
+
+/* A refused group is split in halves until the one bad op is found: about
+ * 2 log2(n) statements per bad op instead of n. */
+static enum sh_err apply_range(struct apply *a, const size_t *idx, size_t count)
+{
+	char *why;
+	size_t half = count / 2;
+	enum sh_err rc = try_range(a, idx, count, &why);
+
+	if (rc != SH_OK || !why)
+		return rc;
+	if (count == 1) {
+		mark_dead(&a->ops[idx[0]], why);
+		return SH_OK;
+	}
+	free(why);
+	for (size_t i = 0; i < count; i++) {	/* a half that succeeded may have set them */
+		free(a->ops[idx[i]].returned);
+		a->ops[idx[i]].returned = NULL;
+	}
+	rc = apply_range(a, idx, half);
+	return rc ? rc : apply_range(a, idx + half, count - half);
+}
+
+static enum sh_err apply_all(struct apply *a, size_t n)
+{
+	size_t *order = malloc((n ? n : 1) * sizeof(*order));
+	struct batch_group *groups = malloc((n ? n : 1) * sizeof(*groups));
+	size_t norder = 0, ngroups = 0;
+	enum sh_err rc = order && groups ? SH_OK : SH_ENOMEM;
+
+	if (rc == SH_OK)
+		rc = batch_collapse(a->ops, n, order, &norder);
+	if (rc == SH_OK)
+		rc = batch_group(a->ops, order, norder, groups, &ngroups);
+	for (size_t g = 0; rc == SH_OK && g < ngroups; g++)
+		rc = apply_range(a, order + groups[g].first, groups[g].count);
+	if (rc != SH_OK && rc != SH_EUNAVAIL)
+		set_err(a->err, a->errlen, "applying batch: %s", sh_strerror(rc));
+	free(order);
+	free(groups);
+	return rc;
+}
+
+/* Lock the block's bookkeeping row: concurrent appliers of one block queue
+ * here, so per-block order holds across daemons. */
+static enum sh_err lock_block(struct pg *pg, const char *block, int64_t *applied,
+			      char *err, size_t errlen)
+{
+	const char *vals[] = { block };
+	PGresult *res;
+	enum sh_err rc;
+
+	rc = command(pg, "INSERT INTO sharded_applied (block, seq) VALUES ($1, 0) "
+		     "ON CONFLICT DO NOTHING", 1, vals, err, errlen);
+	if (rc != SH_OK)
+		return rc;
+	res = exec(pg, "SELECT seq FROM sharded_applied WHERE block = $1 FOR UPDATE", 1, vals);
+	if (!result_ok(res) || PQntuples(res) != 1) {
+		rc = result_ok(res) ? SH_EREMOTE : classify(pg, res);
+		result_reason(pg, res, err, errlen);
+	} else {
+		*applied = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static enum sh_err finish(struct pg *pg, const char *block, int64_t upto, char *err, size_t errlen)
+{
+	char seq[32];
+	const char *vals[] = { block, seq };
+	enum sh_err rc;
+
+	snprintf(seq, sizeof(seq), "%" PRId64, upto);
+	rc = command(pg, "UPDATE sharded_applied SET seq = $2, applied_at = now() WHERE block = $1",
+		     2, vals, err, errlen);
+	return rc ? rc : command(pg, "COMMIT", 0, NULL, err, errlen);
+}
+
+static void reset_outputs(struct op *ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		ops[i].skipped = ops[i].superseded = ops[i].dead = false;
+		free(ops[i].error);
+		free(ops[i].returned);
+		ops[i].error = ops[i].returned = NULL;
+	}
+}
+
+/* Mark what was applied before; returns the highest seq after this batch. */
+static int64_t mark_skipped(struct op *ops, size_t n, int64_t applied)
+{
+	int64_t upto = applied;
+
+	for (size_t i = 0; i < n; i++) {
+		ops[i].skipped = ops[i].seq <= applied;
+		if (ops[i].seq > upto)
+			upto = ops[i].seq;
+	}
+	return upto;
+}
+
+static void rollback(struct pg *pg)
+{
+	if (PQstatus(pg->conn) == CONNECTION_OK && PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
+		PQclear(exec(pg, "ROLLBACK", 0, NULL));
+}
+
+enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
+		     struct op *ops, size_t n, int64_t *applied_upto, char *err, size_t errlen)
+{
+	struct apply a = { pg, cat, ops, err, errlen };
+	int64_t applied = 0, upto = 0;
+	enum sh_err rc;
+
+	reset_outputs(ops, n);
+	rollback(pg);	/* whatever an earlier failure left open */
+	rc = command(pg, "BEGIN", 0, NULL, err, errlen);
+	if (rc == SH_OK)
+		rc = lock_block(pg, block, &applied, err, errlen);
+	if (rc == SH_OK) {
+		upto = mark_skipped(ops, n, applied);
+		rc = apply_all(&a, n);
+	}
+	if (rc == SH_OK)
+		rc = finish(pg, block, upto, err, errlen);
+	if (rc != SH_OK) {
+		rollback(pg);
+		reset_outputs(ops, n);
+		sh_log(LOG_WARNING, "applying block \"%s\": %s", block, err && errlen ? err : sh_strerror(rc));
+		return rc;
+	}
+	*applied_upto = upto;
+	return SH_OK;
+}
