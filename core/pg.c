@@ -787,10 +787,10 @@ static enum sh_err try_range(struct apply *a, const size_t *idx, size_t count, c
 		rc = command(a->pg, "SAVEPOINT sharded_group", 0, NULL, a->err, a->errlen);
 	if (rc == SH_OK && !*why) {
 		rc = exec_stmt(a, &st, idx, count, why);
+		if (rc == SH_OK && *why)
+			rc = command(a->pg, "ROLLBACK TO SAVEPOINT sharded_group", 0, NULL, a->err, a->errlen);
 		if (rc == SH_OK)
-			rc = command(a->pg, *why ? "ROLLBACK TO SAVEPOINT sharded_group; "
-				     "RELEASE SAVEPOINT sharded_group" : "RELEASE SAVEPOINT sharded_group",
-				     0, NULL, a->err, a->errlen);
+			rc = command(a->pg, "RELEASE SAVEPOINT sharded_group", 0, NULL, a->err, a->errlen);
 	}
 	stmt_free(&st);
 	if (rc != SH_OK) {
