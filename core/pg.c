@@ -848,7 +848,7 @@ static enum sh_err apply_all(struct apply *a, size_t n)
 		rc = batch_group(a->ops, order, norder, groups, &ngroups);
 	for (size_t g = 0; rc == SH_OK && g < ngroups; g++)
 		rc = apply_range(a, order + groups[g].first, groups[g].count);
-	if (rc != SH_OK && rc != SH_EUNAVAIL)
+	if (rc != SH_OK && rc != SH_EUNAVAIL && rc != SH_EREMOTE)	/* those have PostgreSQL's reason */
 		set_err(a->err, a->errlen, "applying batch: %s", sh_strerror(rc));
 	free(order);
 	free(groups);
