@@ -55,6 +55,7 @@ static char *block_path(const struct blockset *bs, const char *id)
 static void block_free(struct block *b)
 {
 	store_close(b->store);
+	pthread_rwlock_destroy(&b->life);
 	free(b->id);
 	free(b);
 }
@@ -113,13 +114,17 @@ static enum sh_err open_block(struct blockset *bs, const char *id, bool create, 
 
 	if (path && b && (b->id = strdup(id))) {
 		err = store_open(path, create, bs->sync_full, &b->store);
+		pthread_rwlock_init(&b->life, NULL);
 		atomic_init(&b->refs, 1);
 		atomic_init(&b->last_access_ns, store_now_ns());
 	}
 	free(path);
 	if (err) {
-		if (b)
+		if (b) {
+			if (b->id)
+				pthread_rwlock_destroy(&b->life);
 			free(b->id);
+		}
 		free(b);
 		return err;
 	}
@@ -274,13 +279,16 @@ enum sh_err blockset_remove(struct blockset *bs, const char *id)
 		return SH_ENOENT;
 	}
 	b = bs->blocks[at];
+	pthread_rwlock_wrlock(&b->life);
 	if (store_stats(b->store, &stats) != SH_OK || stats.pending > 0) {
+		pthread_rwlock_unlock(&b->life);
 		pthread_rwlock_unlock(&bs->lock);
 		return SH_EBUSY;
 	}
+	atomic_store(&b->removed, true);
+	pthread_rwlock_unlock(&b->life);
 	memmove(&bs->blocks[at], &bs->blocks[at + 1], (bs->n - at - 1) * sizeof(*bs->blocks));
 	bs->n--;
-	atomic_store(&b->removed, true);
 	unlink_files(bs, id);
 	pthread_rwlock_unlock(&bs->lock);
 	block_put(b);

@@ -8,6 +8,7 @@
 #ifndef SHARDED_BLOCKS_H
 #define SHARDED_BLOCKS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +25,9 @@ struct block {
 	atomic_int refs;
 	atomic_bool removed;
 	atomic_llong last_access_ns;
+	/* Held shared by every writer, exclusively by blockset_remove(), so a
+	 * write can never land in a block that is being deleted. */
+	pthread_rwlock_t life;
 };
 
 struct blockset;

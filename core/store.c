@@ -129,10 +129,17 @@ static enum sh_err meta_set_int_locked(struct store *st, const char *key, int64_
 static enum sh_err init_new(struct store *st)
 {
 	int64_t seq;
+	enum sh_err err;
 
 	if (meta_get_int_locked(st, "last_seq", &seq) == SH_OK)
 		return SH_OK;
-	return meta_set_int_locked(st, "last_seq", store_now_ns() / 1000);
+	seq = store_now_ns() / 1000;
+	err = meta_set_int_locked(st, "base_seq", seq);
+	if (!err)
+		err = meta_set_int_locked(st, "created_ns", store_now_ns());
+	if (!err)
+		err = meta_set_int_locked(st, "loaded_ns", store_now_ns());
+	return err ? err : meta_set_int_locked(st, "last_seq", seq);
 }
 
 static enum sh_err configure(struct store *st, bool sync_full)
@@ -508,4 +515,14 @@ enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
 	err = meta_set_locked(st, key, value);
 	pthread_mutex_unlock(&st->lock);
 	return err;
+}
+
+bool store_has_pending(struct store *st, const char *model, const char *pk)
+{
+	bool pending;
+
+	pthread_mutex_lock(&st->lock);
+	pending = pending_after_locked(st, model, pk, INT64_MIN);
+	pthread_mutex_unlock(&st->lock);
+	return pending;
 }

@@ -74,6 +74,9 @@ enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq);
 enum sh_err store_refresh(struct store *st, const char *model, const char *pk, const char *doc,
 			  int64_t applied_seq);
 
+/* Is a write to this record waiting in the outbox? */
+bool store_has_pending(struct store *st, const char *model, const char *pk);
+
 /* Drop every cached record that has no pending write. */
 enum sh_err store_drop_synced(struct store *st, int64_t *dropped);
 

@@ -1,2 +1,190 @@
-/* main.c - placeholder until the FUSE layer lands. */
-int main(void) { return 1; }
+/* main.c - mount.sharded: parse options, connect, mount, detach, serve.
+ *
+ * Start-up order (as sshfs does it): options -> connect to PostgreSQL and
+ * Redis and load the catalog -> mount -> daemonize -> start the workers.
+ * A bad connection string therefore fails the command itself, with a
+ * message on the terminal, before anything is mounted.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "log.h"
+#include "doc.h"
+#include "version.h"
+
+struct options {
+	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc;
+	int show_help, show_version;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPT("pg=%s", pg),
+	OPT("redis=%s", redis),
+	OPT("data=%s", data),
+	OPT("models=%s", models),
+	OPT("schema=%s", schema),
+	OPT("node=%s", node),
+	OPT("sync=%s", sync),
+	OPT("ttl=%s", ttl),
+	OPT("max_doc=%s", max_doc),
+	FUSE_OPT_END
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [-f] [-d] [-o opt[,opt...]] MOUNTPOINT\n\n"
+	       "sharded options:\n"
+	       "    -o pg=CONNINFO      PostgreSQL conninfo or URI (default $DATABASE_URL,\n"
+	       "                        else libpq's PG* variables)\n"
+	       "    -o redis=URL        redis://[:password@]host:port[/db] (default $REDIS_URL,\n"
+	       "                        else redis://127.0.0.1:6379)\n"
+	       "    -o data=DIR         block files (default /var/lib/sharded)\n"
+	       "    -o models=A,B       tables to expose (default: all with a one-column primary key)\n"
+	       "    -o schema=NAME      PostgreSQL schema (default public)\n"
+	       "    -o ttl=SECONDS      default idle TTL of a block (default 0 = never)\n"
+	       "    -o sync=normal|full full: fsync SQLite on every write (default normal)\n"
+	       "    -o max_doc=BYTES    largest record document (default %d)\n"
+	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n\n",
+	       prog, DOC_MAX_DEFAULT);
+}
+
+static int parse_uint(const char *s, const char *what, int64_t max, int64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = s ? strtoll(s, &end, 10) : 0;
+	if (s && (errno || *end || !*s || *out < 0 || *out > max || s[0] == '-')) {
+		fprintf(stderr, "mount.sharded: invalid %s '%s'\n", what, s);
+		return -1;
+	}
+	return 0;
+}
+
+static int build_config(const struct options *o, struct engine_config *cfg)
+{
+	int64_t ttl, max_doc;
+
+	if (parse_uint(o->ttl, "ttl", 10LL * 365 * 24 * 3600, &ttl) ||
+	    parse_uint(o->max_doc, "max_doc", 64 * 1024 * 1024, &max_doc))
+		return -1;
+	if (o->sync && strcmp(o->sync, "normal") != 0 && strcmp(o->sync, "full") != 0) {
+		fprintf(stderr, "mount.sharded: invalid sync '%s' (normal or full)\n", o->sync);
+		return -1;
+	}
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->pg = o->pg;
+	cfg->redis = o->redis;
+	cfg->data_dir = o->data ? o->data : "/var/lib/sharded";
+	cfg->models = o->models;
+	cfg->schema = o->schema;
+	cfg->node = o->node;
+	cfg->ttl = ttl;
+	cfg->sync_full = o->sync && strcmp(o->sync, "full") == 0;
+	cfg->max_doc = (size_t)max_doc;
+	return 0;
+}
+
+static void free_options(struct options *o)
+{
+	free(o->pg);
+	free(o->redis);
+	free(o->data);
+	free(o->models);
+	free(o->schema);
+	free(o->node);
+	free(o->sync);
+	free(o->ttl);
+	free(o->max_doc);
+}
+
+static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
+{
+	struct fuse_loop_config *loop;
+	int rc;
+
+	if (fuse_daemonize(cl->foreground) != 0)
+		return 1;
+	if (!cl->foreground)
+		sh_log_init(1, cl->debug ? LOG_DEBUG : LOG_INFO);
+	fs->notifier = notifier_start(fs);
+	if (!fs->notifier || engine_start(fs->engine, notifier_change, fs) != SH_OK) {
+		sh_log(LOG_ERR, "cannot start worker threads");
+		return 1;
+	}
+	sh_log(LOG_INFO, "mounted at '%s'", cl->mountpoint);
+	loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(loop, 0);
+	fuse_loop_cfg_set_max_threads(loop, (unsigned)cl->max_threads);
+	fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
+	rc = cl->singlethread ? fuse_session_loop(fs->se) : fuse_session_loop_mt(fs->se, loop);
+	fuse_loop_cfg_destroy(loop);
+	return rc ? 1 : 0;
+}
+
+static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct options *o)
+{
+	struct engine_config cfg;
+	struct fs fs = { .entry_timeout = 1.0, .attr_timeout = 1.0 };
+	char err[512];
+	int rc = 1;
+
+	if (build_config(o, &cfg))
+		return 2;
+	fs.max_doc = cfg.max_doc ? cfg.max_doc : DOC_MAX_DEFAULT;
+	if (engine_open(&cfg, &fs.engine, err, sizeof(err)) != SH_OK) {
+		fprintf(stderr, "mount.sharded: %s\n", err);
+		return 1;
+	}
+	fs.nodes = nodes_new();
+	fs.se = fs.nodes ? fuse_session_new(args, &sharded_ops, sizeof(sharded_ops), &fs) : NULL;
+	if (fs.se && fuse_set_signal_handlers(fs.se) == 0) {
+		if (fuse_session_mount(fs.se, cl->mountpoint) == 0) {
+			rc = serve(&fs, cl);
+			fuse_session_unmount(fs.se);
+		}
+		fuse_remove_signal_handlers(fs.se);
+	}
+	notifier_stop(fs.notifier);
+	engine_close(fs.engine);
+	if (fs.se)
+		fuse_session_destroy(fs.se);
+	nodes_free(fs.nodes);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cl;
+	struct options o = { 0 };
+	int rc = 2;
+
+	if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0 || fuse_parse_cmdline(&args, &cl) != 0)
+		goto out;
+	if (cl.show_version) {
+		printf("mount.sharded %s (libfuse %s)\n", SHARDED_VERSION, fuse_pkgversion());
+		rc = 0;
+	} else if (cl.show_help) {
+		usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		rc = 0;
+	} else if (!cl.mountpoint) {
+		fprintf(stderr, "mount.sharded: no mountpoint given (try --help)\n");
+	} else {
+		sh_log_init(0, cl.debug ? LOG_DEBUG : LOG_INFO);
+		rc = run(&args, &cl, &o);
+	}
+	free(cl.mountpoint);
+out:
+	free_options(&o);
+	fuse_opt_free_args(&args);
+	return rc;
+}

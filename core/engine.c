@@ -1,0 +1,443 @@
+/* engine.c - records and control files on top of blocks, PostgreSQL and sync. */
+#include "engine.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "doc.h"
+#include "log.h"
+#include "pg.h"
+#include "redis.h"
+#include "store.h"
+#include "sync.h"
+
+#define TTL_MAX (10LL * 365 * 24 * 3600)
+#define CTL_INPUT_MAX 64
+#define DRAIN_MS 3000
+
+struct engine {
+	char *pg_conninfo, *redis_url, *node;
+	int64_t ttl;
+	size_t max_doc;
+	struct catalog *cat;
+	struct blockset *blocks;
+	struct pg *reader;		/* read-through; under reader_lock */
+	pthread_mutex_t reader_lock;
+	struct sync *sync;
+	engine_change_fn on_change;
+	void *ctx;
+};
+
+static const char *const ctl_names[CTL_COUNT] = {
+	[CTL_TTL] = "ttl",
+	[CTL_INVALIDATE] = "invalidate",
+	[CTL_SYNC_STATUS] = "sync-status",
+};
+
+const char *ctl_name(enum ctl_file f)
+{
+	return ctl_names[f];
+}
+
+bool ctl_writable(enum ctl_file f)
+{
+	return f != CTL_SYNC_STATUS;
+}
+
+const struct catalog *engine_catalog(const struct engine *e)
+{
+	return e->cat;
+}
+
+struct blockset *engine_blocks(struct engine *e)
+{
+	return e->blocks;
+}
+
+static char *dup_or_env(const char *value, const char *env, const char *fallback)
+{
+	if (!value || !*value)
+		value = getenv(env);
+	if (!value || !*value)
+		value = fallback;
+	return strdup(value);
+}
+
+static char *host_name(void)
+{
+	char buf[256];
+
+	if (gethostname(buf, sizeof(buf)) != 0)
+		snprintf(buf, sizeof(buf), "node");
+	buf[sizeof(buf) - 1] = '\0';
+	return strdup(buf);
+}
+
+static enum sh_err check_redis(const char *url, char *err, size_t errlen)
+{
+	redisContext *rc;
+	enum sh_err rv = redis_open(url, 3000, &rc, err, errlen);
+
+	redisFree(rc);
+	return rv;
+}
+
+static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
+			       size_t errlen)
+{
+	enum sh_err rv = pg_connect(e->pg_conninfo, &e->reader, err, errlen);
+
+	if (!rv && (rv = pg_ensure_tables(e->reader)) != SH_OK)
+		snprintf(err, errlen, "cannot create table sharded_applied in postgresql: %s",
+			 sh_strerror(rv));
+	if (!rv)
+		rv = pg_load_catalog(e->reader, cfg->schema ? cfg->schema : "public", cfg->models,
+				     &e->cat, err, errlen);
+	if (!rv && e->cat->nmodels == 0) {
+		snprintf(err, errlen, "no table with a one-column primary key in schema '%s'",
+			 e->cat->schema);
+		rv = SH_EINVAL;
+	}
+	if (!rv)
+		rv = check_redis(e->redis_url, err, errlen);
+	return rv;
+}
+
+enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
+			size_t errlen)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	enum sh_err rv;
+
+	*out = NULL;
+	if (!e)
+		return SH_ENOMEM;
+	pthread_mutex_init(&e->reader_lock, NULL);
+	e->pg_conninfo = dup_or_env(cfg->pg, "DATABASE_URL", "");
+	e->redis_url = dup_or_env(cfg->redis, "REDIS_URL", "");
+	e->node = cfg->node ? strdup(cfg->node) : host_name();
+	e->ttl = cfg->ttl;
+	e->max_doc = cfg->max_doc ? cfg->max_doc : DOC_MAX_DEFAULT;
+	rv = (!e->pg_conninfo || !e->redis_url || !e->node) ? SH_ENOMEM : SH_OK;
+	if (!rv)
+		rv = connect_all(e, cfg, err, errlen);
+	if (!rv && (rv = blockset_open(cfg->data_dir, cfg->sync_full, &e->blocks)) != SH_OK)
+		snprintf(err, errlen, "cannot open data directory '%s'", cfg->data_dir);
+	if (rv) {
+		engine_close(e);
+		return rv;
+	}
+	*out = e;
+	return SH_OK;
+}
+
+static void forward_change(void *ctx, const char *block, const char *model, const char *pk)
+{
+	struct engine *e = ctx;
+
+	if (e->on_change)
+		e->on_change(e->ctx, block, model, pk);
+}
+
+enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx)
+{
+	struct sync_config sc = {
+		.cat = e->cat,
+		.blocks = e->blocks,
+		.pg_conninfo = e->pg_conninfo,
+		.redis_url = e->redis_url,
+		.consumer = e->node,
+		.on_change = forward_change,
+		.ctx = e,
+	};
+
+	e->on_change = on_change;
+	e->ctx = ctx;
+	return sync_start(&sc, &e->sync);
+}
+
+void engine_close(struct engine *e)
+{
+	if (!e)
+		return;
+	sync_stop(e->sync, DRAIN_MS);
+	blockset_close(e->blocks);
+	pg_close(e->reader);
+	catalog_free(e->cat);
+	pthread_mutex_destroy(&e->reader_lock);
+	free(e->pg_conninfo);
+	free(e->redis_url);
+	free(e->node);
+	free(e);
+}
+
+enum sh_err engine_block_create(struct engine *e, const char *id)
+{
+	struct block *b;
+	char why[160];
+	enum sh_err rv = block_id_check(id, why, sizeof(why));
+
+	if (rv) {
+		sh_log(LOG_WARNING, "mkdir '%s' refused: %s", id, why);
+		return rv;
+	}
+	rv = blockset_create(e->blocks, id, &b);
+	if (rv == SH_OK) {
+		sh_log(LOG_INFO, "block '%s': created", id);
+		block_put(b);
+	}
+	return rv;
+}
+
+enum sh_err engine_block_remove(struct engine *e, const char *id)
+{
+	enum sh_err rv = blockset_remove(e->blocks, id);
+
+	if (rv == SH_EBUSY)
+		sh_log(LOG_WARNING, "rmdir '%s' refused: writes are still pending", id);
+	else if (rv == SH_OK)
+		sh_log(LOG_INFO, "block '%s': removed", id);
+	return rv;
+}
+
+static void touch(struct block *b)
+{
+	atomic_store(&b->last_access_ns, store_now_ns());
+}
+
+/* Read the row from PostgreSQL and keep it in the block. */
+static enum sh_err read_through(struct engine *e, struct block *b, const struct model *m,
+				const char *pk, char **doc)
+{
+	enum sh_err rv;
+
+	if (store_has_pending(b->store, m->name, pk))
+		return SH_ENOENT;	/* deleted here, not yet in PostgreSQL */
+	pthread_mutex_lock(&e->reader_lock);
+	rv = pg_fetch_row(e->reader, e->cat, m, pk, doc);
+	if (rv == SH_EUNAVAIL && pg_reconnect(e->reader) == SH_OK)
+		rv = pg_fetch_row(e->reader, e->cat, m, pk, doc);
+	pthread_mutex_unlock(&e->reader_lock);
+	if (rv == SH_EUNAVAIL)
+		sh_log(LOG_WARNING, "block '%s': %s/%s.json: postgresql unreachable, treated as absent",
+		       b->id, m->name, pk);
+	if (rv)
+		return rv == SH_EUNAVAIL ? SH_ENOENT : rv;
+	rv = store_cache(b->store, m->name, pk, *doc);
+	free(*doc);
+	*doc = NULL;
+	return rv;
+}
+
+enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m, const char *pk,
+		       char **doc, int64_t *mtime_ns)
+{
+	char why[160];
+	enum sh_err rv;
+
+	touch(b);
+	if (doc_check_pk(m, pk, why, sizeof(why)) != SH_OK)
+		return SH_ENOENT;
+	rv = store_get(b->store, m->name, pk, doc, mtime_ns);
+	if (rv != SH_ENOENT)
+		return rv;
+	rv = read_through(e, b, m, pk, doc);
+	if (rv)
+		return rv;
+	return store_get(b->store, m->name, pk, doc, mtime_ns);
+}
+
+/* Commit a prepared document (or a deletion) unless the block is being removed. */
+static enum sh_err commit(struct engine *e, struct block *b, const struct model *m,
+			  const char *pk, const char *doc)
+{
+	int64_t seq;
+	enum sh_err rv;
+
+	pthread_rwlock_rdlock(&b->life);
+	rv = atomic_load(&b->removed) ? SH_ENOENT : store_write(b->store, m->name, pk, doc, &seq);
+	pthread_rwlock_unlock(&b->life);
+	if (rv == SH_OK && e->sync)
+		sync_kick(e->sync);
+	return rv;
+}
+
+enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
+		       const char *body, size_t len)
+{
+	char *existing = NULL, *doc = NULL, why[256];
+	enum sh_err rv;
+
+	touch(b);
+	rv = store_get(b->store, m->name, pk, &existing, NULL);
+	if (rv != SH_OK && rv != SH_ENOENT)
+		return rv;
+	rv = doc_prepare(m, pk, body, len, e->max_doc, existing, &doc, why, sizeof(why));
+	free(existing);
+	if (rv == SH_EINVAL || rv == SH_ETOOBIG)
+		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
+		       pk, why);
+	if (rv == SH_OK)
+		rv = commit(e, b, m, pk, doc);
+	free(doc);
+	return rv;
+}
+
+enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,
+			  const char *pk)
+{
+	char *doc = NULL;
+	enum sh_err rv = engine_get(e, b, m, pk, &doc, NULL);
+
+	free(doc);
+	return rv ? rv : commit(e, b, m, pk, NULL);
+}
+
+/* ---- control files ------------------------------------------------------ */
+
+static int64_t meta_int(struct block *b, const char *key, int64_t fallback)
+{
+	char *v = NULL;
+	int64_t n = fallback;
+
+	if (store_meta_get(b->store, key, &v) == SH_OK)
+		n = strtoll(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+static char *meta_text(struct block *b, const char *key)
+{
+	char *v = NULL;
+
+	if (store_meta_get(b->store, key, &v) != SH_OK || !v || !*v) {
+		free(v);
+		return strdup("-");
+	}
+	return v;
+}
+
+static enum sh_err sync_status_text(struct engine *e, struct block *b, char **text)
+{
+	struct store_stats st = { 0 };
+	struct sync_status ss = { .redis_up = true, .pg_up = true };
+	int64_t now = store_now_ns();
+	char *dead_error = meta_text(b, "last_dead_error");
+	int64_t last_sync = meta_int(b, "last_sync_ns", 0);
+	int n;
+
+	store_stats(b->store, &st);
+	if (e->sync)
+		sync_get_status(e->sync, &ss);
+	n = asprintf(text,
+		     "pending %" PRId64 "\n"
+		     "applied %" PRId64 "\n"
+		     "dead %" PRId64 "\n"
+		     "records %" PRId64 "\n"
+		     "last_sync %" PRId64 "\n"
+		     "lag_ms %" PRId64 "\n"
+		     "retry_in_ms %" PRId64 "\n"
+		     "redis %s\n"
+		     "postgres %s\n"
+		     "last_error %s\n"
+		     "last_dead_error %s\n",
+		     st.pending, meta_int(b, "applied_total", 0), meta_int(b, "dead_total", 0),
+		     st.records, last_sync / 1000000000,
+		     st.oldest_pending_ns ? (now - st.oldest_pending_ns) / 1000000 : 0,
+		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,
+		     ss.redis_up ? "up" : "down", ss.pg_up ? "up" : "down",
+		     ss.last_error[0] && !(ss.redis_up && ss.pg_up) ? ss.last_error : "-",
+		     dead_error);
+	free(dead_error);
+	return n < 0 ? SH_ENOMEM : SH_OK;
+}
+
+static int64_t block_ttl(struct engine *e, struct block *b)
+{
+	return meta_int(b, "ttl", e->ttl);
+}
+
+enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, char **text)
+{
+	int n = -1;
+
+	switch (f) {
+	case CTL_TTL:
+		n = asprintf(text, "%" PRId64 "\n", block_ttl(e, b));
+		break;
+	case CTL_INVALIDATE:
+		n = asprintf(text, "%" PRId64 "\n", meta_int(b, "loaded_ns", 0) / 1000000000);
+		break;
+	case CTL_SYNC_STATUS:
+		return sync_status_text(e, b, text);
+	case CTL_COUNT:
+		return SH_EINVAL;
+	}
+	return n < 0 ? SH_ENOMEM : SH_OK;
+}
+
+/* The value of a control-file write: the whole buffer, one trailing newline allowed. */
+static enum sh_err ctl_value(const char *buf, size_t len, char *out, size_t outlen)
+{
+	if (len && buf[len - 1] == '\n')
+		len--;
+	if (len == 0 || len >= outlen || len >= CTL_INPUT_MAX)
+		return SH_EINVAL;
+	memcpy(out, buf, len);
+	out[len] = '\0';
+	return strlen(out) == len ? SH_OK : SH_EINVAL;
+}
+
+static enum sh_err parse_ttl(const char *v, int64_t *ttl)
+{
+	char *end;
+
+	for (const char *p = v; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return SH_EINVAL;
+	errno = 0;
+	*ttl = strtoll(v, &end, 10);
+	return errno || *end || *ttl > TTL_MAX ? SH_EINVAL : SH_OK;
+}
+
+static enum sh_err invalidate(struct engine *e, struct block *b)
+{
+	char buf[32];
+	int64_t dropped = 0;
+	enum sh_err rv = store_drop_synced(b->store, &dropped);
+
+	if (rv)
+		return rv;
+	snprintf(buf, sizeof(buf), "%" PRId64, store_now_ns());
+	store_meta_set(b->store, "loaded_ns", buf);
+	sh_log(LOG_INFO, "block '%s': invalidated, %" PRId64 " synced records dropped", b->id,
+	       dropped);
+	if (e->on_change)
+		e->on_change(e->ctx, b->id, NULL, NULL);
+	return SH_OK;
+}
+
+enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f, const char *buf,
+			     size_t len)
+{
+	char v[CTL_INPUT_MAX];
+	int64_t ttl;
+	enum sh_err rv = ctl_value(buf, len, v, sizeof(v));
+
+	if (!rv && f == CTL_TTL && !(rv = parse_ttl(v, &ttl)))
+		rv = store_meta_set(b->store, "ttl", v);
+	else if (!rv && f == CTL_INVALIDATE)
+		rv = strcmp(v, "1") == 0 ? invalidate(e, b) : SH_EINVAL;
+	else if (!rv && f == CTL_SYNC_STATUS)
+		rv = SH_EPERM;
+	if (rv == SH_EINVAL)
+		sh_log(LOG_WARNING, "block '%s': write to '%s' refused: '%.*s' is not a valid value",
+		       b->id, ctl_name(f), (int)(len > 40 ? 40 : len), buf);
+	return rv;
+}

@@ -1,0 +1,82 @@
+/* engine.h - what the file system asks of sharded, in its own terms.
+ *
+ * The engine owns the catalog, the blocks, a PostgreSQL connection for
+ * read-through and the sync workers. fs/ calls only this header (plus the
+ * read-only catalog and block types), so every rule about records and
+ * control files lives here, not in the FUSE layer.
+ */
+#ifndef SHARDED_ENGINE_H
+#define SHARDED_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blocks.h"
+#include "catalog.h"
+#include "error.h"
+
+struct engine_config {
+	const char *pg;		/* libpq conninfo or URI; NULL: $DATABASE_URL, else PG* defaults */
+	const char *redis;	/* redis:// URL; NULL: $REDIS_URL, else redis://127.0.0.1:6379 */
+	const char *data_dir;	/* block files */
+	const char *models;	/* "User,Order"; NULL: every table with a one-column primary key */
+	const char *schema;	/* PostgreSQL schema; NULL: public */
+	const char *node;	/* this daemon's consumer name; NULL: the host name */
+	int64_t ttl;		/* default idle TTL of a block, seconds; 0 = never */
+	bool sync_full;		/* fsync SQLite on every write */
+	size_t max_doc;		/* cap on one document; 0: DOC_MAX_DEFAULT */
+};
+
+/* The control files of every block. */
+enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT };
+
+/* Called from a worker thread after a record (or, with model NULL, a whole
+ * block) changed behind the user's back. */
+typedef void (*engine_change_fn)(void *ctx, const char *block, const char *model, const char *pk);
+
+struct engine;
+
+/* Connect to PostgreSQL and Redis, load the catalog, open the blocks.
+ * On failure err holds a one-line reason without any password. */
+enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
+			size_t errlen);
+
+/* Start the sync workers (after daemonizing). */
+enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx);
+
+/* Stop the workers (draining for a bounded time) and free everything. Accepts NULL. */
+void engine_close(struct engine *e);
+
+const struct catalog *engine_catalog(const struct engine *e);
+struct blockset *engine_blocks(struct engine *e);
+
+/* mkdir and rmdir of a block. */
+enum sh_err engine_block_create(struct engine *e, const char *id);
+enum sh_err engine_block_remove(struct engine *e, const char *id);
+
+/* A record's document: from the block, or read through from PostgreSQL and
+ * cached. *doc is malloc'd. SH_ENOENT when there is no such row. */
+enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m, const char *pk,
+		       char **doc, int64_t *mtime_ns);
+
+/* Write body as record pk: validated, merged, stored with its outbox entry.
+ * Refusals (SH_EINVAL, SH_ETOOBIG) are logged with the reason. */
+enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
+		       const char *body, size_t len);
+
+/* Delete record pk. SH_ENOENT when the block does not hold it. */
+enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,
+			  const char *pk);
+
+const char *ctl_name(enum ctl_file f);
+bool ctl_writable(enum ctl_file f);
+
+/* A control file's whole content (malloc'd, ends in a newline). */
+enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, char **text);
+
+/* Replace a control file's value with buf (the whole value; one trailing newline allowed). */
+enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f, const char *buf,
+			     size_t len);
+
+#endif

@@ -1,0 +1,146 @@
+/* redis.c - Redis URLs and connections. */
+#include "redis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct redis_url {
+	char host[256];
+	int port;
+	char user[128];
+	char password[256];
+	int db;
+};
+
+static enum sh_err parse_hostport(const char *s, size_t n, struct redis_url *u)
+{
+	const char *colon = memchr(s, ':', n);
+	size_t hlen = colon ? (size_t)(colon - s) : n;
+	char *end;
+
+	if (hlen >= sizeof(u->host))
+		return SH_EINVAL;
+	if (hlen) {
+		memcpy(u->host, s, hlen);
+		u->host[hlen] = '\0';
+	}
+	if (colon) {
+		long port = strtol(colon + 1, &end, 10);
+		if (end != s + n || port < 1 || port > 65535)
+			return SH_EINVAL;
+		u->port = (int)port;
+	}
+	return SH_OK;
+}
+
+/* [user]:password@ */
+static enum sh_err parse_userinfo(const char *s, size_t n, struct redis_url *u)
+{
+	const char *colon = memchr(s, ':', n);
+	size_t ulen = colon ? (size_t)(colon - s) : 0;
+	size_t plen = colon ? n - ulen - 1 : n;
+
+	if (ulen >= sizeof(u->user) || plen >= sizeof(u->password))
+		return SH_EINVAL;
+	memcpy(u->user, s, ulen);
+	u->user[ulen] = '\0';
+	memcpy(u->password, colon ? colon + 1 : s, plen);
+	u->password[plen] = '\0';
+	return SH_OK;
+}
+
+static enum sh_err parse_url(const char *url, struct redis_url *u)
+{
+	const char *p, *at, *slash, *end;
+	enum sh_err err;
+
+	memset(u, 0, sizeof(*u));
+	strcpy(u->host, "127.0.0.1");
+	u->port = 6379;
+	if (!url || !*url)
+		return SH_OK;
+	if (strncmp(url, "redis://", 8) != 0)
+		return SH_EINVAL;
+	p = url + 8;
+	end = p + strlen(p);
+	slash = strchr(p, '/');
+	if (slash)
+		end = slash;
+	at = memchr(p, '@', (size_t)(end - p));
+	if (at) {
+		err = parse_userinfo(p, (size_t)(at - p), u);
+		if (err)
+			return err;
+		p = at + 1;
+	}
+	err = parse_hostport(p, (size_t)(end - p), u);
+	if (!err && slash && slash[1]) {
+		char *dbend;
+		long db = strtol(slash + 1, &dbend, 10);
+		if (*dbend || db < 0 || db > 1000)
+			return SH_EINVAL;
+		u->db = (int)db;
+	}
+	return err;
+}
+
+/* Run a command that must answer OK; false with the reason in err otherwise. */
+static int command_ok(redisContext *c, char *err, size_t errlen, const char *what,
+		      int argc, const char **argv)
+{
+	redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+	int ok = r && r->type != REDIS_REPLY_ERROR;
+
+	if (!ok)
+		snprintf(err, errlen, "redis %s failed: %s", what,
+			 r ? r->str : (c->errstr[0] ? c->errstr : "no reply"));
+	freeReplyObject(r);
+	return ok;
+}
+
+static int authenticate(redisContext *c, const struct redis_url *u, char *err, size_t errlen)
+{
+	char db[16];
+	const char *auth[] = { "AUTH", u->user, u->password };
+	const char *sel[] = { "SELECT", db };
+
+	if (u->password[0] && !command_ok(c, err, errlen, "AUTH", u->user[0] ? 3 : 2,
+					  u->user[0] ? auth : (const char *[]){ "AUTH", u->password }))
+		return 0;
+	snprintf(db, sizeof(db), "%d", u->db);
+	return u->db == 0 || command_ok(c, err, errlen, "SELECT", 2, sel);
+}
+
+enum sh_err redis_open(const char *url, int timeout_ms, redisContext **out, char *err,
+		       size_t errlen)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	struct redis_url u;
+	redisContext *c;
+
+	*out = NULL;
+	if (parse_url(url, &u) != SH_OK) {
+		snprintf(err, errlen, "malformed redis URL (expected redis://[:password@]host:port[/db])");
+		return SH_EINVAL;
+	}
+	c = redisConnectWithTimeout(u.host, u.port, tv);
+	if (!c || c->err) {
+		snprintf(err, errlen, "cannot connect to redis at %s:%d: %s", u.host, u.port,
+			 c ? c->errstr : "out of memory");
+		redisFree(c);
+		return SH_EUNAVAIL;
+	}
+	redisSetTimeout(c, tv);
+	if (!authenticate(c, &u, err, errlen)) {
+		redisFree(c);
+		return SH_EUNAVAIL;
+	}
+	*out = c;
+	return SH_OK;
+}
+
+void redis_key(char *buf, size_t len, const char *block, const char *what)
+{
+	snprintf(buf, len, "sharded:{%s}:%s", block, what);
+}

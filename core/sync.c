@@ -1,0 +1,736 @@
+/* sync.c - relay (outbox -> Redis) and apply (Redis -> PostgreSQL) workers.
+ * See the DESIGN comment in sync.h for the order of events and why. */
+#include "sync.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "backoff.h"
+#include "log.h"
+#include "op.h"
+#include "pg.h"
+#include "redis.h"
+#include "store.h"
+
+#define RELAY_BATCH 256
+#define APPLY_BATCH 1000
+#define RESEND_AFTER_NS (30LL * 1000000000)	/* re-send what Redis may have lost */
+#define IDLE_WAIT_MS 200
+#define REDIS_TIMEOUT_MS 2000
+
+struct sync {
+	struct sync_config cfg;
+	char *pg_conninfo, *redis_url, *consumer;
+	pthread_t relay_thread, apply_thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	bool kicked;
+	struct sync_status status;	/* under lock */
+};
+
+/* A stream entry turned into an op, with the id to acknowledge. */
+struct entry {
+	struct op op;
+	int64_t base;
+	char id[48];
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t random64(void)
+{
+	struct timespec ts;
+	static _Thread_local uint64_t x;
+
+	if (!x) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)pthread_self();
+	}
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
+
+/* Sleep until woken, stopping, or ms elapsed. Returns true when stopping. */
+static bool wait_ms(struct sync *s, int64_t ms)
+{
+	struct timespec deadline;
+	bool stopping;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping && !s->kicked)
+		if (pthread_cond_timedwait(&s->wake, &s->lock, &deadline) != 0)
+			break;
+	s->kicked = false;
+	stopping = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return stopping;
+}
+
+static bool is_stopping(struct sync *s)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&s->lock);
+	stopping = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return stopping;
+}
+
+void sync_kick(struct sync *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->kicked = true;
+	pthread_cond_broadcast(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Record a backend's state; a transient error gets logged once per change. */
+static void set_backend(struct sync *s, bool *flag, bool up, const char *error, int64_t retry_ms)
+{
+	bool was;
+
+	pthread_mutex_lock(&s->lock);
+	was = *flag;
+	*flag = up;
+	if (error)
+		snprintf(s->status.last_error, sizeof(s->status.last_error), "%s", error);
+	s->status.retry_at_ns = up ? 0 : store_now_ns() + retry_ms * 1000000;
+	pthread_mutex_unlock(&s->lock);
+	if (was != up)
+		sh_log(up ? LOG_INFO : LOG_WARNING, "%s", up ? "backend reachable again" : error);
+}
+
+void sync_get_status(struct sync *s, struct sync_status *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = s->status;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- relay: outbox -> Redis ------------------------------------------- */
+
+static void append_xadd(redisContext *rc, const char *key, const struct op *op, const char *base)
+{
+	char seq[24], kind[2] = { op->kind, 0 };
+	const char *argv[15] = { "XADD", key, "*", "seq", seq, "base", base, "op", kind,
+				 "model", op->model, "pk", op->pk, "doc", op->doc };
+	int argc = op->doc ? 15 : 13;
+
+	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
+	redisAppendCommandArgv(rc, argc, argv, NULL);
+}
+
+/* Read n pipelined replies; false if any failed (other than BUSYGROUP). */
+static bool drain_replies(redisContext *rc, size_t n, char *err, size_t errlen)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < n; i++) {
+		redisReply *r = NULL;
+
+		if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+			snprintf(err, errlen, "redis: %s", rc->errstr);
+			return false;
+		}
+		if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+			snprintf(err, errlen, "redis: %s", r->str);
+			ok = false;
+		}
+		freeReplyObject(r);
+	}
+	return ok;
+}
+
+/* Send one batch of a block's outbox; returns entries sent, -1 on Redis failure. */
+static int relay_block(struct block *b, redisContext *rc, char *err, size_t errlen)
+{
+	char key[REDIS_KEY_MAX], *base = NULL;
+	struct op *ops;
+	size_t n;
+	int sent = -1;
+
+	if (store_outbox_to_relay(b->store, store_now_ns() - RESEND_AFTER_NS, RELAY_BATCH, &ops, &n))
+		return 0;
+	if (n == 0 || store_meta_get(b->store, "base_seq", &base) != SH_OK) {
+		op_free_array(ops, n);
+		free(base);
+		return 0;
+	}
+	redis_key(key, sizeof(key), b->id, "ops");
+	redisAppendCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP);
+	for (size_t i = 0; i < n; i++)
+		append_xadd(rc, key, &ops[i], base);
+	if (drain_replies(rc, n + 1, err, errlen)) {
+		store_outbox_relayed(b->store, ops[n - 1].seq, store_now_ns());
+		sent = (int)n;
+	}
+	op_free_array(ops, n);
+	free(base);
+	return sent;
+}
+
+/* One pass over every block; returns entries sent, -1 on Redis failure. */
+static int relay_pass(struct sync *s, redisContext *rc, char *err, size_t errlen)
+{
+	struct block **blocks;
+	size_t n;
+	int total = 0;
+
+	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		int sent = total >= 0 ? relay_block(blocks[i], rc, err, errlen) : 0;
+		total = sent < 0 ? -1 : total + sent;
+		block_put(blocks[i]);
+	}
+	free(blocks);
+	return total;
+}
+
+/* Redis may have restarted empty: send everything pending again. */
+static void unrelay_all(struct sync *s)
+{
+	struct block **blocks;
+	size_t n;
+
+	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		store_outbox_unrelay(blocks[i]->store);
+		block_put(blocks[i]);
+	}
+	free(blocks);
+}
+
+static void *relay_main(void *arg)
+{
+	struct sync *s = arg;
+	redisContext *rc = NULL;
+	struct backoff bo;
+	char err[256];
+
+	backoff_init(&bo, 100, 5000, BACKOFF_FULL);
+	while (!is_stopping(s)) {
+		int sent;
+
+		if (!rc) {
+			if (redis_open(s->redis_url, REDIS_TIMEOUT_MS, &rc, err, sizeof(err)) != SH_OK) {
+				int64_t delay = (int64_t)backoff_next_ms(&bo, random64());
+				set_backend(s, &s->status.redis_up, false, err, delay);
+				wait_ms(s, delay);
+				continue;
+			}
+			unrelay_all(s);
+			set_backend(s, &s->status.redis_up, true, NULL, 0);
+			backoff_reset(&bo);
+		}
+		sent = relay_pass(s, rc, err, sizeof(err));
+		if (sent < 0) {
+			redisFree(rc);
+			rc = NULL;
+			set_backend(s, &s->status.redis_up, false, err, 0);
+			continue;
+		}
+		if (sent > 0)
+			sync_kick(s);
+		if (sent < RELAY_BATCH)
+			wait_ms(s, IDLE_WAIT_MS);
+	}
+	redisFree(rc);
+	return NULL;
+}
+
+/* ---- apply: Redis -> PostgreSQL --------------------------------------- */
+
+static const char *field(redisReply *fields, const char *name)
+{
+	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+		if (strcmp(fields->element[i]->str, name) == 0)
+			return fields->element[i + 1]->str;
+	return NULL;
+}
+
+static bool parse_entry(redisReply *r, struct entry *e)
+{
+	redisReply *f;
+	const char *seq, *base, *kind, *model, *pk, *doc;
+
+	memset(e, 0, sizeof(*e));
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY)
+		return false;
+	snprintf(e->id, sizeof(e->id), "%s", r->element[0]->str);
+	f = r->element[1];
+	seq = field(f, "seq"), base = field(f, "base"), kind = field(f, "op");
+	model = field(f, "model"), pk = field(f, "pk"), doc = field(f, "doc");
+	if (!seq || !base || !kind || !model || !pk || (kind[0] == OP_UPSERT && !doc))
+		return false;
+	e->op.seq = strtoll(seq, NULL, 10);
+	e->base = strtoll(base, NULL, 10);
+	e->op.kind = kind[0];
+	e->op.model = strdup(model);
+	e->op.pk = strdup(pk);
+	e->op.doc = doc ? strdup(doc) : NULL;
+	return e->op.model && e->op.pk && (!doc || e->op.doc);
+}
+
+/* XREADGROUP from one stream; id "0" re-reads our own pending entries.
+ * Returns the reply (caller frees) or NULL on a connection failure. */
+static redisReply *read_stream(redisContext *rc, const char *key, const char *consumer,
+			       const char *id)
+{
+	return redisCommand(rc, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s %s", REDIS_GROUP,
+			    consumer, APPLY_BATCH, key, id);
+}
+
+/* The entries array inside an XREADGROUP reply for one stream, or NULL. */
+static redisReply *entries_of(redisReply *r)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+		return NULL;
+	r = r->element[0];
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+		return NULL;
+	return r->element[1]->type == REDIS_REPLY_ARRAY ? r->element[1] : NULL;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	return (x->op.seq > y->op.seq) - (x->op.seq < y->op.seq);
+}
+
+static void free_entries(struct entry *es, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		op_release(&es[i].op);
+	free(es);
+}
+
+static void ack_entries(redisContext *rc, const char *key, const struct entry *es, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		redisAppendCommand(rc, "XACK %s %s %s", key, REDIS_GROUP, es[i].id);
+		redisAppendCommand(rc, "XDEL %s %s", key, es[i].id);
+	}
+	for (size_t i = 0; i < 2 * n; i++) {
+		redisReply *r = NULL;
+		if (redisGetReply(rc, (void **)&r) != REDIS_OK)
+			return;	/* left pending: re-read and skipped as applied later */
+		freeReplyObject(r);
+	}
+}
+
+static void bump_meta(struct store *st, const char *key, int64_t by)
+{
+	char *v = NULL, buf[32];
+	int64_t n = 0;
+
+	if (store_meta_get(st, key, &v) == SH_OK)
+		n = strtoll(v, NULL, 10);
+	free(v);
+	snprintf(buf, sizeof(buf), "%" PRId64, n + by);
+	store_meta_set(st, key, buf);
+}
+
+static void set_meta_int(struct store *st, const char *key, int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	store_meta_set(st, key, buf);
+}
+
+static void notify(struct sync *s, struct block *b, const struct op *op)
+{
+	if (s->cfg.on_change)
+		s->cfg.on_change(s->cfg.ctx, b->id, op->model, op->pk);
+}
+
+/* PostgreSQL refused op for good: keep it in the dead-letter stream and show
+ * the row as PostgreSQL has it. */
+static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+		 const struct op *op, int64_t upto)
+{
+	const struct model *m = catalog_find(s->cfg.cat, op->model);
+	char key[REDIS_KEY_MAX], seq[24], kind[2] = { op->kind, 0 };
+	const char *argv[15] = { "XADD", key, "*", "seq", seq, "op", kind, "model", op->model,
+				 "pk", op->pk, "error", op->error ? op->error : "", "doc", op->doc };
+	char *doc = NULL;
+
+	redis_key(key, sizeof(key), b->id, "dead");
+	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
+	freeReplyObject(redisCommandArgv(rc, op->doc ? 15 : 13, argv, NULL));
+	sh_log(LOG_ERR, "block '%s': %s/%s.json refused by postgresql, moved to dead letters: %s",
+	       b->id, op->model, op->pk, op->error ? op->error : "");
+	bump_meta(b->store, "dead_total", 1);
+	store_meta_set(b->store, "last_dead_error", op->error ? op->error : "");
+	if (m && pg_fetch_row(pg, s->cfg.cat, m, op->pk, &doc) != SH_EUNAVAIL)
+		store_refresh(b->store, op->model, op->pk, doc, upto);
+	free(doc);
+	notify(s, b, op);
+}
+
+/* After commit: refresh from RETURNING, bury the dead, count. */
+static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+		   struct entry *es, size_t n, int64_t upto)
+{
+	int64_t applied = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct op *op = &es[i].op;
+
+		if (op->skipped)
+			continue;
+		applied++;
+		if (op->dead) {
+			bury(s, b, rc, pg, op, upto);
+		} else if (op->returned) {
+			store_refresh(b->store, op->model, op->pk, op->returned, upto);
+			notify(s, b, op);
+		}
+	}
+	bump_meta(b->store, "applied_total", applied);
+	set_meta_int(b->store, "last_sync_ns", store_now_ns());
+}
+
+/* Drop entries PostgreSQL already has; keep the contiguous run after it.
+ * Returns the length of that run; *dups gets how many leading entries are duplicates. */
+static size_t contiguous_run(struct entry *es, size_t n, int64_t applied, size_t *dups)
+{
+	size_t i = 0, start;
+	int64_t expect;
+
+	while (i < n && es[i].op.seq <= applied)
+		i++;
+	*dups = i;
+	if (i == n)
+		return 0;
+	expect = applied >= es[i].base ? applied + 1 : es[i].base + 1;
+	start = i;
+	while (i < n && es[i].op.seq == expect) {
+		i++;
+		expect++;
+	}
+	return i - start;
+}
+
+/* Apply what the stream holds for block b. Returns false on a transient failure. */
+static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+			  const char *key, struct entry *es, size_t n, char *err, size_t errlen)
+{
+	struct op *ops;
+	int64_t applied, upto;
+	size_t dups, run;
+
+	qsort(es, n, sizeof(*es), by_seq);
+	if (pg_applied_seq(pg, b->id, &applied) != SH_OK) {
+		snprintf(err, errlen, "postgresql unreachable");
+		return false;
+	}
+	run = contiguous_run(es, n, applied, &dups);
+	if (dups + run < n) {
+		sh_log(LOG_WARNING, "block '%s': gap in the stream after seq %" PRId64 ", re-sending",
+		       b->id, dups + run ? es[dups + run - 1].op.seq : applied);
+		store_outbox_unrelay(b->store);
+	}
+	if (run) {
+		ops = malloc(run * sizeof(*ops));
+		if (!ops)
+			return true;
+		for (size_t i = 0; i < run; i++)
+			ops[i] = es[dups + i].op;
+		if (pg_apply(pg, s->cfg.cat, b->id, ops, run, &upto, err, errlen) != SH_OK) {
+			free(ops);
+			return false;
+		}
+		for (size_t i = 0; i < run; i++)
+			es[dups + i].op = ops[i];
+		free(ops);
+		store_outbox_applied(b->store, upto);
+		settle(s, b, rc, pg, es + dups, run, upto);
+	}
+	ack_entries(rc, key, es, dups + run);
+	return true;
+}
+
+/* Turn the entries of a reply into a sorted array. */
+static struct entry *collect(redisReply *list, size_t *n)
+{
+	struct entry *es = calloc(list->elements ? list->elements : 1, sizeof(*es));
+	size_t k = 0;
+
+	if (!es)
+		return NULL;
+	for (size_t i = 0; i < list->elements; i++) {
+		if (parse_entry(list->element[i], &es[k]))
+			k++;
+		else
+			op_release(&es[k].op);
+	}
+	*n = k;
+	return es;
+}
+
+enum pass_result { PASS_IDLE, PASS_WORKED, PASS_REDIS_DOWN, PASS_PG_DOWN };
+
+static void ensure_group(redisContext *rc, const char *key)
+{
+	freeReplyObject(redisCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP));
+}
+
+static enum pass_result apply_block(struct sync *s, struct block *b, redisContext *rc,
+				    struct pg *pg, char *err, size_t errlen)
+{
+	char key[REDIS_KEY_MAX];
+	redisReply *r, *list;
+	struct entry *es;
+	size_t n = 0;
+	bool ok;
+
+	redis_key(key, sizeof(key), b->id, "ops");
+	r = read_stream(rc, key, s->consumer, "0");
+	list = entries_of(r);
+	if (r && (!list || list->elements == 0)) {
+		freeReplyObject(r);
+		r = read_stream(rc, key, s->consumer, ">");
+		list = entries_of(r);
+	}
+	if (!r) {
+		snprintf(err, errlen, "redis: %s", rc->errstr);
+		return PASS_REDIS_DOWN;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* NOGROUP: the stream or group is gone (Redis lost its data) */
+		ensure_group(rc, key);
+		store_outbox_unrelay(b->store);
+		freeReplyObject(r);
+		return PASS_WORKED;
+	}
+	if (!list || list->elements == 0) {
+		freeReplyObject(r);
+		return PASS_IDLE;
+	}
+	es = collect(list, &n);
+	freeReplyObject(r);
+	if (!es)
+		return PASS_IDLE;
+	ok = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+	free_entries(es, n);
+	return ok ? PASS_WORKED : PASS_PG_DOWN;
+}
+
+static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *pg, char *err,
+				   size_t errlen)
+{
+	enum pass_result result = PASS_IDLE;
+	struct block **blocks;
+	size_t n;
+
+	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
+		return PASS_IDLE;
+	for (size_t i = 0; i < n; i++) {
+		struct store_stats st;
+
+		if (result <= PASS_WORKED && store_stats(blocks[i]->store, &st) == SH_OK &&
+		    st.pending > 0) {
+			enum pass_result r = apply_block(s, blocks[i], rc, pg, err, errlen);
+			if (r > result)
+				result = r;
+		}
+		block_put(blocks[i]);
+	}
+	free(blocks);
+	return result;
+}
+
+/* Connect whatever is missing; false (with backoff waited) when one is down. */
+static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, struct backoff *bo)
+{
+	char err[256];
+	int64_t delay;
+
+	if (!*rc && redis_open(s->redis_url, REDIS_TIMEOUT_MS, rc, err, sizeof(err)) != SH_OK)
+		goto down;
+	if (*pg && pg_reconnect(*pg) == SH_OK)
+		return true;
+	pg_close(*pg);
+	*pg = NULL;
+	if (pg_connect(s->pg_conninfo, pg, err, sizeof(err)) != SH_OK)
+		goto down_pg;
+	set_backend(s, &s->status.pg_up, true, NULL, 0);
+	return true;
+down_pg:
+	delay = (int64_t)backoff_next_ms(bo, random64());
+	set_backend(s, &s->status.pg_up, false, err, delay);
+	wait_ms(s, delay);
+	return false;
+down:
+	delay = (int64_t)backoff_next_ms(bo, random64());
+	set_backend(s, &s->status.redis_up, false, err, delay);
+	wait_ms(s, delay);
+	return false;
+}
+
+static void *apply_main(void *arg)
+{
+	struct sync *s = arg;
+	redisContext *rc = NULL;
+	struct pg *pg = NULL;
+	bool pg_ok = false;
+	struct backoff bo;
+	char err[512];
+
+	backoff_init(&bo, 100, 5000, BACKOFF_FULL);
+	while (!is_stopping(s)) {
+		enum pass_result r;
+		int64_t delay;
+
+		if ((!rc || !pg_ok) && !(pg_ok = connect_backends(s, &rc, &pg, &bo)))
+			continue;
+		r = apply_pass(s, rc, pg, err, sizeof(err));
+		if (r == PASS_REDIS_DOWN) {
+			redisFree(rc);
+			rc = NULL;
+			pg_ok = false;
+		} else if (r == PASS_PG_DOWN) {
+			pg_ok = false;
+			delay = (int64_t)backoff_next_ms(&bo, random64());
+			set_backend(s, &s->status.pg_up, false, err, delay);
+			wait_ms(s, delay);
+		} else {
+			backoff_reset(&bo);
+			if (r == PASS_IDLE)
+				wait_ms(s, IDLE_WAIT_MS);
+		}
+	}
+	redisFree(rc);
+	pg_close(pg);
+	return NULL;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+	sigset_t all, old;
+	int rc;
+
+	/* workers take no signals: the FUSE loop handles them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		pthread_setname_np(*t, name);
+	return rc;
+}
+
+static void sync_free(struct sync *s)
+{
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	free(s->pg_conninfo);
+	free(s->redis_url);
+	free(s->consumer);
+	free(s);
+}
+
+enum sh_err sync_start(const struct sync_config *cfg, struct sync **out)
+{
+	struct sync *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return SH_ENOMEM;
+	s->cfg = *cfg;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	s->pg_conninfo = strdup(cfg->pg_conninfo ? cfg->pg_conninfo : "");
+	s->redis_url = strdup(cfg->redis_url ? cfg->redis_url : "");
+	s->consumer = strdup(cfg->consumer);
+	s->status.redis_up = s->status.pg_up = true;
+	if (!s->pg_conninfo || !s->redis_url || !s->consumer) {
+		sync_free(s);
+		return SH_ENOMEM;
+	}
+	if (start_thread(&s->relay_thread, relay_main, s, "sharded-relay") != 0) {
+		sync_free(s);
+		return SH_ENOMEM;
+	}
+	if (start_thread(&s->apply_thread, apply_main, s, "sharded-apply") != 0) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = true;
+		pthread_cond_broadcast(&s->wake);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->relay_thread, NULL);
+		sync_free(s);
+		return SH_ENOMEM;
+	}
+	*out = s;
+	return SH_OK;
+}
+
+static int64_t total_pending(struct sync *s)
+{
+	struct block **blocks;
+	int64_t pending = 0;
+	size_t n;
+
+	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct store_stats st;
+		if (store_stats(blocks[i]->store, &st) == SH_OK)
+			pending += st.pending;
+		block_put(blocks[i]);
+	}
+	free(blocks);
+	return pending;
+}
+
+void sync_stop(struct sync *s, int drain_ms)
+{
+	int64_t deadline = now_ms() + drain_ms;
+	int64_t left;
+
+	if (!s)
+		return;
+	while ((left = total_pending(s)) > 0 && now_ms() < deadline) {
+		sync_kick(s);
+		struct timespec ts = { 0, 50 * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	if (left > 0)
+		sh_log(LOG_INFO, "stopping with %" PRId64 " writes pending; they are kept for the next start",
+		       left);
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->relay_thread, NULL);
+	pthread_join(s->apply_thread, NULL);
+	sync_free(s);
+}

@@ -1,0 +1,60 @@
+/* sync.h - the two background workers that carry writes to PostgreSQL.
+ *
+ * DESIGN
+ * relay thread: outbox -> Redis. For every block it XADDs outbox entries not
+ *   yet sent (or sent long ago, in case Redis lost them) to the block's
+ *   stream, in seq order, and notes when it did. It never deletes anything.
+ * apply thread: Redis -> PostgreSQL. For every block with pending writes it
+ *   reads the stream in consumer group "sharded" (its own pending entries
+ *   first, then new ones), applies the contiguous run of seqs that follows
+ *   what PostgreSQL already has (pg_apply), then deletes those entries from
+ *   the outbox, and only then XACKs and XDELs them in Redis.
+ * An entry therefore leaves the outbox only after PostgreSQL committed it,
+ * and a replay of anything already applied changes nothing. Transient
+ * failures of either server are retried forever with capped, jittered
+ * exponential backoff; both threads block no request.
+ */
+#ifndef SHARDED_SYNC_H
+#define SHARDED_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blocks.h"
+#include "catalog.h"
+#include "error.h"
+
+/* Called from a worker thread when a record's content changed behind the user. */
+typedef void (*sync_change_fn)(void *ctx, const char *block, const char *model, const char *pk);
+
+struct sync_config {
+	const struct catalog *cat;	/* borrowed, outlives the sync */
+	struct blockset *blocks;	/* borrowed */
+	const char *pg_conninfo;	/* copied */
+	const char *redis_url;		/* copied */
+	const char *consumer;		/* copied: this node's consumer name */
+	sync_change_fn on_change;
+	void *ctx;
+};
+
+struct sync_status {
+	bool redis_up;
+	bool pg_up;
+	int64_t retry_at_ns;		/* next retry after a transient failure, 0 if none */
+	char last_error[256];		/* last transient error, "" if none */
+};
+
+struct sync;
+
+enum sh_err sync_start(const struct sync_config *cfg, struct sync **out);
+
+/* A write was committed: relay it soon. Cheap; any thread. */
+void sync_kick(struct sync *s);
+
+void sync_get_status(struct sync *s, struct sync_status *out);
+
+/* Wait up to drain_ms for pending writes to reach PostgreSQL, then stop both
+ * threads and free s. What did not drain stays in the outbox. Accepts NULL. */
+void sync_stop(struct sync *s, int drain_ms);
+
+#endif

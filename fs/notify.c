@@ -1,0 +1,179 @@
+/* notify.c - tells the kernel when a file changed behind its back.
+ *
+ * The fuse_lowlevel_notify_* calls may deadlock when made from inside a
+ * request for a related inode, so changes reported by the engine (sync
+ * refresh, invalidate) are queued here and sent from this thread alone.
+ * Order: FIFO; a full queue drops the oldest entry with a warning (the
+ * attribute timeout still bounds staleness).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "log.h"
+
+#define QUEUE_MAX 4096
+
+struct inval {
+	uint64_t ino;		/* inode whose data and attributes to drop */
+	uint64_t parent;	/* with name: the directory entry to drop, 0 if none */
+	char name[300];
+};
+
+struct notifier {
+	struct fs *fs;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct inval queue[QUEUE_MAX];
+	size_t head, len;
+	int stopping;
+};
+
+static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name)
+{
+	struct inval *v;
+
+	pthread_mutex_lock(&n->lock);
+	if (n->len == QUEUE_MAX) {
+		n->head = (n->head + 1) % QUEUE_MAX;
+		n->len--;
+		sh_log(LOG_WARNING, "kernel invalidation queue full, dropping the oldest entry");
+	}
+	v = &n->queue[(n->head + n->len) % QUEUE_MAX];
+	v->ino = ino;
+	v->parent = parent;
+	snprintf(v->name, sizeof(v->name), "%s", name ? name : "");
+	n->len++;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+}
+
+static void send_one(struct fs *fs, const struct inval *v)
+{
+	if (v->parent)
+		fuse_lowlevel_notify_inval_entry(fs->se, v->parent, v->name, strlen(v->name));
+	if (v->ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
+}
+
+static void *notifier_main(void *arg)
+{
+	struct notifier *n = arg;
+	struct inval v;
+
+	pthread_mutex_lock(&n->lock);
+	for (;;) {
+		while (!n->len && !n->stopping)
+			pthread_cond_wait(&n->cond, &n->lock);
+		if (!n->len)
+			break;
+		v = n->queue[n->head];
+		n->head = (n->head + 1) % QUEUE_MAX;
+		n->len--;
+		pthread_mutex_unlock(&n->lock);
+		send_one(n->fs, &v);
+		pthread_mutex_lock(&n->lock);
+	}
+	pthread_mutex_unlock(&n->lock);
+	return NULL;
+}
+
+struct notifier *notifier_start(struct fs *fs)
+{
+	struct notifier *n = calloc(1, sizeof(*n));
+	sigset_t all, old;
+
+	if (!n)
+		return NULL;
+	n->fs = fs;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&n->thread, NULL, notifier_main, n) != 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		free(n);
+		return NULL;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_setname_np(n->thread, "sharded-notify");
+	return n;
+}
+
+void notifier_stop(struct notifier *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	n->stopping = 1;
+	n->len = 0;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	pthread_join(n->thread, NULL);
+	pthread_cond_destroy(&n->cond);
+	pthread_mutex_destroy(&n->lock);
+	free(n);
+}
+
+static void queue_entry(void *ctx, uint64_t ino, const char *name)
+{
+	struct { struct notifier *n; uint64_t parent; } *c = ctx;
+
+	push(c->n, ino, c->parent, name);
+}
+
+/* Inodes of a block's model directories, collected under the table lock. */
+struct ino_list {
+	uint64_t inos[1024];
+	size_t n;
+};
+
+static void collect_ino(void *ctx, uint64_t ino, const char *name)
+{
+	struct ino_list *l = ctx;
+
+	(void)name;
+	if (l->n < sizeof(l->inos) / sizeof(l->inos[0]))
+		l->inos[l->n++] = ino;
+}
+
+/* Drop every directory entry below block ino: the next access looks it up again. */
+static void queue_block(struct fs *fs, uint64_t bino)
+{
+	struct ino_list *models = calloc(1, sizeof(*models));
+
+	if (!models)
+		return;
+	nodes_children(fs->nodes, bino, collect_ino, models);
+	for (size_t i = 0; i < models->n; i++) {
+		struct { struct notifier *n; uint64_t parent; } c = { fs->notifier, models->inos[i] };
+		nodes_children(fs->nodes, models->inos[i], queue_entry, &c);
+	}
+	free(models);
+}
+
+void notifier_change(void *arg, const char *block, const char *model, const char *pk)
+{
+	struct fs *fs = arg;
+	uint64_t bino, mino, rino;
+	char name[300];
+
+	if (!fs->notifier)
+		return;
+	bino = nodes_find(fs->nodes, 1, block);
+	if (!bino)
+		return;
+	if (!model) {
+		queue_block(fs, bino);
+		return;
+	}
+	mino = nodes_find(fs->nodes, bino, model);
+	snprintf(name, sizeof(name), "%s.json", pk);
+	rino = mino ? nodes_find(fs->nodes, mino, name) : 0;
+	if (rino)
+		push(fs->notifier, rino, 0, NULL);
+}

@@ -1,0 +1,866 @@
+/* ops.c - the FUSE low-level operations: kernel requests -> engine calls.
+ *
+ * Record files are read from a snapshot taken at open and written into a
+ * per-open buffer that is validated and committed as one document at
+ * flush (close) time, so a refusal reaches the program as close()'s errno
+ * and a half-written document is never stored. Control files are applied at
+ * write() time (sysfs style: a write is the whole value).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+
+#define JSON_SUFFIX ".json"
+#define UNKNOWN_INO 0xffffffffULL
+
+/* One open file. */
+struct handle {
+	pthread_mutex_t lock;
+	struct node_ref ref;
+	char *buf;		/* record: document + "\n", or control-file text */
+	size_t len, cap;
+	int dirty;		/* record: buf holds an uncommitted write */
+	int err;		/* record: errno of the last failed commit */
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* ---- names --------------------------------------------------------------- */
+
+/* "<pk>.json" -> pk; 0 on success. */
+static int record_pk(const char *name, char *pk, size_t pklen)
+{
+	size_t n = strlen(name), s = strlen(JSON_SUFFIX);
+
+	if (n <= s || strcmp(name + n - s, JSON_SUFFIX) != 0 || n - s >= pklen)
+		return -1;
+	memcpy(pk, name, n - s);
+	pk[n - s] = '\0';
+	return 0;
+}
+
+static int ctl_from_name(const char *name, enum ctl_file *f)
+{
+	for (int i = 0; i < CTL_COUNT; i++) {
+		if (strcmp(ctl_name(i), name) == 0) {
+			*f = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static void fill_common(struct stat *st, uint64_t ino, mode_t mode)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = mode;
+	st->st_nlink = S_ISDIR(mode) ? 2 : 1;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_blksize = 4096;
+}
+
+static void set_time(struct stat *st, int64_t ns)
+{
+	st->st_mtim.tv_sec = ns / 1000000000;
+	st->st_mtim.tv_nsec = ns % 1000000000;
+	st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static enum sh_err with_block(struct fs *fs, const char *id, struct block **b)
+{
+	return blockset_get(engine_blocks(fs->engine), id, b);
+}
+
+static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+{
+	struct block *b;
+	char *doc = NULL;
+	int64_t mtime = 0;
+	enum sh_err err = with_block(fs, r->block, &b);
+
+	if (err)
+		return err;
+	err = engine_get(fs->engine, b, r->model, r->pk, &doc, &mtime);
+	block_put(b);
+	if (err)
+		return err;
+	fill_common(st, r->ino, S_IFREG | 0644);
+	st->st_size = (off_t)strlen(doc) + 1;
+	st->st_blocks = (st->st_size + 511) / 512;
+	set_time(st, mtime);
+	free(doc);
+	return SH_OK;
+}
+
+static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+{
+	struct block *b;
+	char *text = NULL;
+	enum sh_err err = with_block(fs, r->block, &b);
+
+	if (err)
+		return err;
+	err = engine_ctl_read(fs->engine, b, r->ctl, &text);
+	block_put(b);
+	if (err)
+		return err;
+	fill_common(st, r->ino, S_IFREG | (ctl_writable(r->ctl) ? 0644 : 0444));
+	st->st_size = (off_t)strlen(text);
+	set_time(st, store_now_ns());
+	free(text);
+	return SH_OK;
+}
+
+static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+{
+	struct block *b;
+
+	switch (r->kind) {
+	case NODE_ROOT:
+		fill_common(st, r->ino, S_IFDIR | 0755);
+		return SH_OK;
+	case NODE_BLOCK:
+	case NODE_MODEL:
+		if (with_block(fs, r->block, &b))
+			return SH_ENOENT;
+		block_put(b);
+		fill_common(st, r->ino, S_IFDIR | 0755);
+		return SH_OK;
+	case NODE_CTL:
+		return ctl_attr(fs, r, st);
+	case NODE_RECORD:
+		return record_attr(fs, r, st);
+	}
+	return SH_EIO;
+}
+
+static double attr_timeout(struct fs *fs, const struct node_ref *r)
+{
+	return r->kind == NODE_CTL ? 0.0 : fs->attr_timeout;
+}
+
+/* ---- lookup -------------------------------------------------------------- */
+
+/* What would child name of parent be? Fills proto; SH_ENOENT if nothing. */
+static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const char *name,
+			   struct node_ref *proto)
+{
+	struct block *b;
+
+	memset(proto, 0, sizeof(*proto));
+	snprintf(proto->block, sizeof(proto->block), "%s", parent->block);
+	switch (parent->kind) {
+	case NODE_ROOT:
+		if (strlen(name) > BLOCK_ID_MAX || with_block(fs, name, &b))
+			return SH_ENOENT;
+		block_put(b);
+		snprintf(proto->block, sizeof(proto->block), "%s", name);
+		proto->kind = NODE_BLOCK;
+		return SH_OK;
+	case NODE_BLOCK:
+		proto->kind = NODE_CTL;
+		if (ctl_from_name(name, &proto->ctl) == 0)
+			return SH_OK;
+		proto->kind = NODE_MODEL;
+		proto->model = catalog_find(engine_catalog(fs->engine), name);
+		return proto->model ? SH_OK : SH_ENOENT;
+	case NODE_MODEL:
+		proto->kind = NODE_RECORD;
+		proto->model = parent->model;
+		return record_pk(name, proto->pk, sizeof(proto->pk)) ? SH_ENOENT : SH_OK;
+	default:
+		return SH_ENOENT;
+	}
+}
+
+static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_ref *ref,
+			const struct stat *st)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = ref->ino;
+	e.attr = *st;
+	e.attr.st_ino = ref->ino;
+	e.attr_timeout = attr_timeout(fs, ref);
+	e.entry_timeout = fs->entry_timeout;
+	fuse_reply_entry(req, &e);
+}
+
+/* Count a lookup of child name and reply with its entry. */
+static void enter(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *name,
+		  const struct node_ref *proto)
+{
+	struct node_ref ref;
+	struct stat st;
+	enum sh_err err;
+
+	err = node_attr(fs, proto, &st);
+	if (err) {
+		fuse_reply_err(req, sh_errno(err));
+		return;
+	}
+	if (nodes_lookup(fs->nodes, parent, name, proto, &ref) != 0) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	reply_entry(req, fs, &ref, &st);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct node_ref p, proto;
+	enum sh_err err;
+
+	if (nodes_get(fs->nodes, parent, &p) != 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	err = resolve(fs, &p, name, &proto);
+	if (err) {
+		fuse_reply_err(req, sh_errno(err));
+		return;
+	}
+	proto.ino = 0;
+	enter(req, fs, parent, name, &proto);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	nodes_forget(fs_of(req)->nodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		nodes_forget(fs_of(req)->nodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct node_ref r;
+	struct stat st;
+	enum sh_err err;
+
+	if (nodes_get(fs->nodes, ino, &r) != 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	err = node_attr(fs, &r, &st);
+	if (h && r.kind == NODE_RECORD) {
+		pthread_mutex_lock(&h->lock);
+		if (h->dirty) {	/* a file being written shows what was written so far */
+			if (err)
+				fill_common(&st, ino, S_IFREG | 0644);
+			st.st_size = (off_t)h->len;
+			err = SH_OK;
+		}
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (err)
+		fuse_reply_err(req, sh_errno(err));
+	else
+		fuse_reply_attr(req, &st, attr_timeout(fs, &r));
+}
+
+/* ---- directories --------------------------------------------------------- */
+
+struct listing {
+	fuse_req_t req;
+	char *buf;		/* packed entries, as readdir replies carry them */
+	size_t len, cap;
+	size_t *ends;		/* ends[i]: where entry i stops (and i + 1 starts) */
+	size_t n, ncap;
+	int failed;
+};
+
+static int list_grow_ends(struct listing *l)
+{
+	size_t cap = l->ncap ? l->ncap * 2 : 64;
+	size_t *grown;
+
+	if (l->n < l->ncap)
+		return 0;
+	grown = realloc(l->ends, cap * sizeof(*grown));
+	if (!grown)
+		return -1;
+	l->ends = grown;
+	l->ncap = cap;
+	return 0;
+}
+
+/* Append one entry, growing the buffer; the whole listing is built once at opendir. */
+static void list_add(struct listing *l, const char *name, mode_t mode)
+{
+	struct stat st = { .st_ino = UNKNOWN_INO, .st_mode = mode };
+	size_t need = fuse_add_direntry(l->req, NULL, 0, name, NULL, 0);
+
+	if (l->failed || (l->failed = list_grow_ends(l)))
+		return;
+	if (l->len + need > l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 4096;
+		char *grown;
+
+		while (cap < l->len + need)
+			cap *= 2;
+		grown = realloc(l->buf, cap);
+		if (!grown) {
+			l->failed = 1;
+			return;
+		}
+		l->buf = grown;
+		l->cap = cap;
+	}
+	/* offsets are positions in the buffer: the next entry starts there */
+	fuse_add_direntry(l->req, l->buf + l->len, need, name, &st, (off_t)(l->len + need));
+	l->len += need;
+	l->ends[l->n++] = l->len;
+}
+
+static void list_free(struct listing *l)
+{
+	free(l->buf);
+	free(l->ends);
+	free(l);
+}
+
+static int list_record(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns)
+{
+	struct listing *l = ctx;
+	char name[300];
+
+	(void)doc_len;
+	(void)mtime_ns;
+	snprintf(name, sizeof(name), "%s" JSON_SUFFIX, pk);
+	list_add(l, name, S_IFREG);
+	return l->failed;
+}
+
+static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct listing *l)
+{
+	const struct catalog *cat = engine_catalog(fs->engine);
+	struct block **blocks, *b;
+	size_t n;
+	enum sh_err err = SH_OK;
+
+	list_add(l, ".", S_IFDIR);
+	list_add(l, "..", S_IFDIR);
+	if (r->kind == NODE_ROOT) {
+		if (blockset_snapshot(engine_blocks(fs->engine), &blocks, &n))
+			return SH_ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			list_add(l, blocks[i]->id, S_IFDIR);
+			block_put(blocks[i]);
+		}
+		free(blocks);
+		return l->failed ? SH_ENOMEM : SH_OK;
+	}
+	if (with_block(fs, r->block, &b))
+		return SH_ENOENT;
+	if (r->kind == NODE_BLOCK) {
+		for (int i = 0; i < CTL_COUNT; i++)
+			list_add(l, ctl_name(i), S_IFREG);
+		for (size_t i = 0; i < cat->nmodels; i++)
+			list_add(l, cat->models[i].name, S_IFDIR);
+	} else {
+		err = store_list(b->store, r->model->name, list_record, l);
+	}
+	block_put(b);
+	return err ? err : l->failed ? SH_ENOMEM : SH_OK;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct listing *l = calloc(1, sizeof(*l));
+	struct node_ref r;
+	enum sh_err err;
+
+	if (!l) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	l->req = req;
+	err = nodes_get(fs->nodes, ino, &r) ? SH_ENOENT : SH_OK;
+	if (!err && r.kind != NODE_ROOT && r.kind != NODE_BLOCK && r.kind != NODE_MODEL)
+		err = SH_EINVAL;
+	if (!err)
+		err = list_dir(fs, &r, l);
+	if (err) {
+		list_free(l);
+		fuse_reply_err(req, err == SH_EINVAL ? ENOTDIR : sh_errno(err));
+		return;
+	}
+	fi->fh = (uintptr_t)l;
+	fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
+	size_t start = (size_t)off, lo = 0, hi, end;
+
+	(void)ino;
+	if (start >= l->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* first entry that ends after start, then whole entries while they fit */
+	hi = l->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->ends[mid] <= start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	end = start;
+	while (lo < l->n && l->ends[lo] - start <= size)
+		end = l->ends[lo++];
+	fuse_reply_buf(req, l->buf + start, end - start);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	list_free((struct listing *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	struct node_ref p, proto;
+	enum sh_err err;
+
+	(void)mode;
+	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_ROOT) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	err = engine_block_create(fs->engine, name);
+	if (err) {
+		fuse_reply_err(req, sh_errno(err));
+		return;
+	}
+	memset(&proto, 0, sizeof(proto));
+	proto.kind = NODE_BLOCK;
+	snprintf(proto.block, sizeof(proto.block), "%s", name);
+	enter(req, fs, parent, name, &proto);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct node_ref p;
+	enum sh_err err;
+
+	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_ROOT) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	err = engine_block_remove(fs->engine, name);
+	if (!err)
+		nodes_unlink(fs->nodes, parent, name);
+	fuse_reply_err(req, sh_errno(err));
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+static struct handle *handle_new(const struct node_ref *r)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	h->ref = *r;
+	return h;
+}
+
+static void handle_free(struct handle *h)
+{
+	pthread_mutex_destroy(&h->lock);
+	free(h->buf);
+	free(h);
+}
+
+/* Make buf hold at least n bytes, within the document cap. */
+static int reserve(struct handle *h, size_t n, size_t max)
+{
+	char *grown;
+	size_t cap;
+
+	if (n > max)
+		return EFBIG;
+	if (n <= h->cap)
+		return 0;
+	cap = h->cap ? h->cap : 256;
+	while (cap < n)
+		cap *= 2;
+	if (cap > max)
+		cap = max;
+	grown = realloc(h->buf, cap);
+	if (!grown)
+		return ENOMEM;
+	h->buf = grown;
+	h->cap = cap;
+	return 0;
+}
+
+/* Put text (taking ownership) into h as its content. */
+static void handle_take(struct handle *h, char *text, int add_newline)
+{
+	size_t n = strlen(text);
+
+	free(h->buf);
+	if (add_newline) {
+		text = realloc(text, n + 2);
+		if (text) {
+			text[n++] = '\n';
+			text[n] = '\0';
+		}
+	}
+	h->buf = text;
+	h->len = text ? n : 0;
+	h->cap = text ? n + 1 : 0;
+}
+
+static enum sh_err load_content(struct fs *fs, struct handle *h)
+{
+	struct block *b;
+	char *text = NULL;
+	enum sh_err err = with_block(fs, h->ref.block, &b);
+
+	if (err)
+		return err;
+	if (h->ref.kind == NODE_CTL)
+		err = engine_ctl_read(fs->engine, b, h->ref.ctl, &text);
+	else
+		err = engine_get(fs->engine, b, h->ref.model, h->ref.pk, &text, NULL);
+	block_put(b);
+	if (!err)
+		handle_take(h, text, h->ref.kind == NODE_RECORD);
+	return err;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node_ref r;
+	struct handle *h;
+	enum sh_err err = SH_OK;
+
+	if (nodes_get(fs->nodes, ino, &r) != 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (r.kind != NODE_RECORD && r.kind != NODE_CTL) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (r.kind == NODE_CTL && (fi->flags & O_ACCMODE) != O_RDONLY && !ctl_writable(r.ctl)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	h = handle_new(&r);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (r.kind == NODE_RECORD && (fi->flags & O_TRUNC))
+		h->dirty = 1;	/* an empty document unless something is written */
+	else
+		err = load_content(fs, h);
+	if (err) {
+		handle_free(h);
+		fuse_reply_err(req, sh_errno(err));
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = r.kind == NODE_CTL;	/* sizes change: never cache control files */
+	fuse_reply_open(req, fi);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node_ref p, proto, ref;
+	struct fuse_entry_param e;
+	struct handle *h;
+
+	(void)mode;
+	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
+		fuse_reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? EPERM : ENOENT);
+		return;
+	}
+	if (resolve(fs, &p, name, &proto) != SH_OK) {
+		sh_log(LOG_WARNING, "block '%s': cannot create %s/%s: not a <key>.json name", p.block,
+		       p.model->name, name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (nodes_lookup(fs->nodes, parent, name, &proto, &ref) != 0 || !(h = handle_new(&ref))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->dirty = 1;
+	memset(&e, 0, sizeof(e));
+	fill_common(&e.attr, ref.ino, S_IFREG | 0644);
+	set_time(&e.attr, store_now_ns());
+	e.ino = ref.ino;
+	e.attr_timeout = 0;
+	e.entry_timeout = fs->entry_timeout;
+	fi->fh = (uintptr_t)h;
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	if ((size_t)off >= h->len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, h->buf + off, h->len - (size_t)off < size ? h->len - (size_t)off : size);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static int ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
+{
+	struct block *b;
+	enum sh_err err;
+
+	if (off != 0)
+		return EINVAL;	/* a write is the whole value */
+	err = with_block(fs, h->ref.block, &b);
+	if (!err) {
+		err = engine_ctl_write(fs->engine, b, h->ref.ctl, buf, size);
+		block_put(b);
+	}
+	return sh_errno(err);
+}
+
+static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
+{
+	size_t end = (size_t)off + size;
+	int rc = reserve(h, end, fs->max_doc + 1);
+
+	if (rc)
+		return rc;
+	if ((size_t)off > h->len)
+		memset(h->buf + h->len, ' ', (size_t)off - h->len);	/* a hole reads as blanks */
+	memcpy(h->buf + off, buf, size);
+	if (end > h->len)
+		h->len = end;
+	h->dirty = 1;
+	return 0;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	if (fi->flags & O_APPEND)
+		off = (off_t)h->len;
+	rc = h->ref.kind == NODE_CTL ? ctl_write(fs, h, buf, size, off)
+				     : record_write(fs, h, buf, size, off);
+	pthread_mutex_unlock(&h->lock);
+	if (rc)
+		fuse_reply_err(req, rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Validate and store what was written; clears dirty either way so a refused
+ * document is reported once, by the close() that caused it. */
+static int commit(struct fs *fs, struct handle *h)
+{
+	struct block *b;
+	enum sh_err err;
+
+	if (!h->dirty || h->ref.kind != NODE_RECORD)
+		return 0;
+	h->dirty = 0;
+	err = with_block(fs, h->ref.block, &b);
+	if (!err) {
+		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
+		block_put(b);
+	}
+	if (!err)
+		fuse_lowlevel_notify_inval_inode(fs->se, h->ref.ino, 0, 0);
+	return sh_errno(err);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	rc = commit(fs_of(req), h);
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_err(req, rc);
+}
+
+static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	commit(fs_of(req), h);	/* no flush came (e.g. the writer was killed): commit now */
+	pthread_mutex_unlock(&h->lock);
+	handle_free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	(void)ino;
+	(void)datasync;
+	pthread_mutex_lock(&h->lock);
+	rc = commit(fs_of(req), h);
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_err(req, rc);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct node_ref r;
+
+	if (nodes_get(fs->nodes, ino, &r) != 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (r.kind != NODE_RECORD || !h) {
+			/* truncating a control file before writing it is harmless */
+			fuse_reply_err(req, r.kind == NODE_CTL && attr->st_size == 0 ? 0 : EPERM);
+			return;
+		}
+		pthread_mutex_lock(&h->lock);
+		if ((size_t)attr->st_size <= h->len)
+			h->len = (size_t)attr->st_size;
+		h->dirty = 1;
+		pthread_mutex_unlock(&h->lock);
+	}
+	/* times are the record's own: accepted and ignored */
+	op_getattr(req, ino, fi);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct node_ref p, proto;
+	struct block *b;
+	enum sh_err err;
+
+	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	err = resolve(fs, &p, name, &proto);
+	if (!err)
+		err = with_block(fs, p.block, &b);
+	if (!err) {
+		err = engine_delete(fs->engine, b, proto.model, proto.pk);
+		block_put(b);
+	}
+	if (!err)
+		nodes_unlink(fs->nodes, parent, name);
+	fuse_reply_err(req, sh_errno(err));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EPERM);	/* not yet: see the README, "What does not work yet" */
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+
+	(void)ino;
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = st.f_frsize = 4096;
+	st.f_namemax = 255;
+	st.f_files = blockset_count(engine_blocks(fs_of(req)->engine));
+	fuse_reply_statfs(req, &st);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const struct fuse_lowlevel_ops sharded_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = fop_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+};
