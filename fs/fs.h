@@ -23,6 +23,7 @@ struct fs {
 	double entry_timeout;
 	double attr_timeout;
 	size_t max_doc;
+	int64_t mount_ns;	/* directories show this as their times */
 };
 
 /* The one map from the core error enum to errno. */

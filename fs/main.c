@@ -121,7 +121,8 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 	sh_log(LOG_INFO, "mounted at '%s'", cl->mountpoint);
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_max_threads(loop, (unsigned)cl->max_threads);
+	if (cl->max_threads > 0)
+		fuse_loop_cfg_set_max_threads(loop, (unsigned)cl->max_threads);
 	fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
 	rc = cl->singlethread ? fuse_session_loop(fs->se) : fuse_session_loop_mt(fs->se, loop);
 	fuse_loop_cfg_destroy(loop);
@@ -138,6 +139,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	if (build_config(o, &cfg))
 		return 2;
 	fs.max_doc = cfg.max_doc ? cfg.max_doc : DOC_MAX_DEFAULT;
+	fs.mount_ns = store_now_ns();
 	if (engine_open(&cfg, &fs.engine, err, sizeof(err)) != SH_OK) {
 		fprintf(stderr, "mount.sharded: %s\n", err);
 		return 1;

@@ -28,7 +28,8 @@ struct handle {
 	struct node_ref ref;
 	char *buf;		/* record: document + "\n", or control-file text */
 	size_t len, cap;
-	int dirty;		/* record: buf holds an uncommitted write */
+	int dirty;		/* record: buf holds an uncommitted change */
+	int written;		/* record: write() or truncate happened, not just O_TRUNC */
 	int err;		/* record: errno of the last failed commit */
 };
 
@@ -134,6 +135,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 	switch (r->kind) {
 	case NODE_ROOT:
 		fill_common(st, r->ino, S_IFDIR | 0755);
+		set_time(st, fs->mount_ns);
 		return SH_OK;
 	case NODE_BLOCK:
 	case NODE_MODEL:
@@ -141,6 +143,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 			return SH_ENOENT;
 		block_put(b);
 		fill_common(st, r->ino, S_IFDIR | 0755);
+		set_time(st, fs->mount_ns);
 		return SH_OK;
 	case NODE_CTL:
 		return ctl_attr(fs, r, st);
@@ -679,7 +682,7 @@ static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t
 	memcpy(h->buf + off, buf, size);
 	if (end > h->len)
 		h->len = end;
-	h->dirty = 1;
+	h->dirty = h->written = 1;
 	return 0;
 }
 
@@ -704,13 +707,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 /* Validate and store what was written; clears dirty either way so a refused
- * document is reported once, by the close() that caused it. */
+ * document is reported once, by the close() that caused it. An open with
+ * O_TRUNC and no write leaves the record as it was: the shell's
+ * "echo x > f" closes a duplicate of the descriptor before it writes. */
 static int commit(struct fs *fs, struct handle *h)
 {
 	struct block *b;
 	enum sh_err err;
 
-	if (!h->dirty || h->ref.kind != NODE_RECORD)
+	if (!h->dirty || h->ref.kind != NODE_RECORD || (!h->written && h->len == 0))
 		return 0;
 	h->dirty = 0;
 	err = with_block(fs, h->ref.block, &b);
@@ -784,7 +789,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		pthread_mutex_lock(&h->lock);
 		if ((size_t)attr->st_size <= h->len)
 			h->len = (size_t)attr->st_size;
-		h->dirty = 1;
+		h->dirty = h->written = 1;
 		pthread_mutex_unlock(&h->lock);
 	}
 	/* times are the record's own: accepted and ignored */
