@@ -374,3 +374,25 @@ char *doc_get_text(const char *doc, const char *key)
 	json_object_put(obj);
 	return text;
 }
+
+bool doc_incomplete(const char *body, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+	bool incomplete;
+	size_t i = 0;
+
+	while (i < len && isspace((unsigned char)body[i]))
+		i++;
+	if (i == len)
+		return true;
+	tok = json_tokener_new();
+	if (!tok)
+		return false;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, body, (int)len);
+	incomplete = !obj && json_tokener_get_error(tok) == json_tokener_continue;
+	json_object_put(obj);
+	json_tokener_free(tok);
+	return incomplete;
+}

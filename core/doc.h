@@ -9,6 +9,7 @@
 #ifndef SHARDED_DOC_H
 #define SHARDED_DOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "catalog.h"
@@ -28,6 +29,10 @@ enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_
  * return is SH_EINVAL or SH_ETOOBIG, and why holds a one-line reason. */
 enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,
 			size_t max_len, const char *existing, char **out, char *why, size_t whylen);
+
+/* Could more bytes appended to body still make a JSON document? True while
+ * the text so far is a valid but unfinished JSON prefix (or only blanks). */
+bool doc_incomplete(const char *body, size_t len);
 
 /* The value of top-level key in doc as text (strings unquoted), malloc'd,
  * or NULL when absent or doc is not an object. */

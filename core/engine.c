@@ -268,23 +268,46 @@ static enum sh_err commit(struct engine *e, struct block *b, const struct model 
 	return rv;
 }
 
-enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
-		       const char *body, size_t len)
+/* Validate body against the stored record; *doc gets the document to store. */
+static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
+			   const char *pk, const char *body, size_t len, char **doc)
 {
-	char *existing = NULL, *doc = NULL, why[256];
+	char *existing = NULL, why[256];
 	enum sh_err rv;
 
 	touch(b);
 	rv = store_get(b->store, m->name, pk, &existing, NULL);
 	if (rv != SH_OK && rv != SH_ENOENT)
 		return rv;
-	rv = doc_prepare(m, pk, body, len, e->max_doc, existing, &doc, why, sizeof(why));
+	rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
 	free(existing);
 	if (rv == SH_EINVAL || rv == SH_ETOOBIG)
 		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
 		       pk, why);
+	return rv;
+}
+
+enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
+		       const char *body, size_t len)
+{
+	char *doc = NULL;
+	enum sh_err rv = prepare(e, b, m, pk, body, len, &doc);
+
 	if (rv == SH_OK)
 		rv = commit(e, b, m, pk, doc);
+	free(doc);
+	return rv;
+}
+
+enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
+			 const char *pk, const char *body, size_t len)
+{
+	char *doc = NULL;
+	enum sh_err rv;
+
+	if (len <= e->max_doc && doc_incomplete(body, len))
+		return SH_OK;
+	rv = prepare(e, b, m, pk, body, len, &doc);
 	free(doc);
 	return rv;
 }

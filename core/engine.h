@@ -65,6 +65,12 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
 		       const char *body, size_t len);
 
+/* Would body be refused by engine_put? SH_OK while body is a valid document
+ * or still an unfinished JSON prefix; otherwise the refusal, logged. Lets a
+ * sequential writer learn of a bad document at write() rather than close(). */
+enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
+			 const char *pk, const char *body, size_t len);
+
 /* Delete record pk. SH_ENOENT when the block does not hold it. */
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,
 			  const char *pk);

@@ -30,6 +30,7 @@ struct handle {
 	size_t len, cap;
 	int dirty;		/* record: buf holds an uncommitted change */
 	int written;		/* record: write() or truncate happened, not just O_TRUNC */
+	int sequential;		/* record: started empty and every write appended */
 	int err;		/* record: errno of the last failed commit */
 };
 
@@ -594,7 +595,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (r.kind == NODE_RECORD && (fi->flags & O_TRUNC))
-		h->dirty = 1;	/* an empty document unless something is written */
+		h->dirty = h->sequential = 1;	/* empty unless something is written */
 	else
 		err = load_content(fs, h);
 	if (err) {
@@ -630,7 +631,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->dirty = 1;
+	h->dirty = h->sequential = 1;
 	memset(&e, 0, sizeof(e));
 	fill_common(&e.attr, ref.ino, S_IFREG | 0644);
 	set_time(&e.attr, store_now_ns());
@@ -670,6 +671,22 @@ static int ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t si
 	return sh_errno(err);
 }
 
+/* A writer that started from empty and only appends learns of a document
+ * that can never be valid at write() time: shells ignore close() errors. */
+static int check_sequential(struct fs *fs, struct handle *h)
+{
+	struct block *b;
+	enum sh_err err;
+
+	if (with_block(fs, h->ref.block, &b))
+		return ENOENT;
+	err = engine_check(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len);
+	block_put(b);
+	if (err)
+		h->dirty = 0;	/* refused here: close() must not store it */
+	return sh_errno(err);
+}
+
 static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
 {
 	size_t end = (size_t)off + size;
@@ -677,13 +694,15 @@ static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t
 
 	if (rc)
 		return rc;
+	if ((size_t)off != h->len)
+		h->sequential = 0;
 	if ((size_t)off > h->len)
 		memset(h->buf + h->len, ' ', (size_t)off - h->len);	/* a hole reads as blanks */
 	memcpy(h->buf + off, buf, size);
 	if (end > h->len)
 		h->len = end;
 	h->dirty = h->written = 1;
-	return 0;
+	return h->sequential ? check_sequential(fs, h) : 0;
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -789,6 +808,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		pthread_mutex_lock(&h->lock);
 		if ((size_t)attr->st_size <= h->len)
 			h->len = (size_t)attr->st_size;
+		h->sequential = attr->st_size == 0;
 		h->dirty = h->written = 1;
 		pthread_mutex_unlock(&h->lock);
 	}
