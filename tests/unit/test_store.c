@@ -1,0 +1,514 @@
+/* test_store.c - a block's SQLite store: records, outbox, refresh, meta, reopening. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "op.h"
+#include "store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *st;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* A fresh temp dir and a new store in it, per test. */
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sharded-test-store-XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "%s/b.sqlite", f->dir);
+	if (store_open(f->path, true, false, &f->st) != SH_OK) {
+		nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->st);
+	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static int64_t meta_int(struct store *st, const char *key)
+{
+	char *v = NULL;
+	int64_t n;
+
+	assert_int_equal(store_meta_get(st, key, &v), SH_OK);
+	assert_non_null(v);
+	n = strtoll(v, NULL, 10);
+	free(v);
+	return n;
+}
+
+static void assert_doc(struct store *st, const char *model, const char *pk, const char *expect)
+{
+	char *doc = (char *)1;
+	int64_t mtime = 0;
+	enum sh_err err = store_get(st, model, pk, &doc, &mtime);
+
+	if (!expect) {
+		assert_int_equal(err, SH_ENOENT);
+		assert_null(doc);
+		return;
+	}
+	assert_int_equal(err, SH_OK);
+	assert_non_null(doc);
+	assert_string_equal(doc, expect);
+	assert_true(mtime > 0);
+	free(doc);
+}
+
+static void relay(struct store *st, int64_t before, size_t max, struct op **ops, size_t *n)
+{
+	assert_int_equal(store_outbox_to_relay(st, before, max, ops, n), SH_OK);
+	assert_non_null(*ops);
+}
+
+static void test_write_get_delete(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s1, s2, s3;
+	char *doc = (char *)1;
+
+	assert_int_equal(store_get(f->st, "User", "1", &doc, NULL), SH_ENOENT);
+	assert_null(doc);
+
+	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &s1), SH_OK);
+	assert_doc(f->st, "User", "1", "{\"id\":1}");
+	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1,\"n\":2}", &s2), SH_OK);
+	assert_doc(f->st, "User", "1", "{\"id\":1,\"n\":2}");
+	assert_doc(f->st, "Event", "1", NULL);	/* models are separate */
+	assert_int_equal(store_write(f->st, "User", "1", NULL, &s3), SH_OK);
+	assert_doc(f->st, "User", "1", NULL);
+	assert_true(s2 == s1 + 1 && s3 == s2 + 1);
+	/* a delete of a record never seen still goes to the outbox */
+	assert_int_equal(store_write(f->st, "User", "99", NULL, &s3), SH_OK);
+	assert_true(store_has_pending(f->st, "User", "99"));
+}
+
+static void test_outbox_order_and_seq(void **state)
+{
+	struct fixture *f = *state;
+	int64_t base = meta_int(f->st, "base_seq"), seq[4];
+	struct op *ops;
+	size_t n;
+
+	assert_true(base > 0);
+	assert_int_equal(meta_int(f->st, "last_seq"), base);
+	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &seq[0]), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &seq[1]), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "1", NULL, &seq[2]), SH_OK);
+	assert_int_equal(store_write(f->st, "Event", "e", "{\"id\":\"e\"}", &seq[3]), SH_OK);
+	assert_int_equal(seq[0], base + 1);
+	assert_int_equal(meta_int(f->st, "last_seq"), seq[3]);
+
+	relay(f->st, store_now_ns(), 100, &ops, &n);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ops[i].seq, seq[i]);
+		if (i)
+			assert_int_equal(ops[i].seq, ops[i - 1].seq + 1);
+	}
+	assert_int_equal(ops[0].kind, OP_UPSERT);
+	assert_string_equal(ops[0].model, "User");
+	assert_string_equal(ops[0].pk, "1");
+	assert_string_equal(ops[0].doc, "{\"id\":1}");
+	assert_int_equal(ops[1].kind, OP_UPSERT);
+	assert_string_equal(ops[1].pk, "2");
+	assert_int_equal(ops[2].kind, OP_DELETE);
+	assert_string_equal(ops[2].pk, "1");
+	assert_null(ops[2].doc);
+	assert_string_equal(ops[3].model, "Event");
+	op_free_array(ops, n);
+
+	/* max limits the batch, from the oldest */
+	relay(f->st, store_now_ns(), 2, &ops, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(ops[0].seq, seq[0]);
+	assert_int_equal(ops[1].seq, seq[1]);
+	op_free_array(ops, n);
+	relay(f->st, store_now_ns(), 0, &ops, &n);
+	assert_int_equal(n, 0);
+	op_free_array(ops, n);
+}
+
+static void test_outbox_relay_cycle(void **state)
+{
+	struct fixture *f = *state;
+	int64_t seq[3], t;
+	struct op *ops;
+	size_t n;
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_write(f->st, "User", "1", "{}", &seq[i]), SH_OK);
+
+	t = store_now_ns();
+	assert_int_equal(store_outbox_relayed(f->st, seq[1], t), SH_OK);
+	/* relayed entries are hidden until their resend time */
+	relay(f->st, t, 100, &ops, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops[0].seq, seq[2]);
+	op_free_array(ops, n);
+	relay(f->st, t - 1000, 100, &ops, &n);
+	assert_int_equal(n, 1);
+	op_free_array(ops, n);
+	/* ...and come back once it has passed */
+	relay(f->st, t + 1, 100, &ops, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(ops[0].seq, seq[0]);
+	op_free_array(ops, n);
+
+	/* relaying again later does not move an earlier relay time backwards */
+	assert_int_equal(store_outbox_relayed(f->st, seq[2], t - 5), SH_OK);
+	relay(f->st, t - 5, 100, &ops, &n);
+	assert_int_equal(n, 0);
+	op_free_array(ops, n);
+	relay(f->st, t, 100, &ops, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops[0].seq, seq[2]);
+	op_free_array(ops, n);
+
+	/* unrelay: everything is to send again */
+	assert_int_equal(store_outbox_unrelay(f->st), SH_OK);
+	relay(f->st, 1, 100, &ops, &n);
+	assert_int_equal(n, 3);
+	op_free_array(ops, n);
+
+	/* applied drops up to seq, inclusive */
+	assert_int_equal(store_outbox_applied(f->st, seq[1]), SH_OK);
+	relay(f->st, store_now_ns(), 100, &ops, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops[0].seq, seq[2]);
+	op_free_array(ops, n);
+	assert_true(store_has_pending(f->st, "User", "1"));
+	assert_int_equal(store_outbox_applied(f->st, seq[2]), SH_OK);
+	relay(f->st, store_now_ns(), 100, &ops, &n);
+	assert_int_equal(n, 0);
+	op_free_array(ops, n);
+	assert_false(store_has_pending(f->st, "User", "1"));
+	/* the record itself stays */
+	assert_doc(f->st, "User", "1", "{}");
+	/* sequence numbers keep growing after the outbox empties */
+	assert_int_equal(store_write(f->st, "User", "2", "{}", &t), SH_OK);
+	assert_int_equal(t, seq[2] + 1);
+}
+
+static void test_refresh(void **state)
+{
+	struct fixture *f = *state;
+	int64_t s1, s2;
+
+	assert_int_equal(store_write(f->st, "User", "1", "{\"v\":\"local\"}", &s1), SH_OK);
+	/* PostgreSQL has not applied s1 yet: the local write wins */
+	assert_int_equal(store_refresh(f->st, "User", "1", "{\"v\":\"pg\"}", s1 - 1), SH_OK);
+	assert_doc(f->st, "User", "1", "{\"v\":\"local\"}");
+	assert_int_equal(store_refresh(f->st, "User", "1", NULL, s1 - 1), SH_OK);
+	assert_doc(f->st, "User", "1", "{\"v\":\"local\"}");
+
+	/* a second write: applied up to s1 still leaves s2 pending */
+	assert_int_equal(store_write(f->st, "User", "1", "{\"v\":\"local2\"}", &s2), SH_OK);
+	assert_int_equal(store_refresh(f->st, "User", "1", "{\"v\":\"pg\"}", s1), SH_OK);
+	assert_doc(f->st, "User", "1", "{\"v\":\"local2\"}");
+
+	/* once applied, PostgreSQL's version replaces the cache */
+	assert_int_equal(store_outbox_applied(f->st, s2), SH_OK);
+	assert_int_equal(store_refresh(f->st, "User", "1", "{\"v\":\"pg\"}", s2), SH_OK);
+	assert_doc(f->st, "User", "1", "{\"v\":\"pg\"}");
+	/* doc NULL: the row is gone */
+	assert_int_equal(store_refresh(f->st, "User", "1", NULL, s2), SH_OK);
+	assert_doc(f->st, "User", "1", NULL);
+	/* a record the block never had */
+	assert_int_equal(store_refresh(f->st, "User", "7", "{\"id\":7}", s2), SH_OK);
+	assert_doc(f->st, "User", "7", "{\"id\":7}");
+	/* a pending write on another record does not block this one */
+	assert_int_equal(store_write(f->st, "User", "8", "{}", &s1), SH_OK);
+	assert_int_equal(store_refresh(f->st, "User", "7", "{\"id\":7,\"x\":1}", 0), SH_OK);
+	assert_doc(f->st, "User", "7", "{\"id\":7,\"x\":1}");
+	/* refresh touches no outbox */
+	assert_true(store_has_pending(f->st, "User", "8"));
+	assert_false(store_has_pending(f->st, "User", "7"));
+}
+
+static void test_cache(void **state)
+{
+	struct fixture *f = *state;
+	struct store_stats stats;
+	int64_t seq;
+
+	assert_int_equal(store_cache(f->st, "User", "2", "{\"v\":1}"), SH_OK);
+	assert_doc(f->st, "User", "2", "{\"v\":1}");
+	assert_int_equal(store_cache(f->st, "User", "2", "{\"v\":2}"), SH_OK);
+	assert_doc(f->st, "User", "2", "{\"v\":1}");
+	assert_false(store_has_pending(f->st, "User", "2"));
+
+	/* a user's write is never overwritten by a cache fill */
+	assert_int_equal(store_write(f->st, "User", "3", "{\"v\":\"mine\"}", &seq), SH_OK);
+	assert_int_equal(store_cache(f->st, "User", "3", "{\"v\":\"pg\"}"), SH_OK);
+	assert_doc(f->st, "User", "3", "{\"v\":\"mine\"}");
+
+	assert_int_equal(store_stats(f->st, &stats), SH_OK);
+	assert_int_equal(stats.records, 2);
+	assert_int_equal(stats.pending, 1);
+}
+
+static void test_drop_synced(void **state)
+{
+	struct fixture *f = *state;
+	int64_t dropped = -1, seq;
+
+	assert_int_equal(store_write(f->st, "User", "1", "{\"v\":1}", &seq), SH_OK);
+	assert_int_equal(store_cache(f->st, "User", "2", "{}"), SH_OK);
+	assert_int_equal(store_cache(f->st, "User", "3", "{}"), SH_OK);
+	assert_int_equal(store_cache(f->st, "Event", "1", "{}"), SH_OK);	/* same pk, other model */
+	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
+	assert_int_equal(dropped, 3);
+	assert_doc(f->st, "User", "1", "{\"v\":1}");
+	assert_doc(f->st, "User", "2", NULL);
+	assert_doc(f->st, "User", "3", NULL);
+	assert_doc(f->st, "Event", "1", NULL);
+
+	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
+	assert_int_equal(dropped, 0);
+
+	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
+	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
+	assert_int_equal(dropped, 1);
+	assert_doc(f->st, "User", "1", NULL);
+}
+
+static void test_has_pending_and_stats(void **state)
+{
+	struct fixture *f = *state;
+	struct store_stats stats;
+	int64_t before = store_now_ns(), seq;
+
+	assert_int_equal(store_stats(f->st, &stats), SH_OK);
+	assert_int_equal(stats.pending, 0);
+	assert_int_equal(stats.records, 0);
+	assert_int_equal(stats.oldest_pending_ns, 0);
+	assert_false(store_has_pending(f->st, "User", "1"));
+
+	assert_int_equal(store_write(f->st, "User", "1", "{}", &seq), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "1", "{\"a\":1}", &seq), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "2", NULL, &seq), SH_OK);
+	assert_int_equal(store_cache(f->st, "User", "4", "{}"), SH_OK);
+	assert_true(store_has_pending(f->st, "User", "1"));
+	assert_true(store_has_pending(f->st, "User", "2"));
+	assert_false(store_has_pending(f->st, "User", "4"));
+	assert_false(store_has_pending(f->st, "Event", "1"));
+
+	assert_int_equal(store_stats(f->st, &stats), SH_OK);
+	assert_int_equal(stats.pending, 3);
+	assert_int_equal(stats.records, 2);	/* 1 and 4; 2 was deleted */
+	assert_true(stats.oldest_pending_ns >= before);
+	assert_true(stats.oldest_pending_ns <= store_now_ns());
+
+	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
+	assert_int_equal(store_stats(f->st, &stats), SH_OK);
+	assert_int_equal(stats.pending, 0);
+	assert_int_equal(stats.oldest_pending_ns, 0);
+	assert_false(store_has_pending(f->st, "User", "1"));
+}
+
+static void test_meta(void **state)
+{
+	struct fixture *f = *state;
+	char *v = (char *)1;
+
+	assert_int_equal(store_meta_get(f->st, "nope", &v), SH_ENOENT);
+	assert_null(v);
+	assert_int_equal(store_meta_set(f->st, "k", "v1"), SH_OK);
+	assert_int_equal(store_meta_get(f->st, "k", &v), SH_OK);
+	assert_string_equal(v, "v1");
+	free(v);
+	assert_int_equal(store_meta_set(f->st, "k", "v2 with 'quotes' and \"more\""), SH_OK);
+	assert_int_equal(store_meta_get(f->st, "k", &v), SH_OK);
+	assert_string_equal(v, "v2 with 'quotes' and \"more\"");
+	free(v);
+	assert_int_equal(store_meta_set(f->st, "empty", ""), SH_OK);
+	assert_int_equal(store_meta_get(f->st, "empty", &v), SH_OK);
+	assert_string_equal(v, "");
+	free(v);
+	/* a new block's bookkeeping */
+	assert_true(meta_int(f->st, "created_ns") > 0);
+	assert_true(meta_int(f->st, "base_seq") > 0);
+}
+
+struct list_ctx {
+	char keys[8][16];
+	size_t n, stop_after;
+};
+
+static int collect(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns)
+{
+	struct list_ctx *c = ctx;
+
+	assert_true(doc_len > 0);
+	assert_true(mtime_ns > 0);
+	snprintf(c->keys[c->n++], sizeof(c->keys[0]), "%s", pk);
+	return c->stop_after && c->n >= c->stop_after;
+}
+
+static void test_list(void **state)
+{
+	struct fixture *f = *state;
+	struct list_ctx c = { 0 };
+	int64_t seq;
+
+	assert_int_equal(store_write(f->st, "User", "b", "{\"x\":1}", &seq), SH_OK);
+	assert_int_equal(store_cache(f->st, "User", "a", "{}"), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "c", "{}", &seq), SH_OK);
+	assert_int_equal(store_write(f->st, "Event", "z", "{}", &seq), SH_OK);
+	assert_int_equal(store_list(f->st, "User", collect, &c), SH_OK);
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.keys[0], "a");
+	assert_string_equal(c.keys[1], "b");
+	assert_string_equal(c.keys[2], "c");
+
+	memset(&c, 0, sizeof(c));
+	c.stop_after = 2;
+	assert_int_equal(store_list(f->st, "User", collect, &c), SH_OK);
+	assert_int_equal(c.n, 2);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_list(f->st, "Nothing", collect, &c), SH_OK);
+	assert_int_equal(c.n, 0);
+}
+
+static void test_reopen_keeps_everything(void **state)
+{
+	struct fixture *f = *state;
+	int64_t base = meta_int(f->st, "base_seq"), s1, s2, s3;
+	struct store_stats stats;
+	struct op *ops;
+	size_t n;
+	char *v;
+
+	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &s1), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &s2), SH_OK);
+	assert_int_equal(store_cache(f->st, "User", "3", "{\"id\":3}"), SH_OK);
+	assert_int_equal(store_meta_set(f->st, "k", "v"), SH_OK);
+	assert_int_equal(store_outbox_applied(f->st, s1), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, s2, store_now_ns()), SH_OK);
+	store_close(f->st);
+	f->st = NULL;
+
+	assert_int_equal(store_open(f->path, false, true, &f->st), SH_OK);
+	assert_non_null(f->st);
+	assert_doc(f->st, "User", "1", "{\"id\":1}");
+	assert_doc(f->st, "User", "2", "{\"id\":2}");
+	assert_doc(f->st, "User", "3", "{\"id\":3}");
+	assert_int_equal(store_meta_get(f->st, "k", &v), SH_OK);
+	assert_string_equal(v, "v");
+	free(v);
+	assert_int_equal(meta_int(f->st, "base_seq"), base);
+	assert_int_equal(store_stats(f->st, &stats), SH_OK);
+	assert_int_equal(stats.pending, 1);
+	assert_int_equal(stats.records, 3);
+	/* the relay mark survived: nothing to send before its resend time */
+	relay(f->st, 1, 10, &ops, &n);
+	assert_int_equal(n, 0);
+	op_free_array(ops, n);
+	relay(f->st, INT64_MAX, 10, &ops, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops[0].seq, s2);
+	op_free_array(ops, n);
+	/* numbering continues where it stopped */
+	assert_int_equal(store_write(f->st, "User", "4", "{}", &s3), SH_OK);
+	assert_int_equal(s3, s2 + 1);
+
+	/* opening with create on an existing file changes nothing either */
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->path, true, false, &f->st), SH_OK);
+	assert_int_equal(meta_int(f->st, "base_seq"), base);
+	assert_int_equal(meta_int(f->st, "last_seq"), s3);
+	assert_doc(f->st, "User", "4", "{}");
+}
+
+static void test_open_missing(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = (struct store *)1;
+	char path[192];
+
+	snprintf(path, sizeof(path), "%s/missing.sqlite", f->dir);
+	assert_int_not_equal(store_open(path, false, false, &st), SH_OK);
+	assert_null(st);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/no/such/dir/x.sqlite", f->dir);
+	st = (struct store *)1;
+	assert_int_not_equal(store_open(path, true, false, &st), SH_OK);
+	assert_null(st);
+	store_close(NULL);
+}
+
+static void test_new_blocks_do_not_reuse_seqs(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st2;
+	char path[192];
+	int64_t s1, s2;
+
+	assert_int_equal(store_write(f->st, "User", "1", "{}", &s1), SH_OK);
+	usleep(2000);
+	snprintf(path, sizeof(path), "%s/b2.sqlite", f->dir);
+	assert_int_equal(store_open(path, true, false, &st2), SH_OK);
+	assert_int_equal(store_write(st2, "User", "1", "{}", &s2), SH_OK);
+	assert_true(s2 > s1);
+	store_close(st2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_write_get_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_order_and_seq, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_relay_cycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drop_synced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_has_pending_and_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_blocks_do_not_reuse_seqs, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
