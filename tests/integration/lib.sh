@@ -1,0 +1,449 @@
+# Harness for sharded's integration tests: sourced by every tests/integration/test_*.sh.
+#
+# Each test gets a private temporary directory $T holding a throwaway PostgreSQL ($T/pg, run as
+# the postgres user), a redis-server ($T/redis), the FUSE mount point ($T/mnt) and the block
+# files ($T/data), all on free loopback ports. A trap tears everything down on any exit (a
+# failed check, set -e, INT, TERM), with timeouts so that cleanup never hangs. Only SIGKILL of
+# the test itself leaves things behind.
+#
+# Typical test:
+#   source "$(dirname "$0")/lib.sh"
+#   setup_tmp; start_postgres; load_sample_schema; start_redis; mount_sharded
+#   check "mkdir creates a block" mkdir "$MNT/user-1"
+#   check_eq "name" "Ada Lovelace" "$(jq -r .name "$MNT/user-1/User/1.json")"
+#   finish
+#
+# Environment: SHARDED_BUILD_DIR (default <repo>/build-test), SHARDED_SOURCE_DIR (default the
+# repo root), KEEP_TMP=1 keeps $T after the test, CHECK_TIMEOUT (default 30) bounds each
+# external command run by check and wait_for so that a hung mount cannot hang the test.
+
+: "${SHARDED_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${SHARDED_BUILD_DIR:=$SHARDED_SOURCE_DIR/build-test}"
+: "${CHECK_TIMEOUT:=30}"
+export SHARDED_SOURCE_DIR SHARDED_BUILD_DIR
+
+if [[ -z ${PGBIN:-} ]]; then
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+fi
+
+T=""
+MNT=""
+DATA=""
+DAEMON_PID=""
+DAEMON_PIDS=()   # every daemon started by mount_sharded, for cleanup
+EXTRA_PIDS=()    # anything else a test started in the background: track_pid PID
+REDIS_PID=""
+PG_STARTED=0
+CHECKS_PASSED=0
+CHECKS_FAILED=0
+CHECK_RC=0
+_CLEANED_UP=0
+
+log() { printf '# %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+  local pid=$1 state
+  [[ -n $pid ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ $state != Z ]]
+}
+
+# wait_exit PID SECONDS: wait until PID is gone; 1 if it is still alive afterwards.
+wait_exit() {
+  local pid=$1 deadline=$((${EPOCHREALTIME/./} + $2 * 1000000))
+  while alive "$pid"; do
+    ((${EPOCHREALTIME/./} < deadline)) || return 1
+    sleep 0.05
+  done
+}
+
+# stop_pid PID [GRACE_S]: TERM, then KILL after GRACE_S (default 5) seconds.
+stop_pid() {
+  local pid=$1 grace=${2:-5}
+  alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null
+  wait_exit "$pid" "$grace" && return 0
+  log "pid $pid ignored TERM for ${grace}s: killing it"
+  kill -KILL "$pid" 2>/dev/null
+  wait_exit "$pid" 5
+}
+
+track_pid() { EXTRA_PIDS+=("$1"); }
+
+# ---------------------------------------------------------------------------------------------
+# Temporary directory and cleanup
+
+setup_tmp() {
+  ((EUID == 0)) || die "integration tests must run as root (FUSE mounts, runuser postgres)"
+  T=$(mktemp -d "${TMPDIR:-/tmp}/sharded-test.XXXXXX")
+  chmod 755 "$T"
+  export T
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
+# fuse_mounts_under DIR: FUSE mount points at or below DIR, deepest first. Reads mountinfo
+# rather than stat()ing anything, so a hung daemon cannot hang us.
+fuse_mounts_under() {
+  awk -v d="$1" '$0 ~ / - fuse/ && ($5 == d || index($5, d "/") == 1) {print length($5), $5}' \
+    /proc/self/mountinfo | sort -rn | cut -d' ' -f2-
+}
+
+is_mounted() { [[ -n $(fuse_mounts_under "$1" | grep -Fx -- "$1") ]]; }
+
+# abort_fuse_connection DIR: the kernel's last resort for a daemon that does not answer.
+abort_fuse_connection() {
+  local minor
+  minor=$(awk -v d="$1" '$5 == d {split($3, a, ":"); print a[2]}' /proc/self/mountinfo | tail -n 1)
+  [[ -n $minor && -w /sys/fs/fuse/connections/$minor/abort ]] &&
+    echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
+  return 0
+}
+
+# force_unmount DIR: unmount whatever way works, never hanging.
+force_unmount() {
+  local m=$1
+  is_mounted "$m" || return 0
+  timeout 5 fusermount3 -u "$m" 2>/dev/null && ! is_mounted "$m" && return 0
+  abort_fuse_connection "$m"
+  timeout 5 fusermount3 -uz "$m" 2>/dev/null
+  is_mounted "$m" && timeout 5 umount -l "$m" 2>/dev/null
+  ! is_mounted "$m"
+}
+
+cleanup() {
+  local rc=$?
+  ((_CLEANED_UP)) && return
+  _CLEANED_UP=1
+  trap '' INT TERM HUP
+  set +e
+  [[ -n $T && -d $T ]] || return
+
+  local m pid
+  while read -r m; do
+    [[ -n $m ]] && { force_unmount "$m" || log "cleanup: could not unmount $m"; }
+  done < <(fuse_mounts_under "$T")
+  for pid in "${DAEMON_PIDS[@]}" "${EXTRA_PIDS[@]}"; do
+    stop_pid "$pid" 5
+  done
+  if ((rc != 0 || CHECKS_FAILED > 0)); then
+    show_log "$T/daemon.log" 80
+  fi
+  stop_postgres immediate >/dev/null 2>&1
+  stop_redis >/dev/null 2>&1
+
+  if [[ -n ${KEEP_TMP:-} ]]; then
+    log "KEEP_TMP set: leaving $T"
+  elif [[ -n $(fuse_mounts_under "$T") ]]; then
+    log "cleanup: $T still has a mount, not removing it"
+  else
+    rm -rf --one-file-system "$T"
+  fi
+}
+
+show_log() {
+  local f=$1 n=${2:-60}
+  [[ -s $f ]] || return 0
+  printf -- '--- %s (last %d lines) ---\n' "$f" "$n" >&2
+  tail -n "$n" "$f" >&2
+  printf -- '--- end of %s ---\n' "$f" >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Ports
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range.
+free_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 12000))
+    if [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] &&
+       ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  die "free_port: no free port found"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+pg_as_postgres() { runuser -u postgres -- "$@"; }
+
+start_postgres() {
+  [[ -n $T ]] || die "start_postgres: call setup_tmp first"
+  [[ -x $PGBIN/initdb ]] || die "start_postgres: no PostgreSQL binaries in '${PGBIN:-/usr/lib/postgresql/*/bin}'"
+  if [[ ! -f $T/pg/PG_VERSION ]]; then
+    install -d -o postgres -g postgres -m 700 "$T/pg"
+    install -o postgres -g postgres -m 600 /dev/null "$T/postgres.log"
+    pg_as_postgres "$PGBIN/initdb" -D "$T/pg" -A trust -U postgres -E UTF8 --locale=C \
+      --no-sync >"$T/initdb.log" 2>&1 || { show_log "$T/initdb.log"; die "initdb failed"; }
+    PGPORT=$(free_port)
+  fi
+  _pg_start || return 1
+  export PGHOST=127.0.0.1 PGPORT PGUSER=postgres PGDATABASE=sharded_test
+  export PG_CONNINFO="host=127.0.0.1 port=$PGPORT user=postgres dbname=sharded_test"
+  export PG_URL="postgresql://postgres@127.0.0.1:$PGPORT/sharded_test"
+  if [[ -z $(PGDATABASE=postgres psql_q "select 1 from pg_database where datname = 'sharded_test'") ]]; then
+    PGDATABASE=postgres psql_q "create database sharded_test" >/dev/null
+  fi
+}
+
+_pg_start() {
+  pg_as_postgres "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/postgres.log" -w -t 30 -s \
+    -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $T/pg -c fsync=off -c full_page_writes=off" \
+    start </dev/null >/dev/null 2>&1 || {
+    show_log "$T/postgres.log"
+    die "postgres did not start on 127.0.0.1:$PGPORT"
+  }
+  PG_STARTED=1
+}
+
+# stop_postgres [MODE]: MODE is smart, fast (default) or immediate.
+stop_postgres() {
+  local mode=${1:-fast}
+  ((PG_STARTED)) || return 0
+  if ! timeout 30 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -m "$mode" -w -t 20 -s stop \
+       </dev/null >/dev/null 2>&1; then
+    local pid
+    pid=$(head -n 1 "$T/pg/postmaster.pid" 2>/dev/null)
+    # The postmaster's children notice its death and exit on their own.
+    [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
+  fi
+  PG_STARTED=0
+}
+
+# restart_postgres [MODE]: stop (MODE as stop_postgres) and start again on the same port.
+restart_postgres() {
+  stop_postgres "${1:-fast}"
+  _pg_start
+}
+
+psql_q() {
+  "$PGBIN/psql" -tAX -v ON_ERROR_STOP=1 -c "$1" </dev/null
+}
+
+load_sample_schema() {
+  "$PGBIN/psql" -qX -v ON_ERROR_STOP=1 -f "$SHARDED_SOURCE_DIR/tools/sample-schema.sql" \
+    </dev/null >/dev/null || die "loading tools/sample-schema.sql failed"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+start_redis() {
+  [[ -n $T ]] || die "start_redis: call setup_tmp first"
+  mkdir -p "$T/redis"
+  REDIS_PORT=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$T/redis" --daemonize no \
+    --save '' --appendonly no --protected-mode yes --logfile "$T/redis/redis.log" \
+    </dev/null >/dev/null 2>&1 &
+  REDIS_PID=$!
+  export REDIS_PORT REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  if ! wait_for 10 _redis_ping; then
+    show_log "$T/redis/redis.log"
+    die "redis-server did not answer PING on 127.0.0.1:$REDIS_PORT"
+  fi
+}
+
+_redis_ping() { [[ $(redis_cli PING 2>/dev/null) == PONG ]]; }
+
+stop_redis() {
+  [[ -n $REDIS_PID ]] || return 0
+  stop_pid "$REDIS_PID" 5
+  REDIS_PID=""
+}
+
+redis_cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" </dev/null; }
+
+# ---------------------------------------------------------------------------------------------
+# The mount
+
+# mount_sharded [EXTRA_OPTS]: start the daemon in the foreground (-f) in the background of this
+# shell and wait until it has mounted $MNT. Sets MNT, DATA, DAEMON_PID. The daemon's stdout and
+# stderr go to $T/daemon.log. The PostgreSQL URI form keeps commas, spaces and '=' out of -o.
+mount_sharded() {
+  [[ -n $T ]] || die "mount_sharded: call setup_tmp first"
+  [[ -x $SHARDED_BUILD_DIR/mount.sharded ]] || die "no $SHARDED_BUILD_DIR/mount.sharded: build first"
+  [[ -c /dev/fuse ]] || die "/dev/fuse is missing"
+  MNT=${MNT:-$T/mnt}
+  DATA=${DATA:-$T/data}
+  mkdir -p "$MNT" "$DATA"
+  local opts="pg=$PG_URL,redis=$REDIS_URL,data=$DATA${1:+,$1}"
+  echo "### $(date '+%T') mount.sharded -f -o $opts $MNT" >>"$T/daemon.log"
+  "$SHARDED_BUILD_DIR/mount.sharded" -f -o "$opts" "$MNT" </dev/null >>"$T/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  DAEMON_PIDS+=("$DAEMON_PID")
+  local deadline=$((${EPOCHREALTIME/./} + 15000000))
+  until is_mounted "$MNT"; do
+    if ! alive "$DAEMON_PID"; then
+      local status=0
+      wait "$DAEMON_PID" || status=$?
+      show_log "$T/daemon.log"
+      die "mount.sharded exited with status $status before mounting $MNT"
+    fi
+    if ((${EPOCHREALTIME/./} > deadline)); then
+      stop_pid "$DAEMON_PID" 5
+      show_log "$T/daemon.log"
+      die "mount.sharded did not mount $MNT within 15 s"
+    fi
+    sleep 0.05
+  done
+  export MNT DATA DAEMON_PID
+}
+
+# unmount_sharded: fusermount3 -u, then wait (max 15 s) for the daemon to exit. Fails if it
+# does not, if it exits non-zero, or if its log holds a sanitizer report.
+unmount_sharded() {
+  local i status=0
+  for ((i = 0; i < 50; i++)); do   # EBUSY right after use is normal for a moment
+    timeout 10 fusermount3 -u "$MNT" 2>/dev/null && break
+    is_mounted "$MNT" || break
+    sleep 0.1
+  done
+  if is_mounted "$MNT"; then
+    timeout 10 fusermount3 -u "$MNT" || true
+    log "unmount_sharded: $MNT is still mounted"
+    return 1
+  fi
+  if [[ -n $DAEMON_PID ]]; then
+    if ! wait_exit "$DAEMON_PID" 15; then
+      log "unmount_sharded: mount.sharded (pid $DAEMON_PID) still running 15 s after unmount"
+      stop_pid "$DAEMON_PID" 2
+      show_log "$T/daemon.log"
+      return 1
+    fi
+    wait "$DAEMON_PID" 2>/dev/null || status=$?
+    DAEMON_PID=""
+    if ((status != 0)); then
+      log "unmount_sharded: mount.sharded exited with status $status"
+      show_log "$T/daemon.log"
+      return 1
+    fi
+  fi
+  if sanitizer_report "$T/daemon.log" >/dev/null; then
+    show_log "$T/daemon.log" 120
+    log "unmount_sharded: sanitizer report in daemon.log"
+    return 1
+  fi
+}
+
+# sanitizer_report FILE: prints the first ASan/UBSan/LSan report line; fails if there is none.
+sanitizer_report() {
+  [[ -f $1 ]] && grep -m 1 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' "$1"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Waiting and checking
+
+# _run CMD...: shell functions and builtins run as they are; external commands run under
+# timeout so that a hung mount turns into a failure instead of a hung test.
+_run() {
+  case $(type -t "$1") in
+    function | builtin | keyword) "$@" ;;
+    *) timeout "${_RUN_TIMEOUT:-$CHECK_TIMEOUT}" "$@" ;;
+  esac
+}
+
+# wait_for TIMEOUT_S CMD...: poll CMD every 0.1 s until it succeeds (0) or time runs out (1).
+wait_for() {
+  local limit=$1
+  shift
+  local deadline=$((${EPOCHREALTIME/./} + ${limit%.*} * 1000000))
+  while true; do
+    _RUN_TIMEOUT=$limit _run "$@" >/dev/null 2>&1 && return 0
+    ((${EPOCHREALTIME/./} < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+_pass() {
+  CHECKS_PASSED=$((CHECKS_PASSED + 1))
+  printf 'ok - %s\n' "$1"
+}
+
+_fail() {
+  CHECKS_FAILED=$((CHECKS_FAILED + 1))
+  printf 'FAIL - %s\n' "$1"
+  shift
+  local line
+  for line in "$@"; do printf '    %s\n' "$line"; done
+}
+
+# check NAME CMD...: run CMD; "ok - NAME" if it succeeds, else "FAIL - NAME" with the command,
+# its status and its output. Always returns 0 so the test goes on; the status is in CHECK_RC.
+check() {
+  local name=$1 out
+  shift
+  out=$(_run "$@" 2>&1) && CHECK_RC=0 || CHECK_RC=$?
+  if ((CHECK_RC == 0)); then
+    _pass "$name"
+  else
+    _fail "$name" "command: $(printf '%q ' "$@")" "status: $CHECK_RC${out:+, output:}" \
+      ${out:+"$(sed -n '1,20p' <<<"$out")"}
+  fi
+  return 0
+}
+
+# check_fails NAME CMD...: the check passes when CMD fails (status non-zero, not a timeout).
+check_fails() {
+  local name=$1 out
+  shift
+  out=$(_run "$@" 2>&1) && CHECK_RC=0 || CHECK_RC=$?
+  if ((CHECK_RC != 0 && CHECK_RC != 124)); then
+    _pass "$name"
+    CHECK_RC=0
+  else
+    _fail "$name" "command: $(printf '%q ' "$@")" \
+      "expected failure, got status $CHECK_RC${out:+, output:}" ${out:+"$(sed -n '1,20p' <<<"$out")"}
+    CHECK_RC=1
+  fi
+  return 0
+}
+
+# check_eq NAME EXPECTED ACTUAL
+check_eq() {
+  if [[ $2 == "$3" ]]; then
+    CHECK_RC=0
+    _pass "$1"
+  else
+    CHECK_RC=1
+    _fail "$1" "expected: $(printf '%q' "$2")" "actual:   $(printf '%q' "$3")"
+  fi
+  return 0
+}
+
+# require NAME CMD...: like check, but a failure ends the test (later steps depend on it).
+require() {
+  check "$@"
+  ((CHECK_RC == 0)) || {
+    echo "# stopping: later steps depend on \"$1\""
+    finish
+  }
+}
+
+# finish: print "N passed, N failed" and exit 1 if anything failed or nothing ran. A sanitizer
+# report in the daemon's log is a failure too.
+finish() {
+  local report
+  if [[ -n $T ]] && report=$(sanitizer_report "$T/daemon.log"); then
+    _fail "no sanitizer report in daemon.log" "$report"
+  fi
+  printf '%d passed, %d failed\n' "$CHECKS_PASSED" "$CHECKS_FAILED"
+  if ((CHECKS_FAILED > 0 || CHECKS_PASSED == 0)); then
+    exit 1
+  fi
+  exit 0
+}
