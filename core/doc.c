@@ -237,6 +237,91 @@ static int pk_matches(const struct column *c, struct json_object *v, const char 
 	return 0;
 }
 
+/* Length of the UTF-8 sequence at p (at most n bytes), 0 if invalid: no
+ * overlong forms, no surrogates, nothing above U+10FFFF (RFC 3629). */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+static int valid_utf8(const char *body, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)body;
+
+	for (size_t i = 0, k; i < len; i += k)
+		if (!(k = utf8_seq(p + i, len - i)))
+			return 0;
+	return 1;
+}
+
+/* Is the integer literal d (digits long, after an optional '-') outside 64 bits? */
+static int literal_overflows(const char *d, size_t digits, int negative)
+{
+	const char *limit = negative ? "9223372036854775808" : "18446744073709551615";
+	size_t n = strlen(limit);
+
+	return digits != n ? digits > n : strncmp(d, limit, n) > 0;
+}
+
+/* Does an integer literal outside strings overflow 64 bits? json-c would
+ * silently clamp it, changing the value. */
+static int integer_overflows(const char *body, size_t len)
+{
+	int in_string = 0;
+	size_t i = 0;
+
+	while (i < len) {
+		char c = body[i];
+		size_t start, end;
+
+		if (in_string) {
+			i += c == '\\' ? 2 : 1;
+			in_string = c != '"';
+			continue;
+		}
+		if (c == '"' || (c != '-' && !isdigit((unsigned char)c))) {
+			in_string = c == '"';
+			i++;
+			continue;
+		}
+		start = c == '-' ? i + 1 : i;
+		end = start;
+		while (end < len && isdigit((unsigned char)body[end]))
+			end++;
+		if (end < len && strchr(".eE", body[end])) {
+			while (end < len && strchr("0123456789.eE+-", body[end]))
+				end++;	/* a real number: json-c keeps its text */
+		} else if (literal_overflows(body + start, end - start, c == '-')) {
+			return 1;
+		}
+		i = end > i ? end : i + 1;
+	}
+	return 0;
+}
+
 static enum sh_err parse_object(const char *body, size_t len, struct json_object **out,
 				char *why, size_t whylen)
 {
@@ -247,6 +332,14 @@ static enum sh_err parse_object(const char *body, size_t len, struct json_object
 
 	if (!tok)
 		return SH_ENOMEM;
+	if (!valid_utf8(body, len)) {
+		json_tokener_free(tok);
+		return refuse(why, whylen, "not valid UTF-8");
+	}
+	if (integer_overflows(body, len)) {
+		json_tokener_free(tok);
+		return refuse(why, whylen, "an integer does not fit in 64 bits (write it as a string)");
+	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, body, (int)len);
 	jerr = json_tokener_get_error(tok);

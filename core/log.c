@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
@@ -53,10 +54,46 @@ void sh_log(int level, const char *fmt, ...)
 	pthread_mutex_unlock(&log_lock);
 }
 
-/* Replace the value after "password=" (conninfo) or between ':' and '@' (URL). */
+/* End of a conninfo value starting at p: a quoted value ends at its closing
+ * quote (backslash escapes), a bare one at white space. */
+static const char *value_end(const char *p)
+{
+	if (*p != '\'') {
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+		return p;
+	}
+	for (p++; *p && *p != '\''; p++)
+		if (*p == '\\' && p[1])
+			p++;
+	return *p ? p + 1 : p;
+}
+
+/* In a key=value conninfo, hide the value of "password" (spaces around '=' allowed). */
+static int redact_conninfo(const char *in, char *out, size_t outlen)
+{
+	const char *pw = strstr(in, "password"), *p;
+
+	while (pw && pw != in && pw[-1] != ' ' && pw[-1] != '\t')
+		pw = strstr(pw + 1, "password");
+	if (!pw)
+		return 0;
+	p = pw + strlen("password");
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '=')
+		return 0;
+	p++;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	snprintf(out, outlen, "%.*s***%s", (int)(p - in), in, value_end(p));
+	return 1;
+}
+
+/* Hide the password of a conninfo ("password=...") or a URL (between ':' and '@'). */
 void sh_redact(const char *in, char *out, size_t outlen)
 {
-	const char *pw, *at, *scheme;
+	const char *at, *scheme;
 	size_t n;
 
 	if (!outlen)
@@ -64,22 +101,31 @@ void sh_redact(const char *in, char *out, size_t outlen)
 	snprintf(out, outlen, "%s", in ? in : "");
 	if (!in)
 		return;
-	pw = strstr(in, "password=");
-	if (pw) {
-		const char *end = pw + strlen("password=");
-		while (*end && *end != ' ' && *end != '&')
-			end++;
-		n = (size_t)(pw - in) + strlen("password=");
-		snprintf(out, outlen, "%.*s***%s", (int)n, in, end);
+	scheme = strstr(in, "://");
+	if (!scheme) {
+		redact_conninfo(in, out, outlen);
 		return;
 	}
-	scheme = strstr(in, "://");
-	at = scheme ? strchr(scheme + 3, '@') : NULL;
-	if (scheme && at) {
+	at = strchr(scheme + 3, '@');
+	if (at) {
 		const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
 		if (colon) {
 			n = (size_t)(colon - in) + 1;
 			snprintf(out, outlen, "%.*s***%s", (int)n, in, at);
 		}
+	}
+	/* a URI may also carry ?password=... */
+	if (strstr(out, "password=")) {
+		char *copy = strdup(out);
+		const char *q, *end;
+
+		if (!copy) {
+			snprintf(out, outlen, "***");
+			return;
+		}
+		q = strstr(copy, "password=") + strlen("password=");
+		end = strchr(q, '&');
+		snprintf(out, outlen, "%.*s***%s", (int)(q - copy), copy, end ? end : "");
+		free(copy);
 	}
 }
