@@ -396,12 +396,12 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 
 /* After commit: refresh from RETURNING, bury the dead, count. */
 static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-		   struct entry *es, size_t n, int64_t upto)
+		   struct op *ops, size_t n, int64_t upto)
 {
 	int64_t applied = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		struct op *op = &es[i].op;
+		struct op *op = &ops[i];
 
 		if (op->skipped)
 			continue;
@@ -417,82 +417,91 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 	set_meta_int(b->store, "last_sync_ns", store_now_ns());
 }
 
-/* Drop entries PostgreSQL already has; keep the contiguous run after it.
- * Returns the length of that run; *dups gets how many leading entries are duplicates. */
-static size_t contiguous_run(struct entry *es, size_t n, int64_t applied, size_t *dups)
+/* Which sorted entries to apply: the contiguous run of seqs after what
+ * PostgreSQL has (applied). Copies of one seq (re-sent entries) and seqs
+ * already applied are only acknowledged. Fills pick with the indexes to
+ * apply; returns how many entries, from the start, are settled (applied or
+ * duplicate). Entries after a gap stay pending until the gap is filled. */
+static size_t plan(const struct entry *es, size_t n, int64_t applied, size_t *pick, size_t *npick)
 {
-	size_t i = 0, start;
-	int64_t expect;
+	int64_t expect = 0;
+	size_t i;
 
-	while (i < n && es[i].op.seq <= applied)
-		i++;
-	*dups = i;
-	if (i == n)
-		return 0;
-	expect = applied >= es[i].base ? applied + 1 : es[i].base + 1;
-	start = i;
-	while (i < n && es[i].op.seq == expect) {
-		i++;
+	*npick = 0;
+	for (i = 0; i < n; i++) {
+		int64_t seq = es[i].op.seq;
+
+		if (!expect)
+			expect = applied >= es[i].base ? applied + 1 : es[i].base + 1;
+		if (seq < expect)
+			continue;	/* already applied, or a second copy */
+		if (seq != expect)
+			break;		/* gap */
+		pick[(*npick)++] = i;
 		expect++;
 	}
-	return i - start;
+	return i;
 }
 
 /* Apply what the stream holds for block b. Returns false on a transient failure. */
 static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 			  const char *key, struct entry *es, size_t n, char *err, size_t errlen)
 {
-	struct op *ops;
+	size_t *pick = malloc(n * sizeof(*pick)), npick, settled;
+	struct op *ops = malloc(n * sizeof(*ops));
 	int64_t applied, upto;
-	size_t dups, run;
+	bool ok = true;
 
+	if (!pick || !ops)
+		goto out;
 	qsort(es, n, sizeof(*es), by_seq);
 	if (pg_applied_seq(pg, b->id, &applied) != SH_OK) {
 		snprintf(err, errlen, "postgresql unreachable");
-		return false;
+		ok = false;
+		goto out;
 	}
-	run = contiguous_run(es, n, applied, &dups);
-	if (dups + run < n) {
-		sh_log(LOG_WARNING, "block '%s': gap in the stream after seq %" PRId64 ", re-sending",
-		       b->id, dups + run ? es[dups + run - 1].op.seq : applied);
+	settled = plan(es, n, applied, pick, &npick);
+	if (settled < n) {
+		sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64 ", re-sending",
+		       b->id, es[settled].op.seq);
 		store_outbox_unrelay(b->store);
 	}
-	if (run) {
-		ops = malloc(run * sizeof(*ops));
-		if (!ops)
-			return true;
-		for (size_t i = 0; i < run; i++)
-			ops[i] = es[dups + i].op;
-		if (pg_apply(pg, s->cfg.cat, b->id, ops, run, &upto, err, errlen) != SH_OK) {
-			free(ops);
-			return false;
-		}
-		for (size_t i = 0; i < run; i++)
-			es[dups + i].op = ops[i];
-		free(ops);
+	if (npick) {
+		for (size_t i = 0; i < npick; i++)
+			ops[i] = es[pick[i]].op;
+		ok = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen) == SH_OK;
+		for (size_t i = 0; i < npick; i++)
+			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
+		if (!ok)
+			goto out;
 		store_outbox_applied(b->store, upto);
-		settle(s, b, rc, pg, es + dups, run, upto);
+		settle(s, b, rc, pg, ops, npick, upto);
 	}
-	ack_entries(rc, key, es, dups + run);
-	return true;
+	ack_entries(rc, key, es, settled);
+out:
+	free(pick);
+	free(ops);
+	return ok;
 }
 
-/* Turn the entries of a reply into a sorted array. */
-static struct entry *collect(redisReply *list, size_t *n)
+/* Append the parsable entries of list to *es (n of them so far). */
+static bool collect(redisReply *list, struct entry **es, size_t *n)
 {
-	struct entry *es = calloc(list->elements ? list->elements : 1, sizeof(*es));
-	size_t k = 0;
+	struct entry *grown;
 
-	if (!es)
-		return NULL;
+	if (!list || list->elements == 0)
+		return true;
+	grown = realloc(*es, (*n + list->elements) * sizeof(*grown));
+	if (!grown)
+		return false;
+	*es = grown;
 	for (size_t i = 0; i < list->elements; i++) {
-		if (parse_entry(list->element[i], &es[k]))
-			k++;
+		if (parse_entry(list->element[i], &grown[*n]))
+			(*n)++;
 		else
-			op_release(&es[k].op);
+			op_release(&grown[*n].op);
 	}
-	*n = k;
-	return es;
+	return true;
 }
 
 enum pass_result { PASS_IDLE, PASS_WORKED, PASS_REDIS_DOWN, PASS_PG_DOWN };
@@ -502,45 +511,50 @@ static void ensure_group(redisContext *rc, const char *key)
 	freeReplyObject(redisCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP));
 }
 
+/* Read our pending entries (left by a failure or a gap) and new ones. */
+static enum pass_result read_block(struct sync *s, struct block *b, redisContext *rc,
+				   const char *key, struct entry **es, size_t *n, char *err,
+				   size_t errlen)
+{
+	static const char *const ids[] = { "0", ">" };
+
+	for (size_t i = 0; i < 2; i++) {
+		redisReply *r = read_stream(rc, key, s->consumer, ids[i]);
+		bool ok;
+
+		if (!r) {
+			snprintf(err, errlen, "redis: %s", rc->errstr);
+			return PASS_REDIS_DOWN;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			/* NOGROUP: the stream or group is gone (Redis lost its data) */
+			freeReplyObject(r);
+			ensure_group(rc, key);
+			store_outbox_unrelay(b->store);
+			return PASS_WORKED;
+		}
+		ok = collect(entries_of(r), es, n);
+		freeReplyObject(r);
+		if (!ok)
+			return PASS_IDLE;
+	}
+	return *n ? PASS_WORKED : PASS_IDLE;
+}
+
 static enum pass_result apply_block(struct sync *s, struct block *b, redisContext *rc,
 				    struct pg *pg, char *err, size_t errlen)
 {
 	char key[REDIS_KEY_MAX];
-	redisReply *r, *list;
-	struct entry *es;
+	struct entry *es = NULL;
 	size_t n = 0;
-	bool ok;
+	enum pass_result r;
 
 	redis_key(key, sizeof(key), b->id, "ops");
-	r = read_stream(rc, key, s->consumer, "0");
-	list = entries_of(r);
-	if (r && (!list || list->elements == 0)) {
-		freeReplyObject(r);
-		r = read_stream(rc, key, s->consumer, ">");
-		list = entries_of(r);
-	}
-	if (!r) {
-		snprintf(err, errlen, "redis: %s", rc->errstr);
-		return PASS_REDIS_DOWN;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		/* NOGROUP: the stream or group is gone (Redis lost its data) */
-		ensure_group(rc, key);
-		store_outbox_unrelay(b->store);
-		freeReplyObject(r);
-		return PASS_WORKED;
-	}
-	if (!list || list->elements == 0) {
-		freeReplyObject(r);
-		return PASS_IDLE;
-	}
-	es = collect(list, &n);
-	freeReplyObject(r);
-	if (!es)
-		return PASS_IDLE;
-	ok = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+	r = read_block(s, b, rc, key, &es, &n, err, errlen);
+	if (r == PASS_WORKED && n && !apply_entries(s, b, rc, pg, key, es, n, err, errlen))
+		r = PASS_PG_DOWN;
 	free_entries(es, n);
-	return ok ? PASS_WORKED : PASS_PG_DOWN;
+	return r;
 }
 
 static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *pg, char *err,
