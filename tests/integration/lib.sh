@@ -168,7 +168,7 @@ free_port() {
   local p i
   for ((i = 0; i < 200; i++)); do
     p=$((20000 + RANDOM % 12000))
-    if [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] &&
+    if [[ -z $(ss -Htln "( sport = :$p )" 2>/dev/null) ]] &&
        ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
