@@ -121,9 +121,9 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 	sh_log(LOG_INFO, "mounted at '%s'", cl->mountpoint);
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	/* libfuse 3.14 leaves the default unset and complains: always set it */
 	fuse_loop_cfg_set_max_threads(loop, cl->max_threads > 0 ? (unsigned)cl->max_threads : 10);
-	fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
+	if (cl->max_idle_threads <= 100000)	/* (unsigned)-1 means unset */
+		fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
 	rc = cl->singlethread ? fuse_session_loop(fs->se) : fuse_session_loop_mt(fs->se, loop);
 	fuse_loop_cfg_destroy(loop);
 	return rc ? 1 : 0;
