@@ -382,32 +382,42 @@ _fail() {
   for line in "$@"; do printf '    %s\n' "$line"; done
 }
 
+# _capture CMD...: run CMD in this shell (so that it may change the harness's state, e.g.
+# unmount_sharded), its output to a file; sets CHECK_RC and _OUT (the first 20 lines).
+_capture() {
+  local f
+  if [[ -n $T && -d $T ]]; then f=$T/check.out; else f=$(mktemp); fi
+  if _run "$@" >"$f" 2>&1; then CHECK_RC=0; else CHECK_RC=$?; fi
+  _OUT=$(sed -n '1,20p' "$f")
+  rm -f "$f"
+}
+
 # check NAME CMD...: run CMD; "ok - NAME" if it succeeds, else "FAIL - NAME" with the command,
 # its status and its output. Always returns 0 so the test goes on; the status is in CHECK_RC.
 check() {
-  local name=$1 out
+  local name=$1
   shift
-  out=$(_run "$@" 2>&1) && CHECK_RC=0 || CHECK_RC=$?
+  _capture "$@"
   if ((CHECK_RC == 0)); then
     _pass "$name"
   else
-    _fail "$name" "command: $(printf '%q ' "$@")" "status: $CHECK_RC${out:+, output:}" \
-      ${out:+"$(sed -n '1,20p' <<<"$out")"}
+    _fail "$name" "command: $(printf '%q ' "$@")" "status: $CHECK_RC${_OUT:+, output:}" \
+      ${_OUT:+"$_OUT"}
   fi
   return 0
 }
 
 # check_fails NAME CMD...: the check passes when CMD fails (status non-zero, not a timeout).
 check_fails() {
-  local name=$1 out
+  local name=$1
   shift
-  out=$(_run "$@" 2>&1) && CHECK_RC=0 || CHECK_RC=$?
+  _capture "$@"
   if ((CHECK_RC != 0 && CHECK_RC != 124)); then
     _pass "$name"
     CHECK_RC=0
   else
     _fail "$name" "command: $(printf '%q ' "$@")" \
-      "expected failure, got status $CHECK_RC${out:+, output:}" ${out:+"$(sed -n '1,20p' <<<"$out")"}
+      "expected failure, got status $CHECK_RC${_OUT:+, output:}" ${_OUT:+"$_OUT"}
     CHECK_RC=1
   fi
   return 0
