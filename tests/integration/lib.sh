@@ -30,9 +30,11 @@ T=""
 MNT=""
 DATA=""
 DAEMON_PID=""
+DAEMON_LOG_OFFSET=0
 DAEMON_PIDS=()   # every daemon started by mount_sharded, for cleanup
 EXTRA_PIDS=()    # anything else a test started in the background: track_pid PID
 REDIS_PID=""
+REDIS_PORT=""
 PG_STARTED=0
 CHECKS_PASSED=0
 CHECKS_FAILED=0
@@ -243,10 +245,11 @@ load_sample_schema() {
 # ---------------------------------------------------------------------------------------------
 # Redis
 
+# start_redis: a new redis-server on a free port, or on $REDIS_PORT again after stop_redis.
 start_redis() {
   [[ -n $T ]] || die "start_redis: call setup_tmp first"
   mkdir -p "$T/redis"
-  REDIS_PORT=$(free_port)
+  [[ -n ${REDIS_PORT:-} ]] || REDIS_PORT=$(free_port)
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$T/redis" --daemonize no \
     --save '' --appendonly no --protected-mode yes --logfile "$T/redis/redis.log" \
     </dev/null >/dev/null 2>&1 &
@@ -266,6 +269,13 @@ stop_redis() {
   REDIS_PID=""
 }
 
+# restart_redis: stop and start on the same port. Without persistence it comes back empty,
+# having lost every stream and consumer group.
+restart_redis() {
+  stop_redis
+  start_redis
+}
+
 redis_cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" </dev/null; }
 
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +292,7 @@ mount_sharded() {
   DATA=${DATA:-$T/data}
   mkdir -p "$MNT" "$DATA"
   local opts="pg=$PG_URL,redis=$REDIS_URL,data=$DATA${1:+,$1}"
+  DAEMON_LOG_OFFSET=$(stat -c %s "$T/daemon.log" 2>/dev/null || echo 0)
   echo "### $(date '+%T') mount.sharded -f -o $opts $MNT" >>"$T/daemon.log"
   "$SHARDED_BUILD_DIR/mount.sharded" -f -o "$opts" "$MNT" </dev/null >>"$T/daemon.log" 2>&1 &
   DAEMON_PID=$!
@@ -333,16 +344,22 @@ unmount_sharded() {
       return 1
     fi
   fi
-  if sanitizer_report "$T/daemon.log" >/dev/null; then
+  if sanitizer_report "$T/daemon.log" "${DAEMON_LOG_OFFSET:-0}" >/dev/null; then
     show_log "$T/daemon.log" 120
     log "unmount_sharded: sanitizer report in daemon.log"
     return 1
   fi
 }
 
-# sanitizer_report FILE: prints the first ASan/UBSan/LSan report line; fails if there is none.
+# sanitizer_report FILE [OFFSET]: prints the first ASan/UBSan/LSan report line in FILE from
+# byte OFFSET on (default the whole file); fails if there is none.
 sanitizer_report() {
-  [[ -f $1 ]] && grep -m 1 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' "$1"
+  local line
+  [[ -f $1 ]] || return 1
+  line=$(tail -c +"$((${2:-0} + 1))" "$1" | grep -E \
+    'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' |
+    head -n 1) || true
+  [[ -n $line ]] && printf '%s\n' "$line"
 }
 
 # ---------------------------------------------------------------------------------------------
