@@ -291,6 +291,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* ---- directories --------------------------------------------------------- */
 
 struct listing {
+	/* Held while a reply is sent from buf: the kernel may pass the reply to
+	 * the program, which may close the directory (releasedir on another
+	 * thread) before writev() has returned here. */
+	pthread_mutex_t lock;
 	fuse_req_t req;
 	char *buf;		/* packed entries, as readdir replies carry them */
 	size_t len, cap;
@@ -344,6 +348,9 @@ static void list_add(struct listing *l, const char *name, mode_t mode)
 
 static void list_free(struct listing *l)
 {
+	pthread_mutex_lock(&l->lock);
+	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_destroy(&l->lock);
 	free(l->buf);
 	free(l->ends);
 	free(l);
@@ -406,6 +413,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	l->req = req;
+	pthread_mutex_init(&l->lock, NULL);
 	err = nodes_get(fs->nodes, ino, &r) ? SH_ENOENT : SH_OK;
 	if (!err && r.kind != NODE_ROOT && r.kind != NODE_BLOCK && r.kind != NODE_MODEL)
 		err = SH_EINVAL;
@@ -443,7 +451,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	end = start;
 	while (lo < l->n && l->ends[lo] - start <= size)
 		end = l->ends[lo++];
+	pthread_mutex_lock(&l->lock);
 	fuse_reply_buf(req, l->buf + start, end - start);
+	pthread_mutex_unlock(&l->lock);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
