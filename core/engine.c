@@ -162,11 +162,17 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 	return sync_start(&sc, &e->sync);
 }
 
+void engine_stop(struct engine *e)
+{
+	sync_stop(e->sync, DRAIN_MS);
+	e->sync = NULL;
+}
+
 void engine_close(struct engine *e)
 {
 	if (!e)
 		return;
-	sync_stop(e->sync, DRAIN_MS);
+	engine_stop(e);
 	blockset_close(e->blocks);
 	pg_close(e->reader);
 	catalog_free(e->cat);

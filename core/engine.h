@@ -45,7 +45,11 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 /* Start the sync workers (after daemonizing). */
 enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx);
 
-/* Stop the workers (draining for a bounded time) and free everything. Accepts NULL. */
+/* Stop the workers, after letting pending writes drain for a bounded time.
+ * No change callback runs after it returns. */
+void engine_stop(struct engine *e);
+
+/* engine_stop(), then free everything. Accepts NULL. */
 void engine_close(struct engine *e);
 
 const struct catalog *engine_catalog(const struct engine *e);

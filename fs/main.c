@@ -153,6 +153,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 		}
 		fuse_remove_signal_handlers(fs.se);
 	}
+	engine_stop(fs.engine);		/* no change callbacks after this */
 	notifier_stop(fs.notifier);
 	engine_close(fs.engine);
 	if (fs.se)
