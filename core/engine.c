@@ -205,6 +205,8 @@ enum sh_err engine_block_remove(struct engine *e, const char *id)
 {
 	enum sh_err rv = blockset_remove(e->blocks, id);
 
+	if (rv == SH_OK && e->sync)
+		sync_forget_block(e->sync, id);
 	if (rv == SH_EBUSY)
 		sh_log(LOG_WARNING, "rmdir '%s' refused: writes are still pending", id);
 	else if (rv == SH_OK)
@@ -366,6 +368,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		sync_get_status(e->sync, &ss);
 	n = asprintf(text,
 		     "pending %" PRId64 "\n"
+		     "in_flight %" PRId64 "\n"
 		     "applied %" PRId64 "\n"
 		     "dead %" PRId64 "\n"
 		     "records %" PRId64 "\n"
@@ -376,7 +379,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     "postgres %s\n"
 		     "last_error %s\n"
 		     "last_dead_error %s\n",
-		     st.pending, meta_int(b, "applied_total", 0), meta_int(b, "dead_total", 0),
+		     st.pending, st.in_flight, meta_int(b, "applied_total", 0), meta_int(b, "dead_total", 0),
 		     st.records, last_sync / 1000000000,
 		     st.oldest_pending_ns ? (now - st.oldest_pending_ns) / 1000000 : 0,
 		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,

@@ -253,15 +253,19 @@ static bool conninfo_valid(const char *conninfo, char *err, size_t errlen)
 
 enum sh_err pg_connect(const char *conninfo, struct pg **out, char *err, size_t errlen)
 {
-	/* Defaults first: with expand_dbname the conninfo's own values come later and win. */
+	/* Defaults first: with expand_dbname the conninfo's own values come later and win.
+	 * Keepalives and tcp_user_timeout turn a cut network into an error within
+	 * about 30 s instead of a query that waits forever. */
 	const char *keys[] = { "connect_timeout", "fallback_application_name", "client_encoding",
-			       "dbname", NULL };
-	const char *vals[] = { "5", "sharded", "UTF8", conninfo ? conninfo : "", NULL };
+			       "keepalives_idle", "keepalives_interval", "keepalives_count",
+			       "tcp_user_timeout", "dbname", NULL };
+	const char *vals[] = { "5", "sharded", "UTF8", "10", "3", "3", "30000",
+			       conninfo ? conninfo : "", NULL };
 	PGconn *conn;
 	struct pg *pg;
 
 	*out = NULL;
-	if (!conninfo_valid(vals[3], err, errlen))
+	if (!conninfo_valid(vals[7], err, errlen))
 		return SH_EINVAL;
 	conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn)

@@ -479,6 +479,7 @@ enum sh_err store_stats(struct store *st, struct store_stats *stats)
 {
 	pthread_mutex_lock(&st->lock);
 	stats->pending = count_locked(st, "SELECT count(*) FROM outbox");
+	stats->in_flight = count_locked(st, "SELECT count(*) FROM outbox WHERE relayed_ns > 0");
 	stats->records = count_locked(st, "SELECT count(*) FROM records");
 	stats->oldest_pending_ns = count_locked(st, "SELECT coalesce(min(mtime_ns), 0) FROM outbox");
 	pthread_mutex_unlock(&st->lock);

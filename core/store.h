@@ -29,6 +29,7 @@ struct store;
 
 struct store_stats {
 	int64_t pending;	/* outbox entries */
+	int64_t in_flight;	/* of those, handed to Redis at least once */
 	int64_t records;	/* cached records */
 	int64_t oldest_pending_ns;	/* mtime of the oldest outbox entry, 0 if none */
 };

@@ -24,6 +24,9 @@
 #define RESEND_AFTER_NS (30LL * 1000000000)	/* re-send what Redis may have lost */
 #define IDLE_WAIT_MS 200
 #define REDIS_TIMEOUT_MS 2000
+#define CLAIM_EVERY_MS 10000
+#define CLAIM_IDLE_MS 60000
+#define FORGET_MAX 256
 
 struct sync {
 	struct sync_config cfg;
@@ -34,6 +37,9 @@ struct sync {
 	bool stopping;
 	bool kicked;
 	struct sync_status status;	/* under lock */
+	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
+	size_t nforget;
+	int64_t last_claim_ms;		/* apply thread only */
 };
 
 /* A stream entry turned into an op, with the id to acknowledge. */
@@ -225,6 +231,41 @@ static void unrelay_all(struct sync *s)
 	free(blocks);
 }
 
+void sync_forget_block(struct sync *s, const char *id)
+{
+	char *copy = strdup(id);
+
+	pthread_mutex_lock(&s->lock);
+	if (copy && s->nforget < FORGET_MAX)
+		s->forget[s->nforget++] = copy;
+	else
+		free(copy);	/* the tool's cleanup gets it later */
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Drop the streams of deleted blocks, unless the block exists again. */
+static void forget_blocks(struct sync *s, redisContext *rc)
+{
+	char *ids[FORGET_MAX], key[REDIS_KEY_MAX];
+	struct block *b;
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->nforget;
+	memcpy(ids, s->forget, n * sizeof(*ids));
+	s->nforget = 0;
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (blockset_get(s->cfg.blocks, ids[i], &b) == SH_OK) {
+			block_put(b);
+		} else {
+			redis_key(key, sizeof(key), ids[i], "ops");
+			freeReplyObject(redisCommand(rc, "DEL %s", key));
+		}
+		free(ids[i]);
+	}
+}
+
 static void *relay_main(void *arg)
 {
 	struct sync *s = arg;
@@ -247,6 +288,7 @@ static void *relay_main(void *arg)
 			set_backend(s, &s->status.redis_up, true, NULL, 0);
 			backoff_reset(&bo);
 		}
+		forget_blocks(s, rc);
 		sent = relay_pass(s, rc, err, sizeof(err));
 		if (sent < 0) {
 			redisFree(rc);
@@ -541,8 +583,15 @@ static enum pass_result read_block(struct sync *s, struct block *b, redisContext
 	return *n ? PASS_WORKED : PASS_IDLE;
 }
 
+/* Take over what a dead consumer left pending; read_block then re-reads it as ours. */
+static void claim_stale(struct sync *s, redisContext *rc, const char *key)
+{
+	freeReplyObject(redisCommand(rc, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %d", key, REDIS_GROUP,
+				     s->consumer, CLAIM_IDLE_MS, APPLY_BATCH));
+}
+
 static enum pass_result apply_block(struct sync *s, struct block *b, redisContext *rc,
-				    struct pg *pg, char *err, size_t errlen)
+				    struct pg *pg, bool claim, char *err, size_t errlen)
 {
 	char key[REDIS_KEY_MAX];
 	struct entry *es = NULL;
@@ -550,6 +599,8 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 	enum pass_result r;
 
 	redis_key(key, sizeof(key), b->id, "ops");
+	if (claim)
+		claim_stale(s, rc, key);
 	r = read_block(s, b, rc, key, &es, &n, err, errlen);
 	if (r == PASS_WORKED && n && !apply_entries(s, b, rc, pg, key, es, n, err, errlen))
 		r = PASS_PG_DOWN;
@@ -562,16 +613,19 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 {
 	enum pass_result result = PASS_IDLE;
 	struct block **blocks;
+	bool claim = now_ms() - s->last_claim_ms >= CLAIM_EVERY_MS;
 	size_t n;
 
 	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
 		return PASS_IDLE;
+	if (claim)
+		s->last_claim_ms = now_ms();
 	for (size_t i = 0; i < n; i++) {
 		struct store_stats st;
 
 		if (result <= PASS_WORKED && store_stats(blocks[i]->store, &st) == SH_OK &&
 		    st.pending > 0) {
-			enum pass_result r = apply_block(s, blocks[i], rc, pg, err, errlen);
+			enum pass_result r = apply_block(s, blocks[i], rc, pg, claim, err, errlen);
 			if (r > result)
 				result = r;
 		}
@@ -665,6 +719,8 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char
 
 static void sync_free(struct sync *s)
 {
+	for (size_t i = 0; i < s->nforget; i++)
+		free(s->forget[i]);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
 	free(s->pg_conninfo);

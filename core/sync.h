@@ -13,6 +13,9 @@
  * and a replay of anything already applied changes nothing. Transient
  * failures of either server are retried forever with capped, jittered
  * exponential backoff; both threads block no request.
+ * Every CLAIM_EVERY_MS the apply thread also takes over entries that another
+ * consumer (a daemon that died) left pending for over CLAIM_IDLE_MS
+ * (XAUTOCLAIM), so they are applied too.
  */
 #ifndef SHARDED_SYNC_H
 #define SHARDED_SYNC_H
@@ -52,6 +55,10 @@ enum sh_err sync_start(const struct sync_config *cfg, struct sync **out);
 void sync_kick(struct sync *s);
 
 void sync_get_status(struct sync *s, struct sync_status *out);
+
+/* Block id was deleted with nothing pending: drop its Redis stream soon
+ * (unless a block of that name exists again by then). Dead letters stay. */
+void sync_forget_block(struct sync *s, const char *id);
 
 /* Wait up to drain_ms for pending writes to reach PostgreSQL, then stop both
  * threads and free s. What did not drain stays in the outbox. Accepts NULL. */

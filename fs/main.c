@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,7 +127,8 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 		fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
 	rc = cl->singlethread ? fuse_session_loop(fs->se) : fuse_session_loop_mt(fs->se, loop);
 	fuse_loop_cfg_destroy(loop);
-	return rc ? 1 : 0;
+	/* a loop ended by SIGTERM, SIGINT or SIGHUP reports the signal: a clean stop */
+	return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
 }
 
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct options *o)

@@ -86,7 +86,10 @@ check "postgres down: writes still acknowledged and readable" \
   test "$(jq .n "$MNT/b1/Counter/1.json")" = "${ACKED[b1]}"
 check "postgres down: sync-status says so" wait_for 15 grep -qx 'postgres down' "$MNT/b1/sync-status"
 check "postgres down: writes wait in the outbox" test "$(pending_total)" -gt 0
-sleep 5
+write_counters 50 & writer=$!   # keep writing through the outage (10 s in all)
+sleep 10
+wait "$writer" || true
+learn_acked
 start=${EPOCHREALTIME/./}
 _pg_start
 check "postgres back: backlog drains by itself" wait_for 30 drained
@@ -103,7 +106,10 @@ restart_redis_same_port() {
 stop_redis
 write_counters 100
 check "redis down: writes wait in the outbox" test "$(pending_total)" -gt 0
-sleep 5
+write_counters 50 & writer=$!
+sleep 10
+wait "$writer" || true
+learn_acked
 restart_redis_same_port   # empty: it lost every stream and group
 check "redis back (empty): backlog drains by itself" wait_for 30 drained
 verify "redis down"
@@ -117,6 +123,24 @@ redis_cli FLUSHALL >/dev/null
 _pg_start
 check "redis flushed: backlog drains by itself" wait_for 60 drained
 verify "redis flushed"
+
+# --- SIGTERM with PostgreSQL down: a bounded, clean exit that keeps the outbox ----------------
+stop_postgres fast
+write_counters 20
+started=${EPOCHREALTIME/./}
+kill -TERM "$DAEMON_PID"
+check "sigterm: the daemon exits within 15 s" wait_exit "$DAEMON_PID" 15
+status=0; wait "$DAEMON_PID" || status=$?
+check_eq "sigterm: exit status 0" 0 "$status"
+echo "# shutdown with postgres down took $(((${EPOCHREALTIME/./} - started) / 1000)) ms"
+DAEMON_PID=""
+check "sigterm: the mount is gone" bash -c "! mountpoint -q '$MNT'"
+check "sigterm: pending writes kept in the outbox" \
+  test "$(sqlite3 "$DATA/b1.sqlite" 'select count(*) from outbox')" -gt 0
+_pg_start
+mount_sharded
+check "after restart: the kept writes drain" wait_for 30 drained
+verify "sigterm"
 
 # --- a permanent refusal goes to the dead letters and blocks nothing ---------------------------
 mkdir "$MNT/u1"
