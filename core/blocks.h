@@ -25,6 +25,7 @@ struct block {
 	atomic_int refs;
 	atomic_bool removed;
 	atomic_llong last_access_ns;
+	int64_t gap_logged;	/* apply thread only: last stream gap reported */
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
 	 * write can never land in a block that is being deleted. */
 	pthread_rwlock_t life;

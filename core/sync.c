@@ -503,9 +503,10 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 		goto out;
 	}
 	settled = plan(es, n, applied, pick, &npick);
-	if (settled < n) {
+	if (settled < n && b->gap_logged != es[settled].op.seq) {
 		sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64 ", re-sending",
 		       b->id, es[settled].op.seq);
+		b->gap_logged = es[settled].op.seq;
 		store_outbox_unrelay(b->store);
 	}
 	if (npick) {

@@ -8,12 +8,20 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 
 #include "engine.h"
 #include "error.h"
 #include "nodes.h"
 
 struct notifier;
+
+/* Every open file and directory, so that what the kernel never released
+ * (it sends no release after an unmount) is freed at exit. */
+struct open_file {
+	struct open_file *prev, *next;
+	void (*release)(struct open_file *f);
+};
 
 struct fs {
 	struct engine *engine;
@@ -24,7 +32,14 @@ struct fs {
 	double attr_timeout;
 	size_t max_doc;
 	int64_t mount_ns;	/* directories show this as their times */
+	pthread_mutex_t open_lock;
+	struct open_file open_files;	/* list head */
 };
+
+void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f));
+void fs_open_untrack(struct fs *fs, struct open_file *f);
+/* Release every file still open (at exit, after the session loop). */
+void fs_open_release_all(struct fs *fs);
 
 /* The one map from the core error enum to errno. */
 int sh_errno(enum sh_err err);

@@ -142,6 +142,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 		return 2;
 	fs.max_doc = cfg.max_doc ? cfg.max_doc : DOC_MAX_DEFAULT;
 	fs.mount_ns = store_now_ns();
+	pthread_mutex_init(&fs.open_lock, NULL);
+	fs.open_files.next = fs.open_files.prev = &fs.open_files;
 	if (engine_open(&cfg, &fs.engine, err, sizeof(err)) != SH_OK) {
 		fprintf(stderr, "mount.sharded: %s\n", err);
 		return 1;
@@ -157,10 +159,12 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	}
 	engine_stop(fs.engine);		/* no change callbacks after this */
 	notifier_stop(fs.notifier);
+	fs_open_release_all(&fs);
 	engine_close(fs.engine);
 	if (fs.se)
 		fuse_session_destroy(fs.se);
 	nodes_free(fs.nodes);
+	pthread_mutex_destroy(&fs.open_lock);
 	return rc;
 }
 

@@ -24,6 +24,7 @@
 
 /* One open file. */
 struct handle {
+	struct open_file of;	/* first: the registry's view of it */
 	pthread_mutex_t lock;
 	struct node_ref ref;
 	char *buf;		/* record: document + "\n", or control-file text */
@@ -37,6 +38,35 @@ struct handle {
 static struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f))
+{
+	f->release = release;
+	pthread_mutex_lock(&fs->open_lock);
+	f->next = fs->open_files.next;
+	f->prev = &fs->open_files;
+	fs->open_files.next->prev = f;
+	fs->open_files.next = f;
+	pthread_mutex_unlock(&fs->open_lock);
+}
+
+void fs_open_untrack(struct fs *fs, struct open_file *f)
+{
+	pthread_mutex_lock(&fs->open_lock);
+	f->prev->next = f->next;
+	f->next->prev = f->prev;
+	pthread_mutex_unlock(&fs->open_lock);
+}
+
+void fs_open_release_all(struct fs *fs)
+{
+	while (fs->open_files.next != &fs->open_files) {
+		struct open_file *f = fs->open_files.next;
+
+		fs_open_untrack(fs, f);
+		f->release(f);
+	}
 }
 
 /* ---- names --------------------------------------------------------------- */
@@ -291,6 +321,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* ---- directories --------------------------------------------------------- */
 
 struct listing {
+	struct open_file of;	/* first: the registry's view of it */
 	/* Held while a reply is sent from buf: the kernel may pass the reply to
 	 * the program, which may close the directory (releasedir on another
 	 * thread) before writev() has returned here. */
@@ -344,6 +375,13 @@ static void list_add(struct listing *l, const char *name, mode_t mode)
 	fuse_add_direntry(l->req, l->buf + l->len, need, name, &st, (off_t)(l->len + need));
 	l->len += need;
 	l->ends[l->n++] = l->len;
+}
+
+static void list_free(struct listing *l);
+
+static void list_release(struct open_file *f)
+{
+	list_free((struct listing *)f);
 }
 
 static void list_free(struct listing *l)
@@ -424,6 +462,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, err == SH_EINVAL ? ENOTDIR : sh_errno(err));
 		return;
 	}
+	fs_open_track(fs, &l->of, list_release);
 	fi->fh = (uintptr_t)l;
 	fuse_reply_open(req, fi);
 }
@@ -458,8 +497,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
+
 	(void)ino;
-	list_free((struct listing *)(uintptr_t)fi->fh);
+	fs_open_untrack(fs_of(req), &l->of);
+	list_free(l);
 	fuse_reply_err(req, 0);
 }
 
@@ -519,6 +561,11 @@ static void handle_free(struct handle *h)
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
+}
+
+static void handle_release(struct open_file *f)
+{
+	handle_free((struct handle *)f);
 }
 
 /* Make buf hold at least n bytes, within the document cap. */
@@ -613,6 +660,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, sh_errno(err));
 		return;
 	}
+	fs_open_track(fs, &h->of, handle_release);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = r.kind == NODE_CTL;	/* sizes change: never cache control files */
 	fuse_reply_open(req, fi);
@@ -648,6 +696,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.ino = ref.ino;
 	e.attr_timeout = 0;
 	e.entry_timeout = fs->entry_timeout;
+	fs_open_track(fs, &h->of, handle_release);
 	fi->fh = (uintptr_t)h;
 	fuse_reply_create(req, &e, fi);
 }
@@ -777,6 +826,7 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	pthread_mutex_lock(&h->lock);
 	commit(fs_of(req), h);	/* no flush came (e.g. the writer was killed): commit now */
 	pthread_mutex_unlock(&h->lock);
+	fs_open_untrack(fs_of(req), &h->of);
 	handle_free(h);
 	fuse_reply_err(req, 0);
 }

@@ -127,6 +127,8 @@ verify "redis flushed"
 # --- SIGTERM with PostgreSQL down: a bounded, clean exit that keeps the outbox ----------------
 stop_postgres fast
 write_counters 20
+exec 7>"$MNT/b3/Counter/3.json"   # a writer still holding a half-written record open
+printf '{"n":' >&7
 started=${EPOCHREALTIME/./}
 kill -TERM "$DAEMON_PID"
 check "sigterm: the daemon exits within 15 s" wait_exit "$DAEMON_PID" 15
@@ -134,6 +136,7 @@ status=0; wait "$DAEMON_PID" || status=$?
 check_eq "sigterm: exit status 0" 0 "$status"
 echo "# shutdown with postgres down took $(((${EPOCHREALTIME/./} - started) / 1000)) ms"
 DAEMON_PID=""
+exec 7>&- 2>/dev/null || true
 check "sigterm: the mount is gone" bash -c "! mountpoint -q '$MNT'"
 check "sigterm: pending writes kept in the outbox" \
   test "$(sqlite3 "$DATA/b1.sqlite" 'select count(*) from outbox')" -gt 0
