@@ -1,37 +1,694 @@
-/* sharded.c - the sharded command-line tool.
+/* sharded.c - the sharded command-line tool: status, dead letters, cleanup,
+ * invalidate. The work is done by core/admin.c; this file parses arguments
+ * and formats results.
  *
- * For now it only answers --help and --version; the status, dlq, cleanup,
- * generate and bench commands are still to come (see the issue tracker).
+ * Exit codes: 0 ok, 1 failure, 2 usage. Errors are one line on stderr,
+ * "sharded: <message>", and never show a password.
  */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <json-c/json.h>
+
+#include "admin.h"
+#include "blocks.h"
+#include "log.h"
+#include "redis.h"
 #include "version.h"
 
-static void usage(FILE *out)
+#define EXIT_USAGE 2
+#define DEFAULT_DATA "/var/lib/sharded"
+#define DEFAULT_REDIS "redis://127.0.0.1:6379"
+#define REDIS_TIMEOUT_MS 5000
+#define PROGRESS_MIN 5		/* a progress bar only for more items than this */
+
+/* ---- help texts --------------------------------------------------------- */
+
+static const char help_main[] =
+	"usage: sharded [--data DIR] [--redis URL] [--verbose] <command> [<args>]\n"
+	"       sharded --help | --version\n"
+	"\n"
+	"Operator commands for a sharded mount, its block files and its Redis.\n"
+	"\n"
+	"commands:\n"
+	"  status [BLOCK] [--json]          pending, applied and dead writes per block\n"
+	"  dlq list BLOCK [--json]          list a block's dead letters\n"
+	"  dlq retry BLOCK [ID...]          write dead letters into the block again\n"
+	"  dlq drop BLOCK (--all | ID...)   discard dead letters\n"
+	"  cleanup [--include-dead] [--dry-run]\n"
+	"                                   remove Redis leftovers of deleted blocks\n"
+	"  invalidate BLOCK --mount DIR     drop a block's synced records from its cache\n"
+	"\n"
+	"options (anywhere on the line):\n"
+	"  --data DIR    block files directory (default $SHARDED_DATA, else " DEFAULT_DATA ")\n"
+	"  --redis URL   redis://[[user]:password@]host[:port][/db]\n"
+	"                (default $REDIS_URL, else " DEFAULT_REDIS ")\n"
+	"  --verbose     also print the core library's log messages\n"
+	"\n"
+	"'sharded <command> --help' describes a command. Exit status: 0 ok, 1 failure,\n"
+	"2 usage error.\n";
+
+static const char help_status[] =
+	"usage: sharded [--data DIR] status [BLOCK] [--json]\n"
+	"\n"
+	"The sync state of every block file in the data directory, or of BLOCK, read\n"
+	"from the block files (no server needed; safe while the mount runs):\n"
+	"  block      the block id\n"
+	"  pending    writes in the outbox, not yet applied to PostgreSQL\n"
+	"  applied    writes applied to PostgreSQL, in total\n"
+	"  dead       dead letters: writes PostgreSQL refused for good\n"
+	"  records    records the block holds\n"
+	"  lag_ms     age of the oldest pending write in milliseconds, 0 when none\n"
+	"  last_sync  when a batch was last applied (UTC), '-' for never\n"
+	"\n"
+	"  --json     a JSON array of objects with those keys; last_sync in Unix\n"
+	"             seconds, 0 for never\n";
+
+static const char help_dlq[] =
+	"usage: sharded [--data DIR] [--redis URL] dlq <list|retry|drop> BLOCK ...\n"
+	"\n"
+	"Dead letters are writes PostgreSQL refused for good (a foreign key violation,\n"
+	"a check constraint...). They wait in the Redis stream sharded:{BLOCK}:dead.\n"
+	"\n"
+	"  dlq list BLOCK [--json]\n"
+	"      In their original order: stream id, seq, op (U upsert, D delete),\n"
+	"      model, key and PostgreSQL's error. --json adds each document.\n"
+	"  dlq retry BLOCK [ID...]\n"
+	"      Fix the cause first (e.g. create the missing parent row), then write the\n"
+	"      dead letters (all, or the given ids) into the block again, in their\n"
+	"      original order, as new writes that sync like any other. A retry writes\n"
+	"      the document as it was and overwrites later changes to that record.\n"
+	"      Safe to interrupt: run it again (a write may then be applied twice,\n"
+	"      with the same content).\n"
+	"  dlq drop BLOCK (--all | ID...)\n"
+	"      Discard dead letters for good; the records keep PostgreSQL's version.\n";
+
+static const char help_cleanup[] =
+	"usage: sharded [--data DIR] [--redis URL] cleanup [--include-dead] [--dry-run]\n"
+	"\n"
+	"Removes Redis leftovers, found with SCAN:\n"
+	"  - the ops streams (sharded:{X}:ops) of blocks X that have no file in the\n"
+	"    data directory; this never loses a write, as every write not yet in\n"
+	"    PostgreSQL is still in its block's file and is sent again;\n"
+	"  - acknowledged entries of the ops streams of existing blocks (entries not\n"
+	"    yet acknowledged stay).\n"
+	"\n"
+	"  --include-dead  also delete the dead-letter streams (sharded:{X}:dead) of\n"
+	"                  blocks without a file: those dead letters are gone for good.\n"
+	"                  Several mounts sharing one Redis must not use this.\n"
+	"  --dry-run       count what would be removed, remove nothing\n";
+
+static const char help_invalidate[] =
+	"usage: sharded invalidate BLOCK --mount DIR\n"
+	"\n"
+	"Drops every record of BLOCK that is synced from the cache of the sharded\n"
+	"filesystem mounted at DIR, so the next read comes fresh from PostgreSQL.\n"
+	"Records with pending writes stay. Same as: echo 1 > DIR/BLOCK/invalidate\n";
+
+/* ---- arguments ---------------------------------------------------------- */
+
+enum flag {
+	F_JSON = 1, F_ALL = 2, F_INCLUDE_DEAD = 4, F_DRY_RUN = 8, F_MOUNT = 16
+};
+
+struct args {
+	const char *data, *redis, *mount;
+	bool json, all, include_dead, dry_run, help, verbose;
+	const char **pos;	/* positionals, in order */
+	int npos;
+};
+
+static int usage_error(const char *help_cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *help_cmd, const char *fmt, ...)
 {
-	fprintf(out,
-		"usage: sharded [--help] [--version] <command> [<args>]\n"
-		"\n"
-		"sharded talks to a sharded mount, its PostgreSQL and its Redis.\n"
-		"No commands are available in this version; see mount.sharded(8)\n"
-		"and the README for using the mount itself.\n");
+	va_list ap;
+
+	fputs("sharded: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'sharded %s%s--help')\n", help_cmd ? help_cmd : "",
+		help_cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+static int fail(const char *msg)
+{
+	fprintf(stderr, "sharded: %s\n", msg);
+	return EXIT_FAILURE;
+}
+
+/* An option's value: "--opt=value" or "--opt value". NULL when missing. */
+static const char *value_of(const char *name, int argc, char **argv, int *i)
+{
+	size_t len = strlen(name);
+	const char *a = argv[*i];
+
+	if (a[len] == '=')
+		return a + len + 1;
+	if (*i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+static bool is_opt(const char *a, const char *name)
+{
+	size_t len = strlen(name);
+
+	return strncmp(a, name, len) == 0 && (a[len] == '\0' || a[len] == '=');
+}
+
+/* Parse every argument: the options allowed (global ones always), the rest
+ * as positionals. Returns 0, or EXIT_USAGE after printing the error. */
+static int parse_args(int argc, char **argv, unsigned allowed, const char *cmd, struct args *a)
+{
+	bool only_pos = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		struct {
+			const char *name;
+			unsigned flag;
+			bool *target;
+		} bools[] = {
+			{ "--json", F_JSON, &a->json },
+			{ "--all", F_ALL, &a->all },
+			{ "--include-dead", F_INCLUDE_DEAD, &a->include_dead },
+			{ "--dry-run", F_DRY_RUN, &a->dry_run },
+		};
+		bool done = false;
+
+		if (only_pos || s[0] != '-' || s[1] == '\0') {
+			a->pos[a->npos++] = s;
+			continue;
+		}
+		if (strcmp(s, "--") == 0) {
+			only_pos = true;
+			continue;
+		}
+		if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+			a->help = true;
+			continue;
+		}
+		if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
+			a->verbose = true;
+			continue;
+		}
+		if (is_opt(s, "--data") || is_opt(s, "--redis") ||
+		    ((allowed & F_MOUNT) && is_opt(s, "--mount"))) {
+			const char *name = is_opt(s, "--data") ? "--data" :
+					   is_opt(s, "--redis") ? "--redis" : "--mount";
+			const char *v = value_of(name, argc, argv, &i);
+
+			if (!v || !*v)
+				return usage_error(cmd, "option '%s' needs a value", name);
+			if (strcmp(name, "--data") == 0)
+				a->data = v;
+			else if (strcmp(name, "--redis") == 0)
+				a->redis = v;
+			else
+				a->mount = v;
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(bools) / sizeof(bools[0]); k++) {
+			if ((allowed & bools[k].flag) && strcmp(s, bools[k].name) == 0) {
+				*bools[k].target = true;
+				done = true;
+			}
+		}
+		if (!done) {
+			if (cmd)
+				return usage_error(cmd, "unknown option '%s' for '%s'", s, cmd);
+			return usage_error(NULL, "unknown option '%s'", s);
+		}
+	}
+	return 0;
+}
+
+static int check_block_arg(const char *id, const char *cmd)
+{
+	char why[300];
+
+	if (block_id_check(id, why, sizeof(why)) != SH_OK)
+		return usage_error(cmd, "invalid block id: %s", why);
+	return 0;
+}
+
+/* ---- progress ----------------------------------------------------------- */
+
+struct progress {
+	const char *what;
+	bool tty;
+	bool shown;
+	int last_permille;
+};
+
+static void progress_init(struct progress *p, const char *what)
+{
+	memset(p, 0, sizeof(*p));
+	p->what = what;
+	p->tty = isatty(STDERR_FILENO) == 1;
+	p->last_permille = -1;
+}
+
+static void progress_cb(void *ctx, size_t done, size_t total)
+{
+	struct progress *p = ctx;
+	char bar[31];
+	int permille, fill;
+
+	if (!p->tty || total <= PROGRESS_MIN)
+		return;
+	permille = (int)(done * 1000 / total);
+	if (permille == p->last_permille && done != total)
+		return;
+	p->last_permille = permille;
+	fill = permille * 30 / 1000;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '.', (size_t)(30 - fill));
+	bar[30] = '\0';
+	fprintf(stderr, "\r%s [%s] %zu/%zu", p->what, bar, done, total);
+	fflush(stderr);
+	p->shown = true;
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->shown)
+		fputc('\n', stderr);
+	p->shown = false;
+}
+
+/* ---- shared ------------------------------------------------------------- */
+
+static int connect_redis(const char *url, redisContext **rc)
+{
+	char err[512], shown[512];
+	enum sh_err e = redis_open(url, REDIS_TIMEOUT_MS, rc, err, sizeof(err));
+
+	if (e == SH_OK)
+		return 0;
+	if (e == SH_EINVAL) {
+		sh_redact(url, shown, sizeof(shown));
+		fprintf(stderr, "sharded: malformed redis url '%s' (expected "
+			"redis://[[user]:password@]host[:port][/db])\n", shown);
+	} else {
+		fprintf(stderr, "sharded: %s\n", err);
+	}
+	return EXIT_FAILURE;
+}
+
+static int print_json(json_object *j)
+{
+	const char *s = json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
+						       JSON_C_TO_STRING_NOSLASHESCAPE);
+	int rc = s && printf("%s\n", s) >= 0 ? 0 : EXIT_FAILURE;
+
+	json_object_put(j);
+	return rc;
+}
+
+static void pad(int width, const char *s, bool right, bool last)
+{
+	if (last)
+		printf("%s\n", s);
+	else if (right)
+		printf("%*s  ", width, s);
+	else
+		printf("%-*s  ", width, s);
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static void format_time(int64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+
+	if (ns <= 0 || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "-");
+}
+
+static int cmd_status(struct args *a)
+{
+	static const char *const head[] = { "block", "pending", "applied", "dead", "records",
+					    "lag_ms", "last_sync" };
+	enum { NCOL = 7 };
+	struct admin_status *st;
+	size_t n;
+	char err[512];
+	int w[NCOL];
+
+	if (a->help) {
+		fputs(help_status, stdout);
+		return 0;
+	}
+	if (a->npos > 1)
+		return usage_error("status", "too many arguments");
+	if (a->npos == 1 && check_block_arg(a->pos[0], "status"))
+		return EXIT_USAGE;
+	if (admin_status(a->data, a->npos ? a->pos[0] : NULL, &st, &n, err, sizeof(err)))
+		return fail(err);
+	if (a->json) {
+		json_object *arr = json_object_new_array();
+		for (size_t i = 0; i < n; i++) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "block", json_object_new_string(st[i].block));
+			json_object_object_add(o, "pending", json_object_new_int64(st[i].pending));
+			json_object_object_add(o, "applied", json_object_new_int64(st[i].applied));
+			json_object_object_add(o, "dead", json_object_new_int64(st[i].dead));
+			json_object_object_add(o, "records", json_object_new_int64(st[i].records));
+			json_object_object_add(o, "lag_ms", json_object_new_int64(st[i].lag_ms));
+			json_object_object_add(o, "last_sync",
+					       json_object_new_int64(st[i].last_sync_ns / 1000000000));
+			json_object_array_add(arr, o);
+		}
+		admin_status_free(st, n);
+		return print_json(arr);
+	}
+	/* cells as text, to size the columns */
+	char (*cell)[NCOL][48] = calloc(n ? n : 1, sizeof(*cell));
+	if (!cell) {
+		admin_status_free(st, n);
+		return fail("out of memory");
+	}
+	for (int c = 0; c < NCOL; c++)
+		w[c] = (int)strlen(head[c]);
+	for (size_t i = 0; i < n; i++) {
+		int64_t v[] = { st[i].pending, st[i].applied, st[i].dead, st[i].records, st[i].lag_ms };
+		for (int c = 1; c <= 5; c++)
+			snprintf(cell[i][c], sizeof(cell[i][c]), "%" PRId64, v[c - 1]);
+		format_time(st[i].last_sync_ns, cell[i][6], sizeof(cell[i][6]));
+		for (int c = 1; c < NCOL; c++)
+			if ((int)strlen(cell[i][c]) > w[c])
+				w[c] = (int)strlen(cell[i][c]);
+		if ((int)strlen(st[i].block) > w[0])
+			w[0] = (int)strlen(st[i].block);
+	}
+	for (int c = 0; c < NCOL; c++)
+		pad(w[c], head[c], c > 0 && c < 6, c == NCOL - 1);
+	for (size_t i = 0; i < n; i++) {
+		pad(w[0], st[i].block, false, false);
+		for (int c = 1; c < NCOL; c++)
+			pad(w[c], cell[i][c], c < 6, c == NCOL - 1);
+	}
+	free(cell);
+	admin_status_free(st, n);
+	return fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
+}
+
+/* ---- dlq ---------------------------------------------------------------- */
+
+static json_object *dead_json(const struct admin_dead *d)
+{
+	json_object *o = json_object_new_object(), *doc = NULL;
+	char op[2] = { d->op, 0 };
+
+	json_object_object_add(o, "id", json_object_new_string(d->id));
+	json_object_object_add(o, "seq", json_object_new_int64(d->seq));
+	json_object_object_add(o, "op", d->op ? json_object_new_string(op) : NULL);
+	json_object_object_add(o, "model", d->model ? json_object_new_string(d->model) : NULL);
+	json_object_object_add(o, "pk", d->pk ? json_object_new_string(d->pk) : NULL);
+	json_object_object_add(o, "error", d->error ? json_object_new_string(d->error) : NULL);
+	if (d->doc) {
+		doc = json_tokener_parse(d->doc);
+		if (!doc)
+			doc = json_object_new_string(d->doc);	/* keep it, even if odd */
+	}
+	json_object_object_add(o, "doc", doc);
+	return o;
+}
+
+static int dlq_list(struct args *a, const char *block)
+{
+	struct admin_dead *list;
+	redisContext *rc;
+	size_t n;
+	char err[512];
+	int w[5] = { 2, 3, 2, 5, 2 };
+	int rv;
+
+	if (a->npos > 2)
+		return usage_error("dlq", "too many arguments for 'dlq list'");
+	if ((rv = connect_redis(a->redis, &rc)))
+		return rv;
+	if (admin_dlq_list(rc, block, &list, &n, err, sizeof(err))) {
+		redisFree(rc);
+		return fail(err);
+	}
+	redisFree(rc);
+	if (a->json) {
+		json_object *arr = json_object_new_array();
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(arr, dead_json(&list[i]));
+		admin_dead_free(list, n);
+		return print_json(arr);
+	}
+	for (size_t i = 0; i < n; i++) {
+		char seq[24];
+		const char *cols[] = { list[i].id, seq, "U", list[i].model ? list[i].model : "-",
+				       list[i].pk ? list[i].pk : "-" };
+		snprintf(seq, sizeof(seq), "%" PRId64, list[i].seq);
+		for (int c = 0; c < 5; c++)
+			if ((int)strlen(cols[c]) > w[c])
+				w[c] = (int)strlen(cols[c]);
+	}
+	pad(w[0], "id", false, false);
+	pad(w[1], "seq", true, false);
+	pad(w[2], "op", false, false);
+	pad(w[3], "model", false, false);
+	pad(w[4], "pk", false, false);
+	pad(0, "error", false, true);
+	for (size_t i = 0; i < n; i++) {
+		char seq[24], op[2] = { list[i].op ? list[i].op : '-', 0 };
+		snprintf(seq, sizeof(seq), "%" PRId64, list[i].seq);
+		pad(w[0], list[i].id, false, false);
+		pad(w[1], seq, true, false);
+		pad(w[2], op, false, false);
+		pad(w[3], list[i].model ? list[i].model : "-", false, false);
+		pad(w[4], list[i].pk ? list[i].pk : "-", false, false);
+		pad(0, list[i].error && *list[i].error ? list[i].error : "-", false, true);
+	}
+	admin_dead_free(list, n);
+	return fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
+}
+
+static int check_ids(const char *const *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!admin_stream_id_valid(ids[i]))
+			return usage_error("dlq", "malformed dead letter id '%s' (expected "
+					   "<ms>-<n>, as 'dlq list' shows)", ids[i]);
+	return 0;
+}
+
+static int dlq_retry_or_drop(struct args *a, const char *block, bool retry)
+{
+	const char *const *ids = a->pos + 2;
+	int nids = a->npos - 2, rv;
+	struct progress p;
+	redisContext *rc;
+	size_t done = 0;
+	char err[512];
+	enum sh_err e;
+
+	if (!retry && a->all == (nids > 0))
+		return usage_error("dlq", "'dlq drop' needs either --all or dead letter ids");
+	if ((rv = check_ids(ids, nids)))
+		return rv;
+	if ((rv = connect_redis(a->redis, &rc)))
+		return rv;
+	progress_init(&p, retry ? "retrying" : "dropping");
+	if (retry)
+		e = admin_dlq_retry(rc, a->data, block, ids, (size_t)nids, progress_cb, &p, &done,
+				    err, sizeof(err));
+	else
+		e = admin_dlq_drop(rc, a->data, block, ids, (size_t)nids, progress_cb, &p, &done,
+				   err, sizeof(err));
+	progress_end(&p);
+	redisFree(rc);
+	printf("%s %zu dead letter%s of block '%s'\n", retry ? "retried" : "dropped", done,
+	       done == 1 ? "" : "s", block);
+	fflush(stdout);
+	return e ? fail(err) : 0;
+}
+
+static int cmd_dlq(struct args *a)
+{
+	const char *sub, *block;
+	int rv;
+
+	if (a->help || (a->npos >= 1 && strcmp(a->pos[0], "help") == 0)) {
+		fputs(help_dlq, stdout);
+		return 0;
+	}
+	if (a->npos < 1)
+		return usage_error("dlq", "missing subcommand: list, retry or drop");
+	sub = a->pos[0];
+	if (strcmp(sub, "list") != 0 && strcmp(sub, "retry") != 0 && strcmp(sub, "drop") != 0)
+		return usage_error("dlq", "unknown dlq subcommand '%s'", sub);
+	if (a->npos < 2)
+		return usage_error("dlq", "'dlq %s' needs a block id", sub);
+	block = a->pos[1];
+	if ((rv = check_block_arg(block, "dlq")))
+		return rv;
+	if (a->json && strcmp(sub, "list") != 0)
+		return usage_error("dlq", "unknown option '--json' for 'dlq %s'", sub);
+	if (a->all && strcmp(sub, "drop") != 0)
+		return usage_error("dlq", "unknown option '--all' for 'dlq %s'", sub);
+	if (strcmp(sub, "list") == 0)
+		return dlq_list(a, block);
+	return dlq_retry_or_drop(a, block, strcmp(sub, "retry") == 0);
+}
+
+/* ---- cleanup ------------------------------------------------------------ */
+
+static int cmd_cleanup(struct args *a)
+{
+	struct admin_cleanup_result r;
+	struct progress p;
+	redisContext *rc;
+	char err[512];
+	enum sh_err e;
+	int rv;
+
+	if (a->help) {
+		fputs(help_cleanup, stdout);
+		return 0;
+	}
+	if (a->npos > 0)
+		return usage_error("cleanup", "unexpected argument '%s'", a->pos[0]);
+	if ((rv = connect_redis(a->redis, &rc)))
+		return rv;
+	progress_init(&p, "cleaning up");
+	e = admin_cleanup(rc, a->data, a->include_dead, a->dry_run, progress_cb, &p, &r, err,
+			  sizeof(err));
+	progress_end(&p);
+	redisFree(rc);
+	if (e && r.keys_seen == 0)
+		return fail(err);
+	printf("%zu keys scanned%s\n", r.keys_seen, a->dry_run ? " (dry run: nothing removed)" : "");
+	printf("%zu ops streams of deleted blocks %s\n", r.ops_deleted,
+	       a->dry_run ? "to remove" : "removed");
+	printf("%zu dead-letter streams of deleted blocks %s\n", r.dead_deleted,
+	       a->dry_run ? "to remove" : "removed");
+	if (r.dead_kept)
+		printf("%zu dead-letter streams of deleted blocks kept (--include-dead removes them)\n",
+		       r.dead_kept);
+	printf("%zu acknowledged stream entries %s\n", r.entries_deleted,
+	       a->dry_run ? "to remove" : "removed");
+	fflush(stdout);
+	return e ? fail(err) : 0;
+}
+
+/* ---- invalidate --------------------------------------------------------- */
+
+static int cmd_invalidate(struct args *a)
+{
+	char err[PATH_MAX + 256];
+	int rv;
+
+	if (a->help) {
+		fputs(help_invalidate, stdout);
+		return 0;
+	}
+	if (a->npos != 1)
+		return usage_error("invalidate", a->npos ? "too many arguments" : "missing block id");
+	if ((rv = check_block_arg(a->pos[0], "invalidate")))
+		return rv;
+	if (!a->mount)
+		return usage_error("invalidate", "missing --mount DIR");
+	if (admin_invalidate(a->mount, a->pos[0], err, sizeof(err)))
+		return fail(err);
+	return 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static const struct command {
+	const char *name;
+	unsigned flags;
+	int (*run)(struct args *a);
+} commands[] = {
+	{ "status", F_JSON, cmd_status },
+	{ "dlq", F_JSON | F_ALL, cmd_dlq },
+	{ "cleanup", F_INCLUDE_DEAD | F_DRY_RUN, cmd_cleanup },
+	{ "invalidate", F_MOUNT, cmd_invalidate },
+};
+
+static const char *env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : fallback;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		usage(stdout);
+	const struct command *cmd = NULL;
+	struct args a = { 0 };
+	int cmd_at = 0, rv;
+
+	sh_log_init(0, -1);	/* the core's own messages only with --verbose */
+	/* the command is the first argument that is not an option or an option's value */
+	for (int i = 1; i < argc && !cmd_at; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--data") == 0 || strcmp(argv[i], "--redis") == 0 ||
+		    strcmp(argv[i], "--mount") == 0)
+			i++;
+		else if (argv[i][0] != '-')
+			cmd_at = i;
+	}
+	if (!cmd_at) {
+		bool version = false, help = false;
+		for (int i = 1; i < argc; i++) {
+			version |= strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0;
+			help |= strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+		}
+		if (help) {
+			fputs(help_main, stdout);
+			return 0;
+		}
+		if (version) {
+			printf("sharded %s\n", SHARDED_VERSION);
+			return 0;
+		}
+		return usage_error(NULL, "missing command");
+	}
+	if (strcmp(argv[cmd_at], "help") == 0 && cmd_at + 1 >= argc) {
+		fputs(help_main, stdout);
 		return 0;
 	}
-	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-		printf("sharded %s\n", SHARDED_VERSION);
-		return 0;
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (strcmp(argv[cmd_at], commands[k].name) == 0)
+			cmd = &commands[k];
+	if (!cmd)
+		return usage_error(NULL, "unknown command '%s'", argv[cmd_at]);
+
+	/* parse everything but the command word itself */
+	if (!(a.pos = calloc((size_t)argc, sizeof(*a.pos))))
+		return fail("out of memory");
+	memmove(&argv[cmd_at], &argv[cmd_at + 1], (size_t)(argc - cmd_at) * sizeof(*argv));
+	rv = parse_args(argc - 1, argv, cmd->flags, cmd->name, &a);
+	if (rv == 0) {
+		if (a.verbose)
+			sh_log_init(0, LOG_DEBUG);
+		if (!a.data)
+			a.data = env_or("SHARDED_DATA", DEFAULT_DATA);
+		if (!a.redis)
+			a.redis = env_or("REDIS_URL", DEFAULT_REDIS);
+		rv = cmd->run(&a);
 	}
-	if (argc < 2)
-		fprintf(stderr, "sharded: missing command\n");
-	else
-		fprintf(stderr, "sharded: unknown command '%s'\n", argv[1]);
-	usage(stderr);
-	return 2;
+	free(a.pos);
+	return rv;
 }
