@@ -56,6 +56,8 @@ static void block_free(struct block *b)
 {
 	store_close(b->store);
 	pthread_rwlock_destroy(&b->life);
+	pthread_mutex_destroy(&b->state_lock);
+	pthread_cond_destroy(&b->state_cond);
 	free(b->id);
 	free(b);
 }
@@ -115,14 +117,21 @@ static enum sh_err open_block(struct blockset *bs, const char *id, bool create, 
 	if (path && b && (b->id = strdup(id))) {
 		err = store_open(path, create, bs->sync_full, &b->store);
 		pthread_rwlock_init(&b->life, NULL);
+		pthread_mutex_init(&b->state_lock, NULL);
+		pthread_cond_init(&b->state_cond, NULL);
+		b->state = create ? BLOCK_LOADING : BLOCK_READY;
+		atomic_init(&b->load_total, -1);
 		atomic_init(&b->refs, 1);
 		atomic_init(&b->last_access_ns, store_now_ns());
 	}
 	free(path);
 	if (err) {
 		if (b) {
-			if (b->id)
+			if (b->id) {
 				pthread_rwlock_destroy(&b->life);
+				pthread_mutex_destroy(&b->state_lock);
+				pthread_cond_destroy(&b->state_cond);
+			}
 			free(b->id);
 		}
 		free(b);

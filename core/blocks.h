@@ -19,6 +19,10 @@
 
 #define BLOCK_ID_MAX 128
 
+/* What a block's records are: readers wait while LOADING and trigger a
+ * reload when EXPIRED (engine.c). */
+enum block_state { BLOCK_READY, BLOCK_LOADING, BLOCK_EXPIRED };
+
 struct block {
 	char *id;
 	struct store *store;
@@ -29,6 +33,11 @@ struct block {
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
 	 * write can never land in a block that is being deleted. */
 	pthread_rwlock_t life;
+	/* state and its waiters (engine.c); progress of the current load */
+	pthread_mutex_t state_lock;
+	pthread_cond_t state_cond;
+	enum block_state state;		/* under state_lock */
+	atomic_llong load_rows, load_total;	/* total -1: unknown */
 };
 
 struct blockset;
@@ -45,7 +54,8 @@ void blockset_close(struct blockset *bs);
 /* A counted reference to block id: SH_ENOENT when absent. */
 enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out);
 
-/* Create a new, empty block; SH_EEXIST when it exists. Returns a reference. */
+/* Create a new, empty block in state BLOCK_LOADING; SH_EEXIST when it
+ * exists. Returns a reference. Blocks opened from disk start BLOCK_READY. */
 enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **out);
 
 /* Delete block id and its file. SH_EBUSY while writes are pending. */

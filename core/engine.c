@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "doc.h"
+#include "life.h"
+#include "loader.h"
 #include "log.h"
 #include "pg.h"
 #include "redis.h"
@@ -32,12 +34,16 @@ struct engine {
 	struct sync *sync;
 	engine_change_fn on_change;
 	void *ctx;
+	struct loaders *loaders;
+	struct life life;
+	atomic_llong cache_hits, cache_misses, refusals;
 };
 
-static const char *const ctl_names[CTL_COUNT] = {
+static const char *const ctl_names[CTL_COUNT + 1] = {
 	[CTL_TTL] = "ttl",
 	[CTL_INVALIDATE] = "invalidate",
 	[CTL_SYNC_STATUS] = "sync-status",
+	[CTL_METRICS] = "metrics",
 };
 
 const char *ctl_name(enum ctl_file f)
@@ -47,7 +53,7 @@ const char *ctl_name(enum ctl_file f)
 
 bool ctl_writable(enum ctl_file f)
 {
-	return f != CTL_SYNC_STATUS;
+	return f == CTL_TTL || f == CTL_INVALIDATE;
 }
 
 const struct catalog *engine_catalog(const struct engine *e)
@@ -88,6 +94,31 @@ static enum sh_err check_redis(const char *url, char *err, size_t errlen)
 	return rv;
 }
 
+/* Parse the loader rules and have PostgreSQL check every condition now, so
+ * that a mistake fails the mount rather than a later mkdir. */
+static enum sh_err load_rules(struct engine *e, const char *path, char *err, size_t errlen)
+{
+	enum sh_err rv = loaders_parse(path, e->cat, &e->loaders, err, errlen);
+
+	for (size_t i = 0; !rv && i < e->loaders->nrules; i++) {
+		const struct load_rule *r = &e->loaders->rules[i];
+
+		for (size_t j = 0; !rv && j < r->nsteps; j++) {
+			char why[256];
+			char *sql = pg_loader_sql(e->reader, e->cat, r->steps[j].model, r->steps[j].where,
+						  false);
+
+			rv = sql ? pg_check_sql(e->reader, sql, r->steps[j].nparams, why, sizeof(why))
+				 : SH_ENOMEM;
+			if (rv == SH_EINVAL)
+				snprintf(err, errlen, "loader rules '%s' line %d: %s: %s", path, r->line,
+					 r->steps[j].model->name, why);
+			free(sql);
+		}
+	}
+	return rv;
+}
+
 static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
 			       size_t errlen)
 {
@@ -104,9 +135,31 @@ static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg
 			 e->cat->schema);
 		rv = SH_EINVAL;
 	}
+	if (!rv && cfg->loaders)
+		rv = load_rules(e, cfg->loaders, err, errlen);
 	if (!rv)
 		rv = check_redis(e->redis_url, err, errlen);
 	return rv;
+}
+
+static void life_changed(void *ctx, const char *block)
+{
+	struct engine *e = ctx;
+
+	if (e->on_change)
+		e->on_change(e->ctx, block, NULL, NULL);
+}
+
+static void init_life(struct engine *e)
+{
+	e->life.cat = e->cat;
+	e->life.loaders = e->loaders;
+	e->life.blocks = e->blocks;
+	e->life.pg_conninfo = e->pg_conninfo;
+	e->life.default_ttl = e->ttl;
+	e->life.on_change = life_changed;
+	e->life.ctx = e;
+	life_recover(&e->life);
 }
 
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
@@ -129,6 +182,8 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 		rv = connect_all(e, cfg, err, errlen);
 	if (!rv && (rv = blockset_open(cfg->data_dir, cfg->sync_full, &e->blocks)) != SH_OK)
 		snprintf(err, errlen, "cannot open data directory '%s'", cfg->data_dir);
+	if (!rv)
+		init_life(e);
 	if (rv) {
 		engine_close(e);
 		return rv;
@@ -157,13 +212,17 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 		.ctx = e,
 	};
 
+	enum sh_err rv;
+
 	e->on_change = on_change;
 	e->ctx = ctx;
-	return sync_start(&sc, &e->sync);
+	rv = sync_start(&sc, &e->sync);
+	return rv ? rv : life_start(&e->life);
 }
 
 void engine_stop(struct engine *e)
 {
+	life_stop(&e->life);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
 }
@@ -176,6 +235,7 @@ void engine_close(struct engine *e)
 	blockset_close(e->blocks);
 	pg_close(e->reader);
 	catalog_free(e->cat);
+	loaders_free(e->loaders);
 	pthread_mutex_destroy(&e->reader_lock);
 	free(e->pg_conninfo);
 	free(e->redis_url);
@@ -193,11 +253,23 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 		sh_log(LOG_WARNING, "mkdir '%s' refused: %s", id, why);
 		return rv;
 	}
+	if (strcmp(id, ctl_name(CTL_METRICS)) == 0)
+		return SH_EEXIST;	/* the mount's own file has that name */
 	rv = blockset_create(e->blocks, id, &b);
+	if (rv)
+		return rv;
+	rv = life_first_load(&e->life, b);
 	if (rv == SH_OK) {
 		sh_log(LOG_INFO, "block '%s': created", id);
-		block_put(b);
+	} else {
+		blockset_remove(e->blocks, id);
+		pthread_mutex_lock(&b->state_lock);	/* wake readers: they find it removed */
+		b->state = BLOCK_EXPIRED;
+		pthread_cond_broadcast(&b->state_cond);
+		pthread_mutex_unlock(&b->state_lock);
+		sh_log(LOG_WARNING, "mkdir '%s' failed: its load failed, nothing kept", id);
 	}
+	block_put(b);
 	return rv;
 }
 
@@ -214,9 +286,11 @@ enum sh_err engine_block_remove(struct engine *e, const char *id)
 	return rv;
 }
 
-static void touch(struct block *b)
+/* Every request on a block: note the access (TTL), wait for a load, reload if expired. */
+static enum sh_err use(struct engine *e, struct block *b)
 {
 	atomic_store(&b->last_access_ns, store_now_ns());
+	return life_ready(&e->life, b);
 }
 
 /* Read the row from PostgreSQL and keep it in the block. */
@@ -249,12 +323,18 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 	char why[160];
 	enum sh_err rv;
 
-	touch(b);
 	if (doc_check_pk(m, pk, why, sizeof(why)) != SH_OK)
 		return SH_ENOENT;
-	rv = store_get(b->store, m->name, pk, doc, mtime_ns);
-	if (rv != SH_ENOENT)
+	rv = use(e, b);
+	if (rv)
 		return rv;
+	rv = store_get(b->store, m->name, pk, doc, mtime_ns);
+	if (rv != SH_ENOENT) {
+		if (rv == SH_OK)
+			atomic_fetch_add(&e->cache_hits, 1);
+		return rv;
+	}
+	atomic_fetch_add(&e->cache_misses, 1);
 	rv = read_through(e, b, m, pk, doc);
 	if (rv)
 		return rv;
@@ -281,17 +361,20 @@ static enum sh_err prepare(struct engine *e, struct block *b, const struct model
 			   const char *pk, const char *body, size_t len, char **doc)
 {
 	char *existing = NULL, why[256];
-	enum sh_err rv;
+	enum sh_err rv = use(e, b);
 
-	touch(b);
+	if (rv)
+		return rv;
 	rv = store_get(b->store, m->name, pk, &existing, NULL);
 	if (rv != SH_OK && rv != SH_ENOENT)
 		return rv;
 	rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
 	free(existing);
-	if (rv == SH_EINVAL || rv == SH_ETOOBIG)
+	if (rv == SH_EINVAL || rv == SH_ETOOBIG) {
+		atomic_fetch_add(&e->refusals, 1);
 		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
 		       pk, why);
+	}
 	return rv;
 }
 
@@ -330,6 +413,14 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 	return rv ? rv : commit(e, b, m, pk, NULL);
 }
 
+enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,
+			store_list_fn fn, void *ctx)
+{
+	enum sh_err rv = use(e, b);
+
+	return rv ? rv : store_list(b->store, m->name, fn, ctx);
+}
+
 /* ---- control files ------------------------------------------------------ */
 
 static int64_t meta_int(struct block *b, const char *key, int64_t fallback)
@@ -354,24 +445,42 @@ static char *meta_text(struct block *b, const char *key)
 	return v;
 }
 
+static enum block_state block_state(struct block *b)
+{
+	enum block_state st;
+
+	pthread_mutex_lock(&b->state_lock);
+	st = b->state;
+	pthread_mutex_unlock(&b->state_lock);
+	return st;
+}
+
 static enum sh_err sync_status_text(struct engine *e, struct block *b, char **text)
 {
 	struct store_stats st = { 0 };
 	struct sync_status ss = { .redis_up = true, .pg_up = true };
 	int64_t now = store_now_ns();
-	char *dead_error = meta_text(b, "last_dead_error");
+	int64_t total = atomic_load(&b->load_total);
+	char *dead_error = meta_text(b, "last_dead_error"), totaltext[24];
 	int64_t last_sync = meta_int(b, "last_sync_ns", 0);
 	int n;
 
 	store_stats(b->store, &st);
 	if (e->sync)
 		sync_get_status(e->sync, &ss);
+	if (total < 0)
+		snprintf(totaltext, sizeof(totaltext), "-");
+	else
+		snprintf(totaltext, sizeof(totaltext), "%" PRId64, total);
 	n = asprintf(text,
+		     "state %s\n"
 		     "pending %" PRId64 "\n"
 		     "in_flight %" PRId64 "\n"
 		     "applied %" PRId64 "\n"
 		     "dead %" PRId64 "\n"
 		     "records %" PRId64 "\n"
+		     "load_rows %lld\n"
+		     "load_total %s\n"
 		     "last_sync %" PRId64 "\n"
 		     "lag_ms %" PRId64 "\n"
 		     "retry_in_ms %" PRId64 "\n"
@@ -379,8 +488,9 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     "postgres %s\n"
 		     "last_error %s\n"
 		     "last_dead_error %s\n",
-		     st.pending, st.in_flight, meta_int(b, "applied_total", 0), meta_int(b, "dead_total", 0),
-		     st.records, last_sync / 1000000000,
+		     life_state_name(block_state(b)), st.pending, st.in_flight,
+		     meta_int(b, "applied_total", 0), meta_int(b, "dead_total", 0), st.records,
+		     (long long)atomic_load(&b->load_rows), totaltext, last_sync / 1000000000,
 		     st.oldest_pending_ns ? (now - st.oldest_pending_ns) / 1000000 : 0,
 		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,
 		     ss.redis_up ? "up" : "down", ss.pg_up ? "up" : "down",
@@ -390,9 +500,64 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 
-static int64_t block_ttl(struct engine *e, struct block *b)
+/* Totals over every block, for the metrics file. */
+struct totals {
+	int64_t blocks, records, pending, applied, dead, lag_ns;
+};
+
+static void add_totals(struct engine *e, struct totals *t)
 {
-	return meta_int(b, "ttl", e->ttl);
+	struct block **blocks;
+	int64_t now = store_now_ns();
+	size_t n;
+
+	if (blockset_snapshot(e->blocks, &blocks, &n))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct store_stats st = { 0 };
+
+		store_stats(blocks[i]->store, &st);
+		t->blocks++;
+		t->records += st.records;
+		t->pending += st.pending;
+		t->applied += meta_int(blocks[i], "applied_total", 0);
+		t->dead += meta_int(blocks[i], "dead_total", 0);
+		if (st.oldest_pending_ns && now - st.oldest_pending_ns > t->lag_ns)
+			t->lag_ns = now - st.oldest_pending_ns;
+		block_put(blocks[i]);
+	}
+	free(blocks);
+}
+
+#define METRIC(type, name, help, fmt) \
+	"# HELP sharded_" name " " help "\n# TYPE sharded_" name " " type "\n" \
+	"sharded_" name " " fmt "\n"
+
+static enum sh_err metrics_text(struct engine *e, char **text)
+{
+	struct sync_status ss = { .redis_up = true, .pg_up = true };
+	struct totals t = { 0 };
+	int n;
+
+	add_totals(e, &t);
+	if (e->sync)
+		sync_get_status(e->sync, &ss);
+	n = asprintf(text,
+		     METRIC("gauge", "blocks", "Blocks held by this daemon.", "%" PRId64)
+		     METRIC("gauge", "records", "Records cached in all blocks.", "%" PRId64)
+		     METRIC("gauge", "pending_writes", "Acknowledged writes not yet applied to PostgreSQL.", "%" PRId64)
+		     METRIC("counter", "applied_writes_total", "Writes applied to PostgreSQL.", "%" PRId64)
+		     METRIC("counter", "dead_letters_total", "Writes PostgreSQL refused for good.", "%" PRId64)
+		     METRIC("gauge", "sync_lag_seconds", "Age of the oldest pending write.", "%.3f")
+		     METRIC("counter", "cache_hits_total", "Record reads answered from a block.", "%lld")
+		     METRIC("counter", "cache_misses_total", "Record reads that went to PostgreSQL.", "%lld")
+		     METRIC("counter", "refused_writes_total", "Writes refused as invalid.", "%lld")
+		     METRIC("gauge", "redis_up", "Whether the sync workers reach Redis.", "%d")
+		     METRIC("gauge", "postgres_up", "Whether the sync workers reach PostgreSQL.", "%d"),
+		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
+		     (long long)atomic_load(&e->cache_hits), (long long)atomic_load(&e->cache_misses),
+		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up);
+	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 
 enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, char **text)
@@ -401,15 +566,15 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 
 	switch (f) {
 	case CTL_TTL:
-		n = asprintf(text, "%" PRId64 "\n", block_ttl(e, b));
+		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->life, b));
 		break;
 	case CTL_INVALIDATE:
 		n = asprintf(text, "%" PRId64 "\n", meta_int(b, "loaded_ns", 0) / 1000000000);
 		break;
 	case CTL_SYNC_STATUS:
 		return sync_status_text(e, b, text);
-	case CTL_COUNT:
-		return SH_EINVAL;
+	case CTL_METRICS:
+		return metrics_text(e, text);
 	}
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
@@ -440,19 +605,11 @@ static enum sh_err parse_ttl(const char *v, int64_t *ttl)
 
 static enum sh_err invalidate(struct engine *e, struct block *b)
 {
-	char buf[32];
-	int64_t dropped = 0;
-	enum sh_err rv = store_drop_synced(b->store, &dropped);
+	enum sh_err rv = life_reload(&e->life, b);
 
-	if (rv)
-		return rv;
-	snprintf(buf, sizeof(buf), "%" PRId64, store_now_ns());
-	store_meta_set(b->store, "loaded_ns", buf);
-	sh_log(LOG_INFO, "block '%s': invalidated, %" PRId64 " synced records dropped", b->id,
-	       dropped);
-	if (e->on_change)
-		e->on_change(e->ctx, b->id, NULL, NULL);
-	return SH_OK;
+	if (rv == SH_OK)
+		sh_log(LOG_INFO, "block '%s': invalidated and reloaded", b->id);
+	return rv;
 }
 
 enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f, const char *buf,
@@ -466,7 +623,7 @@ enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f,
 		rv = store_meta_set(b->store, "ttl", v);
 	else if (!rv && f == CTL_INVALIDATE)
 		rv = strcmp(v, "1") == 0 ? invalidate(e, b) : SH_EINVAL;
-	else if (!rv && f == CTL_SYNC_STATUS)
+	else if (!rv && !ctl_writable(f))
 		rv = SH_EPERM;
 	if (rv == SH_EINVAL)
 		sh_log(LOG_WARNING, "block '%s': write to '%s' refused: '%.*s' is not a valid value",

@@ -26,10 +26,11 @@ struct engine_config {
 	int64_t ttl;		/* default idle TTL of a block, seconds; 0 = never */
 	bool sync_full;		/* fsync SQLite on every write */
 	size_t max_doc;		/* cap on one document; 0: DOC_MAX_DEFAULT */
+	const char *loaders;	/* loader rules file (loader.h); NULL: blocks start empty */
 };
 
-/* The control files of every block. */
-enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT };
+/* The control files of every block, then the mount's own (metrics, at the root). */
+enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT, CTL_METRICS = CTL_COUNT };
 
 /* Called from a worker thread after a record (or, with model NULL, a whole
  * block) changed behind the user's back. */
@@ -82,7 +83,12 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 const char *ctl_name(enum ctl_file f);
 bool ctl_writable(enum ctl_file f);
 
-/* A control file's whole content (malloc'd, ends in a newline). */
+/* The records of model in block b, in key order (store_list_fn from store.h). */
+enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,
+			store_list_fn fn, void *ctx);
+
+/* A control file's whole content (malloc'd, ends in a newline). b is NULL
+ * for CTL_METRICS. */
 enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, char **text);
 
 /* Replace a control file's value with buf (the whole value; one trailing newline allowed). */

@@ -951,3 +951,102 @@ enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block
 	*applied_upto = upto;
 	return SH_OK;
 }
+
+/* ---- loading a block ---- */
+
+char *pg_loader_sql(struct pg *pg, const struct catalog *cat, const struct model *m,
+		    const char *where, bool count)
+{
+	struct sbuf sql = { 0 };
+
+	if (count) {
+		sb_add(&sql, "SELECT count(*) FROM (SELECT 1 FROM ");
+	} else {
+		sb_add(&sql, "SELECT t.");
+		sb_ident(&sql, pg->conn, model_pk(m)->name);
+		sb_add(&sql, "::text, row_to_json(t.*)::text FROM ");
+	}
+	sb_table(&sql, pg->conn, cat->schema, m->name);
+	sb_add(&sql, " AS t WHERE ");
+	sb_add(&sql, where);
+	if (count)
+		sb_add(&sql, ") AS q");
+	if (sql.failed) {
+		sb_free(&sql);
+		return NULL;
+	}
+	return sql.p;
+}
+
+enum sh_err pg_check_sql(struct pg *pg, const char *sql, int nparams, char *err, size_t errlen)
+{
+	PGresult *res;
+	enum sh_err rc = SH_OK;
+
+	pg->statements++;
+	res = PQprepare(pg->conn, "", sql, nparams, NULL);
+	if (!result_ok(res)) {
+		rc = classify(pg, res) == SH_EUNAVAIL ? SH_EUNAVAIL : SH_EINVAL;
+		result_reason(pg, res, err, errlen);
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *const *vals,
+		     int64_t *count, char *err, size_t errlen)
+{
+	PGresult *res = exec(pg, sql, nparams, vals);
+	enum sh_err rc = SH_OK;
+
+	if (result_ok(res) && PQntuples(res) == 1) {
+		*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	} else {
+		rc = classify(pg, res);
+		result_reason(pg, res, err, errlen);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Read what is left of a query after an early stop, so the connection can be reused. */
+static void drain_results(struct pg *pg)
+{
+	PGresult *res;
+
+	PQrequestCancel(pg->conn);
+	while ((res = PQgetResult(pg->conn)))
+		PQclear(res);
+}
+
+enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const char *const *vals,
+			   pg_row_fn fn, void *ctx, char *err, size_t errlen)
+{
+	PGresult *res;
+	enum sh_err rc = SH_OK;
+
+	pg->statements++;
+	if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, vals, NULL, NULL, 0) ||
+	    !PQsetSingleRowMode(pg->conn)) {
+		conn_reason(pg->conn, err, errlen);
+		return SH_EUNAVAIL;
+	}
+	while ((res = PQgetResult(pg->conn))) {
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st == PGRES_SINGLE_TUPLE && rc == SH_OK) {
+			rc = fn(ctx, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+			if (rc)
+				set_err(err, errlen, "%s", "stopped by the receiver");
+		} else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && rc == SH_OK) {
+			rc = classify(pg, res);
+			result_reason(pg, res, err, errlen);
+		}
+		PQclear(res);
+		if (rc && rc != SH_EREMOTE && rc != SH_EUNAVAIL) {
+			drain_results(pg);
+			break;
+		}
+	}
+	return rc;
+}

@@ -67,6 +67,29 @@ enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block
  * and statistics. */
 uint64_t pg_statements(const struct pg *pg);
 
+/* ---- loading a block (loader.h says what to load) ---- */
+
+/* SELECT pk::text, row_to_json(t) FROM schema.model t WHERE <where>; with
+ * count, SELECT count(*) of the same rows. where is the operator's SQL from
+ * the loader rules, with $1.. for bound values. malloc'd; NULL on failure. */
+char *pg_loader_sql(struct pg *pg, const struct catalog *cat, const struct model *m,
+		    const char *where, bool count);
+
+/* Does sql parse and plan with nparams untyped parameters? SH_EINVAL with
+ * PostgreSQL's reason when not. */
+enum sh_err pg_check_sql(struct pg *pg, const char *sql, int nparams, char *err, size_t errlen);
+
+/* Run a count(*) query. */
+enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *const *vals,
+		     int64_t *count, char *err, size_t errlen);
+
+/* Stream the rows of a pg_loader_sql() query one at a time (libpq single-row
+ * mode: memory stays bounded whatever the size). fn returns SH_OK to go on;
+ * anything else stops the query and is returned. */
+typedef enum sh_err (*pg_row_fn)(void *ctx, const char *pk, const char *doc);
+enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const char *const *vals,
+			   pg_row_fn fn, void *ctx, char *err, size_t errlen);
+
 /* Is this SQLSTATE worth retrying (class 08, 40, 53, 57, 58, 55P03 ...)? */
 bool pg_sqlstate_transient(const char *sqlstate);
 

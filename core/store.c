@@ -27,6 +27,10 @@ static const char schema_sql[] =
 	" relayed_ns INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);";
 
+static const char drop_synced_sql[] =
+	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
+	" WHERE o.model = records.model AND o.pk = records.pk)";
+
 int64_t store_now_ns(void)
 {
 	struct timespec ts;
@@ -457,8 +461,7 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 	enum sh_err err;
 
 	pthread_mutex_lock(&st->lock);
-	err = exec(st, "DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
-		       " WHERE o.model = records.model AND o.pk = records.pk)");
+	err = exec(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -526,4 +529,106 @@ bool store_has_pending(struct store *st, const char *model, const char *pk)
 	pending = pending_after_locked(st, model, pk, INT64_MIN);
 	pthread_mutex_unlock(&st->lock);
 	return pending;
+}
+
+struct store_load {
+	sqlite3 *db;
+	sqlite3_stmt *insert;
+	char *path;
+};
+
+static enum sh_err load_exec(struct store_load *ld, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(ld->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sh_log(LOG_ERR, "block file '%s': load: %s", ld->path, msg ? msg : "error");
+		sqlite3_free(msg);
+		return SH_EIO;
+	}
+	return SH_OK;
+}
+
+enum sh_err store_load_begin(struct store *st, bool replace, struct store_load **out)
+{
+	struct store_load *ld = calloc(1, sizeof(*ld));
+	enum sh_err err = SH_EIO;
+
+	*out = NULL;
+	if (!ld || !(ld->path = strdup(st->path))) {
+		free(ld);
+		return SH_ENOMEM;
+	}
+	if (sqlite3_open_v2(st->path, &ld->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_busy_timeout(ld->db, 30000);
+		err = load_exec(ld, "BEGIN IMMEDIATE");
+		if (!err && replace)
+			err = load_exec(ld, drop_synced_sql);
+		if (!err && sqlite3_prepare_v2(ld->db,
+			"INSERT INTO records(model, pk, doc, mtime_ns) SELECT ?1, ?2, ?3, ?4"
+			" WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE model = ?1 AND pk = ?2)"
+			" ON CONFLICT(model, pk) DO UPDATE SET doc = excluded.doc,"
+			" mtime_ns = excluded.mtime_ns", -1, &ld->insert, NULL) != SQLITE_OK)
+			err = SH_EIO;
+	}
+	if (err) {
+		store_load_end(ld, false);
+		return err;
+	}
+	*out = ld;
+	return SH_OK;
+}
+
+enum sh_err store_load_row(struct store_load *ld, const char *model, const char *pk,
+			   const char *doc)
+{
+	int rc;
+
+	sqlite3_reset(ld->insert);
+	sqlite3_bind_text(ld->insert, 1, model, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ld->insert, 2, pk, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ld->insert, 3, doc, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(ld->insert, 4, store_now_ns());
+	rc = sqlite3_step(ld->insert);
+	sqlite3_clear_bindings(ld->insert);
+	if (rc != SQLITE_DONE) {
+		sh_log(LOG_ERR, "block file '%s': load: %s", ld->path, sqlite3_errmsg(ld->db));
+		return SH_EIO;
+	}
+	return SH_OK;
+}
+
+enum sh_err store_load_end(struct store_load *ld, bool commit)
+{
+	enum sh_err err = SH_OK;
+
+	if (!ld)
+		return SH_OK;
+	sqlite3_finalize(ld->insert);
+	if (ld->db) {
+		if (commit)
+			err = load_exec(ld, "COMMIT");
+		if (!commit || err)
+			sqlite3_exec(ld->db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close_v2(ld->db);
+	}
+	free(ld->path);
+	free(ld);
+	return err;
+}
+
+enum sh_err store_expire(struct store *st, int64_t *dropped)
+{
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	err = exec(st, drop_synced_sql);
+	*dropped = err ? 0 : sqlite3_changes(st->db);
+	if (!err)
+		err = exec(st, "VACUUM");
+	if (!err)
+		exec(st, "PRAGMA wal_checkpoint(TRUNCATE)");
+	pthread_mutex_unlock(&st->lock);
+	return err;
 }

@@ -83,6 +83,22 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped);
 
 enum sh_err store_stats(struct store *st, struct store_stats *stats);
 
+/* Loading rows from PostgreSQL in one transaction, on a connection of its
+ * own so that readers of the block (and its sync-status) are not held up.
+ * Rows for records with a pending write are skipped: the local write wins. */
+struct store_load;
+
+/* Begin; with replace, records without pending writes are dropped first
+ * (in the same transaction, so readers see the old or the new set). */
+enum sh_err store_load_begin(struct store *st, bool replace, struct store_load **out);
+enum sh_err store_load_row(struct store_load *ld, const char *model, const char *pk,
+			   const char *doc);
+/* Commit (or roll back) and free. Accepts NULL. */
+enum sh_err store_load_end(struct store_load *ld, bool commit);
+
+/* Drop every record without a pending write and give the space back. */
+enum sh_err store_expire(struct store *st, int64_t *dropped);
+
 /* Settings and bookkeeping. store_meta_get: SH_ENOENT when unset; *value malloc'd. */
 enum sh_err store_meta_get(struct store *st, const char *key, char **value);
 enum sh_err store_meta_set(struct store *st, const char *key, const char *value);

@@ -19,7 +19,7 @@
 #include "version.h"
 
 struct options {
-	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc;
+	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders;
 	int show_help, show_version;
 };
 
@@ -34,6 +34,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("sync=%s", sync),
 	OPT("ttl=%s", ttl),
 	OPT("max_doc=%s", max_doc),
+	OPT("loaders=%s", loaders),
 	FUSE_OPT_END
 };
 
@@ -49,6 +50,7 @@ static void usage(const char *prog)
 	       "    -o models=A,B       tables to expose (default: all with a one-column primary key)\n"
 	       "    -o schema=NAME      PostgreSQL schema (default public)\n"
 	       "    -o ttl=SECONDS      default idle TTL of a block (default 0 = never)\n"
+	       "    -o loaders=FILE     loader rules: what a new block holds (see the README)\n"
 	       "    -o sync=normal|full full: fsync SQLite on every write (default normal)\n"
 	       "    -o max_doc=BYTES    largest record document (default %d)\n"
 	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n\n",
@@ -89,6 +91,7 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->ttl = ttl;
 	cfg->sync_full = o->sync && strcmp(o->sync, "full") == 0;
 	cfg->max_doc = (size_t)max_doc;
+	cfg->loaders = o->loaders;
 	return 0;
 }
 
@@ -103,6 +106,7 @@ static void free_options(struct options *o)
 	free(o->sync);
 	free(o->ttl);
 	free(o->max_doc);
+	free(o->loaders);
 }
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)

@@ -140,16 +140,24 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, struct s
 	return SH_OK;
 }
 
-static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+/* A control file's current text; the metrics file belongs to no block. */
+static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text)
 {
-	struct block *b;
-	char *text = NULL;
-	enum sh_err err = with_block(fs, r->block, &b);
+	struct block *b = NULL;
+	enum sh_err err = r->ctl == CTL_METRICS ? SH_OK : with_block(fs, r->block, &b);
 
 	if (err)
 		return err;
-	err = engine_ctl_read(fs->engine, b, r->ctl, &text);
+	err = engine_ctl_read(fs->engine, b, r->ctl, text);
 	block_put(b);
+	return err;
+}
+
+static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+{
+	char *text = NULL;
+	enum sh_err err = ctl_text(fs, r, &text);
+
 	if (err)
 		return err;
 	fill_common(st, r->ino, S_IFREG | (ctl_writable(r->ctl) ? 0644 : 0444));
@@ -201,6 +209,11 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 	snprintf(proto->block, sizeof(proto->block), "%s", parent->block);
 	switch (parent->kind) {
 	case NODE_ROOT:
+		if (strcmp(name, ctl_name(CTL_METRICS)) == 0) {
+			proto->kind = NODE_CTL;
+			proto->ctl = CTL_METRICS;
+			return SH_OK;
+		}
 		if (strlen(name) > BLOCK_ID_MAX || with_block(fs, name, &b))
 			return SH_ENOENT;
 		block_put(b);
@@ -416,6 +429,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 	list_add(l, ".", S_IFDIR);
 	list_add(l, "..", S_IFDIR);
 	if (r->kind == NODE_ROOT) {
+		list_add(l, ctl_name(CTL_METRICS), S_IFREG);
 		if (blockset_snapshot(engine_blocks(fs->engine), &blocks, &n))
 			return SH_ENOMEM;
 		for (size_t i = 0; i < n; i++) {
@@ -433,7 +447,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 		for (size_t i = 0; i < cat->nmodels; i++)
 			list_add(l, cat->models[i].name, S_IFDIR);
 	} else {
-		err = store_list(b->store, r->model->name, list_record, l);
+		err = engine_list(fs->engine, b, r->model, list_record, l);
 	}
 	block_put(b);
 	return err ? err : l->failed ? SH_ENOMEM : SH_OK;
@@ -613,15 +627,14 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
 {
 	struct block *b;
 	char *text = NULL;
-	enum sh_err err = with_block(fs, h->ref.block, &b);
+	enum sh_err err;
 
-	if (err)
-		return err;
-	if (h->ref.kind == NODE_CTL)
-		err = engine_ctl_read(fs->engine, b, h->ref.ctl, &text);
-	else
+	if (h->ref.kind == NODE_CTL) {
+		err = ctl_text(fs, &h->ref, &text);
+	} else if (!(err = with_block(fs, h->ref.block, &b))) {
 		err = engine_get(fs->engine, b, h->ref.model, h->ref.pk, &text, NULL);
-	block_put(b);
+		block_put(b);
+	}
 	if (!err)
 		handle_take(h, text, h->ref.kind == NODE_RECORD);
 	return err;
@@ -720,6 +733,8 @@ static int ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t si
 	struct block *b;
 	enum sh_err err;
 
+	if (!ctl_writable(h->ref.ctl))
+		return EACCES;
 	if (off != 0)
 		return EINVAL;	/* a write is the whole value */
 	err = with_block(fs, h->ref.block, &b);
