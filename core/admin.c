@@ -108,15 +108,6 @@ static int64_t meta_int(struct store *st, const char *key)
 
 /* Add by to an integer meta value, never going below 0. Not atomic with the
  * daemon's own read-modify-write of the same key; a race costs one count. */
-static void meta_add(struct store *st, const char *key, int64_t by)
-{
-	char buf[32];
-	int64_t n = meta_int(st, key) + by;
-
-	snprintf(buf, sizeof(buf), "%" PRId64, n < 0 ? 0 : n);
-	store_meta_set(st, key, buf);
-}
-
 /* Run a command; NULL with err set on a connection failure or an error reply. */
 static redisReply *command(redisContext *rc, char *err, size_t errlen, int argc,
 			   const char **argv)
@@ -520,7 +511,7 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 		if (e)
 			break;
 		if (deleted)
-			meta_add(st, "dead_total", -(int64_t)deleted);
+			store_meta_add(st, "dead_total", -(int64_t)deleted);
 		(*done)++;
 		if (progress)
 			progress(ctx, *done, nidx);
@@ -570,7 +561,7 @@ enum sh_err admin_dlq_drop(redisContext *rc, const char *data_dir, const char *b
 	if (dropped && block_exists(data_dir, block)) {
 		char e2[256];
 		if (open_store(data_dir, block, &st, e2, sizeof(e2)) == SH_OK)
-			meta_add(st, "dead_total", -(int64_t)dropped);
+			store_meta_add(st, "dead_total", -(int64_t)dropped);
 		store_close(st);
 	}
 	free(batch);

@@ -461,7 +461,8 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 	struct sync_status ss = { .redis_up = true, .pg_up = true };
 	int64_t now = store_now_ns();
 	int64_t total = atomic_load(&b->load_total);
-	char *dead_error = meta_text(b, "last_dead_error"), totaltext[24];
+	int64_t dead = meta_int(b, "dead_total", 0);
+	char *dead_error = dead ? meta_text(b, "last_dead_error") : strdup("-"), totaltext[24];
 	int64_t last_sync = meta_int(b, "last_sync_ns", 0);
 	int n;
 
@@ -489,13 +490,13 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     "last_error %s\n"
 		     "last_dead_error %s\n",
 		     life_state_name(block_state(b)), st.pending, st.in_flight,
-		     meta_int(b, "applied_total", 0), meta_int(b, "dead_total", 0), st.records,
+		     meta_int(b, "applied_total", 0), dead, st.records,
 		     (long long)atomic_load(&b->load_rows), totaltext, last_sync / 1000000000,
 		     st.oldest_pending_ns ? (now - st.oldest_pending_ns) / 1000000 : 0,
 		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,
 		     ss.redis_up ? "up" : "down", ss.pg_up ? "up" : "down",
 		     ss.last_error[0] && !(ss.redis_up && ss.pg_up) ? ss.last_error : "-",
-		     dead_error);
+		     dead_error ? dead_error : "-");
 	free(dead_error);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }

@@ -632,3 +632,20 @@ enum sh_err store_expire(struct store *st, int64_t *dropped)
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
+
+enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	s = prep(st, "INSERT INTO meta(key, value) VALUES(?1, max(0, ?2))"
+		     " ON CONFLICT(key) DO UPDATE SET value = max(0, CAST(value AS INTEGER) + ?2)");
+	if (s) {
+		bind_text(s, 1, key);
+		sqlite3_bind_int64(s, 2, delta);
+	}
+	err = run(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}

@@ -102,6 +102,9 @@ enum sh_err store_expire(struct store *st, int64_t *dropped);
 /* Settings and bookkeeping. store_meta_get: SH_ENOENT when unset; *value malloc'd. */
 enum sh_err store_meta_get(struct store *st, const char *key, char **value);
 enum sh_err store_meta_set(struct store *st, const char *key, const char *value);
+/* Add delta to an integer setting (missing = 0), never going below 0, in one
+ * statement: safe against another thread or process doing the same. */
+enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta);
 
 /* CLOCK_REALTIME in nanoseconds. */
 int64_t store_now_ns(void);

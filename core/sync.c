@@ -386,18 +386,6 @@ static void ack_entries(redisContext *rc, const char *key, const struct entry *e
 	}
 }
 
-static void bump_meta(struct store *st, const char *key, int64_t by)
-{
-	char *v = NULL, buf[32];
-	int64_t n = 0;
-
-	if (store_meta_get(st, key, &v) == SH_OK)
-		n = strtoll(v, NULL, 10);
-	free(v);
-	snprintf(buf, sizeof(buf), "%" PRId64, n + by);
-	store_meta_set(st, key, buf);
-}
-
 static void set_meta_int(struct store *st, const char *key, int64_t v)
 {
 	char buf[32];
@@ -428,7 +416,7 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 	freeReplyObject(redisCommandArgv(rc, op->doc ? 15 : 13, argv, NULL));
 	sh_log(LOG_ERR, "block '%s': %s/%s.json refused by postgresql, moved to dead letters: %s",
 	       b->id, op->model, op->pk, op->error ? op->error : "");
-	bump_meta(b->store, "dead_total", 1);
+	store_meta_add(b->store, "dead_total", 1);
 	store_meta_set(b->store, "last_dead_error", op->error ? op->error : "");
 	if (m && pg_fetch_row(pg, s->cfg.cat, m, op->pk, &doc) != SH_EUNAVAIL)
 		store_refresh(b->store, op->model, op->pk, doc, upto);
@@ -455,7 +443,7 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 			notify(s, b, op);
 		}
 	}
-	bump_meta(b->store, "applied_total", applied);
+	store_meta_add(b->store, "applied_total", applied);
 	set_meta_int(b->store, "last_sync_ns", store_now_ns());
 }
 
