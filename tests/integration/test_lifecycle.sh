@@ -461,6 +461,7 @@ check "pg down: user-3 is not listed" not_listed user-3
 check "pg down: user-3 left nothing in the data directory" no_trace user-3
 
 check "pg down: a write to user-1/User/1.json is accepted" put "$U1/User/1.json" '{"name":"offline-1"}'
+check_eq "pg down: it reads back (and sits in the kernel's page cache)" offline-1 "$(jq -r .name "$U1/User/1.json" 2>&1)"
 check "pg down: echo 1 > user-1/ttl is accepted" put "$U1/ttl" 1
 ttl_set=$(now_ms)
 
@@ -492,7 +493,7 @@ check_eq "expired: its SQLite file is still there" yes "$(test -f "$DATA/user-1.
 psql_q "update \"User\" set name = 'fresh-1' where id = 1" >/dev/null
 name=$(jq -r .name "$U1/User/1.json" 2>&1 || true)
 ttl_rc=0; put "$U1/ttl" 0 || ttl_rc=$?   # right away, so that it does not expire again
-check_eq "expired: the next read reloads the block and shows fresh data" fresh-1 "$name"
+check_eq "expired: the next read reloads the block and shows fresh data, not the cached page" fresh-1 "$name"
 check_eq "expired: echo 0 > ttl after the reload is accepted" 0 "$ttl_rc"
 check_eq "expired: state ready after the reload" ready "$(status_of user-1 state)"
 check_eq "expired: the loader ran again (Order rows back)" "10.json 11.json" "$(listing "$U1/Order")"
