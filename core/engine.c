@@ -111,8 +111,8 @@ static enum sh_err load_rules(struct engine *e, const char *path, char *err, siz
 			rv = sql ? pg_check_sql(e->reader, sql, r->steps[j].nparams, why, sizeof(why))
 				 : SH_ENOMEM;
 			if (rv == SH_EINVAL)
-				snprintf(err, errlen, "loader rules '%s' line %d: %s: %s", path, r->line,
-					 r->steps[j].model->name, why);
+				snprintf(err, errlen, "loader rules '%s' line %d: %s: %s", path,
+					 r->steps[j].line, r->steps[j].model->name, why);
 			free(sql);
 		}
 	}

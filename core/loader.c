@@ -165,6 +165,7 @@ static enum sh_err add_step(struct parser *p, char *line)
 	r->steps = grown;
 	st = &grown[r->nsteps];
 	memset(st, 0, sizeof(*st));
+	st->line = p->line;
 	if (!(st->model = catalog_find(p->cat, model)))
 		return fail(p, "unknown model '%s'", model);
 	for (size_t i = 0; i < r->nsteps; i++)

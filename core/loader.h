@@ -26,6 +26,7 @@
 /* One model of a rule: its condition, with $name rewritten to $1..$n. */
 struct load_step {
 	const struct model *model;
+	int line;			/* in the rules file, for messages */
 	char *where;			/* SQL after WHERE, with $1.. placeholders */
 	int nparams;
 	int capture[LOADER_CAPTURES_MAX];	/* parameter i is capture capture[i] */

@@ -288,6 +288,23 @@ static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const cha
 	return run(st, s);
 }
 
+/* A record deleted and written again before the deletion left for Redis (mv
+ * from another file system unlinks, then creates): the deletion becomes this
+ * write, so PostgreSQL never drops the row (and what cascades from it). */
+static enum sh_err revoke_delete_locked(struct store *st, const char *model, const char *pk,
+					const char *doc)
+{
+	sqlite3_stmt *s = prep(st, "UPDATE outbox SET op = 'U', doc = ?3"
+				   " WHERE model = ?1 AND pk = ?2 AND op = 'D' AND relayed_ns = 0");
+
+	if (s) {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+		bind_text(s, 3, doc);
+	}
+	return run(st, s);
+}
+
 static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
 				const char *doc, int64_t *seq)
 {
@@ -300,6 +317,8 @@ static enum sh_err write_locked(struct store *st, const char *model, const char 
 	err = meta_set_int_locked(st, "last_seq", *seq);
 	if (!err)
 		err = put_record_locked(st, model, pk, doc, now);
+	if (!err && doc)
+		err = revoke_delete_locked(st, model, pk, doc);
 	if (!err)
 		err = append_outbox_locked(st, *seq, model, pk, doc, now);
 	return err;
@@ -371,8 +390,8 @@ static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t
 	return SH_OK;
 }
 
-enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns, size_t max,
-				  struct op **ops, size_t *n)
+enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
+				  int64_t hold_deletes_after_ns, size_t max, struct op **ops, size_t *n)
 {
 	sqlite3_stmt *s;
 	enum sh_err err;
@@ -380,14 +399,17 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns, si
 	*ops = NULL;
 	*n = 0;
 	pthread_mutex_lock(&st->lock);
-	s = prep(st, "SELECT seq, op, model, pk, doc FROM outbox"
-		     " WHERE relayed_ns < ?1 ORDER BY seq LIMIT ?2");
+	s = prep(st, "SELECT seq, op, model, pk, doc FROM outbox WHERE relayed_ns < ?1"
+		     " AND seq < coalesce((SELECT min(seq) FROM outbox WHERE op = 'D'"
+		     " AND relayed_ns = 0 AND mtime_ns > ?3), 9223372036854775807)"
+		     " ORDER BY seq LIMIT ?2");
 	if (!s) {
 		pthread_mutex_unlock(&st->lock);
 		return SH_EIO;
 	}
 	sqlite3_bind_int64(s, 1, resend_before_ns);
 	sqlite3_bind_int64(s, 2, (int64_t)max);
+	sqlite3_bind_int64(s, 3, hold_deletes_after_ns);
 	err = read_ops(s, max, ops, n);
 	sqlite3_finalize(s);
 	pthread_mutex_unlock(&st->lock);

@@ -48,7 +48,9 @@ enum sh_err store_get(struct store *st, const char *model, const char *pk, char 
 enum sh_err store_cache(struct store *st, const char *model, const char *pk, const char *doc);
 
 /* A user's write: upsert (doc) or delete (doc NULL) the record and append it
- * to the outbox, in one transaction. *seq receives its sequence number. */
+ * to the outbox, in one transaction. *seq receives its sequence number. An
+ * upsert also turns a deletion of the record still held back from Redis
+ * into this write. */
 enum sh_err store_write(struct store *st, const char *model, const char *pk, const char *doc,
 			int64_t *seq);
 
@@ -56,10 +58,12 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 typedef int (*store_list_fn)(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns);
 enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, void *ctx);
 
-/* Outbox entries to send to Redis: never sent, or sent before resend_before_ns.
- * At most max; *ops is malloc'd (op_free_array). */
-enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns, size_t max,
-				  struct op **ops, size_t *n);
+/* Outbox entries to send to Redis: never sent, or sent before resend_before_ns,
+ * in seq order, stopping before a deletion made after hold_deletes_after_ns
+ * (a short grace in which a new write to the record can revoke it, see
+ * store_write). At most max; *ops is malloc'd (op_free_array). */
+enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
+				  int64_t hold_deletes_after_ns, size_t max, struct op **ops, size_t *n);
 
 /* Record that entries up to seq were handed to Redis at now_ns. */
 enum sh_err store_outbox_relayed(struct store *st, int64_t upto_seq, int64_t now_ns);

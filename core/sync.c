@@ -22,6 +22,7 @@
 #define RELAY_BATCH 256
 #define APPLY_BATCH 1000
 #define RESEND_AFTER_NS (30LL * 1000000000)	/* re-send what Redis may have lost */
+#define DELETE_GRACE_NS (1000LL * 1000000)	/* a deletion waits this long for a revoking write */
 #define IDLE_WAIT_MS 200
 #define REDIS_TIMEOUT_MS 2000
 #define CLAIM_EVERY_MS 10000
@@ -178,7 +179,10 @@ static int relay_block(struct block *b, redisContext *rc, char *err, size_t errl
 	size_t n;
 	int sent = -1;
 
-	if (store_outbox_to_relay(b->store, store_now_ns() - RESEND_AFTER_NS, RELAY_BATCH, &ops, &n))
+	int64_t now = store_now_ns();
+
+	if (store_outbox_to_relay(b->store, now - RESEND_AFTER_NS, now - DELETE_GRACE_NS, RELAY_BATCH,
+				  &ops, &n))
 		return 0;
 	if (n == 0 || store_meta_get(b->store, "base_seq", &base) != SH_OK) {
 		op_free_array(ops, n);

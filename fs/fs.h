@@ -18,9 +18,12 @@ struct notifier;
 
 /* Every open file and directory, so that what the kernel never released
  * (it sends no release after an unmount) is freed at exit. */
+enum open_kind { OPEN_FILE, OPEN_DIR, OPEN_SCRATCH };
+
 struct open_file {
 	struct open_file *prev, *next;
 	void (*release)(struct open_file *f);
+	enum open_kind kind;
 };
 
 struct fs {
@@ -34,12 +37,28 @@ struct fs {
 	int64_t mount_ns;	/* directories show this as their times */
 	pthread_mutex_t open_lock;
 	struct open_file open_files;	/* list head */
+	struct scratches *scratch;	/* temp, swap and backup files (scratch.h) */
 };
 
 void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f));
 void fs_open_untrack(struct fs *fs, struct open_file *f);
 /* Release every file still open (at exit, after the session loop). */
 void fs_open_release_all(struct fs *fs);
+
+/* Is name a record's file name ("<key>.json", not hidden)? pk gets the key. */
+int record_name(const char *name, char *pk, size_t pklen);
+
+/* Scratch files (scratch_ops.c): requests on NODE_SCRATCH nodes. */
+void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
+		 const char *name, mode_t mode, struct fuse_file_info *fi);
+void sops_open(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct fuse_file_info *fi);
+void sops_read(fuse_req_t req, struct open_file *of, size_t size, off_t off);
+void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char *buf, size_t size,
+		off_t off, int append);
+void sops_release(fuse_req_t req, struct fs *fs, struct open_file *of);
+int sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st);
+void sops_setattr(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct stat *attr,
+		  int to_set);
 
 /* The one map from the core error enum to errno. */
 int sh_errno(enum sh_err err);

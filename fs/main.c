@@ -16,7 +16,12 @@
 #include "fs.h"
 #include "log.h"
 #include "doc.h"
+#include "scratch.h"
 #include "version.h"
+
+/* Scratch files (editors' and tools' temporary files) live in memory. */
+#define SCRATCH_FILE_CAP(max_doc) ((max_doc) * 4 > 16u << 20 ? (max_doc) * 4 : 16u << 20)
+#define SCRATCH_TOTAL_CAP (256u << 20)
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders;
@@ -153,7 +158,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 		return 1;
 	}
 	fs.nodes = nodes_new();
-	fs.se = fs.nodes ? fuse_session_new(args, &sharded_ops, sizeof(sharded_ops), &fs) : NULL;
+	fs.scratch = scratches_new(SCRATCH_FILE_CAP(fs.max_doc), SCRATCH_TOTAL_CAP);
+	fs.se = fs.nodes && fs.scratch ? fuse_session_new(args, &sharded_ops, sizeof(sharded_ops), &fs) : NULL;
 	if (fs.se && fuse_set_signal_handlers(fs.se) == 0) {
 		if (fuse_session_mount(fs.se, cl->mountpoint) == 0) {
 			rc = serve(&fs, cl);
@@ -168,6 +174,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	if (fs.se)
 		fuse_session_destroy(fs.se);
 	nodes_free(fs.nodes);
+	scratches_free(fs.scratch);
 	pthread_mutex_destroy(&fs.open_lock);
 	return rc;
 }

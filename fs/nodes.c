@@ -283,3 +283,34 @@ void nodes_children(struct nodes *t, uint64_t parent,
 				fn(ctx, n->ino, n->name);
 	pthread_mutex_unlock(&t->lock);
 }
+
+int nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t newparent,
+		 const char *newname, const struct node_ref *proto)
+{
+	struct node *n, *victim;
+	char *nname = strdup(newname), *npk = strdup(proto->pk);
+	int rc = -1;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_name(t, parent, name);
+	if (n && nname && npk) {
+		victim = find_name(t, newparent, newname);
+		if (victim && victim != n)
+			unlink_name(t, victim);
+		unlink_name(t, n);
+		free(n->name);
+		free(n->pk);
+		n->name = nname;
+		n->pk = npk;
+		nname = npk = NULL;
+		n->parent = newparent;
+		n->kind = proto->kind;
+		n->model = proto->model;
+		link_name(t, n);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(nname);
+	free(npk);
+	return rc;
+}

@@ -8,6 +8,7 @@
  *   <block>/ttl ...       NODE_CTL
  *   <block>/<Model>/      NODE_MODEL
  *   <block>/<Model>/<pk>.json   NODE_RECORD
+ *   <block>/<Model>/<other>     NODE_SCRATCH (pk holds the name; scratch.h)
  */
 #ifndef SHARDED_NODES_H
 #define SHARDED_NODES_H
@@ -18,7 +19,7 @@
 #include "catalog.h"
 #include "engine.h"
 
-enum node_kind { NODE_ROOT, NODE_BLOCK, NODE_CTL, NODE_MODEL, NODE_RECORD };
+enum node_kind { NODE_ROOT, NODE_BLOCK, NODE_CTL, NODE_MODEL, NODE_RECORD, NODE_SCRATCH };
 
 struct node {
 	uint64_t ino;
@@ -62,6 +63,12 @@ uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name);
 
 /* The kernel dropped n lookups of ino. */
 void nodes_forget(struct nodes *t, uint64_t ino, uint64_t n);
+
+/* Rename: the node at (parent, name) now answers to (newparent, newname) as
+ * proto says (a scratch file renamed onto a record becomes that record). A
+ * node already at the new name is unlinked. -1 if no node had the old name. */
+int nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t newparent,
+		 const char *newname, const struct node_ref *proto);
 
 /* The name no longer exists (unlink, rmdir); the inode lives on until forgotten. */
 void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);

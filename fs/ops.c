@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "doc.h"
 #include "log.h"
+#include "scratch.h"
 
 #define JSON_SUFFIX ".json"
 #define UNKNOWN_INO 0xffffffffULL
@@ -71,12 +73,23 @@ void fs_open_release_all(struct fs *fs)
 
 /* ---- names --------------------------------------------------------------- */
 
+int record_name(const char *name, char *pk, size_t pklen)
+{
+	size_t n = strlen(name), s = strlen(JSON_SUFFIX);
+
+	if (name[0] == '.' || n <= s || strcmp(name + n - s, JSON_SUFFIX) != 0 || n - s >= pklen)
+		return 0;
+	memcpy(pk, name, n - s);
+	pk[n - s] = '\0';
+	return 1;
+}
+
 /* "<pk>.json" -> pk; 0 on success. */
 static int record_pk(const char *name, char *pk, size_t pklen)
 {
 	size_t n = strlen(name), s = strlen(JSON_SUFFIX);
 
-	if (n <= s || strcmp(name + n - s, JSON_SUFFIX) != 0 || n - s >= pklen)
+	if (!record_name(name, pk, pklen))
 		return -1;
 	memcpy(pk, name, n - s);
 	pk[n - s] = '\0';
@@ -188,13 +201,15 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 		return ctl_attr(fs, r, st);
 	case NODE_RECORD:
 		return record_attr(fs, r, st);
+	case NODE_SCRATCH:
+		return sops_stat(fs, r, st) ? SH_ENOENT : SH_OK;
 	}
 	return SH_EIO;
 }
 
 static double attr_timeout(struct fs *fs, const struct node_ref *r)
 {
-	return r->kind == NODE_CTL ? 0.0 : fs->attr_timeout;
+	return r->kind == NODE_CTL || r->kind == NODE_SCRATCH ? 0.0 : fs->attr_timeout;
 }
 
 /* ---- lookup -------------------------------------------------------------- */
@@ -203,6 +218,7 @@ static double attr_timeout(struct fs *fs, const struct node_ref *r)
 static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const char *name,
 			   struct node_ref *proto)
 {
+	struct scratch *sc;
 	struct block *b;
 
 	memset(proto, 0, sizeof(*proto));
@@ -228,8 +244,15 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 		proto->model = catalog_find(engine_catalog(fs->engine), name);
 		return proto->model ? SH_OK : SH_ENOENT;
 	case NODE_MODEL:
-		proto->kind = NODE_RECORD;
 		proto->model = parent->model;
+		if (strlen(name) < sizeof(proto->pk) && (sc = scratch_get(fs->scratch, parent->block,
+						parent->model->name, name))) {
+			scratch_put(fs->scratch, sc);
+			proto->kind = NODE_SCRATCH;
+			snprintf(proto->pk, sizeof(proto->pk), "%s", name);
+			return SH_OK;
+		}
+		proto->kind = NODE_RECORD;
 		return record_pk(name, proto->pk, sizeof(proto->pk)) ? SH_ENOENT : SH_OK;
 	default:
 		return SH_ENOENT;
@@ -302,28 +325,49 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/* The size a record has for a program writing it: what it wrote so far.
+ * Lets fstat() of a file just created (not yet a record) succeed. */
+static int written_size(struct fs *fs, uint64_t ino, off_t *size)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&fs->open_lock);
+	for (struct open_file *f = fs->open_files.next; !found && f != &fs->open_files; f = f->next) {
+		struct handle *h = (struct handle *)f;
+
+		if (f->kind != OPEN_FILE || h->ref.ino != ino || h->ref.kind != NODE_RECORD)
+			continue;
+		pthread_mutex_lock(&h->lock);
+		if (h->dirty) {
+			*size = (off_t)h->len;
+			found = 1;
+		}
+		pthread_mutex_unlock(&h->lock);
+	}
+	pthread_mutex_unlock(&fs->open_lock);
+	return found;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct node_ref r;
 	struct stat st;
 	enum sh_err err;
+	off_t size;
 
+	(void)fi;	/* the kernel rarely sends it: look for writers by inode instead */
 	if (nodes_get(fs->nodes, ino, &r) != 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	err = node_attr(fs, &r, &st);
-	if (h && r.kind == NODE_RECORD) {
-		pthread_mutex_lock(&h->lock);
-		if (h->dirty) {	/* a file being written shows what was written so far */
-			if (err)
-				fill_common(&st, ino, S_IFREG | 0644);
-			st.st_size = (off_t)h->len;
-			err = SH_OK;
-		}
-		pthread_mutex_unlock(&h->lock);
+	if (r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
+		/* a file being written shows what was written so far */
+		if (err)
+			fill_common(&st, ino, S_IFREG | 0644);
+		st.st_size = size;
+		err = SH_OK;
 	}
 	if (err)
 		fuse_reply_err(req, sh_errno(err));
@@ -419,6 +463,11 @@ static int list_record(void *ctx, const char *pk, size_t doc_len, int64_t mtime_
 	return l->failed;
 }
 
+static void list_scratch(void *ctx, const char *name)
+{
+	list_add(ctx, name, S_IFREG);
+}
+
 static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct listing *l)
 {
 	const struct catalog *cat = engine_catalog(fs->engine);
@@ -448,6 +497,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 			list_add(l, cat->models[i].name, S_IFDIR);
 	} else {
 		err = engine_list(fs->engine, b, r->model, list_record, l);
+		scratch_list(fs->scratch, r->block, r->model->name, list_scratch, l);
 	}
 	block_put(b);
 	return err ? err : l->failed ? SH_ENOMEM : SH_OK;
@@ -465,6 +515,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	l->req = req;
+	l->of.kind = OPEN_DIR;
 	pthread_mutex_init(&l->lock, NULL);
 	err = nodes_get(fs->nodes, ino, &r) ? SH_ENOENT : SH_OK;
 	if (!err && r.kind != NODE_ROOT && r.kind != NODE_BLOCK && r.kind != NODE_MODEL)
@@ -552,8 +603,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	err = engine_block_remove(fs->engine, name);
-	if (!err)
+	if (!err) {
 		nodes_unlink(fs->nodes, parent, name);
+		scratch_drop_block(fs->scratch, name);
+	}
 	fuse_reply_err(req, sh_errno(err));
 }
 
@@ -651,6 +704,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	if (r.kind == NODE_SCRATCH) {
+		sops_open(req, fs, &r, fi);
+		return;
+	}
 	if (r.kind != NODE_RECORD && r.kind != NODE_CTL) {
 		fuse_reply_err(req, EISDIR);
 		return;
@@ -687,14 +744,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	struct handle *h;
 
-	(void)mode;
+	char why[160];
+
 	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
 		fuse_reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? EPERM : ENOENT);
 		return;
 	}
-	if (resolve(fs, &p, name, &proto) != SH_OK) {
-		sh_log(LOG_WARNING, "block '%s': cannot create %s/%s: not a <key>.json name", p.block,
-		       p.model->name, name);
+	if (!record_name(name, proto.pk, sizeof(proto.pk))) {
+		sops_create(req, fs, parent, &p, name, mode, fi);
+		return;
+	}
+	if (resolve(fs, &p, name, &proto) != SH_OK ||
+	    doc_check_pk(p.model, proto.pk, why, sizeof(why)) != SH_OK) {
+		sh_log(LOG_WARNING, "block '%s': cannot create %s/%s: %s", p.block, p.model->name,
+		       name, proto.kind == NODE_RECORD ? why : "not a record name");
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -720,6 +783,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	if (h->of.kind == OPEN_SCRATCH) {
+		sops_read(req, &h->of, size, off);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if ((size_t)off >= h->len)
 		fuse_reply_buf(req, NULL, 0);
@@ -787,6 +854,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	int rc;
 
 	(void)ino;
+	if (h->of.kind == OPEN_SCRATCH) {
+		sops_write(req, fs, &h->of, buf, size, off, (fi->flags & O_APPEND) != 0);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (fi->flags & O_APPEND)
 		off = (off_t)h->len;
@@ -803,7 +874,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
  * document is reported once, by the close() that caused it. An open with
  * O_TRUNC and no write leaves the record as it was: the shell's
  * "echo x > f" closes a duplicate of the descriptor before it writes. */
-static int commit(struct fs *fs, struct handle *h)
+static int commit_as(struct fs *fs, struct handle *h, int notify)
 {
 	struct block *b;
 	enum sh_err err;
@@ -816,9 +887,16 @@ static int commit(struct fs *fs, struct handle *h)
 		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
 		block_put(b);
 	}
-	if (!err)
+	/* success or not, the kernel's idea of the size came from the writer:
+	 * drop it (not from setattr: the kernel holds the inode there) */
+	if (notify)
 		fuse_lowlevel_notify_inval_inode(fs->se, h->ref.ino, 0, 0);
 	return sh_errno(err);
+}
+
+static int commit(struct fs *fs, struct handle *h)
+{
+	return commit_as(fs, h, 1);
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -827,6 +905,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc;
 
 	(void)ino;
+	if (h->of.kind == OPEN_SCRATCH) {
+		fuse_reply_err(req, 0);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	rc = commit(fs_of(req), h);
 	pthread_mutex_unlock(&h->lock);
@@ -838,6 +920,10 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	if (h->of.kind == OPEN_SCRATCH) {
+		sops_release(req, fs_of(req), &h->of);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	commit(fs_of(req), h);	/* no flush came (e.g. the writer was killed): commit now */
 	pthread_mutex_unlock(&h->lock);
@@ -853,10 +939,65 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 	(void)ino;
 	(void)datasync;
+	if (h->of.kind == OPEN_SCRATCH) {
+		fuse_reply_err(req, 0);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	rc = commit(fs_of(req), h);
 	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, rc);
+}
+
+/* Resize what h holds; new bytes read as blanks, which JSON ignores. */
+static int resize_handle(struct fs *fs, struct handle *h, off_t size)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if ((size_t)size > h->len && !(rc = reserve(h, (size_t)size, fs->max_doc + 1)))
+		memset(h->buf + h->len, ' ', (size_t)size - h->len);
+	if (!rc) {
+		h->len = (size_t)size;
+		h->sequential = size == 0;
+		h->dirty = h->written = 1;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+/* truncate(2) of a record nobody has open: a write of the shortened (or
+ * blank-padded) document, validated like any other. */
+static int truncate_record(struct fs *fs, const struct node_ref *r, off_t size)
+{
+	struct handle *h = handle_new(r);
+	enum sh_err err;
+	int rc;
+
+	if (!h)
+		return ENOMEM;
+	err = load_content(fs, h);
+	rc = err ? sh_errno(err) : resize_handle(fs, h, size);
+	if (!rc)
+		rc = commit_as(fs, h, 0);
+	handle_free(h);
+	return rc;
+}
+
+/* chmod/chown that change nothing succeed (cp -p and mv across file systems
+ * copy them); any real change is refused. */
+static int same_owner_and_mode(struct fs *fs, const struct node_ref *r, const struct stat *attr,
+			       int to_set)
+{
+	struct stat st;
+
+	if (!(to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		return 1;
+	if (node_attr(fs, r, &st) != SH_OK)
+		fill_common(&st, r->ino, S_IFREG | 0644);	/* being created */
+	return (!(to_set & FUSE_SET_ATTR_MODE) || (attr->st_mode & 07777) == (st.st_mode & 07777)) &&
+	       (!(to_set & FUSE_SET_ATTR_UID) || attr->st_uid == st.st_uid) &&
+	       (!(to_set & FUSE_SET_ATTR_GID) || attr->st_gid == st.st_gid);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -865,27 +1006,25 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct fs *fs = fs_of(req);
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct node_ref r;
+	int rc = 0;
 
 	if (nodes_get(fs->nodes, ino, &r) != 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		fuse_reply_err(req, EPERM);
+	if (r.kind == NODE_SCRATCH) {
+		sops_setattr(req, fs, &r, attr, to_set);
 		return;
 	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (r.kind != NODE_RECORD || !h) {
-			/* truncating a control file before writing it is harmless */
-			fuse_reply_err(req, r.kind == NODE_CTL && attr->st_size == 0 ? 0 : EPERM);
-			return;
-		}
-		pthread_mutex_lock(&h->lock);
-		if ((size_t)attr->st_size <= h->len)
-			h->len = (size_t)attr->st_size;
-		h->sequential = attr->st_size == 0;
-		h->dirty = h->written = 1;
-		pthread_mutex_unlock(&h->lock);
+	if (!same_owner_and_mode(fs, &r, attr, to_set))
+		rc = EPERM;	/* a record's mode and owner are the mount's */
+	else if ((to_set & FUSE_SET_ATTR_SIZE) && r.kind == NODE_RECORD)
+		rc = h ? resize_handle(fs, h, attr->st_size) : truncate_record(fs, &r, attr->st_size);
+	else if ((to_set & FUSE_SET_ATTR_SIZE) && !(r.kind == NODE_CTL && attr->st_size == 0))
+		rc = EPERM;	/* truncating a control file before writing it is harmless */
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
 	}
 	/* times are the record's own: accepted and ignored */
 	op_getattr(req, ino, fi);
@@ -897,12 +1036,20 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node_ref p, proto;
 	struct block *b;
 	enum sh_err err;
+	int rc;
 
 	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
 	err = resolve(fs, &p, name, &proto);
+	if (!err && proto.kind == NODE_SCRATCH) {
+		rc = scratch_unlink(fs->scratch, p.block, p.model->name, name);
+		if (!rc)
+			nodes_unlink(fs->nodes, parent, name);
+		fuse_reply_err(req, rc);
+		return;
+	}
 	if (!err)
 		err = with_block(fs, p.block, &b);
 	if (!err) {
@@ -914,11 +1061,103 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, sh_errno(err));
 }
 
+/* A scratch file renamed onto "<key>.json": a record write of its content.
+ * Refused, it changes nothing and the scratch file stays. */
+static int scratch_to_record(struct fs *fs, const struct node_ref *dir, const char *from,
+			     const char *pk)
+{
+	struct scratch *sc = scratch_get(fs->scratch, dir->block, dir->model->name, from);
+	struct block *b;
+	char *body;
+	size_t len = 0;
+	enum sh_err err;
+
+	if (!sc)
+		return ENOENT;
+	body = scratch_copy(sc, &len);
+	scratch_put(fs->scratch, sc);
+	if (!body)
+		return ENOMEM;
+	err = with_block(fs, dir->block, &b);
+	if (!err) {
+		err = engine_put(fs->engine, b, dir->model, pk, body, len);
+		block_put(b);
+	}
+	free(body);
+	if (!err)
+		scratch_unlink(fs->scratch, dir->block, dir->model->name, from);
+	return sh_errno(err);
+}
+
+/* What rename does (README, "Renames"):
+ * - only within one model directory (else EXDEV, so mv copies);
+ * - scratch -> scratch: a rename, replacing the target;
+ * - scratch -> "<key>.json": a validated record write;
+ * - a record cannot be renamed (its name is its key): EPERM. */
+static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		     const char *newname, unsigned int flags)
+{
+	struct node_ref p, src, dst;
+	char why[160];
+	int rc;
+
+	if (nodes_get(fs->nodes, parent, &p) != 0)
+		return ENOENT;
+	if (p.kind != NODE_MODEL)
+		return EPERM;
+	if (newparent != parent)
+		return EXDEV;
+	if (flags & RENAME_EXCHANGE)
+		return EINVAL;
+	if (resolve(fs, &p, name, &src) != SH_OK)
+		return ENOENT;
+	if (src.kind != NODE_SCRATCH)
+		return EPERM;
+	if (resolve(fs, &p, newname, &dst) != SH_OK)
+		dst.kind = NODE_SCRATCH;	/* a new scratch name */
+	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
+		return EEXIST;
+	if (dst.kind == NODE_SCRATCH || !record_name(newname, dst.pk, sizeof(dst.pk))) {
+		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
+		dst.kind = NODE_SCRATCH;
+		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);
+	} else if (doc_check_pk(p.model, dst.pk, why, sizeof(why)) != SH_OK) {
+		sh_log(LOG_WARNING, "block '%s': rename onto %s/%s refused: %s", p.block,
+		       p.model->name, newname, why);
+		rc = EBADMSG;
+	} else {
+		rc = scratch_to_record(fs, &p, name, dst.pk);
+		/* rename(2) callers read EINVAL as "into its own subdirectory" */
+		rc = rc == EINVAL ? EBADMSG : rc;
+	}
+	if (!rc)
+		nodes_rename(fs->nodes, parent, name, newparent, newname, &dst);
+	return rc;
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
-	fuse_reply_err(req, EPERM);	/* not yet: see the README, "What does not work yet" */
+	fuse_reply_err(req, do_rename(fs_of(req), parent, name, newparent, newname, flags));
+}
+
+/* Hard links, symbolic links and device nodes have no meaning here. */
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EPERM);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -952,6 +1191,9 @@ const struct fuse_lowlevel_ops sharded_ops = {
 	.rmdir = op_rmdir,
 	.unlink = op_unlink,
 	.rename = op_rename,
+	.link = op_link,
+	.symlink = op_symlink,
+	.mknod = op_mknod,
 	.open = op_open,
 	.create = op_create,
 	.read = op_read,

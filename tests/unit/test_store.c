@@ -94,7 +94,7 @@ static void assert_doc(struct store *st, const char *model, const char *pk, cons
 
 static void relay(struct store *st, int64_t before, size_t max, struct op **ops, size_t *n)
 {
-	assert_int_equal(store_outbox_to_relay(st, before, max, ops, n), SH_OK);
+	assert_int_equal(store_outbox_to_relay(st, before, INT64_MAX, max, ops, n), SH_OK);
 	assert_non_null(*ops);
 }
 
@@ -493,6 +493,45 @@ static void test_new_blocks_do_not_reuse_seqs(void **state)
 	store_close(st2);
 }
 
+/* A deletion held back from Redis is revoked by a new write to the record
+ * (mv from another file system: unlink, then create); once relayed it stays. */
+static void test_delete_grace_and_revoke(void **state)
+{
+	struct fixture *f = *state;
+	struct op *ops;
+	size_t n;
+	int64_t seq, now;
+
+	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &seq), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "1", NULL, &seq), SH_OK);
+	now = store_now_ns();
+	/* within the grace: the upsert goes, the deletion and what follows wait */
+	assert_int_equal(store_outbox_to_relay(f->st, now + 1, now - 1000000000LL, 10, &ops, &n), SH_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops[0].kind, OP_UPSERT);
+	op_free_array(ops, n);
+	/* a new write revokes the held deletion: PostgreSQL never sees it */
+	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1,\"n\":2}", &seq), SH_OK);
+	assert_int_equal(store_outbox_to_relay(f->st, now + 1, now - 1000000000LL, 10, &ops, &n), SH_OK);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ops[i].kind, OP_UPSERT);
+	assert_true(ops[1].seq == ops[0].seq + 1 && ops[2].seq == ops[1].seq + 1);
+	assert_string_equal(ops[1].doc, "{\"id\":1,\"n\":2}");
+	op_free_array(ops, n);
+	/* past the grace a deletion is sent, and then no write revokes it */
+	assert_int_equal(store_write(f->st, "User", "2", NULL, &seq), SH_OK);
+	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
+	assert_int_equal(ops[n - 1].kind, OP_DELETE);
+	op_free_array(ops, n);
+	assert_int_equal(store_outbox_relayed(f->st, seq, store_now_ns()), SH_OK);
+	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &seq), SH_OK);
+	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
+	assert_int_equal(ops[n - 2].kind, OP_DELETE);
+	assert_int_equal(ops[n - 1].kind, OP_UPSERT);
+	op_free_array(ops, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -508,6 +547,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_blocks_do_not_reuse_seqs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_grace_and_revoke, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

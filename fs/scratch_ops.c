@@ -1,0 +1,186 @@
+/* scratch_ops.c - FUSE requests on scratch files (see scratch.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+#include "log.h"
+#include "scratch.h"
+
+/* One open scratch file: a reference to the shared content. */
+struct scratch_handle {
+	struct open_file of;	/* first */
+	struct scratch *s;
+	struct scratches *ss;
+};
+
+static void handle_release(struct open_file *of)
+{
+	struct scratch_handle *h = (struct scratch_handle *)of;
+
+	scratch_put(h->ss, h->s);
+	free(h);
+}
+
+/* Open s for the kernel: the handle takes over the reference. */
+static int attach(struct fs *fs, struct scratch *s, struct fuse_file_info *fi)
+{
+	struct scratch_handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return ENOMEM;
+	h->s = s;
+	h->ss = fs->scratch;
+	h->of.kind = OPEN_SCRATCH;
+	fs_open_track(fs, &h->of, handle_release);
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 0;
+	return 0;
+}
+
+void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
+		 const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+	struct node_ref proto, ref;
+	struct fuse_entry_param e;
+	struct scratch *s;
+	int rc;
+
+	rc = scratch_create(fs->scratch, dir->block, dir->model->name, name, mode,
+			    (fi->flags & O_EXCL) != 0, &s);
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
+	}
+	if (fi->flags & O_TRUNC)
+		scratch_truncate(fs->scratch, s, 0);
+	memset(&proto, 0, sizeof(proto));
+	proto.kind = NODE_SCRATCH;
+	proto.model = dir->model;
+	memcpy(proto.block, dir->block, sizeof(proto.block));
+	snprintf(proto.pk, sizeof(proto.pk), "%s", name);
+	if (strlen(name) >= sizeof(proto.pk) || nodes_lookup(fs->nodes, parent, name, &proto, &ref) ||
+	    (rc = attach(fs, s, fi)) != 0) {
+		scratch_put(fs->scratch, s);
+		fuse_reply_err(req, rc ? rc : ENAMETOOLONG);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = ref.ino;
+	scratch_stat(s, ref.ino, &e.attr);
+	e.attr_timeout = 0;
+	e.entry_timeout = 0;
+	fuse_reply_create(req, &e, fi);
+}
+
+void sops_open(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct fuse_file_info *fi)
+{
+	struct scratch *s = scratch_get(fs->scratch, r->block, r->model->name, r->pk);
+	int rc;
+
+	if (!s) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (fi->flags & O_TRUNC)
+		scratch_truncate(fs->scratch, s, 0);
+	rc = attach(fs, s, fi);
+	if (rc) {
+		scratch_put(fs->scratch, s);
+		fuse_reply_err(req, rc);
+		return;
+	}
+	fuse_reply_open(req, fi);
+}
+
+void sops_read(fuse_req_t req, struct open_file *of, size_t size, off_t off)
+{
+	struct scratch *s = ((struct scratch_handle *)of)->s;
+
+	pthread_mutex_lock(&s->lock);
+	if ((size_t)off >= s->len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, s->buf + off, s->len - (size_t)off < size ? s->len - (size_t)off : size);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char *buf, size_t size,
+		off_t off, int append)
+{
+	struct scratch *s = ((struct scratch_handle *)of)->s;
+	int rc;
+
+	if (append) {
+		pthread_mutex_lock(&s->lock);
+		off = (off_t)s->len;
+		pthread_mutex_unlock(&s->lock);
+	}
+	rc = scratch_write(fs->scratch, s, buf, size, off);
+	if (rc)
+		fuse_reply_err(req, rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+void sops_release(fuse_req_t req, struct fs *fs, struct open_file *of)
+{
+	fs_open_untrack(fs, of);
+	handle_release(of);
+	fuse_reply_err(req, 0);
+}
+
+int sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st)
+{
+	struct scratch *s = scratch_get(fs->scratch, r->block, r->model->name, r->pk);
+
+	if (!s)
+		return ENOENT;
+	scratch_stat(s, r->ino, st);
+	scratch_put(fs->scratch, s);
+	return 0;
+}
+
+/* Scratch files take what any file takes: size, mode, owner, times. */
+static int apply_attr(struct fs *fs, struct scratch *s, const struct stat *attr, int to_set)
+{
+	int rc = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		rc = scratch_truncate(fs->scratch, s, attr->st_size);
+	pthread_mutex_lock(&s->lock);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		s->mode = S_IFREG | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		s->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		s->gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		s->mtime = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &s->mtime);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+void sops_setattr(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct stat *attr,
+		  int to_set)
+{
+	struct scratch *s = scratch_get(fs->scratch, r->block, r->model->name, r->pk);
+	struct stat st;
+	int rc;
+
+	if (!s) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	rc = apply_attr(fs, s, attr, to_set);
+	scratch_stat(s, r->ino, &st);
+	scratch_put(fs->scratch, s);
+	if (rc)
+		fuse_reply_err(req, rc);
+	else
+		fuse_reply_attr(req, &st, 0);
+}
