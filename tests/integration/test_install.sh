@@ -165,6 +165,10 @@ pid=$(daemon_of "$MNT")
 [[ -n $pid ]] && track_pid "$pid"
 check_eq "the block and its record are still there" "Ada L." \
   "$(jq -r .name "$MNT/user-1/User/1.json" 2>&1)"
+check "backup of a mounted block with sqlite3 .backup (README, Backups)" \
+  sqlite3 "$DATA/user-1.sqlite" ".backup '$T/backup.sqlite'"
+check_eq "the backup holds the record" "1" \
+  "$(sqlite3 "$T/backup.sqlite" "select count(*) from records where model = 'User' and pk = '1'" 2>&1)"
 check "fusermount3 -u MNT" fusermount3 -u "$MNT"
 check "unmounted, and the daemon exited" unmounted_and_gone "$MNT" "${pid:-0}"
 check "mount -a -T FSTAB" mount -a -T "$T/fstab"
