@@ -228,6 +228,7 @@ if has_phase remote; then
       install -o postgres -g postgres -m 600 /dev/null "$T/pgr.log"
       pg_as_postgres "$PGBIN/initdb" -D "$PGR_DIR" -A trust -U postgres -E UTF8 --locale=C \
         --no-sync >"$T/initdb-r.log" 2>&1 || die "initdb of the remote PostgreSQL failed"
+      echo "host all postgres $A_IP/32 trust" >>"$PGR_DIR/pg_hba.conf"
       extra="-c fsync=off -c full_page_writes=off"
       [[ $BENCH_PG_FSYNC == on ]] && extra=""
       ip netns exec "$NS_DB" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGR_DIR" -l "$T/pgr.log" \
