@@ -2,6 +2,8 @@
 #include "blocks.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 struct blockset {
 	char *dir;
+	int lock_fd;		/* <dir>/.lock, flock()ed while open: one daemon per directory */
 	bool sync_full;
 	pthread_rwlock_t lock;
 	struct block **blocks;	/* sorted by id */
@@ -167,6 +170,26 @@ static enum sh_err add_existing(struct blockset *bs, const char *fname)
 	return err;
 }
 
+/* Take the directory's lock; SH_EBUSY when another process holds it. */
+static enum sh_err lock_dir(struct blockset *bs)
+{
+	char path[4096], pid[24];
+	int n;
+
+	snprintf(path, sizeof(path), "%s/.lock", bs->dir);
+	bs->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (bs->lock_fd < 0) {
+		sh_log(LOG_ERR, "data directory '%s': %s", bs->dir, strerror(errno));
+		return SH_EIO;
+	}
+	if (flock(bs->lock_fd, LOCK_EX | LOCK_NB) != 0)
+		return errno == EWOULDBLOCK ? SH_EBUSY : SH_EIO;
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(bs->lock_fd, 0) != 0 || write(bs->lock_fd, pid, (size_t)n) != n)
+		sh_log(LOG_WARNING, "data directory '%s': cannot note the pid in .lock", bs->dir);
+	return SH_OK;
+}
+
 static enum sh_err scan(struct blockset *bs)
 {
 	DIR *d = opendir(bs->dir);
@@ -194,13 +217,16 @@ enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset 
 		return SH_ENOMEM;
 	}
 	bs->sync_full = sync_full;
+	bs->lock_fd = -1;
 	pthread_rwlock_init(&bs->lock, NULL);
 	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
 		sh_log(LOG_ERR, "data directory '%s': %s", data_dir, strerror(errno));
 		blockset_close(bs);
 		return SH_EIO;
 	}
-	err = scan(bs);
+	err = lock_dir(bs);
+	if (!err)
+		err = scan(bs);
 	if (err) {
 		blockset_close(bs);
 		return err;
@@ -216,6 +242,8 @@ void blockset_close(struct blockset *bs)
 	for (size_t i = 0; i < bs->n; i++)
 		block_put(bs->blocks[i]);
 	free(bs->blocks);
+	if (bs->lock_fd >= 0)
+		close(bs->lock_fd);
 	pthread_rwlock_destroy(&bs->lock);
 	free(bs->dir);
 	free(bs);

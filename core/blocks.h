@@ -45,7 +45,8 @@ struct blockset;
 /* Is id usable as a block id (and file name)? why gets the reason when not. */
 enum sh_err block_id_check(const char *id, char *why, size_t whylen);
 
-/* Open every <id>.sqlite in data_dir (created if missing). */
+/* Open every <id>.sqlite in data_dir (created if missing), holding the
+ * directory's lock: SH_EBUSY when another daemon has it. */
 enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset **out);
 
 /* Accepts NULL. Every block must have been put. */

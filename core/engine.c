@@ -181,7 +181,9 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	if (!rv)
 		rv = connect_all(e, cfg, err, errlen);
 	if (!rv && (rv = blockset_open(cfg->data_dir, cfg->sync_full, &e->blocks)) != SH_OK)
-		snprintf(err, errlen, "cannot open data directory '%s'", cfg->data_dir);
+		snprintf(err, errlen, rv == SH_EBUSY ?
+			 "data directory '%s' is in use by another mount.sharded (see its .lock)" :
+			 "cannot open data directory '%s'", cfg->data_dir);
 	if (!rv)
 		init_life(e);
 	if (rv) {
@@ -250,6 +252,7 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 	enum sh_err rv = block_id_check(id, why, sizeof(why));
 
 	if (rv) {
+		atomic_fetch_add(&e->refusals, 1);
 		sh_log(LOG_WARNING, "mkdir '%s' refused: %s", id, why);
 		return rv;
 	}
@@ -552,7 +555,7 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 		     METRIC("gauge", "sync_lag_seconds", "Age of the oldest pending write.", "%.3f")
 		     METRIC("counter", "cache_hits_total", "Record reads answered from a block.", "%lld")
 		     METRIC("counter", "cache_misses_total", "Record reads that went to PostgreSQL.", "%lld")
-		     METRIC("counter", "refused_writes_total", "Writes refused as invalid.", "%lld")
+		     METRIC("counter", "refused_writes_total", "Writes, control-file values and block names refused as invalid.", "%lld")
 		     METRIC("gauge", "redis_up", "Whether the sync workers reach Redis.", "%d")
 		     METRIC("gauge", "postgres_up", "Whether the sync workers reach PostgreSQL.", "%d"),
 		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
@@ -626,8 +629,10 @@ enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f,
 		rv = strcmp(v, "1") == 0 ? invalidate(e, b) : SH_EINVAL;
 	else if (!rv && !ctl_writable(f))
 		rv = SH_EPERM;
-	if (rv == SH_EINVAL)
+	if (rv == SH_EINVAL) {
+		atomic_fetch_add(&e->refusals, 1);
 		sh_log(LOG_WARNING, "block '%s': write to '%s' refused: '%.*s' is not a valid value",
 		       b->id, ctl_name(f), (int)(len > 40 ? 40 : len), buf);
+	}
 	return rv;
 }

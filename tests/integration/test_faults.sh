@@ -158,6 +158,14 @@ check "dead letter: the file shows postgresql's truth (no such row)" \
   wait_for 15 test ! -e "$MNT/u1/Order/9001.json"
 check "dead letter: nothing left pending" wait_for 15 grep -qx 'pending 0' "$MNT/u1/sync-status"
 
+# --- a second daemon on the same data directory is refused -------------------------------------
+mkdir -p "$T/m2"
+second=$(timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" -f -o "pg=$PG_URL,redis=$REDIS_URL,data=$DATA" \
+  "$T/m2" 2>&1) && status=0 || status=$?
+check "second daemon on one data directory: refused" test "$status" -ne 0
+check "second daemon: says the directory is in use" grep -q "in use by another mount.sharded" <<<"$second"
+check "second daemon: nothing mounted" bash -c "! mountpoint -q '$T/m2'"
+
 # not through check: its command substitution is a subshell, which cannot wait for the daemon
 if unmount_sharded; then _pass "clean unmount"; else _fail "clean unmount"; fi
 total=$(psql_q 'select count(*) from counter_log')
