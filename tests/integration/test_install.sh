@@ -2,7 +2,8 @@
 # At home on a Linux server (issue 7): `cmake --install` into a staging prefix, the man pages,
 # mount(8) with -t fuse.sharded and through an fstab file (mount -T), the mount(8) helper's
 # option handling, the daemon detaching only once mounted, failures before that reported on
-# the terminal, SIGTERM, and the systemd units checked with systemd-analyze verify.
+# the terminal, one daemon per data directory, SIGTERM, and the systemd units checked with
+# systemd-analyze verify.
 #
 # mount(8) looks for helpers in /sbin only, so for the mount(8) part this test links
 # /sbin/mount.fuse.sharded to the staged helper and removes the link on every exit path. It
@@ -165,6 +166,12 @@ pid=$(daemon_of "$MNT")
 [[ -n $pid ]] && track_pid "$pid"
 check_eq "the block and its record are still there" "Ada L." \
   "$(jq -r .name "$MNT/user-1/User/1.json" 2>&1)"
+mkdir -p "$T/mnt2"
+out=$(timeout 30 mount -t fuse.sharded sharded "$T/mnt2" -o "$OPTS" 2>&1)
+rc=$?
+check "a second daemon on the same data directory is refused" test "$rc" -ne 0 -a "$rc" -ne 124
+check "... with a message naming the data directory" grep -Fq "'$DATA' is in use" <<<"$out"
+check_fails "... and nothing mounted" is_mounted "$T/mnt2"
 check "backup of a mounted block with sqlite3 .backup (README, Backups)" \
   sqlite3 "$DATA/user-1.sqlite" ".backup '$T/backup.sqlite'"
 check_eq "the backup holds the record" "1" \
