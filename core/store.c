@@ -12,10 +12,19 @@
 
 #include "log.h"
 
+#define STMT_CACHE 48
+
 struct store {
 	sqlite3 *db;
 	pthread_mutex_t lock;
 	char *path;
+	/* prepared statements, kept per connection; keyed by the address of
+	 * their SQL, which is always a string literal in this file */
+	struct {
+		const char *sql;
+		sqlite3_stmt *stmt;
+	} cache[STMT_CACHE];
+	int ncache;
 };
 
 static const char schema_sql[] =
@@ -58,17 +67,39 @@ static enum sh_err exec(struct store *st, const char *sql)
 	return SH_OK;
 }
 
-/* Prepare sql (cached by SQLite's statement cache would be nicer; sqlite3_prepare_v3
- * with PERSISTENT keeps it cheap enough for now). */
+/* The prepared statement for sql, from the cache when it was used before.
+ * Give it back with release(). */
 static sqlite3_stmt *prep(struct store *st, const char *sql)
 {
 	sqlite3_stmt *stmt = NULL;
 
+	for (int i = 0; i < st->ncache; i++)
+		if (st->cache[i].sql == sql)
+			return st->cache[i].stmt;
 	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
 		db_fail(st, "prepare");
 		return NULL;
 	}
+	if (st->ncache < STMT_CACHE) {
+		st->cache[st->ncache].sql = sql;
+		st->cache[st->ncache++].stmt = stmt;
+	}
 	return stmt;
+}
+
+/* Done with a statement from prep(): reset it for next time (or free it). */
+static void release(struct store *st, sqlite3_stmt *stmt)
+{
+	if (!stmt)
+		return;
+	for (int i = 0; i < st->ncache; i++) {
+		if (st->cache[i].stmt == stmt) {
+			sqlite3_reset(stmt);
+			sqlite3_clear_bindings(stmt);
+			return;
+		}
+	}
+	sqlite3_finalize(stmt);
 }
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
@@ -87,9 +118,12 @@ static enum sh_err run(struct store *st, sqlite3_stmt *s)
 	if (!s)
 		return SH_EIO;
 	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return db_fail(st, "write");
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		db_fail(st, "write");
+		release(st, s);
+		return SH_EIO;
+	}
+	release(st, s);
 	return SH_OK;
 }
 
@@ -117,7 +151,7 @@ static enum sh_err meta_get_int_locked(struct store *st, const char *key, int64_
 		*v = strtoll((const char *)sqlite3_column_text(s, 0), NULL, 10);
 		err = SH_OK;
 	}
-	sqlite3_finalize(s);
+	release(st, s);
 	return err;
 }
 
@@ -191,6 +225,8 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	for (int i = 0; i < st->ncache; i++)
+		sqlite3_finalize(st->cache[i].stmt);
 	sqlite3_close_v2(st->db);
 	pthread_mutex_destroy(&st->lock);
 	free(st->path);
@@ -224,7 +260,7 @@ enum sh_err store_get(struct store *st, const char *model, const char *pk, char 
 				*mtime_ns = sqlite3_column_int64(s, 1);
 			err = *doc ? SH_OK : SH_ENOMEM;
 		}
-		sqlite3_finalize(s);
+		release(st, s);
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -360,7 +396,7 @@ enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, vo
 		       (size_t)sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2)))
 			break;
 	}
-	sqlite3_finalize(s);
+	release(st, s);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -411,7 +447,7 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 	sqlite3_bind_int64(s, 2, (int64_t)max);
 	sqlite3_bind_int64(s, 3, hold_deletes_after_ns);
 	err = read_ops(s, max, ops, n);
-	sqlite3_finalize(s);
+	release(st, s);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -461,7 +497,7 @@ static bool pending_after_locked(struct store *st, const char *model, const char
 		bind_text(s, 2, pk);
 		sqlite3_bind_int64(s, 3, seq);
 		pending = sqlite3_step(s) == SQLITE_ROW;
-		sqlite3_finalize(s);
+		release(st, s);
 	}
 	return pending;
 }
@@ -496,7 +532,7 @@ static int64_t count_locked(struct store *st, const char *sql)
 
 	if (s && sqlite3_step(s) == SQLITE_ROW)
 		v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	release(st, s);
 	return v;
 }
 
@@ -527,7 +563,7 @@ enum sh_err store_meta_get(struct store *st, const char *key, char **value)
 			*value = column_dup(s, 0);
 			err = *value ? SH_OK : SH_ENOMEM;
 		}
-		sqlite3_finalize(s);
+		release(st, s);
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
