@@ -179,6 +179,44 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	return rc;
 }
 
+/* Overwrite, in place, any password in an argument (conninfo "password=..."
+ * or a URL's "user:password@"), so that /proc/PID/cmdline does not show it. */
+static void mask_secrets(char *arg)
+{
+	char *p = arg, *end;
+
+	while ((p = strstr(p, "password")) != NULL) {
+		p += strlen("password");
+		while (*p == ' ')
+			p++;
+		if (*p != '=')
+			continue;
+		for (p++; *p == ' '; p++)
+			;
+		for (; *p && *p != ' ' && *p != ',' && *p != '&'; p++)
+			*p = '*';
+	}
+	for (p = arg; (p = strstr(p, "://")) != NULL; p = end) {
+		char *at, *colon;
+
+		p += 3;
+		end = p + strcspn(p, "/,");
+		at = memchr(p, '@', (size_t)(end - p));
+		colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+		if (colon)
+			memset(colon + 1, '*', (size_t)(at - colon - 1));
+	}
+}
+
+/* Unless the user chose them, the mount shows as "sharded" of type fuse.sharded. */
+static int default_names(struct fuse_args *args)
+{
+	for (int i = 0; i < args->argc; i++)
+		if (strstr(args->argv[i], "subtype=") || strstr(args->argv[i], "fsname="))
+			return 0;
+	return fuse_opt_insert_arg(args, 1, "-osubtype=sharded,fsname=sharded");
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -186,8 +224,11 @@ int main(int argc, char **argv)
 	struct options o = { 0 };
 	int rc = 2;
 
-	if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0 || fuse_parse_cmdline(&args, &cl) != 0)
+	if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0 || default_names(&args) != 0 ||
+	    fuse_parse_cmdline(&args, &cl) != 0)
 		goto out;
+	for (int i = 1; i < argc; i++)
+		mask_secrets(argv[i]);
 	if (cl.show_version) {
 		printf("mount.sharded %s (libfuse %s)\n", SHARDED_VERSION, fuse_pkgversion());
 		rc = 0;
