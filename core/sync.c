@@ -642,6 +642,10 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 	*pg = NULL;
 	if (pg_connect(s->pg_conninfo, pg, err, sizeof(err)) != SH_OK)
 		goto down_pg;
+	if (pg_ensure_tables(*pg) != SH_OK) {	/* e.g. mounted from a catalog file while down */
+		snprintf(err, sizeof(err), "cannot create table sharded_applied");
+		goto down_pg;
+	}
 	set_backend(s, &s->status.pg_up, true, NULL, 0);
 	return true;
 down_pg:
