@@ -366,36 +366,73 @@ check "two writers: PostgreSQL has B" wait_for 10 synced_name 2 B
 
 # --- a reader during a write ---------------------------------------------------------------------------
 check "everything synced before the reader test" wait_for 10 pending_is_zero
-reader_during_write() {
-  "$PY" - "$1" <<'EOF'
-import json, os, sys
-f = sys.argv[1]
-old = open(f).read()
-early = open(f)                       # opened before the write
-new = '{"id":2,"name":"New During Read"}\n'
+# The writer is its own program, paced by files; the readers are cat and stat from the shell.
+slow_writer() {   # slow_writer FILE DOC: O_TRUNC open, half the doc, pause, the rest, pause, close
+  "$PY" - "$1" "$2" "$T/rw" <<'EOF'
+import os, sys, time
+f, doc, d = sys.argv[1], sys.argv[2].encode(), sys.argv[3]
+def mark(n): open(os.path.join(d, "w%d" % n), "w").close()
+def wait(n):
+    while not os.path.exists(os.path.join(d, "go%d" % n)): time.sleep(0.02)
 w = os.open(f, os.O_WRONLY | os.O_TRUNC)
-os.write(w, new[:10].encode())
-mid = open(f).read()
-assert mid == old, "a reader during a half-written document saw %r" % mid
-os.write(w, new[10:].encode())
-full = open(f).read()
-assert full == old or json.loads(full)["name"] == "New During Read", "mix: %r" % full
-os.close(w)
-after = open(f).read()
-assert json.loads(after)["name"] == "New During Read", "after close: %r" % after
-snap = early.read()
-assert snap == old, "a reader opened before the write saw %r" % snap
-print("ok")
+mark(0); wait(0)
+os.write(w, doc[:10]); mark(1); wait(1)
+os.write(w, doc[10:]); mark(2); wait(2)
+os.close(w); mark(3)
 EOF
 }
-check "a reader sees the old document while a write is in progress, the new one after" \
-  reader_during_write "$U/2.json"
+reader_during_write() {
+  local f=$U/2.json old new r size
+  old=$(content "$f")
+  new='{"id":2,"name":"New During Read"}'
+  rm -rf "$T/rw" && mkdir "$T/rw"
+  slow_writer "$f" "$new" &
+  local wpid=$!
+  track_pid "$wpid"
+  wait_for 10 test -e "$T/rw/w0"
+  r=$(content "$f") size=$(stat -c %s "$f")
+  check_eq "while a writer holds an O_TRUNC open, cat shows the old document" "$old" "$r"
+  check_eq "while a writer holds an O_TRUNC open, stat shows the old size" "$(printf '%s\n' "$old" | wc -c)" "$size"
+  touch "$T/rw/go0"
+  wait_for 10 test -e "$T/rw/w1"
+  r=$(content "$f") size=$(stat -c %s "$f")
+  check_eq "after the writer's first 10 bytes, cat shows the old document" "$old" "$r"
+  check_eq "after the writer's first 10 bytes, stat shows the old size" "$(printf '%s\n' "$old" | wc -c)" "$size"
+  touch "$T/rw/go1"
+  wait_for 10 test -e "$T/rw/w2"
+  r=$(content "$f")
+  if [[ $r == "$old" ]] || jq -e '.name == "New During Read"' <<<"$r" >/dev/null 2>&1; then
+    _pass "with the whole document written but not closed, cat shows the old or the new record"
+  else
+    _fail "with the whole document written but not closed, cat shows the old or the new record" "actual: $r"
+  fi
+  touch "$T/rw/go2"
+  wait_for 10 test -e "$T/rw/w3"
+  wait "$wpid" 2>/dev/null || true
+  check_eq "after the writer's close, cat shows the new record" "New During Read" "$(name_of "$f")"
+  check "after the writer's close, stat size is true" size_truth "$f"
+}
+reader_during_write
+snapshot_at_open() {
+  "$PY" - "$1" <<'EOF'
+import os, sys
+f = sys.argv[1]
+old = open(f).read()
+early = open(f)                       # a reader opened before the write
+with open(f, "w") as o:
+    o.write('{"id":2,"name":"After Snapshot"}\n')
+snap = early.read()
+assert snap == old, "a reader opened before the write read %r, not the old %r" % (snap, old)
+EOF
+}
+check "a reader opened before a write reads the document as it was at its open" snapshot_at_open "$U/2.json"
+check_eq "the write after the snapshot took effect" "After Snapshot" "$(name_of "$U/2.json")"
 concurrent_rw() {
   "$PY" - "$1" <<'EOF'
 import json, sys, threading
 f = sys.argv[1]
 docs = ['{"id":2,"name":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}\n', '{"id":2,"name":"B"}\n']
-names = {"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "B", "New During Read"}
+names = {"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "B", "After Snapshot"}
 stop = False
 bad = []
 def writer():
