@@ -107,9 +107,11 @@ int model_add_column(struct model *m, const char *name, const char *type,
 	memset(c, 0, sizeof(*c));
 	c->name = strdup(name);
 	c->type = strdup(type);
-	if (!c->name || !c->type) {
+	c->typname = strdup(typname);
+	if (!c->name || !c->type || !c->typname) {
 		free(c->name);
 		free(c->type);
+		free(c->typname);
 		return -1;
 	}
 	c->kind = col_kind_from_typname(typname, &c->min, &c->max);
@@ -126,6 +128,7 @@ static void model_release(struct model *m)
 	for (size_t i = 0; i < m->ncols; i++) {
 		free(m->cols[i].name);
 		free(m->cols[i].type);
+		free(m->cols[i].typname);
 	}
 	free(m->cols);
 	free(m->name);

@@ -30,6 +30,7 @@ enum col_kind {
 struct column {
 	char *name;		/* PostgreSQL column name, unquoted */
 	char *type;		/* format_type(), e.g. "numeric(12,2)" */
+	char *typname;		/* pg_type.typname, e.g. "numeric", "_text": kind derives from it */
 	enum col_kind kind;
 	int64_t min, max;	/* range for COL_INT */
 	bool not_null;
