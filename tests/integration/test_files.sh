@@ -87,6 +87,15 @@ refused_op() {
 setup_tmp
 start_postgres
 load_sample_schema
+# Every DELETE on "User" is recorded (outside the public schema, so it is no model): no tool
+# below may delete a row in PostgreSQL, even those that unlink and re-create a record.
+"$PGBIN/psql" -qX -v ON_ERROR_STOP=1 </dev/null >/dev/null <<'SQL' || die "audit trigger"
+CREATE SCHEMA audit;
+CREATE TABLE audit.deletes (id bigint, at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION audit.on_delete() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO audit.deletes (id) VALUES (OLD.id); RETURN OLD; END$$;
+CREATE TRIGGER user_deletes AFTER DELETE ON "User" FOR EACH ROW EXECUTE FUNCTION audit.on_delete();
+SQL
 start_redis
 cat_fsop
 mount_sharded
@@ -116,6 +125,15 @@ check "jq cross-device: file and PostgreSQL" wait_for 10 synced_name 1 "Jq Cross
 check "jq cross-device: the row was never deleted (email kept)" \
   pg_is ada@example.com 'select email from "User" where id = 1'
 check "jq cross-device: the source is gone" test ! -e "$T/t.json"
+
+# mv out of the mount and straight back: unlink, then re-create within the grace
+check "everything synced before the round trip" wait_for 10 pending_is_zero
+check "mv a record out of the mount and back" \
+  bash -c "mv '$U/1.json' '$T/rt.json' && mv '$T/rt.json' '$U/1.json'"
+check "the round trip: file and PostgreSQL" wait_for 10 synced_name 1 "Jq Cross"
+sleep 2
+check_eq "the round trip never deleted the row in PostgreSQL" 0 "$(psql_q 'select count(*) from audit.deletes')"
+check_eq "the row is still there" 1 "$(psql_q 'select count(*) from "User" where id = 1')"
 
 # mv within the mount across directories: EXDEV from rename, so mv copies and unlinks.
 check "a scratch file in User" put "$U/move.tmp" "scratch"
@@ -515,6 +533,8 @@ check "no stray names were created" test -z "$(ls -A "$U" | grep -xE 'hard|soft|
 sleep 1
 check_eq "nothing pending after the refused operations" 0 "$(status_of pending)"
 check_eq "PostgreSQL has no 4001..4005" 0 "$(psql_q 'select count(*) from "User" where id between 4001 and 4005')"
+
+check_eq "no tool deleted a row in PostgreSQL" 0 "$(psql_q 'select count(*) from audit.deletes')"
 
 # --- scratch files are gone after a remount ------------------------------------------------------------
 check "the scratch files are still there before the unmount" test -f "$U/notes.bak" -a -f "$U/bad.tmp"
