@@ -1,10 +1,12 @@
 /* sharded.c - the sharded command-line tool: status, dead letters, cleanup,
- * invalidate. The work is done by core/admin.c; this file parses arguments
- * and formats results.
+ * invalidate, generate. The work is done by core/admin.c (and for generate by
+ * core/pg.c, core/prisma.c and core/catalog_file.c); this file parses
+ * arguments and formats results.
  *
  * Exit codes: 0 ok, 1 failure, 2 usage. Errors are one line on stderr,
  * "sharded: <message>", and never show a password.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -14,12 +16,16 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <json-c/json.h>
 
 #include "admin.h"
 #include "blocks.h"
+#include "catalog_file.h"
 #include "log.h"
+#include "pg.h"
+#include "prisma.h"
 #include "redis.h"
 #include "version.h"
 
@@ -45,6 +51,8 @@ static const char help_main[] =
 	"  cleanup [--include-dead] [--dry-run]\n"
 	"                                   remove Redis leftovers of deleted blocks\n"
 	"  invalidate BLOCK --mount DIR     drop a block's synced records from its cache\n"
+	"  generate [--models A,B] [--schema FILE.prisma] [-o FILE]\n"
+	"                                   write the catalog of the exposed models\n"
 	"\n"
 	"options (anywhere on the line):\n"
 	"  --data DIR    block files directory (default $SHARDED_DATA, else " DEFAULT_DATA ")\n"
@@ -112,15 +120,46 @@ static const char help_invalidate[] =
 	"filesystem mounted at DIR, so the next read comes fresh from PostgreSQL.\n"
 	"Records with pending writes stay. Same as: echo 1 > DIR/BLOCK/invalidate\n";
 
+static const char help_generate[] =
+	"usage: sharded generate [--models A,B | --all-models] [--schema-name NAME]\n"
+	"                        [--schema FILE.prisma | --pg CONNINFO] [-o FILE]\n"
+	"\n"
+	"Writes the catalog of the exposed models (tables, columns, types, primary\n"
+	"keys) as JSON, for the mount's '-o catalog=FILE': with it the filesystem\n"
+	"mounts, and serves its blocks, while PostgreSQL is unreachable.\n"
+	"\n"
+	"By default the catalog comes from PostgreSQL: every table of the schema with\n"
+	"a one-column primary key, as the mount sees them.\n"
+	"  --pg CONNINFO       libpq connection string or URI (default $DATABASE_URL,\n"
+	"                      else libpq's PG* variables)\n"
+	"  --schema FILE       read a Prisma schema (schema.prisma) instead: models,\n"
+	"                      scalar fields, @id, @map, @@map, enums, '?'. A model\n"
+	"                      without a one-column key is left out with a warning\n"
+	"  --schema-name NAME  the PostgreSQL schema (default public)\n"
+	"  --models A,B        only these tables (names as in PostgreSQL, i.e. after\n"
+	"                      @@map); a name that is not there is an error\n"
+	"  --all-models        every table (the default)\n"
+	"  -o, --output FILE   write to FILE (replaced whole, atomically) instead of\n"
+	"                      standard output\n"
+	"\n"
+	"The format: {\"format\": \"sharded-catalog\", \"version\": 1, \"schema\": NAME,\n"
+	"\"models\": [{\"name\", \"primary_key\", \"columns\": [{\"name\", \"type\",\n"
+	"\"typname\", \"not_null\", \"has_default\"}]}]} (see core/catalog_file.h).\n";
+
 /* ---- arguments ---------------------------------------------------------- */
 
 enum flag {
-	F_JSON = 1, F_ALL = 2, F_INCLUDE_DEAD = 4, F_DRY_RUN = 8, F_MOUNT = 16
+	F_JSON = 1, F_ALL = 2, F_INCLUDE_DEAD = 4, F_DRY_RUN = 8, F_MOUNT = 16, F_GENERATE = 32
 };
+
+/* Options that take a value, for generate only. */
+static const char *const generate_opts[] = { "--models", "--schema-name", "--schema", "--pg",
+					     "--output", "-o" };
 
 struct args {
 	const char *data, *redis, *mount;
-	bool json, all, include_dead, dry_run, help, verbose;
+	const char *models, *schema_name, *schema_file, *pg, *output;	/* generate */
+	bool json, all, include_dead, dry_run, help, verbose, all_models;
 	const char **pos;	/* positionals, in order */
 	int npos;
 };
@@ -184,7 +223,10 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *cmd, 
 			{ "--all", F_ALL, &a->all },
 			{ "--include-dead", F_INCLUDE_DEAD, &a->include_dead },
 			{ "--dry-run", F_DRY_RUN, &a->dry_run },
+			{ "--all-models", F_GENERATE, &a->all_models },
 		};
+		const char **gen_targets[] = { &a->models, &a->schema_name, &a->schema_file,
+					       &a->pg, &a->output, &a->output };
 		bool done = false;
 
 		if (only_pos || s[0] != '-' || s[1] == '\0') {
@@ -219,6 +261,20 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *cmd, 
 				a->mount = v;
 			continue;
 		}
+		for (size_t k = 0; (allowed & F_GENERATE) && !done &&
+		     k < sizeof(generate_opts) / sizeof(generate_opts[0]); k++) {
+			const char *v;
+
+			if (!is_opt(s, generate_opts[k]))
+				continue;
+			v = value_of(generate_opts[k], argc, argv, &i);
+			if (!v || !*v)
+				return usage_error(cmd, "option '%s' needs a value", generate_opts[k]);
+			*gen_targets[k] = v;
+			done = true;
+		}
+		if (done)
+			continue;
 		for (size_t k = 0; k < sizeof(bools) / sizeof(bools[0]); k++) {
 			if ((allowed & bools[k].flag) && strcmp(s, bools[k].name) == 0) {
 				*bools[k].target = true;
@@ -612,6 +668,244 @@ static int cmd_invalidate(struct args *a)
 	return 0;
 }
 
+/* ---- generate ----------------------------------------------------------- */
+
+static void prisma_warning(void *ctx, const char *msg)
+{
+	fprintf(stderr, "sharded: warning: %s: %s\n", (const char *)ctx, msg);
+}
+
+/* The whole of a Prisma schema file, NUL-terminated; NULL after a message. */
+static char *read_schema_file(const char *path)
+{
+	size_t len = 0, cap = 65536;
+	char *buf = malloc(cap);
+	FILE *f = fopen(path, "r");
+
+	if (!f || !buf) {
+		fprintf(stderr, "sharded: %s: %s\n", path, f ? "out of memory" : strerror(errno));
+		goto fail;
+	}
+	for (;;) {
+		size_t got;
+
+		if (len + 1 >= cap) {
+			char *grown;
+
+			if (cap > CATALOG_FILE_MAX) {
+				fprintf(stderr, "sharded: %s: larger than %d bytes: not a Prisma "
+					"schema\n", path, CATALOG_FILE_MAX);
+				goto fail;
+			}
+			if (!(grown = realloc(buf, cap * 2))) {
+				fprintf(stderr, "sharded: %s: out of memory\n", path);
+				goto fail;
+			}
+			buf = grown;
+			cap *= 2;
+		}
+		got = fread(buf + len, 1, cap - 1 - len, f);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "sharded: %s: %s\n", path, strerror(errno ? errno : EIO));
+		goto fail;
+	}
+	if (memchr(buf, '\0', len)) {
+		fprintf(stderr, "sharded: %s: holds a NUL byte: not a Prisma schema\n", path);
+		goto fail;
+	}
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+fail:
+	if (f)
+		fclose(f);
+	free(buf);
+	return NULL;
+}
+
+/* Keep only the models named in csv (in the catalog's order); a name that is
+ * not a model of cat is an error. */
+static int pick_models(struct catalog **cat, const char *csv, const char *source)
+{
+	struct catalog *in = *cat, *out;
+	char *names = strdup(csv), *save = NULL;
+	bool *keep = calloc(in->nmodels + 1, sizeof(*keep));
+	int rv = 0;
+
+	if (!names || !keep || !(out = catalog_new(in->schema))) {
+		free(names);
+		free(keep);
+		return fail("out of memory");
+	}
+	for (char *n = strtok_r(names, ",", &save); n && !rv; n = strtok_r(NULL, ",", &save)) {
+		const struct model *m;
+
+		n += strspn(n, " \t");
+		n[strcspn(n, " \t")] = '\0';
+		if (!*n)
+			continue;
+		if (!(m = catalog_find(in, n))) {
+			fprintf(stderr, "sharded: model \"%s\" is not in %s (or has no one-column "
+				"primary key)\n", n, source);
+			rv = EXIT_FAILURE;
+		} else {
+			keep[m - in->models] = true;
+		}
+	}
+	for (size_t i = 0; i < in->nmodels && !rv; i++) {
+		const struct model *m = &in->models[i];
+		struct model *c;
+
+		if (!keep[i])
+			continue;
+		if (!(c = catalog_add_model(out, m->name)))
+			rv = fail("out of memory");
+		for (size_t j = 0; c && j < m->ncols && !rv; j++)
+			if (model_add_column(c, m->cols[j].name, m->cols[j].type, m->cols[j].typname,
+					     m->cols[j].not_null, m->cols[j].has_default, j == m->pk))
+				rv = fail("out of memory");
+	}
+	free(names);
+	free(keep);
+	if (rv) {
+		catalog_free(out);
+		return rv;
+	}
+	catalog_free(in);
+	*cat = out;
+	return 0;
+}
+
+static int catalog_from_prisma(struct args *a, const char *schema, struct catalog **cat)
+{
+	char err[512], *text = read_schema_file(a->schema_file);
+	enum sh_err e;
+
+	if (!text)
+		return EXIT_FAILURE;
+	e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat, err,
+			    sizeof(err));
+	free(text);
+	if (e != SH_OK) {
+		fprintf(stderr, "sharded: %s: %s\n", a->schema_file, err);
+		return EXIT_FAILURE;
+	}
+	if (a->models)
+		return pick_models(cat, a->models, a->schema_file);
+	return 0;
+}
+
+static int catalog_from_pg(struct args *a, const char *schema, struct catalog **cat)
+{
+	const char *conninfo = a->pg ? a->pg : getenv("DATABASE_URL");
+	struct pg *pg;
+	char err[512];
+
+	if (pg_connect(conninfo ? conninfo : "", &pg, err, sizeof(err)) != SH_OK)
+		return fail(err);
+	if (pg_load_catalog(pg, schema, a->models, cat, err, sizeof(err)) != SH_OK) {
+		pg_close(pg);
+		return fail(err);
+	}
+	pg_close(pg);
+	return 0;
+}
+
+/* Write cat to path through a temporary file in the same directory, renamed
+ * over path once complete: a reader never sees half a catalog. */
+static int write_catalog_file(const struct catalog *cat, const char *path)
+{
+	size_t len = strlen(path);
+	char *tmp = malloc(len + 16), err[512];
+	FILE *f = NULL;
+	mode_t mask = umask(0);
+	int fd;
+
+	umask(mask);
+	if (!tmp)
+		return fail("out of memory");
+	snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+	if ((fd = mkstemp(tmp)) < 0) {
+		fprintf(stderr, "sharded: %s: %s\n", path, strerror(errno));
+		free(tmp);
+		return EXIT_FAILURE;
+	}
+	if (fchmod(fd, 0666 & ~mask) != 0 || !(f = fdopen(fd, "w"))) {
+		snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	if (catalog_write(cat, f, err, sizeof(err)) != SH_OK)
+		goto fail;
+	if (fsync(fileno(f)) != 0 || fclose(f) != 0) {
+		f = NULL;
+		snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	f = NULL;
+	if (rename(tmp, path) != 0) {
+		snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	free(tmp);
+	return 0;
+fail:
+	if (f)
+		fclose(f);
+	unlink(tmp);
+	free(tmp);
+	return fail(err);
+}
+
+static int cmd_generate(struct args *a)
+{
+	const char *schema = a->schema_name ? a->schema_name : "public";
+	const char *source;
+	struct catalog *cat = NULL;
+	char err[512];
+	int rv;
+
+	if (a->help) {
+		fputs(help_generate, stdout);
+		return 0;
+	}
+	if (a->npos > 0)
+		return usage_error("generate", "unexpected argument '%s'", a->pos[0]);
+	if (a->models && a->all_models)
+		return usage_error("generate", "--models and --all-models exclude each other");
+	if (a->schema_file && a->pg)
+		return usage_error("generate", "--schema (a Prisma file) and --pg exclude each "
+				   "other");
+	if (a->models && strspn(a->models, ", \t") == strlen(a->models))
+		return usage_error("generate", "--models names no model");
+	source = a->schema_file;
+	rv = source ? catalog_from_prisma(a, schema, &cat) : catalog_from_pg(a, schema, &cat);
+	if (rv) {
+		catalog_free(cat);
+		return rv;
+	}
+	if (cat->nmodels == 0) {
+		fprintf(stderr, "sharded: no model to expose: %s%s%s has no table with a one-column "
+			"primary key\n", source ? source : "schema \"", source ? "" : schema,
+			source ? "" : "\"");
+		catalog_free(cat);
+		return EXIT_FAILURE;
+	}
+	if (a->output && strcmp(a->output, "-") != 0)
+		rv = write_catalog_file(cat, a->output);
+	else if (catalog_write(cat, stdout, err, sizeof(err)) != SH_OK)
+		rv = fail(err);
+	if (rv == 0 && a->output && strcmp(a->output, "-") != 0)
+		fprintf(stderr, "sharded: wrote %zu model%s to %s\n", cat->nmodels,
+			cat->nmodels == 1 ? "" : "s", a->output);
+	catalog_free(cat);
+	return rv;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct command {
@@ -623,6 +917,7 @@ static const struct command {
 	{ "dlq", F_JSON | F_ALL, cmd_dlq },
 	{ "cleanup", F_INCLUDE_DEAD | F_DRY_RUN, cmd_cleanup },
 	{ "invalidate", F_MOUNT, cmd_invalidate },
+	{ "generate", F_GENERATE, cmd_generate },
 };
 
 static const char *env_or(const char *name, const char *fallback)
@@ -643,8 +938,13 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc && !cmd_at; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (strcmp(argv[i], "--data") == 0 || strcmp(argv[i], "--redis") == 0 ||
-		    strcmp(argv[i], "--mount") == 0)
+		bool takes_value = strcmp(argv[i], "--data") == 0 ||
+				   strcmp(argv[i], "--redis") == 0 ||
+				   strcmp(argv[i], "--mount") == 0;
+
+		for (size_t k = 0; k < sizeof(generate_opts) / sizeof(generate_opts[0]); k++)
+			takes_value |= strcmp(argv[i], generate_opts[k]) == 0;
+		if (takes_value)
 			i++;
 		else if (argv[i][0] != '-')
 			cmd_at = i;
