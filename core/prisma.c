@@ -884,7 +884,8 @@ static enum sh_err field_column(struct parser *p, const struct tree *tr, const s
 	if (f->list) {
 		if (strlen(tn) >= CATALOG_NAME_MAX)
 			return fail_at(p, f->line, "the array type of '%s' has too long a name", tn);
-		snprintf(typname, NAME_BUF, "_%s", tn);
+		typname[0] = '_';	/* checked above: "_" + tn fits in NAME_BUF */
+		memcpy(typname + 1, tn, strlen(tn) + 1);
 		snprintf(type, typelen, "%s[]", ty);
 	} else {
 		snprintf(typname, NAME_BUF, "%s", tn);
@@ -928,9 +929,10 @@ static enum sh_err build_model(struct parser *p, const struct tree *tr, const st
 			return fail_at(p, f->line, "the key '%.*s' of model '%.*s' cannot be %s",
 				       (int)f->name->len, f->name->s, (int)m->name->len,
 				       m->name->s, f->list ? "a list" : "optional");
-		/* a list is NOT NULL in PostgreSQL as Prisma creates it */
-		if (model_add_column(cm, f->column, type, typname, !f->optional, f->has_default,
-				     f == key))
+		/* Prisma's migrations create a list column without NOT NULL (and introspect a
+		 * nullable array as T[]): PostgreSQL has the last word on null there */
+		if (model_add_column(cm, f->column, type, typname, !f->optional && !f->list,
+				     f->has_default, f == key))
 			return SH_ENOMEM;
 	}
 	return SH_OK;

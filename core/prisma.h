@@ -6,7 +6,8 @@
  * - `model X { ... }` blocks, each becoming the table X, or the name of
  *   `@@map("table")`;
  * - scalar fields `name Type`, with `?` (nullable: not_null false) and `[]`
- *   (a PostgreSQL array); the column is the field name or `@map("col")`;
+ *   (a PostgreSQL array, nullable as Prisma creates it); the column is the
+ *   field name or `@map("col")`;
  * - `@id` on one field, or `@@id([field])` with one field: the primary key.
  *   A model with a composite key (`@@id([a, b])`) or no key at all is left
  *   out with a warning (only single-column keys are exposed);

@@ -174,10 +174,10 @@ static void test_full_schema(void **state)
 	col_is(m, "flag", "bool", "boolean", true, true);
 	col_is(m, "big", "int8", "bigint", true, false);
 	col_is(m, "ratio", "float8", "double precision", false, false);
-	col_is(m, "tags", "_text", "text[]", true, false);
+	col_is(m, "tags", "_text", "text[]", false, false);
 	col_is(m, "bytes", "bytea", "bytea", true, false);
 	col_is(m, "role", "Role", "\"Role\"", true, true);
-	col_is(m, "roles", "_Role", "\"Role\"[]", true, false);
+	col_is(m, "roles", "_Role", "\"Role\"[]", false, false);
 	assert_null(model_column(m, "createdAt"));
 	assert_int_equal(COL_INT, model_column(m, "id")->kind);
 	assert_int_equal(INT32_MAX, model_column(m, "id")->max);
