@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "catalog_file.h"
 #include "doc.h"
 #include "life.h"
 #include "loader.h"
@@ -100,7 +101,10 @@ static enum sh_err load_rules(struct engine *e, const char *path, char *err, siz
 {
 	enum sh_err rv = loaders_parse(path, e->cat, &e->loaders, err, errlen);
 
-	for (size_t i = 0; !rv && i < e->loaders->nrules; i++) {
+	if (!rv && !e->reader)
+		sh_log(LOG_WARNING, "loader rules '%s': postgresql unreachable, conditions not checked",
+		       path);
+	for (size_t i = 0; !rv && e->reader && i < e->loaders->nrules; i++) {
 		const struct load_rule *r = &e->loaders->rules[i];
 
 		for (size_t j = 0; !rv && j < r->nsteps; j++) {
@@ -119,8 +123,33 @@ static enum sh_err load_rules(struct engine *e, const char *path, char *err, siz
 	return rv;
 }
 
-static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
-			       size_t errlen)
+/* The catalog from a file: PostgreSQL may be down, the mount serves what
+ * the blocks hold and connects later. */
+static enum sh_err open_from_file(struct engine *e, const struct engine_config *cfg, char *err,
+				  size_t errlen)
+{
+	char why[512];
+	enum sh_err rv;
+
+	if (cfg->models) {
+		snprintf(err, errlen, "models= and catalog= do not go together: choose the models "
+			 "with 'sharded generate --models'");
+		return SH_EINVAL;
+	}
+	rv = catalog_read(cfg->catalog, &e->cat, err, errlen);
+	if (rv)
+		return rv;
+	if (pg_connect(e->pg_conninfo, &e->reader, why, sizeof(why)) != SH_OK) {
+		sh_log(LOG_WARNING, "%s; mounting from catalog '%s' all the same", why, cfg->catalog);
+		return SH_OK;
+	}
+	if (pg_ensure_tables(e->reader) != SH_OK)
+		sh_log(LOG_WARNING, "cannot create table sharded_applied yet; the sync will retry");
+	return SH_OK;
+}
+
+static enum sh_err open_from_pg(struct engine *e, const struct engine_config *cfg, char *err,
+				size_t errlen)
 {
 	enum sh_err rv = pg_connect(e->pg_conninfo, &e->reader, err, errlen);
 
@@ -130,6 +159,15 @@ static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg
 	if (!rv)
 		rv = pg_load_catalog(e->reader, cfg->schema ? cfg->schema : "public", cfg->models,
 				     &e->cat, err, errlen);
+	return rv;
+}
+
+static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
+			       size_t errlen)
+{
+	enum sh_err rv = cfg->catalog ? open_from_file(e, cfg, err, errlen)
+				      : open_from_pg(e, cfg, err, errlen);
+
 	if (!rv && e->cat->nmodels == 0) {
 		snprintf(err, errlen, "no table with a one-column primary key in schema '%s'",
 			 e->cat->schema);
@@ -305,8 +343,13 @@ static enum sh_err read_through(struct engine *e, struct block *b, const struct 
 	if (store_has_pending(b->store, m->name, pk))
 		return SH_ENOENT;	/* deleted here, not yet in PostgreSQL */
 	pthread_mutex_lock(&e->reader_lock);
-	rv = pg_fetch_row(e->reader, e->cat, m, pk, doc);
-	if (rv == SH_EUNAVAIL && pg_reconnect(e->reader) == SH_OK)
+	if (!e->reader) {	/* mounted from a catalog file while PostgreSQL was down */
+		char why[256];
+		if (pg_connect(e->pg_conninfo, &e->reader, why, sizeof(why)) != SH_OK)
+			e->reader = NULL;
+	}
+	rv = e->reader ? pg_fetch_row(e->reader, e->cat, m, pk, doc) : SH_EUNAVAIL;
+	if (rv == SH_EUNAVAIL && e->reader && pg_reconnect(e->reader) == SH_OK)
 		rv = pg_fetch_row(e->reader, e->cat, m, pk, doc);
 	pthread_mutex_unlock(&e->reader_lock);
 	if (rv == SH_EUNAVAIL)
@@ -404,6 +447,13 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 	rv = prepare(e, b, m, pk, body, len, &doc);
 	free(doc);
 	return rv;
+}
+
+void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
+		    const char *why)
+{
+	atomic_fetch_add(&e->refusals, 1);
+	sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", block, model, pk, why);
 }
 
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,

@@ -27,6 +27,7 @@ struct engine_config {
 	bool sync_full;		/* fsync SQLite on every write */
 	size_t max_doc;		/* cap on one document; 0: DOC_MAX_DEFAULT */
 	const char *loaders;	/* loader rules file (loader.h); NULL: blocks start empty */
+	const char *catalog;	/* catalog file (catalog_file.h); NULL: read pg_catalog */
 };
 
 /* The control files of every block, then the mount's own (metrics, at the root). */
@@ -75,6 +76,11 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
  * sequential writer learn of a bad document at write() rather than close(). */
 enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
 			 const char *pk, const char *body, size_t len);
+
+/* A refusal decided outside the engine (e.g. the FUSE layer's size cap):
+ * log it with the block and file, and count it in the metrics. */
+void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
+		    const char *why);
 
 /* Delete record pk. SH_ENOENT when the block does not hold it. */
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,

@@ -31,20 +31,32 @@ static const char *level_name(int level)
 	}
 }
 
+/* Copy in to out with control characters written as \xNN, so that a file
+ * or block name cannot break the line or send escapes to a terminal. */
+static void escape_controls(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < outlen; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", *p);
+		else
+			out[o++] = (char)*p;
+	}
+	out[o] = '\0';
+}
+
 void sh_log(int level, const char *fmt, ...)
 {
-	char line[1024];
+	char raw[1024], line[1024];
 	va_list ap;
 
 	if (level > log_max_level)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* one line per message, whatever the caller passed */
-	for (char *p = line; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	escape_controls(raw, line, sizeof(line));	/* one line per message, always */
 	if (log_to_syslog) {
 		syslog(level, "%s", line);
 		return;

@@ -24,7 +24,7 @@
 #define SCRATCH_TOTAL_CAP (256u << 20)
 
 struct options {
-	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders;
+	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog;
 	int show_help, show_version;
 };
 
@@ -40,6 +40,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("ttl=%s", ttl),
 	OPT("max_doc=%s", max_doc),
 	OPT("loaders=%s", loaders),
+	OPT("catalog=%s", catalog),
 	FUSE_OPT_END
 };
 
@@ -56,6 +57,8 @@ static void usage(const char *prog)
 	       "    -o schema=NAME      PostgreSQL schema (default public)\n"
 	       "    -o ttl=SECONDS      default idle TTL of a block (default 0 = never)\n"
 	       "    -o loaders=FILE     loader rules: what a new block holds (see the README)\n"
+	       "    -o catalog=FILE     the models from 'sharded generate' instead of PostgreSQL;\n"
+	       "                        the mount then starts while PostgreSQL is down\n"
 	       "    -o sync=normal|full full: fsync SQLite on every write (default normal)\n"
 	       "    -o max_doc=BYTES    largest record document (default %d)\n"
 	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n\n",
@@ -97,6 +100,7 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->sync_full = o->sync && strcmp(o->sync, "full") == 0;
 	cfg->max_doc = (size_t)max_doc;
 	cfg->loaders = o->loaders;
+	cfg->catalog = o->catalog;
 	return 0;
 }
 
@@ -112,6 +116,7 @@ static void free_options(struct options *o)
 	free(o->ttl);
 	free(o->max_doc);
 	free(o->loaders);
+	free(o->catalog);
 }
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
@@ -208,9 +213,12 @@ static void mask_secrets(char *arg)
 	}
 }
 
-/* Unless the user chose them, the mount shows as "sharded" of type fuse.sharded. */
+/* The kernel checks permissions against the modes shown; unless the user
+ * chose them, the mount shows as "sharded" of type fuse.sharded. */
 static int default_names(struct fuse_args *args)
 {
+	if (fuse_opt_insert_arg(args, 1, "-odefault_permissions") != 0)
+		return -1;
 	for (int i = 0; i < args->argc; i++)
 		if (strstr(args->argv[i], "subtype=") || strstr(args->argv[i], "fsname="))
 			return 0;

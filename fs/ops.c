@@ -34,6 +34,7 @@ struct handle {
 	int dirty;		/* record: buf holds an uncommitted change */
 	int written;		/* record: write() or truncate happened, not just O_TRUNC */
 	int sequential;		/* record: started empty and every write appended */
+	int too_big;		/* record: a write went past max_doc (reported once) */
 	int err;		/* record: errno of the last failed commit */
 };
 
@@ -362,10 +363,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	err = node_attr(fs, &r, &st);
-	if (r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
-		/* a file being written shows what was written so far */
-		if (err)
-			fill_common(&st, ino, S_IFREG | 0644);
+	if (err == SH_ENOENT && r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
+		/* a record being created shows what was written so far; an existing
+		 * one keeps its stored size until the writer's close() replaces it */
+		fill_common(&st, ino, S_IFREG | 0644);
 		st.st_size = size;
 		err = SH_OK;
 	}
@@ -732,7 +733,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fs_open_track(fs, &h->of, handle_release);
 	fi->fh = (uintptr_t)h;
-	fi->direct_io = r.kind == NODE_CTL;	/* sizes change: never cache control files */
+	/* Control files change size; a record being written by one program must
+	 * not be cut to that writer's length for another (the kernel's page cache
+	 * and size are shared by every open): both bypass the page cache. */
+	fi->direct_io = 1;
 	fuse_reply_open(req, fi);
 }
 
@@ -831,8 +835,15 @@ static int check_sequential(struct fs *fs, struct handle *h)
 static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
 {
 	size_t end = (size_t)off + size;
-	int rc = reserve(h, end, fs->max_doc + 1);
+	int rc = h->too_big ? EFBIG : reserve(h, end, fs->max_doc);
 
+	if (rc == EFBIG && !h->too_big) {
+		/* refused once, here; close() must not store what came before */
+		engine_refused(fs->engine, h->ref.block, h->ref.model->name, h->ref.pk,
+			       "document above the max_doc cap");
+		h->too_big = 1;
+		h->dirty = 0;
+	}
 	if (rc)
 		return rc;
 	if ((size_t)off != h->len)
@@ -955,7 +966,7 @@ static int resize_handle(struct fs *fs, struct handle *h, off_t size)
 	int rc = 0;
 
 	pthread_mutex_lock(&h->lock);
-	if ((size_t)size > h->len && !(rc = reserve(h, (size_t)size, fs->max_doc + 1)))
+	if ((size_t)size > h->len && !(rc = reserve(h, (size_t)size, fs->max_doc)))
 		memset(h->buf + h->len, ' ', (size_t)size - h->len);
 	if (!rc) {
 		h->len = (size_t)size;

@@ -103,7 +103,7 @@ data_dir_clean() {
   local f id listed bad=""
   listed=$(ls -A "$MNT" | grep -vx metrics || true)
   while IFS= read -r f; do
-    [[ -n $f ]] || continue
+    [[ -n $f && $f != .lock ]] || continue   # .lock: the daemon's one-per-directory lock
     id=${f%.sqlite*}
     [[ $f =~ \.sqlite(-wal|-shm|-journal)?$ ]] || { bad+=" unexpected:$f"; continue; }
     grep -qxF -- "$id" <<<"$listed" || bad+=" unlisted:$f"
