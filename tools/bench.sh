@@ -7,7 +7,8 @@
 #
 # Phases (BENCH_PHASES, default all, in this order):
 #   main        write update read readthrough writers ls, one mount
-#   drain       stop PostgreSQL, queue BENCH_DRAIN writes, start it, time the drain
+#   drain       create BENCH_DRAIN records, stop PostgreSQL, rewrite them all, start it, time
+#               the drain
 #   roundtrips  FUSE requests per operation, counted in a mount's -o debug output
 #   memory      a fresh mount; BENCH_MEM_BLOCKS blocks holding BENCH_MEM_RECORDS records
 #   remote      PostgreSQL in a network namespace behind a veth pair, 0/5/20 ms of delay
@@ -100,7 +101,7 @@ trap bench_cleanup EXIT
 echo "# sharded-bench: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 echo "# PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') fsync=$BENCH_PG_FSYNC, \
 redis $(redis-server --version | awk '{print $3}' | cut -d= -f2), libfuse $(pkg-config --modversion fuse3)"
-echo "# phases: $BENCH_PHASES"
+echo "# phases: $BENCH_PHASES; $(date -u '+%F %T UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 start_postgres
 load_sample_schema
 psql_q 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL);
@@ -134,6 +135,10 @@ if has_phase main; then
 fi
 
 if has_phase drain; then
+  # the records exist first, so that the queued writes are updates: a new record reads through
+  # to PostgreSQL at lookup, which with PostgreSQL down costs a failed connection attempt per
+  # write (see docs/benchmarks.md)
+  bench --mount "$MNT" --pg "$PG_CONNINFO" --run $RUN --n "$BENCH_DRAIN" --scenario drain-prep
   echo "== drain: stopping PostgreSQL"
   stop_postgres fast
   bench --mount "$MNT" --pg "$PG_CONNINFO" --run $RUN --n "$BENCH_DRAIN" --scenario drain-queue
@@ -290,4 +295,4 @@ for d in $BENCH_DELAYS; do
 done
 back_to_main
 unmount_sharded || log "the main mount did not stop cleanly"
-echo "# done"
+echo "# done $(date -u '+%T UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
