@@ -87,7 +87,8 @@ static void usage(FILE *f)
 		"  --mem-blocks N     memory: blocks to touch (default 10000)\n"
 		"  --mem-records N    memory: records in total (default 1000000)\n"
 		"  --pid PID          memory: the daemon's pid, for /proc/PID/status\n"
-		"  --time-limit S     memory, drain-wait: stop after S seconds (default 110)\n"
+		"  --time-limit S     memory, drain-queue, drain-wait: stop after S seconds\n"
+		"                     (default 110)\n"
 		"  -h, --help         this text\n\n"
 		"scenarios:\n"
 		"  write        create a record (open O_CREAT|O_TRUNC, write ~150 bytes, close)\n"
@@ -815,6 +816,11 @@ static void scen_drain_queue(void)
 		if (mount_write(path, doc, (size_t)len) != 0)
 			die("write %s: %s", path, strerror(errno));
 		st_add(&m, now_us() - t);
+		if (now_us() - t0 > (double)opt_time_limit * 1e6) {
+			printf("drain-queue  stopped at the time limit (%ld s) after %ld writes; drain-wait\n"
+			       "             must be given --n %ld\n", opt_time_limit, i + 1, i + 1);
+			break;
+		}
 	}
 	m.elapsed_us = now_us() - t0;
 	st_print("drain-queue", "mount", &m);
