@@ -70,7 +70,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sharded-bench --mount DIR --pg CONNINFO [options] [--scenario NAME...]\n"
-		"       sharded-bench proxy LISTEN_PORT HOST PORT DELAY_MS [NETNS_FILE]\n\n"
+		"       sharded-bench proxy LISTEN_PORT HOST PORT DELAY_MS [NETNS_FILE]\n"
+		"       sharded-bench io write PATH TEXT | io read PATH\n\n"
 		"Measures operations through a sharded mount next to their libpq baselines.\n\n"
 		"options:\n"
 		"  --mount DIR        the mount point of mount.sharded\n"
@@ -1259,6 +1260,28 @@ static int run_proxy(int argc, char **argv)
 	return 0;
 }
 
+/* ---- one operation, for counting FUSE requests ------------------------------------------------ */
+
+/* io write PATH TEXT | io read PATH: exactly what the scenarios time, once (tools/bench.sh
+ * counts the requests each causes in a mount's -o debug output) */
+static int run_io(int argc, char **argv)
+{
+	char buf[65536];
+
+	if (argc == 4 && strcmp(argv[1], "write") == 0) {
+		if (mount_write(argv[2], argv[3], strlen(argv[3])) == 0)
+			return 0;
+	} else if (argc == 3 && strcmp(argv[1], "read") == 0) {
+		if (mount_read(argv[2], buf, sizeof(buf)) >= 0)
+			return 0;
+	} else {
+		usage(stderr);
+		return 2;
+	}
+	fprintf(stderr, "sharded-bench io %s %s: %s\n", argv[1], argv[2], strerror(errno));
+	return 1;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static int parse_long(const char *s, long min, long *out)
@@ -1313,6 +1336,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "proxy") == 0)
 		return run_proxy(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "io") == 0)
+		return run_io(argc - 1, argv + 1);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((c = getopt_long(argc, argv, "m:p:b:s:h", lopts, &li)) != -1) {
 		long *target = NULL, min = 1;

@@ -158,8 +158,8 @@ if has_phase drain; then
   ((rc == 0)) || die "drain-wait failed with status $rc"
 fi
 
-# FUSE requests per operation: a second mount with -o debug, 20 of each operation by a shell
-# (bash's redirection is open(O_CREAT|O_TRUNC)+write+close; cat is open+read+close).
+# FUSE requests per operation: a second mount with -o debug, 20 of each operation done by
+# `sharded-bench io`, the scenarios' own open (O_CREAT|O_TRUNC to write) + write or read + close.
 if has_phase roundtrips; then
   echo "== roundtrips: FUSE requests per operation (mount with -o debug, 20 operations each)"
   mount_at dbg debug
@@ -180,10 +180,12 @@ if has_phase roundtrips; then
       sed -n 's/.*opcode: \([A-Z_]*\) .*/\1/p' | sort | uniq -c | sort -rn |
       awk '{n += $1; s = s sprintf(" %s %.2f", $2, $1 / 20)} END {printf "%5.2f requests/op:%s\n", n / 20, s}'
   }
-  op_write_new() { local i; for ((i = 1; i <= 20; i++)); do doc $((800000000 + i)) new >"$DBG_MNT/rt/User/$((800000000 + i)).json"; done; }
-  op_write_upd() { local i; for ((i = 1; i <= 20; i++)); do doc $((800000000 + i)) upd >"$DBG_MNT/rt/User/$((800000000 + i)).json"; done; }
-  op_read_cached() { local i; for ((i = 1; i <= 20; i++)); do cat "$DBG_MNT/rt/User/$((800000000 + i)).json" >/dev/null; done; }
-  op_read_through() { local i; for ((i = 1; i <= 20; i++)); do cat "$DBG_MNT/rt/User/$((900000000 + i)).json" >/dev/null; done; }
+  wr() { "$BENCH" io write "$DBG_MNT/rt/User/$1.json" "$(doc "$1" "$2")"; }
+  rd() { "$BENCH" io read "$DBG_MNT/rt/User/$1.json"; }
+  op_write_new() { local i; for ((i = 1; i <= 20; i++)); do wr $((800000000 + i)) new; done; }
+  op_write_upd() { local i; for ((i = 1; i <= 20; i++)); do wr $((800000000 + i)) upd; done; }
+  op_read_cached() { local i; for ((i = 1; i <= 20; i++)); do rd $((800000000 + i)); done; }
+  op_read_through() { local i; for ((i = 1; i <= 20; i++)); do rd $((900000000 + i)); done; }
   count_ops "write (new record)" op_write_new
   count_ops "write (existing record)" op_write_upd
   count_ops "read (cached, 2nd read)" op_read_cached
