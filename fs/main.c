@@ -148,7 +148,8 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct options *o)
 {
 	struct engine_config cfg;
-	struct fs fs = { .entry_timeout = 1.0, .attr_timeout = 1.0 };
+	/* long timeouts: every change behind the kernel's back is told to it (notify.c) */
+	struct fs fs = { .entry_timeout = 60.0, .attr_timeout = 60.0 };
 	char err[512];
 	int rc = 1;
 

@@ -174,6 +174,6 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	mino = nodes_find(fs->nodes, bino, model);
 	snprintf(name, sizeof(name), "%s.json", pk);
 	rino = mino ? nodes_find(fs->nodes, mino, name) : 0;
-	if (rino)
-		push(fs->notifier, rino, 0, NULL);
+	if (rino)	/* the entry too: the record may be gone (a refused write) */
+		push(fs->notifier, rino, mino, name);
 }

@@ -735,7 +735,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)h;
 	/* Control files change size; a record being written by one program must
 	 * not be cut to that writer's length for another (the kernel's page cache
-	 * and size are shared by every open): both bypass the page cache. */
+	 * and size are shared by every open, and a writer's O_TRUNC sets the size
+	 * to zero for all): both bypass the page cache. docs/benchmarks.md has
+	 * what this costs a cached read. */
 	fi->direct_io = 1;
 	fuse_reply_open(req, fi);
 }
@@ -1186,6 +1188,8 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	/* O_TRUNC comes with the open: without it the kernel sends a truncate
+	 * that names no handle, which cannot be told from truncate(2) */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
