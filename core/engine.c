@@ -23,6 +23,8 @@
 #define TTL_MAX (10LL * 365 * 24 * 3600)
 #define CTL_INPUT_MAX 64
 #define DRAIN_MS 3000
+#define READERS 4			/* PostgreSQL connections for read-through */
+#define RETRY_READ_NS 1000000000LL	/* after a failure, read-through waits this long */
 
 struct engine {
 	char *pg_conninfo, *redis_url, *node;
@@ -30,8 +32,13 @@ struct engine {
 	size_t max_doc;
 	struct catalog *cat;
 	struct blockset *blocks;
-	struct pg *reader;		/* read-through; under reader_lock */
-	pthread_mutex_t reader_lock;
+	struct pg *reader;		/* start-up only: catalog, loader checks */
+	struct {
+		pthread_mutex_t lock;
+		struct pg *pg;		/* NULL until first needed, or after a failure */
+	} readers[READERS];		/* read-through, one request at a time each */
+	atomic_uint next_reader;
+	atomic_llong pg_down_until;	/* read-through does not try before this */
 	struct sync *sync;
 	engine_change_fn on_change;
 	void *ctx;
@@ -209,7 +216,8 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	*out = NULL;
 	if (!e)
 		return SH_ENOMEM;
-	pthread_mutex_init(&e->reader_lock, NULL);
+	for (int i = 0; i < READERS; i++)
+		pthread_mutex_init(&e->readers[i].lock, NULL);
 	e->pg_conninfo = dup_or_env(cfg->pg, "DATABASE_URL", "");
 	e->redis_url = dup_or_env(cfg->redis, "REDIS_URL", "");
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
@@ -224,6 +232,10 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 			 "cannot open data directory '%s'", cfg->data_dir);
 	if (!rv)
 		init_life(e);
+	if (!rv) {	/* the start-up connection serves read-through from now on */
+		e->readers[0].pg = e->reader;
+		e->reader = NULL;
+	}
 	if (rv) {
 		engine_close(e);
 		return rv;
@@ -274,9 +286,12 @@ void engine_close(struct engine *e)
 	engine_stop(e);
 	blockset_close(e->blocks);
 	pg_close(e->reader);
+	for (int i = 0; i < READERS; i++) {
+		pg_close(e->readers[i].pg);
+		pthread_mutex_destroy(&e->readers[i].lock);
+	}
 	catalog_free(e->cat);
 	loaders_free(e->loaders);
-	pthread_mutex_destroy(&e->reader_lock);
 	free(e->pg_conninfo);
 	free(e->redis_url);
 	free(e->node);
@@ -334,6 +349,43 @@ static enum sh_err use(struct engine *e, struct block *b)
 	return life_ready(&e->life, b);
 }
 
+/* A free read-through connection, locked; waits for one when all are busy. */
+static int take_reader(struct engine *e)
+{
+	unsigned first = atomic_fetch_add(&e->next_reader, 1) % READERS;
+
+	for (unsigned k = 0; k < READERS; k++)
+		if (pthread_mutex_trylock(&e->readers[(first + k) % READERS].lock) == 0)
+			return (int)((first + k) % READERS);
+	pthread_mutex_lock(&e->readers[first].lock);
+	return (int)first;
+}
+
+/* One row from PostgreSQL. While it is unreachable, fail fast for a while
+ * instead of trying to connect on every lookup. */
+static enum sh_err fetch_row(struct engine *e, struct block *b, const struct model *m,
+			     const char *pk, char **doc)
+{
+	int64_t now = store_now_ns();
+	char why[256];
+	enum sh_err rv;
+	int i;
+
+	if (now < atomic_load(&e->pg_down_until))
+		return SH_EUNAVAIL;
+	i = take_reader(e);
+	if (!e->readers[i].pg && pg_connect(e->pg_conninfo, &e->readers[i].pg, why, sizeof(why)))
+		e->readers[i].pg = NULL;
+	rv = e->readers[i].pg ? pg_fetch_row(e->readers[i].pg, e->cat, m, pk, doc) : SH_EUNAVAIL;
+	if (rv == SH_EUNAVAIL && e->readers[i].pg && pg_reconnect(e->readers[i].pg) == SH_OK)
+		rv = pg_fetch_row(e->readers[i].pg, e->cat, m, pk, doc);
+	pthread_mutex_unlock(&e->readers[i].lock);
+	if (rv == SH_EUNAVAIL && atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now)
+		sh_log(LOG_WARNING, "block '%s': %s/%s.json: postgresql unreachable, records not "
+		       "in a block read as absent for now", b->id, m->name, pk);
+	return rv;
+}
+
 /* Read the row from PostgreSQL and keep it in the block. */
 static enum sh_err read_through(struct engine *e, struct block *b, const struct model *m,
 				const char *pk, char **doc)
@@ -342,19 +394,7 @@ static enum sh_err read_through(struct engine *e, struct block *b, const struct 
 
 	if (store_has_pending(b->store, m->name, pk))
 		return SH_ENOENT;	/* deleted here, not yet in PostgreSQL */
-	pthread_mutex_lock(&e->reader_lock);
-	if (!e->reader) {	/* mounted from a catalog file while PostgreSQL was down */
-		char why[256];
-		if (pg_connect(e->pg_conninfo, &e->reader, why, sizeof(why)) != SH_OK)
-			e->reader = NULL;
-	}
-	rv = e->reader ? pg_fetch_row(e->reader, e->cat, m, pk, doc) : SH_EUNAVAIL;
-	if (rv == SH_EUNAVAIL && e->reader && pg_reconnect(e->reader) == SH_OK)
-		rv = pg_fetch_row(e->reader, e->cat, m, pk, doc);
-	pthread_mutex_unlock(&e->reader_lock);
-	if (rv == SH_EUNAVAIL)
-		sh_log(LOG_WARNING, "block '%s': %s/%s.json: postgresql unreachable, treated as absent",
-		       b->id, m->name, pk);
+	rv = fetch_row(e, b, m, pk, doc);
 	if (rv)
 		return rv == SH_EUNAVAIL ? SH_ENOENT : rv;
 	rv = store_cache(b->store, m->name, pk, *doc);

@@ -514,6 +514,54 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 	return err;
 }
 
+/* Write doc unless the record already holds exactly that; 1 when it changed. */
+static int refresh_one_locked(struct store *st, const struct op *op)
+{
+	sqlite3_stmt *s = prep(st, "INSERT INTO records(model, pk, doc, mtime_ns) VALUES(?1, ?2, ?3, ?4)"
+				   " ON CONFLICT(model, pk) DO UPDATE SET doc = excluded.doc,"
+				   " mtime_ns = excluded.mtime_ns WHERE records.doc IS NOT excluded.doc");
+
+	if (!s)
+		return -1;
+	bind_text(s, 1, op->model);
+	bind_text(s, 2, op->pk);
+	bind_text(s, 3, op->returned);
+	sqlite3_bind_int64(s, 4, store_now_ns());
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		db_fail(st, "refresh");
+		release(st, s);
+		return -1;
+	}
+	release(st, s);
+	return sqlite3_changes(st->db) > 0;
+}
+
+enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n,
+				int64_t applied_seq, bool *changed)
+{
+	enum sh_err err;
+
+	pthread_mutex_lock(&st->lock);
+	err = exec(st, "BEGIN IMMEDIATE");
+	for (size_t i = 0; i < n && !err; i++) {
+		int rc = 0;
+
+		changed[i] = false;
+		if (ops[i].returned && !ops[i].dead &&
+		    !pending_after_locked(st, ops[i].model, ops[i].pk, applied_seq))
+			rc = refresh_one_locked(st, &ops[i]);
+		if (rc < 0)
+			err = SH_EIO;
+		changed[i] = rc > 0;
+	}
+	if (!err)
+		err = exec(st, "COMMIT");
+	if (err)
+		exec(st, "ROLLBACK");
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
 enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 {
 	enum sh_err err;

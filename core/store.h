@@ -82,6 +82,12 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 /* Is a write to this record waiting in the outbox? */
 bool store_has_pending(struct store *st, const char *model, const char *pk);
 
+/* store_refresh for each applied upsert of a batch (op->returned set, not
+ * dead), in one transaction; changed[i] tells whether record i now reads
+ * differently (so the kernel must be told). */
+enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n,
+				int64_t applied_seq, bool *changed);
+
 /* Drop every cached record that has no pending write. */
 enum sh_err store_drop_synced(struct store *st, int64_t *dropped);
 

@@ -428,25 +428,28 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 	notify(s, b, op);
 }
 
-/* After commit: refresh from RETURNING, bury the dead, count. */
+/* After commit: refresh from RETURNING (one SQLite transaction; the kernel
+ * hears only of records that now read differently), bury the dead, count. */
 static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 		   struct op *ops, size_t n, int64_t upto)
 {
+	bool *changed = calloc(n ? n : 1, sizeof(*changed));
 	int64_t applied = 0;
 
+	if (changed && store_refresh_batch(b->store, ops, n, upto, changed) != SH_OK)
+		memset(changed, 0, n * sizeof(*changed));
 	for (size_t i = 0; i < n; i++) {
 		struct op *op = &ops[i];
 
 		if (op->skipped)
 			continue;
 		applied++;
-		if (op->dead) {
+		if (op->dead)
 			bury(s, b, rc, pg, op, upto);
-		} else if (op->returned) {
-			store_refresh(b->store, op->model, op->pk, op->returned, upto);
+		else if (changed && changed[i])
 			notify(s, b, op);
-		}
 	}
+	free(changed);
 	store_meta_add(b->store, "applied_total", applied);
 	set_meta_int(b->store, "last_sync_ns", store_now_ns());
 }
