@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@ static const char help_main[] =
 	"  invalidate BLOCK --mount DIR     drop a block's synced records from its cache\n"
 	"  generate [--models A,B] [--schema FILE.prisma] [-o FILE]\n"
 	"                                   write the catalog of the exposed models\n"
+	"  bench ARGS                       run sharded-bench (see 'sharded bench --help')\n"
 	"\n"
 	"options (anywhere on the line):\n"
 	"  --data DIR    block files directory (default $SHARDED_DATA, else " DEFAULT_DATA ")\n"
@@ -920,6 +922,24 @@ static const struct command {
 	{ "generate", F_GENERATE, cmd_generate },
 };
 
+/* `sharded bench ARGS`: run sharded-bench from next to this program, else from PATH. */
+static int run_bench(char **args)
+{
+	char self[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n > 0) {
+		self[n] = '\0';
+		snprintf(path, sizeof(path), "%s/sharded-bench", dirname(self));
+		args[0] = path;
+		execv(path, args);
+	}
+	args[0] = "sharded-bench";
+	execvp("sharded-bench", args);
+	fprintf(stderr, "sharded: cannot run 'sharded-bench': %s\n", strerror(errno));
+	return EXIT_FAILURE;
+}
+
 static const char *env_or(const char *name, const char *fallback)
 {
 	const char *v = getenv(name);
@@ -969,6 +989,8 @@ int main(int argc, char **argv)
 		fputs(help_main, stdout);
 		return 0;
 	}
+	if (strcmp(argv[cmd_at], "bench") == 0)
+		return run_bench(&argv[cmd_at]);
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 		if (strcmp(argv[cmd_at], commands[k].name) == 0)
 			cmd = &commands[k];
