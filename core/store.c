@@ -34,7 +34,8 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY, op TEXT NOT NULL,"
 	" model TEXT NOT NULL, pk TEXT NOT NULL, doc TEXT, mtime_ns INTEGER NOT NULL,"
 	" relayed_ns INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);";
+	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);"
+	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);";
 
 static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"

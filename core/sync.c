@@ -20,7 +20,7 @@
 #include "store.h"
 
 #define RELAY_BATCH 256
-#define APPLY_BATCH 1000
+#define APPLY_BATCH 5000
 #define RESEND_AFTER_NS (30LL * 1000000000)	/* re-send what Redis may have lost */
 #define DELETE_GRACE_NS (1000LL * 1000000)	/* a deletion waits this long for a revoking write */
 #define IDLE_WAIT_MS 200
@@ -171,8 +171,18 @@ static bool drain_replies(redisContext *rc, size_t n, char *err, size_t errlen)
 	return ok;
 }
 
+static bool pg_reachable(struct sync *s)
+{
+	bool up;
+
+	pthread_mutex_lock(&s->lock);
+	up = s->status.pg_up;
+	pthread_mutex_unlock(&s->lock);
+	return up;
+}
+
 /* Send one batch of a block's outbox; returns entries sent, -1 on Redis failure. */
-static int relay_block(struct block *b, redisContext *rc, char *err, size_t errlen)
+static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *err, size_t errlen)
 {
 	char key[REDIS_KEY_MAX], *base = NULL;
 	struct op *ops;
@@ -180,8 +190,12 @@ static int relay_block(struct block *b, redisContext *rc, char *err, size_t errl
 	int sent = -1;
 
 	int64_t now = store_now_ns();
+	/* re-send what Redis may have lost only while PostgreSQL takes writes:
+	 * during an outage the stream just holds them, and re-sending would pile
+	 * up copies of a growing backlog */
+	int64_t resend_before = pg_reachable(s) ? now - RESEND_AFTER_NS : 0;
 
-	if (store_outbox_to_relay(b->store, now - RESEND_AFTER_NS, now - DELETE_GRACE_NS, RELAY_BATCH,
+	if (store_outbox_to_relay(b->store, resend_before, now - DELETE_GRACE_NS, RELAY_BATCH,
 				  &ops, &n))
 		return 0;
 	if (n == 0 || store_meta_get(b->store, "base_seq", &base) != SH_OK) {
@@ -212,7 +226,7 @@ static int relay_pass(struct sync *s, redisContext *rc, char *err, size_t errlen
 	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		int sent = total >= 0 ? relay_block(blocks[i], rc, err, errlen) : 0;
+		int sent = total >= 0 ? relay_block(s, blocks[i], rc, err, errlen) : 0;
 		total = sent < 0 ? -1 : total + sent;
 		block_put(blocks[i]);
 	}
@@ -277,7 +291,7 @@ static void *relay_main(void *arg)
 	struct backoff bo;
 	char err[256];
 
-	backoff_init(&bo, 100, 5000, BACKOFF_FULL);
+	backoff_init(&bo, 100, 2000, BACKOFF_FULL);
 	while (!is_stopping(s)) {
 		int sent;
 
@@ -672,7 +686,7 @@ static void *apply_main(void *arg)
 	struct backoff bo;
 	char err[512];
 
-	backoff_init(&bo, 100, 5000, BACKOFF_FULL);
+	backoff_init(&bo, 100, 2000, BACKOFF_FULL);
 	while (!is_stopping(s)) {
 		enum pass_result r;
 		int64_t delay;
