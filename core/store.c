@@ -55,17 +55,22 @@ static enum sh_err db_fail(struct store *st, const char *what)
 	return SH_EIO;
 }
 
-/* Run SQL without parameters or results. */
-static enum sh_err exec(struct store *st, const char *sql)
+/* Run SQL without parameters or results on db (of the block file at path). */
+static enum sh_err exec_on(sqlite3 *db, const char *path, const char *sql)
 {
 	char *msg = NULL;
 
-	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		sh_log(LOG_ERR, "block file '%s': %s", st->path, msg ? msg : "error");
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sh_log(LOG_ERR, "block file '%s': %s", path, msg ? msg : "error");
 		sqlite3_free(msg);
 		return SH_EIO;
 	}
 	return SH_OK;
+}
+
+static enum sh_err exec(struct store *st, const char *sql)
+{
+	return exec_on(st->db, st->path, sql);
 }
 
 /* The prepared statement for sql, from the cache when it was used before.
@@ -646,14 +651,7 @@ struct store_load {
 
 static enum sh_err load_exec(struct store_load *ld, const char *sql)
 {
-	char *msg = NULL;
-
-	if (sqlite3_exec(ld->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		sh_log(LOG_ERR, "block file '%s': load: %s", ld->path, msg ? msg : "error");
-		sqlite3_free(msg);
-		return SH_EIO;
-	}
-	return SH_OK;
+	return exec_on(ld->db, ld->path, sql);
 }
 
 enum sh_err store_load_begin(struct store *st, bool replace, struct store_load **out)

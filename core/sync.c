@@ -526,9 +526,14 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
 		if (!ok)
 			goto out;
-		store_outbox_applied(b->store, upto);
+		applied = upto;
 		settle(s, b, rc, pg, ops, npick, upto);
 	}
+	/* Everything up to applied is in PostgreSQL: out of the outbox, also the
+	 * copies a crash or a busy block file left there (they come back as
+	 * duplicates), and only then acknowledged in Redis. */
+	if (settled && store_outbox_applied(b->store, applied) != SH_OK)
+		goto out;	/* not acknowledged: read again, and skipped, next pass */
 	ack_entries(rc, key, es, settled);
 out:
 	free(pick);

@@ -912,20 +912,24 @@ static int commit(struct fs *fs, struct handle *h)
 	return commit_as(fs, h, 1);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* flush (every close) and fsync: store what was written, answer with the verdict. */
+static void commit_request(fuse_req_t req, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	int rc;
+	int rc = 0;
 
-	(void)ino;
-	if (h->of.kind == OPEN_SCRATCH) {
-		fuse_reply_err(req, 0);
-		return;
+	if (h->of.kind != OPEN_SCRATCH) {	/* scratch files live in memory only */
+		pthread_mutex_lock(&h->lock);
+		rc = commit(fs_of(req), h);
+		pthread_mutex_unlock(&h->lock);
 	}
-	pthread_mutex_lock(&h->lock);
-	rc = commit(fs_of(req), h);
-	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, rc);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	commit_request(req, fi);
 }
 
 static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -947,19 +951,9 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	int rc;
-
 	(void)ino;
 	(void)datasync;
-	if (h->of.kind == OPEN_SCRATCH) {
-		fuse_reply_err(req, 0);
-		return;
-	}
-	pthread_mutex_lock(&h->lock);
-	rc = commit(fs_of(req), h);
-	pthread_mutex_unlock(&h->lock);
-	fuse_reply_err(req, rc);
+	commit_request(req, fi);
 }
 
 /* Resize what h holds; new bytes read as blanks, which JSON ignores. */
