@@ -746,10 +746,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		      struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct node_ref p, proto, ref;
+	struct node_ref p = { .kind = NODE_ROOT }, proto, ref;
 	struct fuse_entry_param e;
 	struct handle *h;
-
 	char why[160];
 
 	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
@@ -901,9 +900,12 @@ static int commit_as(struct fs *fs, struct handle *h, int notify)
 		block_put(b);
 	}
 	/* success or not, the kernel's idea of the size came from the writer:
-	 * drop it (not from setattr: the kernel holds the inode there) */
+	 * drop it (not from setattr: the kernel holds the inode there); a refused
+	 * new record must not stay in the kernel's directory cache either */
 	if (notify)
 		fuse_lowlevel_notify_inval_inode(fs->se, h->ref.ino, 0, 0);
+	if (err)
+		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk);
 	return sh_errno(err);
 }
 
