@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <errno.h>
 #include <pthread.h>
@@ -209,6 +210,7 @@ static enum sh_err scan(struct blockset *bs)
 enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset **out)
 {
 	struct blockset *bs = calloc(1, sizeof(*bs));
+	char abs[PATH_MAX];
 	enum sh_err err;
 
 	*out = NULL;
@@ -224,6 +226,16 @@ enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset 
 		blockset_close(bs);
 		return SH_EIO;
 	}
+	if (!realpath(data_dir, abs)) {	/* the daemon's chdir("/") must not move it */
+		sh_log(LOG_ERR, "data directory '%s': %s", data_dir, strerror(errno));
+		blockset_close(bs);
+		return SH_EIO;
+	}
+	free(bs->dir);
+	if (!(bs->dir = strdup(abs))) {
+		blockset_close(bs);
+		return SH_ENOMEM;
+	}
 	err = lock_dir(bs);
 	if (!err)
 		err = scan(bs);
@@ -232,6 +244,35 @@ enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset 
 		return err;
 	}
 	*out = bs;
+	return SH_OK;
+}
+
+/* SQLite's file locks belong to the process that took them and are not
+ * inherited by a child: after the daemon forks, every block is opened anew
+ * so that another process (sharded status, sqlite3 .backup) sees them held. */
+enum sh_err blockset_reopen(struct blockset *bs)
+{
+	char pid[24];
+	int n;
+
+	for (size_t i = 0; i < bs->n; i++) {
+		struct block *b = bs->blocks[i];
+		char *path = block_path(bs, b->id);
+		struct store *fresh = NULL;
+		enum sh_err err = path ? store_open(path, false, bs->sync_full, &fresh) : SH_ENOMEM;
+
+		free(path);
+		if (err) {
+			sh_log(LOG_ERR, "block '%s': cannot open its file again: %s", b->id, sh_strerror(err));
+			return err;
+		}
+		store_close(b->store);
+		b->store = fresh;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (bs->lock_fd >= 0 && (ftruncate(bs->lock_fd, 0) != 0 ||
+				 pwrite(bs->lock_fd, pid, (size_t)n, 0) != n))
+		sh_log(LOG_WARNING, "data directory '%s': cannot note the pid in .lock", bs->dir);
 	return SH_OK;
 }
 

@@ -38,6 +38,7 @@ struct block {
 	pthread_cond_t state_cond;
 	enum block_state state;		/* under state_lock */
 	atomic_llong load_rows, load_total;	/* total -1: unknown */
+	atomic_llong reload_after_ns;	/* an expired block's failed reload: not before this */
 };
 
 struct blockset;
@@ -48,6 +49,10 @@ enum sh_err block_id_check(const char *id, char *why, size_t whylen);
 /* Open every <id>.sqlite in data_dir (created if missing), holding the
  * directory's lock: SH_EBUSY when another daemon has it. */
 enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset **out);
+
+/* Open every block's file again, in this process (after a fork), and note
+ * this process in the directory's lock file. */
+enum sh_err blockset_reopen(struct blockset *bs);
 
 /* Accepts NULL. Every block must have been put. */
 void blockset_close(struct blockset *bs);

@@ -443,6 +443,11 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 		err = check_body(m, pk, obj, why, whylen);
 	if (!err && !existing)
 		err = check_required(m, obj, why, whylen);
+	/* json-c would clamp such a number while merging, changing a value the
+	 * writer never touched: better to refuse than to corrupt */
+	if (!err && existing && integer_overflows(existing, strlen(existing)))
+		err = refuse(why, whylen, "the stored record holds an integer beyond 64 bits; "
+			     "write the whole document, with that number as a string");
 	if (err) {
 		json_object_put(obj);
 		return err;

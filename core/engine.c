@@ -264,11 +264,12 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 		.ctx = e,
 	};
 
-	enum sh_err rv;
+	enum sh_err rv = blockset_reopen(e->blocks);	/* we may have forked since engine_open */
 
 	e->on_change = on_change;
 	e->ctx = ctx;
-	rv = sync_start(&sc, &e->sync);
+	if (!rv)
+		rv = sync_start(&sc, &e->sync);
 	return rv ? rv : life_start(&e->life);
 }
 

@@ -44,7 +44,8 @@ struct engine;
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
 			size_t errlen);
 
-/* Start the sync workers (after daemonizing). */
+/* Open the block files in this process and start the workers: call it after
+ * daemonizing (SQLite's locks do not survive a fork). */
 enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx);
 
 /* Stop the workers, after letting pending writes drain for a bounded time.

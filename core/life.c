@@ -12,6 +12,8 @@
 #include "pg.h"
 #include "store.h"
 
+#define RELOAD_RETRY_NS (5LL * 1000000000)	/* an expired block whose reload failed */
+
 struct load_ctx {
 	struct block *b;
 	struct store_load *ld;
@@ -198,10 +200,16 @@ enum sh_err life_ready(struct life *l, struct block *b)
 		pthread_mutex_unlock(&b->state_lock);
 		return SH_ENOENT;
 	}
-	if (b->state == BLOCK_EXPIRED) {
+	if (b->state == BLOCK_EXPIRED && store_now_ns() >= atomic_load(&b->reload_after_ns)) {
 		b->state = BLOCK_LOADING;	/* this request reloads it; others wait */
 		pthread_mutex_unlock(&b->state_lock);
-		return reload_from(l, b, BLOCK_EXPIRED);
+		if (reload_from(l, b, BLOCK_EXPIRED) != SH_OK) {
+			/* PostgreSQL away: serve what the block holds (pending writes,
+			 * read-through later) and try again in a while */
+			atomic_store(&b->reload_after_ns, store_now_ns() + RELOAD_RETRY_NS);
+			sh_log(LOG_WARNING, "block '%s': reload failed; serving what it holds", b->id);
+		}
+		return SH_OK;
 	}
 	pthread_mutex_unlock(&b->state_lock);
 	return SH_OK;

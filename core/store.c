@@ -278,7 +278,9 @@ enum sh_err store_cache(struct store *st, const char *model, const char *pk, con
 	enum sh_err err;
 
 	pthread_mutex_lock(&st->lock);
-	s = prep(st, "INSERT OR IGNORE INTO records(model, pk, doc, mtime_ns) VALUES(?1, ?2, ?3, ?4)");
+	/* not over a local write, nor back over a local deletion made meanwhile */
+	s = prep(st, "INSERT OR IGNORE INTO records(model, pk, doc, mtime_ns) SELECT ?1, ?2, ?3, ?4"
+		     " WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE model = ?1 AND pk = ?2)");
 	if (s) {
 		bind_text(s, 1, model);
 		bind_text(s, 2, pk);

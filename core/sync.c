@@ -36,7 +36,7 @@ struct sync {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
-	bool kicked;
+	bool relay_kicked, apply_kicked;	/* work for that thread; under lock */
 	struct sync_status status;	/* under lock */
 	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
 	size_t nforget;
@@ -73,8 +73,9 @@ static uint64_t random64(void)
 	return x;
 }
 
-/* Sleep until woken, stopping, or ms elapsed. Returns true when stopping. */
-static bool wait_ms(struct sync *s, int64_t ms)
+/* Sleep until kicked (*kicked, cleared here), stopping, or ms elapsed.
+ * Returns true when stopping. */
+static bool wait_ms(struct sync *s, bool *kicked, int64_t ms)
 {
 	struct timespec deadline;
 	bool stopping;
@@ -87,10 +88,10 @@ static bool wait_ms(struct sync *s, int64_t ms)
 		deadline.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&s->lock);
-	while (!s->stopping && !s->kicked)
+	while (!s->stopping && !*kicked)
 		if (pthread_cond_timedwait(&s->wake, &s->lock, &deadline) != 0)
 			break;
-	s->kicked = false;
+	*kicked = false;
 	stopping = s->stopping;
 	pthread_mutex_unlock(&s->lock);
 	return stopping;
@@ -106,10 +107,20 @@ static bool is_stopping(struct sync *s)
 	return stopping;
 }
 
+/* A write was committed: the relay has work. */
 void sync_kick(struct sync *s)
 {
 	pthread_mutex_lock(&s->lock);
-	s->kicked = true;
+	s->relay_kicked = true;
+	pthread_cond_broadcast(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Entries went to Redis: the apply thread has work. */
+static void kick_apply(struct sync *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->apply_kicked = true;
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -193,7 +204,7 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 	/* re-send what Redis may have lost only while PostgreSQL takes writes:
 	 * during an outage the stream just holds them, and re-sending would pile
 	 * up copies of a growing backlog */
-	int64_t resend_before = pg_reachable(s) ? now - RESEND_AFTER_NS : 0;
+	int64_t resend_before = pg_reachable(s) ? now - RESEND_AFTER_NS : 1;	/* 1: never sent */
 
 	if (store_outbox_to_relay(b->store, resend_before, now - DELETE_GRACE_NS, RELAY_BATCH,
 				  &ops, &n))
@@ -299,7 +310,7 @@ static void *relay_main(void *arg)
 			if (redis_open(s->redis_url, REDIS_TIMEOUT_MS, &rc, err, sizeof(err)) != SH_OK) {
 				int64_t delay = (int64_t)backoff_next_ms(&bo, random64());
 				set_backend(s, &s->status.redis_up, false, err, delay);
-				wait_ms(s, delay);
+				wait_ms(s, &s->relay_kicked, delay);
 				continue;
 			}
 			unrelay_all(s);
@@ -315,9 +326,9 @@ static void *relay_main(void *arg)
 			continue;
 		}
 		if (sent > 0)
-			sync_kick(s);
+			kick_apply(s);
 		if (sent < RELAY_BATCH)
-			wait_ms(s, IDLE_WAIT_MS);
+			wait_ms(s, &s->relay_kicked, IDLE_WAIT_MS);
 	}
 	redisFree(rc);
 	return NULL;
@@ -436,8 +447,11 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 	       b->id, op->model, op->pk, op->error ? op->error : "");
 	store_meta_add(b->store, "dead_total", 1);
 	store_meta_set(b->store, "last_dead_error", op->error ? op->error : "");
-	if (m && pg_fetch_row(pg, s->cfg.cat, m, op->pk, &doc) != SH_EUNAVAIL)
-		store_refresh(b->store, op->model, op->pk, doc, upto);
+	if (m) {
+		enum sh_err rv = pg_fetch_row(pg, s->cfg.cat, m, op->pk, &doc);
+		if (rv == SH_OK || rv == SH_ENOENT)	/* only what PostgreSQL answered */
+			store_refresh(b->store, op->model, op->pk, doc, upto);
+	}
 	free(doc);
 	notify(s, b, op);
 }
@@ -658,8 +672,10 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 
 	if (!*rc && redis_open(s->redis_url, REDIS_TIMEOUT_MS, rc, err, sizeof(err)) != SH_OK)
 		goto down;
-	if (*pg && pg_reconnect(*pg) == SH_OK)
+	if (*pg && pg_reconnect(*pg) == SH_OK) {
+		set_backend(s, &s->status.pg_up, true, NULL, 0);
 		return true;
+	}
 	pg_close(*pg);
 	*pg = NULL;
 	if (pg_connect(s->pg_conninfo, pg, err, sizeof(err)) != SH_OK)
@@ -673,12 +689,12 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 down_pg:
 	delay = (int64_t)backoff_next_ms(bo, random64());
 	set_backend(s, &s->status.pg_up, false, err, delay);
-	wait_ms(s, delay);
+	wait_ms(s, &s->apply_kicked, delay);
 	return false;
 down:
 	delay = (int64_t)backoff_next_ms(bo, random64());
 	set_backend(s, &s->status.redis_up, false, err, delay);
-	wait_ms(s, delay);
+	wait_ms(s, &s->apply_kicked, delay);
 	return false;
 }
 
@@ -707,11 +723,11 @@ static void *apply_main(void *arg)
 			pg_ok = false;
 			delay = (int64_t)backoff_next_ms(&bo, random64());
 			set_backend(s, &s->status.pg_up, false, err, delay);
-			wait_ms(s, delay);
+			wait_ms(s, &s->apply_kicked, delay);
 		} else {
 			backoff_reset(&bo);
 			if (r == PASS_IDLE)
-				wait_ms(s, IDLE_WAIT_MS);
+				wait_ms(s, &s->apply_kicked, IDLE_WAIT_MS);
 		}
 	}
 	redisFree(rc);
@@ -809,6 +825,7 @@ void sync_stop(struct sync *s, int drain_ms)
 		return;
 	while ((left = total_pending(s)) > 0 && now_ms() < deadline) {
 		sync_kick(s);
+		kick_apply(s);
 		struct timespec ts = { 0, 50 * 1000000 };
 		nanosleep(&ts, NULL);
 	}

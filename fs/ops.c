@@ -660,13 +660,17 @@ static int reserve(struct handle *h, size_t n, size_t max)
 }
 
 /* Put text (taking ownership) into h as its content. */
-static void handle_take(struct handle *h, char *text, int add_newline)
+static enum sh_err handle_take(struct handle *h, char *text, int add_newline)
 {
 	size_t n = strlen(text);
 
 	free(h->buf);
 	if (add_newline) {
-		text = realloc(text, n + 2);
+		char *grown = realloc(text, n + 2);
+
+		if (!grown)
+			free(text);
+		text = grown;
 		if (text) {
 			text[n++] = '\n';
 			text[n] = '\0';
@@ -675,6 +679,7 @@ static void handle_take(struct handle *h, char *text, int add_newline)
 	h->buf = text;
 	h->len = text ? n : 0;
 	h->cap = text ? n + 1 : 0;
+	return text ? SH_OK : SH_ENOMEM;
 }
 
 static enum sh_err load_content(struct fs *fs, struct handle *h)
@@ -690,7 +695,7 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
 		block_put(b);
 	}
 	if (!err)
-		handle_take(h, text, h->ref.kind == NODE_RECORD);
+		err = handle_take(h, text, h->ref.kind == NODE_RECORD);
 	return err;
 }
 
@@ -1017,6 +1022,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct node_ref r;
 	int rc = 0;
 
+	if (h && h->of.kind != OPEN_FILE)
+		h = NULL;	/* e.g. a scratch file's handle after its rename onto a record */
 	if (nodes_get(fs->nodes, ino, &r) != 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
