@@ -148,7 +148,7 @@ static enum sh_err open_block(struct blockset *bs, const char *id, bool create, 
 static enum sh_err add_existing(struct blockset *bs, const char *fname)
 {
 	size_t len = strlen(fname), slen = strlen(SUFFIX);
-	char id[BLOCK_ID_MAX + 1], why[128];
+	char id[BLOCK_ID_MAX + 1], why[128], *mark = NULL;
 	struct block *b;
 	bool found;
 	size_t at;
@@ -164,6 +164,11 @@ static enum sh_err add_existing(struct blockset *bs, const char *fname)
 		sh_log(LOG_ERR, "block '%s': cannot open its file: %s", id, sh_strerror(err));
 		return err;
 	}
+	if (store_meta_get(b->store, "retiring", &mark) == SH_OK) {	/* rmdir'd, still sending */
+		atomic_store(&b->removed, true);
+		atomic_store(&b->retiring, true);
+	}
+	free(mark);
 	at = find(bs, id, &found);
 	err = insert_at(bs, at, b);
 	if (err)
@@ -243,32 +248,24 @@ enum sh_err blockset_open(const char *data_dir, bool sync_full, struct blockset 
 		blockset_close(bs);
 		return err;
 	}
+	for (size_t i = 0; i < bs->n; i++)	/* no connection open across a fork */
+		store_park(bs->blocks[i]->store, true);
 	*out = bs;
 	return SH_OK;
 }
 
 /* SQLite's file locks belong to the process that took them and are not
- * inherited by a child: after the daemon forks, every block is opened anew
- * so that another process (sharded status, sqlite3 .backup) sees them held. */
+ * inherited by a child, and a connection must not cross a fork: after the
+ * daemon forks, every block's connection opened since blockset_open is
+ * closed, to be opened by this process on first use, so that another process
+ * (sharded status, sqlite3 .backup) sees its locks. */
 enum sh_err blockset_reopen(struct blockset *bs)
 {
 	char pid[24];
 	int n;
 
-	for (size_t i = 0; i < bs->n; i++) {
-		struct block *b = bs->blocks[i];
-		char *path = block_path(bs, b->id);
-		struct store *fresh = NULL;
-		enum sh_err err = path ? store_open(path, false, bs->sync_full, &fresh) : SH_ENOMEM;
-
-		free(path);
-		if (err) {
-			sh_log(LOG_ERR, "block '%s': cannot open its file again: %s", b->id, sh_strerror(err));
-			return err;
-		}
-		store_close(b->store);
-		b->store = fresh;
-	}
+	for (size_t i = 0; i < bs->n; i++)
+		store_park(bs->blocks[i]->store, false);
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (bs->lock_fd >= 0 && (ftruncate(bs->lock_fd, 0) != 0 ||
 				 pwrite(bs->lock_fd, pid, (size_t)n, 0) != n))
@@ -298,7 +295,7 @@ enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out
 
 	pthread_rwlock_rdlock(&bs->lock);
 	at = find(bs, id, &found);
-	if (found) {
+	if (found && !atomic_load(&bs->blocks[at]->retiring)) {
 		*out = bs->blocks[at];
 		atomic_fetch_add(&(*out)->refs, 1);
 		err = SH_OK;
@@ -316,7 +313,10 @@ enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **
 
 	pthread_rwlock_wrlock(&bs->lock);
 	at = find(bs, id, &found);
-	err = found ? SH_EEXIST : open_block(bs, id, true, &b);
+	if (found)
+		err = atomic_load(&bs->blocks[at]->retiring) ? SH_EBUSY : SH_EEXIST;
+	else
+		err = open_block(bs, id, true, &b);
 	if (!err)
 		err = insert_at(bs, at, b);
 	if (!err) {
@@ -343,13 +343,22 @@ static void unlink_files(const struct blockset *bs, const char *id)
 	free(path);
 }
 
-enum sh_err blockset_remove(struct blockset *bs, const char *id)
+/* b's writes are pending: hide it, take no more writes, keep syncing. */
+static void retire(struct block *b)
+{
+	atomic_store(&b->removed, true);
+	if (!atomic_exchange(&b->retiring, true))
+		store_meta_set(b->store, "retiring", "1");
+}
+
+enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
 {
 	struct store_stats stats;
 	struct block *b;
 	bool found;
 	size_t at;
 
+	*retired = false;
 	pthread_rwlock_wrlock(&bs->lock);
 	at = find(bs, id, &found);
 	if (!found) {
@@ -357,11 +366,18 @@ enum sh_err blockset_remove(struct blockset *bs, const char *id)
 		return SH_ENOENT;
 	}
 	b = bs->blocks[at];
-	pthread_rwlock_wrlock(&b->life);
-	if (store_stats(b->store, &stats) != SH_OK || stats.pending > 0) {
+	pthread_rwlock_wrlock(&b->life);	/* no write is half done */
+	if (store_stats(b->store, &stats) != SH_OK) {
 		pthread_rwlock_unlock(&b->life);
 		pthread_rwlock_unlock(&bs->lock);
-		return SH_EBUSY;
+		return SH_EIO;
+	}
+	if (stats.pending > 0) {
+		retire(b);
+		*retired = true;
+		pthread_rwlock_unlock(&b->life);
+		pthread_rwlock_unlock(&bs->lock);
+		return SH_OK;
 	}
 	atomic_store(&b->removed, true);
 	pthread_rwlock_unlock(&b->life);

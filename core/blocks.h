@@ -28,6 +28,9 @@ struct block {
 	struct store *store;
 	atomic_int refs;
 	atomic_bool removed;
+	/* removed with writes still pending: hidden from lookups, still synced,
+	 * and deleted once the last one is in PostgreSQL (blockset_remove) */
+	atomic_bool retiring;
 	atomic_llong last_access_ns;
 	int64_t gap_logged;	/* apply thread only: last stream gap reported */
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
@@ -57,17 +60,22 @@ enum sh_err blockset_reopen(struct blockset *bs);
 /* Accepts NULL. Every block must have been put. */
 void blockset_close(struct blockset *bs);
 
-/* A counted reference to block id: SH_ENOENT when absent. */
+/* A counted reference to block id: SH_ENOENT when absent or retiring. */
 enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out);
 
 /* Create a new, empty block in state BLOCK_LOADING; SH_EEXIST when it
- * exists. Returns a reference. Blocks opened from disk start BLOCK_READY. */
+ * exists, SH_EBUSY while a removed block of that id still has writes to
+ * send. Returns a reference. Blocks opened from disk start BLOCK_READY. */
 enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **out);
 
-/* Delete block id and its file. SH_EBUSY while writes are pending. */
-enum sh_err blockset_remove(struct blockset *bs, const char *id);
+/* Delete block id and its file. With writes still pending, the block
+ * retires instead (*retired set): it is hidden and takes no more writes,
+ * the sync goes on sending its outbox, and a call once nothing is pending
+ * deletes it. The retiring mark is kept in the file, across restarts. */
+enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired);
 
-/* References to every block, sorted by id; put each, then free(*out). */
+/* References to every block, retiring ones included, sorted by id; put
+ * each, then free(*out). */
 enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *n);
 
 size_t blockset_count(struct blockset *bs);

@@ -145,6 +145,17 @@ static int is_decimal_text(const char *s)
 	return end != s && *end == '\0' && !isspace((unsigned char)s[0]);
 }
 
+bool doc_record_name(const char *name, char *pk, size_t pklen)
+{
+	size_t n = strlen(name), s = strlen(DOC_SUFFIX);
+
+	if (name[0] == '.' || n <= s || strcmp(name + n - s, DOC_SUFFIX) != 0 || n - s >= pklen)
+		return false;
+	memcpy(pk, name, n - s);
+	pk[n - s] = '\0';
+	return true;
+}
+
 enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen)
 {
 	const struct column *c = model_pk(m);

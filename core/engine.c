@@ -313,13 +313,18 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 	if (strcmp(id, ctl_name(CTL_METRICS)) == 0)
 		return SH_EEXIST;	/* the mount's own file has that name */
 	rv = blockset_create(e->blocks, id, &b);
+	if (rv == SH_EBUSY)
+		sh_log(LOG_WARNING, "mkdir '%s' refused: a removed block of that name is still "
+		       "sending its writes to PostgreSQL", id);
 	if (rv)
 		return rv;
 	rv = life_first_load(&e->life, b);
 	if (rv == SH_OK) {
 		sh_log(LOG_INFO, "block '%s': created", id);
 	} else {
-		blockset_remove(e->blocks, id);
+		bool retired;
+
+		blockset_remove(e->blocks, id, &retired);	/* nothing written yet: never retires */
 		pthread_mutex_lock(&b->state_lock);	/* wake readers: they find it removed */
 		b->state = BLOCK_EXPIRED;
 		pthread_cond_broadcast(&b->state_cond);
@@ -332,14 +337,16 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 
 enum sh_err engine_block_remove(struct engine *e, const char *id)
 {
-	enum sh_err rv = blockset_remove(e->blocks, id);
+	bool retired;
+	enum sh_err rv = blockset_remove(e->blocks, id, &retired);
 
-	if (rv == SH_OK && e->sync)
-		sync_forget_block(e->sync, id);
-	if (rv == SH_EBUSY)
-		sh_log(LOG_WARNING, "rmdir '%s' refused: writes are still pending", id);
+	if (rv == SH_OK && retired)
+		sh_log(LOG_INFO, "block '%s': removed; its file goes once its pending writes are in "
+		       "PostgreSQL", id);
 	else if (rv == SH_OK)
 		sh_log(LOG_INFO, "block '%s': removed", id);
+	if (rv == SH_OK && !retired && e->sync)
+		sync_forget_block(e->sync, id);
 	return rv;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -13,11 +14,38 @@
 #include "log.h"
 
 #define STMT_CACHE 48
+#define STORE_CACHE_KIB "256"	/* page cache per block connection, at most */
+#define STORE_OPEN_DEFAULT 64	/* block connections open at once */
+
+#define PARKED_META_MAX 32	/* meta rows a parked store remembers */
+#define RECHECK_NS (1000LL * 1000000)	/* how often a parked store looks at its files */
+
+/* A file as stat(2) saw it; all zero when absent. */
+struct file_sig {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns;
+};
+
+/* What a parked store answers without opening its file: valid until the file
+ * changes (another process, a load) or this process writes to it. */
+struct parked {
+	bool valid;
+	struct store_stats stats;
+	char *keys[PARKED_META_MAX], *values[PARKED_META_MAX];
+	int nmeta;
+	struct file_sig db, wal;
+	int64_t checked_ns;
+};
 
 struct store {
-	sqlite3 *db;
+	sqlite3 *db;		/* NULL while parked */
 	pthread_mutex_t lock;
 	char *path;
+	bool sync_full;
+	struct store *lru_prev, *lru_next;	/* while open; under lru.lock */
+	struct parked parked;	/* while parked; under lock */
 	/* prepared statements, kept per connection; keyed by the address of
 	 * their SQL, which is always a string literal in this file */
 	struct {
@@ -108,6 +136,13 @@ static void release(struct store *st, sqlite3_stmt *stmt)
 	sqlite3_finalize(stmt);
 }
 
+static char *column_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
 {
 	if (v)
@@ -186,64 +221,291 @@ static enum sh_err init_new(struct store *st)
 	return err ? err : meta_set_int_locked(st, "last_seq", seq);
 }
 
-static enum sh_err configure(struct store *st, bool sync_full)
+/* A daemon holds thousands of block connections: none gets SQLite's bulk
+ * page-cache allocation up front (~80 KiB each), and each caches few pages. */
+static void sqlite_setup(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
+/* The connection's settings; a fresh open also makes sure of the schema. */
+static enum sh_err configure(struct store *st, bool fresh)
 {
 	enum sh_err err;
 
 	sqlite3_busy_timeout(st->db, 5000);
 	err = exec(st, "PRAGMA journal_mode=WAL");
 	if (!err)
-		err = exec(st, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+		err = exec(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
 	if (!err)
+		err = exec(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+	if (!err && fresh)
 		err = exec(st, schema_sql);
-	if (!err)
+	if (!err && fresh)
 		err = init_new(st);
 	return err;
 }
 
-enum sh_err store_open(const char *path, bool create, bool sync_full, struct store **out)
+/* Open st's connection (st->db is NULL). */
+static enum sh_err open_db(struct store *st, bool create, bool fresh)
 {
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	enum sh_err err;
+
+	if (sqlite3_open_v2(st->path, &st->db, flags, NULL) != SQLITE_OK)
+		err = st->db ? db_fail(st, "open") : SH_ENOMEM;
+	else
+		err = configure(st, fresh);
+	if (err) {
+		sqlite3_close_v2(st->db);
+		st->db = NULL;
+	}
+	return err;
+}
+
+/* ---- parking: at most lru.max connections open ----------------------------
+ *
+ * Every open store is on a list, most recently used first. When more than
+ * lru.max are open, the least recently used one that no thread holds is
+ * parked: its connection closed, after it noted its counts and meta rows,
+ * which it answers from memory for as long as its files do not change. Any
+ * other call opens it again. A store's lock is taken before lru.lock; a
+ * victim's only with trylock, so no two threads wait on each other. */
+
+static struct {
+	pthread_mutex_t lock;
+	struct store head;	/* head.lru_next: the most recently used */
+	size_t open, max;
+} lru = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.head = { .lru_prev = &lru.head, .lru_next = &lru.head },
+	.max = STORE_OPEN_DEFAULT,
+};
+
+void store_set_max_open(size_t max)
+{
+	pthread_mutex_lock(&lru.lock);
+	lru.max = max ? max : 1;
+	pthread_mutex_unlock(&lru.lock);
+}
+
+size_t store_open_count(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&lru.lock);
+	n = lru.open;
+	pthread_mutex_unlock(&lru.lock);
+	return n;
+}
+
+/* Under lru.lock. */
+static void lru_unlink(struct store *st)
+{
+	if (!st->lru_next)
+		return;
+	st->lru_prev->lru_next = st->lru_next;
+	st->lru_next->lru_prev = st->lru_prev;
+	st->lru_prev = st->lru_next = NULL;
+	lru.open--;
+}
+
+static void file_sig_read(const char *path, const char *suffix, struct file_sig *sig)
+{
+	char p[4096];
+	struct stat sb;
+
+	memset(sig, 0, sizeof(*sig));
+	if (snprintf(p, sizeof(p), "%s%s", path, suffix) >= (int)sizeof(p) || stat(p, &sb) != 0)
+		return;
+	sig->dev = sb.st_dev;
+	sig->ino = sb.st_ino;
+	sig->size = sb.st_size;
+	sig->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+}
+
+static void parked_clear(struct parked *pk)
+{
+	for (int i = 0; i < pk->nmeta; i++) {
+		free(pk->keys[i]);
+		free(pk->values[i]);
+	}
+	memset(pk, 0, sizeof(*pk));
+}
+
+static void stats_locked(struct store *st, struct store_stats *stats);
+
+/* Note what st answers while parked; valid only when all of it was read. */
+static void parked_fill_locked(struct store *st)
+{
+	struct parked *pk = &st->parked;
+	sqlite3_stmt *s = prep(st, "SELECT key, value FROM meta");
+	bool ok = s != NULL;
+	int rc = SQLITE_DONE;
+
+	parked_clear(pk);
+	stats_locked(st, &pk->stats);
+	while (ok && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (pk->nmeta == PARKED_META_MAX)
+			break;
+		pk->keys[pk->nmeta] = column_dup(s, 0);
+		pk->values[pk->nmeta] = column_dup(s, 1);
+		ok = pk->keys[pk->nmeta] && pk->values[pk->nmeta++];
+	}
+	release(st, s);
+	pk->valid = ok && rc == SQLITE_DONE;
+}
+
+/* Close st's connection (st->lock held, st off the list); remember: keep
+ * answering counts and meta from memory. */
+static void park_locked(struct store *st, bool remember)
+{
+	if (remember)
+		parked_fill_locked(st);
+	else
+		parked_clear(&st->parked);
+	for (int i = 0; i < st->ncache; i++)
+		sqlite3_finalize(st->cache[i].stmt);
+	st->ncache = 0;
+	sqlite3_close_v2(st->db);
+	st->db = NULL;
+	file_sig_read(st->path, "", &st->parked.db);
+	file_sig_read(st->path, "-wal", &st->parked.wal);
+	st->parked.checked_ns = store_now_ns();
+}
+
+/* st (open, st->lock held) becomes the most recently used; the least
+ * recently used beyond lru.max that nobody holds are parked. */
+static void lru_touch(struct store *st)
+{
+	struct store *victims[4];
+	int nv = 0;
+
+	pthread_mutex_lock(&lru.lock);
+	lru_unlink(st);
+	st->lru_prev = &lru.head;
+	st->lru_next = lru.head.lru_next;
+	lru.head.lru_next->lru_prev = st;
+	lru.head.lru_next = st;
+	lru.open++;
+	for (struct store *v = lru.head.lru_prev; v != &lru.head && lru.open > lru.max && nv < 4;) {
+		struct store *prev = v->lru_prev;
+
+		if (v != st && pthread_mutex_trylock(&v->lock) == 0) {
+			lru_unlink(v);
+			victims[nv++] = v;
+		}
+		v = prev;
+	}
+	pthread_mutex_unlock(&lru.lock);
+	for (int i = 0; i < nv; i++) {
+		park_locked(victims[i], true);
+		pthread_mutex_unlock(&victims[i]->lock);
+	}
+}
+
+/* Do a parked store's remembered answers still hold? Looks at its files at
+ * most every RECHECK_NS (another process, such as the sharded tool, may have
+ * written to them). */
+static bool parked_fresh_locked(struct store *st)
+{
+	struct parked *pk = &st->parked;
+	struct file_sig db, wal;
+	int64_t now = store_now_ns();
+
+	if (st->db || !pk->valid)
+		return false;
+	if (now - pk->checked_ns < RECHECK_NS)
+		return true;
+	file_sig_read(st->path, "", &db);
+	file_sig_read(st->path, "-wal", &wal);
+	if (memcmp(&db, &pk->db, sizeof(db)) != 0 || memcmp(&wal, &pk->wal, sizeof(wal)) != 0) {
+		pk->valid = false;
+		return false;
+	}
+	pk->checked_ns = now;
+	return true;
+}
+
+/* Lock st and make sure its connection is open. */
+static enum sh_err lock_open(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	if (!st->db) {
+		parked_clear(&st->parked);
+		if (open_db(st, false, false) != SH_OK) {
+			pthread_mutex_unlock(&st->lock);
+			return SH_EIO;
+		}
+	}
+	lru_touch(st);
+	return SH_OK;
+}
+
+/* Lock st; *parked when its remembered answers hold, else open it. */
+static enum sh_err lock_answer(struct store *st, bool *parked)
+{
+	pthread_mutex_lock(&st->lock);
+	*parked = parked_fresh_locked(st);
+	if (*parked)
+		return SH_OK;
+	pthread_mutex_unlock(&st->lock);
+	return lock_open(st);
+}
+
+enum sh_err store_open(const char *path, bool create, bool sync_full, struct store **out)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct store *st = calloc(1, sizeof(*st));
 	enum sh_err err;
 
 	*out = NULL;
+	pthread_once(&once, sqlite_setup);
 	if (!st || !(st->path = strdup(path))) {
 		free(st);
 		return SH_ENOMEM;
 	}
 	pthread_mutex_init(&st->lock, NULL);
-	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
-		err = st->db ? db_fail(st, "open") : SH_ENOMEM;
-		store_close(st);
-		return err;
-	}
-	err = configure(st, sync_full);
+	st->sync_full = sync_full;
+	err = open_db(st, create, true);
 	if (err) {
 		store_close(st);
 		return err;
 	}
+	pthread_mutex_lock(&st->lock);
+	lru_touch(st);
+	pthread_mutex_unlock(&st->lock);
 	*out = st;
 	return SH_OK;
+}
+
+void store_park(struct store *st, bool remember)
+{
+	pthread_mutex_lock(&st->lock);
+	pthread_mutex_lock(&lru.lock);
+	lru_unlink(st);
+	pthread_mutex_unlock(&lru.lock);
+	if (st->db)
+		park_locked(st, remember);
+	pthread_mutex_unlock(&st->lock);
 }
 
 void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	pthread_mutex_lock(&st->lock);	/* a parker may hold it */
+	pthread_mutex_lock(&lru.lock);
+	lru_unlink(st);
+	pthread_mutex_unlock(&lru.lock);
 	for (int i = 0; i < st->ncache; i++)
 		sqlite3_finalize(st->cache[i].stmt);
 	sqlite3_close_v2(st->db);
+	parked_clear(&st->parked);
+	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_destroy(&st->lock);
 	free(st->path);
 	free(st);
-}
-
-static char *column_dup(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-
-	return t ? strdup((const char *)t) : NULL;
 }
 
 enum sh_err store_get(struct store *st, const char *model, const char *pk, char **doc,
@@ -253,7 +515,8 @@ enum sh_err store_get(struct store *st, const char *model, const char *pk, char 
 	enum sh_err err = SH_ENOENT;
 
 	*doc = NULL;
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	s = prep(st, "SELECT doc, mtime_ns FROM records WHERE model = ?1 AND pk = ?2");
 	if (!s) {
 		err = SH_EIO;
@@ -277,7 +540,8 @@ enum sh_err store_cache(struct store *st, const char *model, const char *pk, con
 	sqlite3_stmt *s;
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	/* not over a local write, nor back over a local deletion made meanwhile */
 	s = prep(st, "INSERT OR IGNORE INTO records(model, pk, doc, mtime_ns) SELECT ?1, ?2, ?3, ?4"
 		     " WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE model = ?1 AND pk = ?2)");
@@ -373,7 +637,8 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 {
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	err = exec(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		err = write_locked(st, model, pk, doc, seq);
@@ -391,7 +656,8 @@ enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, vo
 	sqlite3_stmt *s;
 	enum sh_err err = SH_OK;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	s = prep(st, "SELECT pk, length(CAST(doc AS BLOB)), mtime_ns FROM records"
 		     " WHERE model = ?1 ORDER BY pk");
 	if (!s) {
@@ -434,6 +700,26 @@ static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t
 	return SH_OK;
 }
 
+/* Lock st for a call that has nothing to do when the store is parked with an
+ * empty outbox: false (unlocked) then, else true with its connection open. */
+static bool lock_outbox(struct store *st, enum sh_err *err)
+{
+	bool parked;
+
+	*err = lock_answer(st, &parked);
+	if (*err)
+		return false;
+	if (!parked)
+		return true;
+	if (st->parked.stats.pending == 0) {
+		pthread_mutex_unlock(&st->lock);
+		return false;
+	}
+	pthread_mutex_unlock(&st->lock);
+	*err = lock_open(st);
+	return *err == SH_OK;
+}
+
 enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 				  int64_t hold_deletes_after_ns, size_t max, struct op **ops, size_t *n)
 {
@@ -442,7 +728,11 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 
 	*ops = NULL;
 	*n = 0;
-	pthread_mutex_lock(&st->lock);
+	if (!lock_outbox(st, &err)) {	/* parked with nothing to send */
+		if (!err && !(*ops = calloc(1, sizeof(**ops))))
+			err = SH_ENOMEM;
+		return err;
+	}
 	s = prep(st, "SELECT seq, op, model, pk, doc FROM outbox WHERE relayed_ns < ?1"
 		     " AND seq < coalesce((SELECT min(seq) FROM outbox WHERE op = 'D'"
 		     " AND relayed_ns = 0 AND mtime_ns > ?3), 9223372036854775807)"
@@ -466,7 +756,8 @@ static enum sh_err run_ints(struct store *st, const char *sql, int64_t a, int64_
 	sqlite3_stmt *s;
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	s = prep(st, sql);
 	if (s) {
 		if (sqlite3_bind_parameter_count(s) >= 1)
@@ -487,6 +778,11 @@ enum sh_err store_outbox_relayed(struct store *st, int64_t upto_seq, int64_t now
 
 enum sh_err store_outbox_unrelay(struct store *st)
 {
+	enum sh_err err;
+
+	if (!lock_outbox(st, &err))
+		return err;
+	pthread_mutex_unlock(&st->lock);
 	return run_ints(st, "UPDATE outbox SET relayed_ns = 0", 0, 0);
 }
 
@@ -515,7 +811,8 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 {
 	enum sh_err err = SH_OK;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	if (!pending_after_locked(st, model, pk, applied_seq))
 		err = put_record_locked(st, model, pk, doc, store_now_ns());
 	pthread_mutex_unlock(&st->lock);
@@ -549,7 +846,8 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 {
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	err = exec(st, "BEGIN IMMEDIATE");
 	for (size_t i = 0; i < n && !err; i++) {
 		int rc = 0;
@@ -574,7 +872,9 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 {
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	*dropped = 0;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	err = exec(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	pthread_mutex_unlock(&st->lock);
@@ -592,24 +892,55 @@ static int64_t count_locked(struct store *st, const char *sql)
 	return v;
 }
 
-enum sh_err store_stats(struct store *st, struct store_stats *stats)
+static void stats_locked(struct store *st, struct store_stats *stats)
 {
-	pthread_mutex_lock(&st->lock);
 	stats->pending = count_locked(st, "SELECT count(*) FROM outbox");
 	stats->in_flight = count_locked(st, "SELECT count(*) FROM outbox WHERE relayed_ns > 0");
 	stats->records = count_locked(st, "SELECT count(*) FROM records");
 	stats->oldest_pending_ns = count_locked(st, "SELECT coalesce(min(mtime_ns), 0) FROM outbox");
+}
+
+enum sh_err store_stats(struct store *st, struct store_stats *stats)
+{
+	bool parked;
+
+	memset(stats, 0, sizeof(*stats));
+	if (lock_answer(st, &parked) != SH_OK)
+		return SH_EIO;
+	if (parked)
+		*stats = st->parked.stats;
+	else
+		stats_locked(st, stats);
 	pthread_mutex_unlock(&st->lock);
 	return SH_OK;
+}
+
+/* A parked store's meta value: SH_ENOENT when it has none. */
+static enum sh_err parked_meta(const struct parked *pk, const char *key, char **value)
+{
+	for (int i = 0; i < pk->nmeta; i++) {
+		if (strcmp(pk->keys[i], key) == 0) {
+			*value = strdup(pk->values[i]);
+			return *value ? SH_OK : SH_ENOMEM;
+		}
+	}
+	return SH_ENOENT;
 }
 
 enum sh_err store_meta_get(struct store *st, const char *key, char **value)
 {
 	sqlite3_stmt *s;
 	enum sh_err err = SH_ENOENT;
+	bool parked;
 
 	*value = NULL;
-	pthread_mutex_lock(&st->lock);
+	if (lock_answer(st, &parked) != SH_OK)
+		return SH_EIO;
+	if (parked) {
+		err = parked_meta(&st->parked, key, value);
+		pthread_mutex_unlock(&st->lock);
+		return err;
+	}
 	s = prep(st, "SELECT value FROM meta WHERE key = ?1");
 	if (!s) {
 		err = SH_EIO;
@@ -629,7 +960,8 @@ enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
 {
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	err = meta_set_locked(st, key, value);
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -639,13 +971,22 @@ bool store_has_pending(struct store *st, const char *model, const char *pk)
 {
 	bool pending;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return true;	/* when unsure, keep the local write */
 	pending = pending_after_locked(st, model, pk, INT64_MIN);
 	pthread_mutex_unlock(&st->lock);
 	return pending;
 }
 
+static void forget_answers(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->parked.valid = false;
+	pthread_mutex_unlock(&st->lock);
+}
+
 struct store_load {
+	struct store *st;
 	sqlite3 *db;
 	sqlite3_stmt *insert;
 	char *path;
@@ -666,6 +1007,8 @@ enum sh_err store_load_begin(struct store *st, bool replace, struct store_load *
 		free(ld);
 		return SH_ENOMEM;
 	}
+	ld->st = st;
+	forget_answers(st);	/* the load writes through a connection of its own */
 	if (sqlite3_open_v2(st->path, &ld->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
 	    SQLITE_OK) {
 		sqlite3_busy_timeout(ld->db, 30000);
@@ -713,6 +1056,8 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 	if (!ld)
 		return SH_OK;
 	sqlite3_finalize(ld->insert);
+	if (ld->st)
+		forget_answers(ld->st);
 	if (ld->db) {
 		if (commit)
 			err = load_exec(ld, "COMMIT");
@@ -729,7 +1074,9 @@ enum sh_err store_expire(struct store *st, int64_t *dropped)
 {
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	*dropped = 0;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	err = exec(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	if (!err)
@@ -745,7 +1092,8 @@ enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta)
 	sqlite3_stmt *s;
 	enum sh_err err;
 
-	pthread_mutex_lock(&st->lock);
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
 	s = prep(st, "INSERT INTO meta(key, value) VALUES(?1, max(0, ?2))"
 		     " ON CONFLICT(key) DO UPDATE SET value = max(0, CAST(value AS INTEGER) + ?2)");
 	if (s) {

@@ -40,6 +40,18 @@ enum sh_err store_open(const char *path, bool create, bool sync_full, struct sto
 /* Accepts NULL. */
 void store_close(struct store *st);
 
+/* At most max block connections are open at once (default 64): beyond that
+ * the least recently used store is parked, its SQLite connection closed. A
+ * parked store answers store_stats and store_meta_get from memory while its
+ * files stay as they were, and opens again on any other call. */
+void store_set_max_open(size_t max);
+size_t store_open_count(void);
+
+/* Park st now; remember: answer from memory as above, else open on the next
+ * call of any kind. SQLite connections must not cross a fork: park every
+ * store before one, and without remember in the child for any opened since. */
+void store_park(struct store *st, bool remember);
+
 /* The stored document of a record; *doc is malloc'd. SH_ENOENT when absent. */
 enum sh_err store_get(struct store *st, const char *model, const char *pk, char **doc,
 		      int64_t *mtime_ns);

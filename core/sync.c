@@ -637,6 +637,18 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 	return r;
 }
 
+/* A removed block whose last pending write is in PostgreSQL: delete it now. */
+static void finish_retiring(struct sync *s, struct block *b)
+{
+	bool retired;
+
+	if (blockset_remove(s->cfg.blocks, b->id, &retired) == SH_OK && !retired) {
+		sh_log(LOG_INFO, "block '%s': its last pending write is in PostgreSQL; file removed",
+		       b->id);
+		sync_forget_block(s, b->id);
+	}
+}
+
 static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *pg, char *err,
 				   size_t errlen)
 {
@@ -657,6 +669,8 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 			enum pass_result r = apply_block(s, blocks[i], rc, pg, claim, err, errlen);
 			if (r > result)
 				result = r;
+		} else if (atomic_load(&blocks[i]->retiring)) {
+			finish_retiring(s, blocks[i]);
 		}
 		block_put(blocks[i]);
 	}

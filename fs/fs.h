@@ -45,9 +45,6 @@ void fs_open_untrack(struct fs *fs, struct open_file *f);
 /* Release every file still open (at exit, after the session loop). */
 void fs_open_release_all(struct fs *fs);
 
-/* Is name a record's file name ("<key>.json", not hidden)? pk gets the key. */
-int record_name(const char *name, char *pk, size_t pklen);
-
 /* Scratch files (scratch_ops.c): requests on NODE_SCRATCH nodes. */
 void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
 		 const char *name, mode_t mode, struct fuse_file_info *fi);

@@ -74,29 +74,6 @@ void fs_open_release_all(struct fs *fs)
 
 /* ---- names --------------------------------------------------------------- */
 
-int record_name(const char *name, char *pk, size_t pklen)
-{
-	size_t n = strlen(name), s = strlen(JSON_SUFFIX);
-
-	if (name[0] == '.' || n <= s || strcmp(name + n - s, JSON_SUFFIX) != 0 || n - s >= pklen)
-		return 0;
-	memcpy(pk, name, n - s);
-	pk[n - s] = '\0';
-	return 1;
-}
-
-/* "<pk>.json" -> pk; 0 on success. */
-static int record_pk(const char *name, char *pk, size_t pklen)
-{
-	size_t n = strlen(name), s = strlen(JSON_SUFFIX);
-
-	if (!record_name(name, pk, pklen))
-		return -1;
-	memcpy(pk, name, n - s);
-	pk[n - s] = '\0';
-	return 0;
-}
-
 static int ctl_from_name(const char *name, enum ctl_file *f)
 {
 	for (int i = 0; i < CTL_COUNT; i++) {
@@ -254,7 +231,7 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			return SH_OK;
 		}
 		proto->kind = NODE_RECORD;
-		return record_pk(name, proto->pk, sizeof(proto->pk)) ? SH_ENOENT : SH_OK;
+		return doc_record_name(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
 	default:
 		return SH_ENOENT;
 	}
@@ -483,7 +460,8 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 		if (blockset_snapshot(engine_blocks(fs->engine), &blocks, &n))
 			return SH_ENOMEM;
 		for (size_t i = 0; i < n; i++) {
-			list_add(l, blocks[i]->id, S_IFDIR);
+			if (!atomic_load(&blocks[i]->retiring))	/* removed, still sending */
+				list_add(l, blocks[i]->id, S_IFDIR);
 			block_put(blocks[i]);
 		}
 		free(blocks);
@@ -760,7 +738,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? EPERM : ENOENT);
 		return;
 	}
-	if (!record_name(name, proto.pk, sizeof(proto.pk))) {
+	if (!doc_record_name(name, proto.pk, sizeof(proto.pk))) {
 		sops_create(req, fs, parent, &p, name, mode, fi);
 		return;
 	}
@@ -1133,7 +1111,7 @@ static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_in
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
 	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
 		return EEXIST;
-	if (dst.kind == NODE_SCRATCH || !record_name(newname, dst.pk, sizeof(dst.pk))) {
+	if (dst.kind == NODE_SCRATCH || !doc_record_name(newname, dst.pk, sizeof(dst.pk))) {
 		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
 		dst.kind = NODE_SCRATCH;
 		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);

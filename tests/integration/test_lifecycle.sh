@@ -448,8 +448,9 @@ check "redis back: the write reaches PostgreSQL" wait_for 30 pg_is unsynced-2 's
 check "redis back: user-2 has nothing pending" wait_for 15 pending_is_zero user-2
 
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL down: loads fail, expiry waits for the outbox, rmdir is refused, invalidate keeps
-# unsynced writes. Then PostgreSQL comes back: everything syncs, user-1 expires, rmdir works.
+# PostgreSQL down: loads fail, expiry waits for the outbox, rmdir hides a block whose write is
+# pending, invalidate keeps unsynced writes. Then PostgreSQL comes back: everything syncs, the
+# removed block's file goes, user-1 expires.
 
 R=$MNT/rm-1
 require "mkdir M/rm-1 (no rule)" mkdir "$R"
@@ -466,10 +467,12 @@ check "pg down: echo 1 > user-1/ttl is accepted" put "$U1/ttl" 1
 ttl_set=$(now_ms)
 
 check "pg down: a new record in rm-1 is accepted" put "$R/User/77.json" '{"id":77,"email":"rm77@example.com"}'
-check "pg down: rmdir M/rm-1 fails with EBUSY" fails_with "Device or resource busy" rmdir "$R"
-check "pg down: rm-1 is still listed" listed rm-1
-check "pg down: rm-1's SQLite file is still there" test -f "$DATA/rm-1.sqlite"
-check_eq "pg down: rm-1's record is still readable" rm77@example.com "$(jq -r .email "$R/User/77.json" 2>&1)"
+check "pg down: rmdir M/rm-1 with a pending write succeeds" rmdir "$R"
+check "pg down: rm-1 is no longer listed" not_listed rm-1
+check "pg down: M/rm-1/User/77.json is gone for the user" fails_with "No such file or directory" cat "$R/User/77.json"
+check "pg down: rm-1's SQLite file stays until its write is in PostgreSQL" test -f "$DATA/rm-1.sqlite"
+check "pg down: mkdir M/rm-1 again is EBUSY while the old one's write is pending" \
+  fails_with "Device or resource busy" mkdir "$R"
 
 check "pg down: a write to user-2/User/2.json is accepted" put "$U2/User/2.json" '{"name":"offline-2"}'
 inv_rc=0; timeout 15 bash -c "echo 1 > '$U2/invalidate'" 2>"$T/inv.err" || inv_rc=$?
@@ -499,10 +502,12 @@ check_eq "expired: state ready after the reload" ready "$(status_of user-1 state
 check_eq "expired: the loader ran again (Order rows back)" "10.json 11.json" "$(listing "$U1/Order")"
 check_eq "expired: 3 records after the reload" 3 "$(records_of user-1)"
 
-check "pg back: rm-1's write reaches PostgreSQL" wait_for 30 pg_is 1 'select count(*) from "User" where id = 77'
-check "pg back: rm-1 has nothing pending" wait_for 15 pending_is_zero rm-1
-check "pg back: rmdir M/rm-1 now succeeds" rmdir "$R"
-check "rm-1 is no longer listed" not_listed rm-1
+check "pg back: the removed rm-1's write reaches PostgreSQL" wait_for 30 pg_is 1 'select count(*) from "User" where id = 77'
+check "pg back: then rm-1's SQLite file goes" wait_for 15 no_trace rm-1
+check "rm-1 is still not listed" not_listed rm-1
+check "mkdir M/rm-1 works again, empty" mkdir "$R"
+check_eq "the new rm-1 holds nothing of the old one" 0 "$(records_of rm-1)"
+check "rmdir M/rm-1 (nothing pending) succeeds" rmdir "$R"
 check "rm-1's SQLite file is gone" no_trace rm-1
 check "pg back: user-2's write reaches PostgreSQL" wait_for 30 pg_is offline-2 'select name from "User" where id = 2'
 check_eq "pg back: user-2 shows it" offline-2 "$(jq -r .name "$U2/User/2.json" 2>&1)"

@@ -122,6 +122,7 @@ static void test_blockset_lifecycle(void **state)
 	char data[256];
 	struct blockset *bs;
 	struct block *a, *b, *c, *got, **snap;
+	bool retired;
 	size_t n;
 	int64_t seq;
 	char *doc;
@@ -163,26 +164,36 @@ static void test_blockset_lifecycle(void **state)
 		block_put(snap[i]);
 	free(snap);
 
-	/* a block with pending writes cannot go */
+	/* a block with pending writes retires: hidden, its file kept, its id busy */
 	assert_int_equal(store_write(a->store, "User", "1", "{\"id\":1}", &seq), SH_OK);
 	assert_int_equal(store_write(b->store, "User", "9", "{\"id\":9}", &seq), SH_OK);
 	assert_int_equal(store_outbox_applied(b->store, seq), SH_OK);	/* b keeps a synced record */
 	assert_int_equal(store_write(a->store, "User", "2", NULL, &seq), SH_OK);
-	assert_int_equal(blockset_remove(bs, "a"), SH_EBUSY);
-	assert_int_equal(blockset_count(bs), 3);
+	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
+	assert_true(retired);
+	assert_true(atomic_load(&a->removed));
+	assert_true(atomic_load(&a->retiring));
 	assert_true(exists(data, "a.sqlite"));
-	assert_int_equal(blockset_get(bs, "a", &got), SH_OK);
-	block_put(got);
+	assert_int_equal(blockset_get(bs, "a", &got), SH_ENOENT);
+	assert_int_equal(blockset_create(bs, "a", &got), SH_EBUSY);
+	assert_int_equal(blockset_snapshot(bs, &snap, &n), SH_OK);	/* the sync still sees it */
+	assert_int_equal(n, 3);
+	assert_string_equal(snap[0]->id, "a");
+	for (size_t i = 0; i < n; i++)
+		block_put(snap[i]);
+	free(snap);
 	assert_int_equal(store_outbox_applied(a->store, seq - 1), SH_OK);
-	assert_int_equal(blockset_remove(bs, "a"), SH_EBUSY);
+	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
+	assert_true(retired);
 
 	/* once everything is applied it goes, with its files */
 	assert_int_equal(store_outbox_applied(a->store, seq), SH_OK);
-	assert_int_equal(blockset_remove(bs, "a"), SH_OK);
+	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
+	assert_false(retired);
 	assert_int_equal(blockset_count(bs), 2);
 	assert_int_equal(blockset_get(bs, "a", &got), SH_ENOENT);
-	assert_int_equal(blockset_remove(bs, "a"), SH_ENOENT);
-	assert_int_equal(blockset_remove(bs, "zz"), SH_ENOENT);
+	assert_int_equal(blockset_remove(bs, "a", &retired), SH_ENOENT);
+	assert_int_equal(blockset_remove(bs, "zz", &retired), SH_ENOENT);
 	/* our reference stays usable until put */
 	assert_true(atomic_load(&a->removed));
 	assert_int_equal(store_get(a->store, "User", "1", &doc, NULL), SH_OK);
@@ -194,7 +205,8 @@ static void test_blockset_lifecycle(void **state)
 	assert_int_equal(blockset_create(bs, "a", &a), SH_OK);
 	assert_int_equal(store_get(a->store, "User", "1", &doc, NULL), SH_ENOENT);
 	block_put(a);
-	assert_int_equal(blockset_remove(bs, "a"), SH_OK);
+	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
+	assert_false(retired);
 	assert_int_equal(count_prefixed(data, "a.sqlite"), 0);
 
 	block_put(b);
@@ -209,6 +221,7 @@ static void test_blockset_reopen(void **state)
 	char data[256], path[512];
 	struct blockset *bs;
 	struct block *b, **snap;
+	bool retired;
 	size_t n;
 	int64_t seq;
 	char *doc;
@@ -253,8 +266,16 @@ static void test_blockset_reopen(void **state)
 	free(doc);
 	assert_true(store_has_pending(b->store, "User", "5"));
 	block_put(b);
-	assert_int_equal(blockset_remove(bs, "user-2"), SH_EBUSY);
+	assert_int_equal(blockset_remove(bs, "user-2", &retired), SH_OK);
+	assert_true(retired);
 	assert_int_equal(blockset_create(bs, "user-1", &b), SH_EEXIST);
+	blockset_close(bs);
+
+	/* retiring survives a restart */
+	assert_int_equal(blockset_open(data, false, &bs), SH_OK);
+	assert_int_equal(blockset_get(bs, "user-2", &b), SH_ENOENT);
+	assert_int_equal(blockset_create(bs, "user-2", &b), SH_EBUSY);
+	assert_int_equal(blockset_count(bs), 2);
 	blockset_close(bs);
 	assert_true(exists(data, "notes.txt"));
 }

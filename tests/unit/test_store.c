@@ -460,6 +460,89 @@ static void test_reopen_keeps_everything(void **state)
 	assert_doc(f->st, "User", "4", "{}");
 }
 
+/* With room for two connections, five stores stay usable: the least recently
+ * used are parked, answer counts and meta from memory, see a write made by
+ * another connection (as the sharded tool would) once they look at their
+ * files again, and reopen for anything else. */
+static void test_parking(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st[5];
+	struct store_stats stats;
+	struct op *ops;
+	size_t n;
+	int64_t seq;
+	char path[192], *v;
+
+	store_set_max_open(2);
+	for (int i = 0; i < 5; i++) {
+		char pk[8];
+
+		snprintf(path, sizeof(path), "%s/p%d.sqlite", f->dir, i);
+		assert_int_equal(store_open(path, true, false, &st[i]), SH_OK);
+		snprintf(pk, sizeof(pk), "%d", i);
+		assert_int_equal(store_write(st[i], "User", pk, "{\"id\":1}", &seq), SH_OK);
+		assert_int_equal(store_meta_set(st[i], "ttl", "7"), SH_OK);
+		assert_true(store_open_count() <= 2);
+	}
+	/* st[0] is parked: it answers without opening */
+	assert_int_equal(store_stats(st[0], &stats), SH_OK);
+	assert_int_equal(stats.pending, 1);
+	assert_int_equal(stats.records, 1);
+	assert_int_equal(store_meta_get(st[0], "ttl", &v), SH_OK);
+	assert_string_equal(v, "7");
+	free(v);
+	assert_int_equal(store_meta_get(st[0], "nothing", &v), SH_ENOENT);
+	assert_true(store_open_count() <= 2);
+	/* its outbox is not empty: the relay's question opens it */
+	relay(st[0], INT64_MAX, 10, &ops, &n);
+	assert_int_equal(n, 1);
+	op_free_array(ops, n);
+	assert_int_equal(store_outbox_applied(st[0], seq + 1000000), SH_OK);
+	assert_doc(st[0], "User", "0", "{\"id\":1}");
+	assert_true(store_open_count() <= 2);
+
+	/* park st[0] with an empty outbox, then write to its file through
+	 * another connection: within a second it still answers from memory,
+	 * after that it sees the change */
+	for (int i = 1; i < 5; i++)
+		assert_int_equal(store_stats(st[i], &stats), SH_OK);
+	assert_int_equal(store_meta_set(st[3], "x", "1"), SH_OK);
+	assert_int_equal(store_meta_set(st[4], "x", "1"), SH_OK);
+	assert_int_equal(store_stats(st[0], &stats), SH_OK);
+	assert_int_equal(stats.pending, 0);
+	relay(st[0], INT64_MAX, 10, &ops, &n);	/* parked, empty: nothing, no open */
+	assert_int_equal(n, 0);
+	op_free_array(ops, n);
+	{
+		struct store *other;
+
+		snprintf(path, sizeof(path), "%s/p0.sqlite", f->dir);
+		assert_int_equal(store_open(path, false, false, &other), SH_OK);
+		assert_int_equal(store_write(other, "User", "9", "{\"id\":9}", &seq), SH_OK);
+		store_close(other);
+	}
+	sleep(1);
+	usleep(100 * 1000);
+	assert_int_equal(store_stats(st[0], &stats), SH_OK);
+	assert_int_equal(stats.pending, 1);
+	assert_int_equal(stats.records, 2);
+	relay(st[0], INT64_MAX, 10, &ops, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(ops[0].pk, "9");
+	op_free_array(ops, n);
+
+	/* parked on purpose, forgetting: the next call of any kind opens */
+	store_park(st[1], false);
+	assert_int_equal(store_meta_get(st[1], "ttl", &v), SH_OK);
+	assert_string_equal(v, "7");
+	free(v);
+	for (int i = 0; i < 5; i++)
+		store_close(st[i]);
+	assert_true(store_open_count() <= 1);	/* at most the fixture's own */
+	store_set_max_open(64);
+}
+
 static void test_open_missing(void **state)
 {
 	struct fixture *f = *state;
@@ -545,6 +628,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parking, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_blocks_do_not_reuse_seqs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_grace_and_revoke, setup, teardown),
