@@ -5,6 +5,12 @@
 # unsynced writes, rmdir with pending writes, every control file with good and bad values, the
 # Prometheus metrics file parsed by prometheus_client, the kernel cache after a reload, a bad
 # rules file failing the mount, and a block's ttl surviving a remount.
+# Also: a load made slow by PostgreSQL (pg_sleep in the rule) that readers wait for, with its
+# progress (load_rows, load_total) in sync-status; expiry of a big block not holding up reads of
+# other blocks; control-file values split over two write() calls, writes to the read-only
+# sync-status, ttl read while another process rewrites it; TTL as idle time (reads and writes
+# keep a block); stat's size after PostgreSQL rewrote a record (trigger, default) and after an
+# expiry and reload; rmdir deleting a block's settings; rm -r of a block.
 #
 # Needs python3-prometheus-client (Debian) for the metrics checks.
 # BIG_ROWS (default 200000) sets the size of the table used to watch a load in progress.
@@ -14,6 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIG_ROWS=${BIG_ROWS:-200000}
 ORDER_LIMIT=5        # the user-{id} rule keeps the newest ORDER_LIMIT orders
 EXTRA_ORDERS=8       # user 2 gets this many more orders, so it has more than the limit
+SLOW_ROWS=20         # slow-{n} loads this many rows, PostgreSQL sleeping 0.1 s on each
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -99,6 +106,18 @@ psql_q "insert into \"Order\" (id, \"userId\", total, status, placed_at)
 psql_q "create table \"Big\" (id bigint primary key, v text not null);
         insert into \"Big\" select g, md5(g::text) from generate_series(1, $BIG_ROWS) g;
         analyze \"Big\"" >/dev/null
+# Slow: rows of 9000 bytes, so that PostgreSQL sends each one as it is produced (it flushes its
+# 8 KiB output buffer) and a load's progress shows row by row.
+psql_q "create table \"Slow\" (id bigint primary key, v text not null);
+        insert into \"Slow\" select g, repeat(chr(97 + g % 26), 9000) from generate_series(1, $SLOW_ROWS) g" >/dev/null
+# Note: PostgreSQL rewrites every write of a row (a trigger) and fills a default, so a synced
+# record changes size when it is refreshed from PostgreSQL's answer.
+psql_q "create table \"Note\" (id bigint primary key, body text not null, rev int not null default 0,
+          tag text not null default 'filled-in-by-a-postgresql-default');
+        create function note_stamp() returns trigger language plpgsql as \$\$
+          begin new.rev := coalesce(new.rev, 0) + 1; new.body := new.body || ' (seen by postgres)'; return new; end \$\$;
+        create trigger note_stamp before insert or update on \"Note\" for each row execute function note_stamp();
+        insert into \"Note\" (id, body) select g, 'note ' || g from generate_series(1, 9) g" >/dev/null
 
 RULES=$T/loaders.rules
 cat >"$RULES" <<EOF
@@ -124,6 +143,10 @@ block big-{n}
 # fails at run time at row 100000 of a sequential scan
 block bighalf-{n}
     Big where "id" >= \$n and 1.0 / ("id" - 100000) <> 0
+
+# slow: PostgreSQL sleeps 0.1 s on every row, when counting load_total and again when loading
+block slow-{n}
+    Slow where "id" <= \$n and pg_sleep(0.1) is not null
 EOF
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +335,7 @@ started=$(now_ms)
 ) >"$T/reload.out" 2>&1 &
 job=$!
 track_pid "$job"
-seen=0 went_down=0 bad_total="" last_rows=0 reader="" reader_ms=0 reader_waited="" obs=""
+seen=0 went_down=0 bad_total="" last_rows=0 reader="" reader_ms=0 reader_waited="" obs="" total_known=0
 while (($(now_ms) - started < 180000)); do
   s=$(timeout 10 cat "$BIGB/sync-status" 2>/dev/null || true)
   st=$(awk '$1 == "state" {print $2}' <<<"$s")
@@ -326,6 +349,7 @@ while (($(now_ms) - started < 180000)); do
       if ((rows > 0)); then
         seen=1
         [[ $total == - || ($total =~ ^[0-9]+$ && total -ge rows) ]] || bad_total+=" $rows/$total"
+        if [[ $total == "$BIG_ROWS" ]]; then total_known=1; fi
       fi
     fi
     if ((seen)) && [[ -z $reader ]]; then   # a reader of a record while the block loads
@@ -350,19 +374,162 @@ check_eq "reload: invalidate and a read after it succeed" "invalidate 0 cat 0" "
 check_eq "reload: sync-status showed state loading with load_rows > 0" 1 "$seen"
 check_eq "reload: load_rows never went down" 0 "$went_down"
 check_eq "reload: load_total is '-' or a number >= load_rows" "" "$bad_total"
-if [[ -n $reader_waited ]]; then
-  check_eq "reload: a read of a record during the load waits for it" yes "$reader_waited"
-else
-  log "the load ended within 0.3 s of the reader starting: could not see the reader wait"
-fi
+# life.c counts the rows (SELECT count(*) of every rule line) before it streams them
+check_eq "reload: while rows streamed, load_total showed the count ($BIG_ROWS)" 1 "$total_known"
+# This load may be too fast to watch a reader wait; slow-N below makes sure of it.
+log "big-1: a reader started during the reload still waited 0.3 s later: ${reader_waited:-(the load ended first)}"
 check_eq "reload: that read then succeeds with the row" \
   "0 $BIG_ROWS $(psql_q "select v from \"Big\" where id = $BIG_ROWS")" \
   "$reader_rc $(jq -r '"\(.id) \(.v)"' "$T/reader.out" 2>&1)"
 check_eq "reload: state ready afterwards" ready "$(status_of big-1 state)"
 check_eq "reload: all $BIG_ROWS rows are back" "$BIG_ROWS" "$(records_of big-1)"
+
+# Expiry never blocks requests: while big-1 ($BIG_ROWS records) expires (the records are deleted
+# and the file vacuumed), reads of other blocks keep answering.
+cat >"$T/timed_reads.py" <<'EOF'
+# timed_reads.py STOPFILE FILE...: read the FILEs in turn, every 50 ms, until STOPFILE exists.
+# One line per read: "<start, unix ms> <duration ms> <bytes read, or the errno's name>".
+import errno, os, sys, time
+stop, files, i = sys.argv[1], sys.argv[2:], 0
+while not os.path.exists(stop):
+    f = files[i % len(files)]
+    i += 1
+    start, t0 = time.time(), time.monotonic()
+    try:
+        with open(f, "rb") as fh:
+            r = str(len(fh.read()))
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    print(int(start * 1000), int((time.monotonic() - t0) * 1000), r, f, flush=True)
+    time.sleep(0.05)
+EOF
+rm -f "$T/reads.stop"
+python3 "$T/timed_reads.py" "$T/reads.stop" "$U1/User/1.json" "$U2/Order/20.json" "$F/User/1.json" \
+  "$F/sync-status" >"$T/reads.out" 2>&1 &
+reads_pid=$!
+track_pid "$reads_pid"
+sleep 0.5
+check "big-1: echo 1 > ttl (it was last used a while ago)" put "$BIGB/ttl" 1
+exp_from=$(now_ms)
+check "big-1 expires (sync-status state expired)" wait_for 30 state_is big-1 expired
+exp_to=$(now_ms)
+sleep 0.3
+touch "$T/reads.stop"
+wait "$reads_pid" || true
+log "big-1 expired $((exp_to - exp_from)) ms after its ttl was set to 1"
+check_eq "big-1: its records were dropped" 0 "$(records_of big-1)"
+during=$(awk -v a="$exp_from" -v b="$exp_to" '$1 >= a && $1 <= b' "$T/reads.out")
+check "reads of other blocks went on while big-1 expired (>= 5 of them)" \
+  test "$(grep -c . <<<"$during" || true)" -ge 5
+check_eq "every read of another block succeeded and took < 1 s while big-1 expired" "" \
+  "$(awk '$2 >= 1000 || $3 !~ /^[0-9]+$/ || $3 == 0' "$T/reads.out")"
+log "reads during the expiry: $(grep -c . <<<"$during" || true), slowest $(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$T/reads.out") ms"
 check "rmdir M/big-1 (nothing pending) succeeds" rmdir "$BIGB"
 check "big-1 is no longer listed" not_listed big-1
 check "big-1's SQLite file is gone" no_trace big-1
+
+# ---------------------------------------------------------------------------------------------
+# A slow load: slow-N's rule has PostgreSQL sleep 0.1 s on every row, once while counting
+# load_total and again while loading, so that a load of SLOW_ROWS rows takes about
+# 2 * SLOW_ROWS * 0.1 s. Readers wait for it; sync-status shows its progress.
+
+SL=$MNT/slow-$SLOW_ROWS
+# slow_sig FILE: "<id> <md5 of v>" of a Slow record file, or the error; pg_slow_sig ID: the same
+# from PostgreSQL.
+slow_sig() {
+  python3 -c 'import hashlib, json, sys; d = json.load(open(sys.argv[1])); print(d["id"], hashlib.md5(d["v"].encode()).hexdigest())' \
+    "$1" 2>&1 | tail -n 1 || true
+}
+pg_slow_sig() { psql_q "select id || ' ' || md5(v) from \"Slow\" where id = $1"; }
+# bg_cat NAME FILE: cat FILE in the background into $T/NAME.out, its status into $T/NAME.rc.
+bg_cat() {
+  (rc=0; timeout 60 cat "$2" >"$T/$1.out" 2>&1 || rc=$?; echo "$rc" >"$T/$1.rc") &
+  BG_PID=$!
+  track_pid "$BG_PID"
+}
+
+# mkdir: a reader started while it loads waits (in the kernel: mkdir holds the root directory),
+# then sees the loaded record.
+started=$(now_ms)
+mkdir "$SL" 2>"$T/slow-mkdir.err" &
+mk_pid=$!
+track_pid "$mk_pid"
+sleep 1
+mk_then=$(alive "$mk_pid" && echo loading || echo done)
+bg_cat slow-r1 "$SL/Slow/3.json"
+r1=$BG_PID
+sleep 1
+r1_then=$(alive "$r1" && echo waiting || echo done)
+mk_later=$(alive "$mk_pid" && echo loading || echo done)
+mk_rc=0; wait "$mk_pid" || mk_rc=$?
+mk_ms=$(($(now_ms) - started))
+wait "$r1" || true
+log "mkdir slow-$SLOW_ROWS took $mk_ms ms"
+check_eq "slow: mkdir M/slow-$SLOW_ROWS succeeds" "0 " "$mk_rc $(cat "$T/slow-mkdir.err")"
+check "slow: the load took >= 2 s (PostgreSQL sleeps on every row; took $mk_ms ms)" test "$mk_ms" -ge 2000
+check_eq "slow: mkdir was still loading when the reader started and 1 s later" "loading loading" "$mk_then $mk_later"
+check_eq "slow: a read of M/slow-$SLOW_ROWS/Slow/3.json started during mkdir still waited 1 s later" waiting "$r1_then"
+check_eq "slow: that read then returned the loaded record (not ENOENT)" "0 $(pg_slow_sig 3)" \
+  "$(cat "$T/slow-r1.rc" 2>&1) $(slow_sig "$T/slow-r1.out")"
+check_eq "slow: all $SLOW_ROWS rows are in SQLite" "$SLOW_ROWS" "$(records_of "slow-$SLOW_ROWS")"
+check_eq "slow: sync-status after mkdir: state ready, load_rows and load_total $SLOW_ROWS" \
+  "ready $SLOW_ROWS $SLOW_ROWS" \
+  "$(status_of "slow-$SLOW_ROWS" state) $(status_of "slow-$SLOW_ROWS" load_rows) $(status_of "slow-$SLOW_ROWS" load_total)"
+
+# echo 1 > invalidate: the reload's progress in sync-status, and a reader that waits for it in
+# the daemon (the block's directory exists, so nothing holds the reader up in the kernel).
+started=$(now_ms)
+(rc=0; echo 1 >"$SL/invalidate" || rc=$?; echo "$rc" >"$T/slow-inv.rc") 2>"$T/slow-inv.err" &
+inv=$!
+track_pid "$inv"
+obs="" r2="" r2_ms=0 r2_then=""
+while alive "$inv" && (($(now_ms) - started < 60000)); do
+  s=$(timeout 10 cat "$SL/sync-status" 2>/dev/null || true)
+  st=$(awk '$1 == "state" {print $2}' <<<"$s")
+  if [[ $st == loading ]]; then
+    obs+=" $(awk '$1 == "load_rows" {print $2}' <<<"$s")/$(awk '$1 == "load_total" {print $2}' <<<"$s")"
+    if [[ -z $r2 ]]; then
+      bg_cat slow-r2 "$SL/Slow/7.json"
+      r2=$BG_PID r2_ms=$(now_ms)
+    fi
+  fi
+  if [[ -n $r2 && -z $r2_then ]] && (($(now_ms) - r2_ms >= 500)); then
+    # the reader first, then the state: a reader alive while the block still loads waited
+    r2_then="$(alive "$r2" && echo waiting || echo done) $(status_of "slow-$SLOW_ROWS" state)"
+  fi
+  sleep 0.05
+done
+wait "$inv" || true
+[[ -z $r2 ]] || wait "$r2" || true
+log "reload of slow-$SLOW_ROWS took $(($(now_ms) - started)) ms; load_rows/load_total seen:$obs"
+check_eq "slow: echo 1 > invalidate succeeds" "0 " "$(cat "$T/slow-inv.rc" 2>&1) $(cat "$T/slow-inv.err")"
+check "slow: sync-status showed state loading during the reload" test -n "$obs"
+check_eq "slow: a read started during the reload was still waiting 0.5 s later, the block still loading" \
+  "waiting loading" "$r2_then"
+check_eq "slow: that read then returned the reloaded record (not ENOENT)" "0 $(pg_slow_sig 7)" \
+  "$(cat "$T/slow-r2.rc" 2>&1) $(slow_sig "$T/slow-r2.out")"
+# load_rows only grows and goes through several values; load_total is '-' while PostgreSQL
+# counts, then the count, never anything else.
+prog=$(awk -v n="$SLOW_ROWS" '
+  { for (i = 1; i <= NF; i++) {
+      split($i, a, "/"); r = a[1]; t = a[2]
+      if (r !~ /^[0-9]+$/) { bad = bad " " $i; continue }
+      if (r + 0 < last) down = 1
+      last = r + 0
+      if (r > 0 && r < n) mid[r] = 1
+      if (t == "-") { if (known) bad = bad " " $i; dash = 1 }
+      else if (t == n) known = 1
+      else bad = bad " " $i
+  } }
+  END { m = 0; for (k in mid) m++
+        printf "down=%d dash=%d known=%d mids>=3=%s bad=%s", down, dash, known, (m >= 3 ? "yes" : "no(" m ")"), bad }' <<<"$obs")
+check_eq "slow: load_rows grew through several values, load_total went from '-' to $SLOW_ROWS" \
+  "down=0 dash=1 known=1 mids>=3=yes bad=" "$prog"
+check_eq "slow: after the reload: state ready, load_rows and load_total $SLOW_ROWS" \
+  "ready $SLOW_ROWS $SLOW_ROWS" \
+  "$(status_of "slow-$SLOW_ROWS" state) $(status_of "slow-$SLOW_ROWS" load_rows) $(status_of "slow-$SLOW_ROWS" load_total)"
+check_eq "slow: all $SLOW_ROWS rows are back" "$SLOW_ROWS" "$(records_of "slow-$SLOW_ROWS")"
+check "rmdir M/slow-$SLOW_ROWS succeeds" rmdir "$SL"
 
 # ---------------------------------------------------------------------------------------------
 # Control files, good and bad values (block free-x).
@@ -396,6 +563,86 @@ check_eq "ttl: unchanged after the write at an offset" 120 "$(content "$F/ttl")"
 check "ttl: an open with O_TRUNC and no write succeeds" bash -c ": > '$F/ttl'"
 check_eq "ttl: unchanged by an open with O_TRUNC and no write" 120 "$(content "$F/ttl")"
 
+# A value split over two write() calls on one descriptor: each write() is taken as the whole
+# value (fs/ops.c ctl_write, README "a write must be the whole value"), so the first sets the
+# ttl and the second, at offset 2, is EINVAL. The two parts never join into one value.
+cat >"$T/split_write.py" <<'PY'
+# split_write.py FILE PART...: one open (O_WRONLY), one write() per PART, then close; prints
+# what each call returned.
+import errno, os, sys
+fd, out = os.open(sys.argv[1], os.O_WRONLY), []
+for part in sys.argv[2:]:
+    try:
+        out.append("wrote %d" % os.write(fd, part.encode()))
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+try:
+    os.close(fd)
+    out.append("closed")
+except OSError as e:
+    out.append("close " + errno.errorcode.get(e.errno, str(e.errno)))
+print(", ".join(out))
+PY
+check_eq "ttl: '36' then '00\\n' in two write() calls: the first is the whole value, the second EINVAL" \
+  "wrote 2, EINVAL, closed" "$(python3 "$T/split_write.py" "$F/ttl" 36 $'00\n' 2>&1)"
+check_eq "ttl: reads 36 after the split write (never 3600)" 36 "$(content "$F/ttl")"
+check_eq "ttl: '7200' then '\\n' in two write() calls: the first is the whole value, the second EINVAL" \
+  "wrote 4, EINVAL, closed" "$(python3 "$T/split_write.py" "$F/ttl" 7200 $'\n' 2>&1)"
+check_eq "ttl: reads 7200 after it" 7200 "$(content "$F/ttl")"
+
+# Reads of ttl while another process rewrites it in a loop: always one whole value.
+cat >"$T/ttl_race.py" <<'PY'
+# ttl_race.py FILE N: a child process writes "3600\n" and "8640000\n" to FILE in turn (open with
+# O_TRUNC, one write, close) while this one reads FILE N times. Prints a JSON summary.
+import json, os, signal, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+values = [b"3600\n", b"8640000\n"]
+rd, wr = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(rd)
+    i = 0
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, values[i % 2])
+            os.write(wr, b"w")
+        except OSError:
+            os.write(wr, b"E")
+        os.close(fd)
+        i += 1
+os.close(wr)
+time.sleep(0.05)
+bad, seen = [], {}
+for _ in range(n):
+    with open(path, "rb") as f:
+        v = f.read()
+    if v in values:
+        seen[v.decode().strip()] = seen.get(v.decode().strip(), 0) + 1
+    else:
+        bad.append(repr(v))
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+done = b""
+while True:
+    chunk = os.read(rd, 65536)
+    if not chunk:
+        break
+    done += chunk
+print(json.dumps({"reads": n, "writes": done.count(b"w"), "failed_writes": done.count(b"E"),
+                  "seen": seen, "bad": bad[:10], "nbad": len(bad)}))
+PY
+race=$(timeout 60 python3 "$T/ttl_race.py" "$F/ttl" 200 2>&1 || true)
+log "ttl race: $race"
+check_eq "ttl: 200 reads while another process rewrites it: none torn or empty" "0 []" \
+  "$(jq -rc '"\(.nbad) \(.bad)"' <<<"$race" 2>&1)"
+check "ttl: the writer really rewrote it meanwhile (>= 20 writes, none failed)" \
+  jq -e '.writes >= 20 and .failed_writes == 0' <<<"$race"
+check "ttl: both values were read (the reads overlapped the writes)" \
+  jq -e '(.seen | length) == 2' <<<"$race"
+check "ttl: echo 120 > ttl after the race" put "$F/ttl" 120
+check_eq "ttl: reads 120 again" 120 "$(content "$F/ttl")"
+
 # invalidate
 loaded=$(content "$F/invalidate")
 check "invalidate: reads as a unix time" grep -qxE '[1-9][0-9]{9,}' <<<"$loaded"
@@ -427,6 +674,30 @@ s=$(content "$F/sync-status")
 check "sync-status: every line is \"key value\"" test -z "$(grep -vE '^[a-z_]+ .+$' <<<"$s")"
 check "sync-status: has a state line" grep -qE '^state (ready|loading|expired)$' <<<"$s"
 check "sync-status: a write fails" fails_with "" put "$F/sync-status" "pending 0"
+# README: sync-status is read-only. fs/ops.c refuses opening it for writing with EACCES.
+cat >"$T/open_errno.py" <<'PY'
+# open_errno.py FILE: for O_WRONLY, O_RDWR and O_WRONLY|O_TRUNC, the errno's name of open(), or
+# what a write() after it returned.
+import errno, os, sys
+out = []
+for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC):
+    try:
+        fd = os.open(sys.argv[1], flags)
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+        continue
+    try:
+        os.write(fd, b"pending 0\n")
+        out.append("opened-and-written")
+    except OSError as e:
+        out.append("opened-write-" + errno.errorcode.get(e.errno, str(e.errno)))
+    os.close(fd)
+print(" ".join(out))
+PY
+check_eq "sync-status: opening it for writing is EACCES (O_WRONLY, O_RDWR, O_TRUNC)" "EACCES EACCES EACCES" \
+  "$(python3 "$T/open_errno.py" "$F/sync-status" 2>&1)"
+check "sync-status: echo > sync-status fails with 'Permission denied'" \
+  fails_with "Permission denied" put "$F/sync-status" "pending 0"
 check "sync-status: still readable after the refused write" grep -q '^pending ' <<<"$(content "$F/sync-status")"
 check "sync-status: stat size equals the bytes read" wait_for 5 size_matches "$F/sync-status"
 check "a record: stat size equals the bytes read" size_matches "$U1/User/1.json"
@@ -524,6 +795,92 @@ psql_q "update \"User\" set name = 'kernel-cache-new' where id = 3" >/dev/null
 check "user-3: echo 1 > invalidate" put "$U3/invalidate" 1
 check_eq "user-3: cat shows the new value at once" kernel-cache-new "$(jq -r .name "$U3/User/3.json" 2>&1)"
 check "user-3: stat size equals the bytes read after the change" size_matches "$U3/User/3.json"
+
+# ---------------------------------------------------------------------------------------------
+# Records PostgreSQL rewrites (Note: a trigger and a default): stat's size follows the refresh.
+# TTL is idle time: reads and writes keep a block, an idle one expires, and after the reload
+# stat's size is right again. rmdir deletes a block's settings; rm -r removes a block.
+
+I=$MNT/idle-1
+note_pg() { psql_q "select row_to_json(t) from \"Note\" t where id = $1" | jq -cS . 2>&1 || true; }
+note_file() { timeout 10 jq -cS . "$1" 2>&1 || true; }
+require "mkdir M/idle-1 (no rule)" mkdir "$I"
+
+# a new record, refreshed from PostgreSQL's answer: the trigger's body, rev and the default tag
+stop_redis
+check "refresh: a new Note/60.json {id, body} is accepted (Redis down: it stays pending)" \
+  put "$I/Note/60.json" '{"id":60,"body":"hi"}'
+check "refresh: while pending, stat size equals the bytes cat returns" size_matches "$I/Note/60.json"
+start_redis
+_note_is_pg() { local f; f=$(note_file "$I/Note/$1.json"); [[ $f == "$(note_pg "$1")" && $f == *"$2"* ]]; }
+check "refresh: once synced, Note/60.json is the row as PostgreSQL rewrote it (trigger, default)" \
+  wait_for 30 _note_is_pg 60 filled-in-by-a-postgresql-default
+check "refresh: stat size equals the bytes cat returns after the refresh" size_matches "$I/Note/60.json"
+check "refresh: an update {body} is accepted" put "$I/Note/60.json" '{"body":"second"}'
+timeout 10 stat -c %s "$I/Note/60.json" >/dev/null 2>&1 || true   # the kernel may keep this size
+check "refresh: once synced, Note/60.json is PostgreSQL's rewrite of the update" \
+  wait_for 30 _note_is_pg 60 '"body":"second (seen by postgres)'
+check "refresh: stat size equals the bytes cat returns after the update's refresh" size_matches "$I/Note/60.json"
+
+# reads keep the block: ttl 2, a read every 0.5 s for 4 s
+check_eq "idle-1: read-through of Note/1.json" "$(note_pg 1)" "$(note_file "$I/Note/1.json")"
+check "idle-1: echo 2 > ttl" put "$I/ttl" 2
+held=$(records_of idle-1)
+off=""
+for ((k = 0; k < 8; k++)); do
+  content "$I/Note/1.json" >/dev/null
+  sleep 0.5
+  st=$(status_of idle-1 state)   # control files do not count as use
+  [[ $st == ready ]] || off+=" $k:$st"
+done
+check_eq "ttl 2: a block read every 0.5 s for 4 s never expired (state ready throughout)" "" "$off"
+check_eq "ttl 2: it kept its records ($held)" "$held" "$(records_of idle-1)"
+# writes keep it too: a write every 0.5 s for 3 s (each is synced within the gap)
+off=""
+for ((k = 0; k < 6; k++)); do
+  put "$I/Note/52.json" "{\"id\":52,\"body\":\"w$k\"}" || off+=" $k:write-failed"
+  sleep 0.5
+  st=$(status_of idle-1 state)
+  [[ $st == ready ]] || off+=" $k:$st"
+done
+check_eq "ttl 2: a block written every 0.5 s for 3 s never expired" "" "$off"
+check_eq "ttl 2: it kept its records and the new one" "$((held + 1))" "$(records_of idle-1)"
+# idle: it expires, but not before its ttl. The last use is a cat (an open always reaches the
+# daemon; a stat may be answered from the kernel's cache).
+timeout 10 stat -c %s "$I/Note/60.json" >/dev/null 2>&1 || true   # the kernel may keep this size
+content "$I/Note/1.json" >/dev/null
+idle_from=$(now_ms)
+check "ttl 2: left idle, idle-1 expires (its records are dropped)" wait_for 20 records_are idle-1 0
+idle_ms=$(($(now_ms) - idle_from))
+log "idle-1 expired $idle_ms ms after its last use"
+check "ttl 2: not before it was idle for about its ttl (${idle_ms} ms)" test "$idle_ms" -ge 1500
+check "ttl 2: sync-status says state expired" wait_for 5 state_is idle-1 expired
+check "ttl 2: no write was pending when it expired" pending_is_zero idle-1
+
+# expired, then reloaded: the row changed in PostgreSQL meanwhile (a longer body)
+psql_q "update \"Note\" set body = repeat('longer ', 30) where id = 60" >/dev/null
+check "after expiry: stat size equals the bytes cat returns (the row grew meanwhile)" size_matches "$I/Note/60.json"
+check_eq "after expiry: Note/60.json is PostgreSQL's row" "$(note_pg 60)" "$(note_file "$I/Note/60.json")"
+check "after expiry: echo 555 > ttl" put "$I/ttl" 555
+check_eq "after expiry: state ready after the reload" ready "$(status_of idle-1 state)"
+
+# rmdir deletes the block's settings: a new block of the same id has the mount's default ttl
+check "idle-1: nothing pending" wait_for 15 pending_is_zero idle-1
+check "rmdir M/idle-1 (nothing pending) succeeds" rmdir "$I"
+check "idle-1's SQLite file is gone" wait_for 10 no_trace idle-1
+check "mkdir M/idle-1 again" mkdir "$I"
+check_eq "the new idle-1's ttl is the mount's default (0), not the old block's 555" 0 "$(content "$I/ttl")"
+check_eq "the new idle-1 holds nothing of the old one" 0 "$(records_of idle-1)"
+check "rmdir M/idle-1 again" rmdir "$I"
+
+# rm -r of a block with nothing pending (and no records) removes it
+RR=$MNT/rmr-1
+require "mkdir M/rmr-1 (no rule)" mkdir "$RR"
+rm_rc=0; rm_out=$(timeout 30 rm -r "$RR" 2>&1) || rm_rc=$?
+check_eq "rm -r M/rmr-1 (nothing pending) succeeds" "0 " "$rm_rc $(head -c 400 <<<"$rm_out")"
+check "rmr-1 is no longer listed after rm -r" not_listed rmr-1
+check "rmr-1's SQLite file is gone after rm -r" wait_for 10 no_trace rmr-1
+if listed rmr-1; then rmdir "$RR" 2>/dev/null || true; fi   # leave the later checks a clean mount
 
 # ---------------------------------------------------------------------------------------------
 # The metrics file
