@@ -333,6 +333,24 @@ static int integer_overflows(const char *body, size_t len)
 	return 0;
 }
 
+/* Does a string in body hold the escape \u0000? PostgreSQL's text and jsonb
+ * cannot store U+0000 (it would fail at sync), and json-c cuts keys at it. */
+static int has_nul_escape(const char *body, size_t len)
+{
+	int in_string = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (body[i] == '"') {
+			in_string = !in_string;
+		} else if (in_string && body[i] == '\\') {
+			if (len - i >= 6 && memcmp(body + i + 1, "u0000", 5) == 0)
+				return 1;
+			i++;
+		}
+	}
+	return 0;
+}
+
 static enum sh_err parse_object(const char *body, size_t len, struct json_object **out,
 				char *why, size_t whylen)
 {
@@ -350,6 +368,10 @@ static enum sh_err parse_object(const char *body, size_t len, struct json_object
 	if (integer_overflows(body, len)) {
 		json_tokener_free(tok);
 		return refuse(why, whylen, "an integer does not fit in 64 bits (write it as a string)");
+	}
+	if (has_nul_escape(body, len)) {
+		json_tokener_free(tok);
+		return refuse(why, whylen, "a string holds \\u0000, which PostgreSQL cannot store");
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, body, (int)len);
@@ -484,12 +506,42 @@ char *doc_get_text(const char *doc, const char *key)
 	return text;
 }
 
+/* A UTF-8 sequence cut short at the end of body: its length so far, and in
+ * whole (*n bytes) one valid completion of it; 0 when body does not end so.
+ * json-c calls a cut sequence an error, though more bytes may complete it. */
+static size_t utf8_cut_tail(const char *body, size_t len, unsigned char whole[4], size_t *n)
+{
+	static const unsigned char pads[] = { 0x80, 0xbf };
+	const unsigned char *p = (const unsigned char *)body;
+
+	for (size_t k = 1; k <= 3 && k <= len; k++) {
+		unsigned char c = p[len - k];
+		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+
+		if ((c & 0xc0) == 0x80)
+			continue;
+		if (c < 0xc0 || need <= k)
+			return 0;
+		for (size_t i = 0; i < sizeof(pads); i++) {
+			memcpy(whole, p + len - k, k);
+			memset(whole + k, pads[i], need - k);
+			if (utf8_seq(whole, need) == need) {
+				*n = need;
+				return k;
+			}
+		}
+		return 0;
+	}
+	return 0;
+}
+
 bool doc_incomplete(const char *body, size_t len)
 {
 	struct json_tokener *tok;
 	struct json_object *obj;
+	unsigned char whole[4];
+	size_t i = 0, n = 0, cut = utf8_cut_tail(body, len, whole, &n);
 	bool incomplete;
-	size_t i = 0;
 
 	while (i < len && isspace((unsigned char)body[i]))
 		i++;
@@ -499,7 +551,10 @@ bool doc_incomplete(const char *body, size_t len)
 	if (!tok)
 		return false;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, body, (int)len);
+	/* a write may end inside a character: go on as if it were complete */
+	obj = json_tokener_parse_ex(tok, body, (int)(len - cut));
+	if (!obj && cut && json_tokener_get_error(tok) == json_tokener_continue)
+		obj = json_tokener_parse_ex(tok, (const char *)whole, (int)n);
 	incomplete = !obj && json_tokener_get_error(tok) == json_tokener_continue;
 	json_object_put(obj);
 	json_tokener_free(tok);

@@ -7,7 +7,8 @@ set -euo pipefail
 
 PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 libsqlite3-dev libhiredis-dev
   libpq-dev libjson-c-dev libcmocka-dev postgresql redis-server jq rsync psmisc sqlite3 procps
-  man-db systemd iproute2 python3 python3-prometheus-client vim tar strace)
+  man-db systemd iproute2 python3 python3-prometheus-client vim tar strace clang
+  libclang-rt-14-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
