@@ -192,7 +192,7 @@ static void life_changed(void *ctx, const char *block)
 	struct engine *e = ctx;
 
 	if (e->on_change)
-		e->on_change(e->ctx, block, NULL, NULL);
+		e->on_change(e->ctx, block, NULL, NULL, true);
 }
 
 static void init_life(struct engine *e)
@@ -244,12 +244,13 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	return SH_OK;
 }
 
-static void forward_change(void *ctx, const char *block, const char *model, const char *pk)
+static void forward_change(void *ctx, const char *block, const char *model, const char *pk,
+			   bool gone)
 {
 	struct engine *e = ctx;
 
 	if (e->on_change)
-		e->on_change(e->ctx, block, model, pk);
+		e->on_change(e->ctx, block, model, pk, gone);
 }
 
 enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx)
@@ -512,6 +513,13 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 
 	free(doc);
 	return rv ? rv : commit(e, b, m, pk, NULL);
+}
+
+enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *m,
+			 const char *pk)
+{
+	(void)e;
+	return store_evict(b->store, m->name, pk);
 }
 
 enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,

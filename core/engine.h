@@ -34,8 +34,10 @@ struct engine_config {
 enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT, CTL_METRICS = CTL_COUNT };
 
 /* Called from a worker thread after a record (or, with model NULL, a whole
- * block) changed behind the user's back. */
-typedef void (*engine_change_fn)(void *ctx, const char *block, const char *model, const char *pk);
+ * block) changed behind the user's back; gone: the record may no longer
+ * exist (else only its content changed). */
+typedef void (*engine_change_fn)(void *ctx, const char *block, const char *model, const char *pk,
+				 bool gone);
 
 struct engine;
 
@@ -84,6 +86,11 @@ void engine_refused(struct engine *e, const char *block, const char *model, cons
 		    const char *why);
 
 /* Delete record pk. SH_ENOENT when the block does not hold it. */
+/* Drop the block's copy of a record (not the row): kept while a write to it
+ * is pending, read through again on the next use. */
+enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *m,
+			 const char *pk);
+
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,
 			  const char *pk);
 

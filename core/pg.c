@@ -23,9 +23,13 @@
 #define SBUF_MAX (64u << 20)	/* one statement or parameter */
 #define MODELS_MAX 4096		/* names in models_csv */
 
+#define PG_PREPARED_MAX 64	/* models whose row fetch is prepared, per connection */
+
 struct pg {
 	PGconn *conn;
 	uint64_t statements;	/* sent, for tests and statistics */
+	char *prepared[PG_PREPARED_MAX];	/* model of statement "sharded_fetch_<i>" */
+	int nprepared;
 };
 
 /* ---- errors ---- */
@@ -286,10 +290,18 @@ enum sh_err pg_connect(const char *conninfo, struct pg **out, char *err, size_t 
 	return SH_OK;
 }
 
+static void forget_prepared(struct pg *pg)
+{
+	for (int i = 0; i < pg->nprepared; i++)
+		free(pg->prepared[i]);
+	pg->nprepared = 0;
+}
+
 void pg_close(struct pg *pg)
 {
 	if (!pg)
 		return;
+	forget_prepared(pg);
 	PQfinish(pg->conn);
 	free(pg);
 }
@@ -298,6 +310,7 @@ enum sh_err pg_reconnect(struct pg *pg)
 {
 	char reason[512];
 
+	forget_prepared(pg);	/* a new session has none */
 	PQreset(pg->conn);
 	if (PQstatus(pg->conn) == CONNECTION_OK)
 		return SH_OK;
@@ -470,16 +483,11 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 
 /* ---- reading ---- */
 
-enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
-			 const char *pk, char **doc)
+/* The fetch of one row of m, as SQL; NULL when out of memory. */
+static char *fetch_sql(struct pg *pg, const struct catalog *cat, const struct model *m)
 {
 	struct sbuf sql = { 0 };
-	const char *vals[] = { pk };
-	PGresult *res;
-	enum sh_err rc = SH_OK;
-	const char *state;
 
-	*doc = NULL;
 	/* $1 is left untyped so PostgreSQL reads it as the key's type, without a
 	 * cast that could truncate (varchar(n)) and match another row. */
 	sb_add(&sql, "SELECT row_to_json(t.*)::text FROM ");
@@ -489,10 +497,57 @@ enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct 
 	sb_add(&sql, " = $1");
 	if (sql.failed) {
 		sb_free(&sql);
-		return SH_ENOMEM;
+		return NULL;
 	}
-	res = exec(pg, sql.p, 1, vals);
-	sb_free(&sql);
+	return sql.p;
+}
+
+/* Fetch one row of m, prepared once per connection and model (a row fetch
+ * is on the lookup path of every record a block does not hold yet). */
+static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const struct model *m,
+			    const char *pk)
+{
+	const char *vals[] = { pk };
+	char name[32], *sql;
+	PGresult *res;
+	int i;
+
+	for (i = 0; i < pg->nprepared && strcmp(pg->prepared[i], m->name) != 0; i++)
+		;
+	snprintf(name, sizeof(name), "sharded_fetch_%d", i);
+	if (i < pg->nprepared) {
+		pg->statements++;
+		return PQexecPrepared(pg->conn, name, 1, vals, NULL, NULL, 0);
+	}
+	if (!(sql = fetch_sql(pg, cat, m)))
+		return NULL;
+	if (i < PG_PREPARED_MAX) {
+		res = PQprepare(pg->conn, name, sql, 1, NULL);
+		if (result_ok(res) && (pg->prepared[i] = strdup(m->name))) {
+			PQclear(res);
+			free(sql);
+			pg->nprepared++;
+			pg->statements++;
+			return PQexecPrepared(pg->conn, name, 1, vals, NULL, NULL, 0);
+		}
+		PQclear(res);	/* not prepared: the plain statement says why */
+	}
+	res = exec(pg, sql, 1, vals);
+	free(sql);
+	return res;
+}
+
+enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
+			 const char *pk, char **doc)
+{
+	PGresult *res;
+	enum sh_err rc = SH_OK;
+	const char *state;
+
+	*doc = NULL;
+	res = exec_fetch(pg, cat, m, pk);
+	if (!res && PQstatus(pg->conn) == CONNECTION_OK)
+		return SH_ENOMEM;
 	if (result_ok(res)) {
 		if (PQntuples(res) == 0)
 			rc = SH_ENOENT;

@@ -868,6 +868,24 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 	return err;
 }
 
+enum sh_err store_evict(struct store *st, const char *model, const char *pk)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	s = prep(st, "DELETE FROM records WHERE model = ?1 AND pk = ?2 AND NOT EXISTS"
+		     " (SELECT 1 FROM outbox o WHERE o.model = ?1 AND o.pk = ?2)");
+	if (s) {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+	}
+	err = run(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
 enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 {
 	enum sh_err err;

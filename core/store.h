@@ -86,6 +86,10 @@ enum sh_err store_outbox_unrelay(struct store *st);
 /* PostgreSQL has applied everything up to seq: drop those outbox entries. */
 enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq);
 
+/* Drop the block's copy of a record unless a write to it is pending (it
+ * reads through from PostgreSQL again). */
+enum sh_err store_evict(struct store *st, const char *model, const char *pk);
+
 /* Replace the cached record with what PostgreSQL holds (doc NULL: gone),
  * unless a write newer than applied_seq is still pending for it. */
 enum sh_err store_refresh(struct store *st, const char *model, const char *pk, const char *doc,

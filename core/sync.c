@@ -423,10 +423,10 @@ static void set_meta_int(struct store *st, const char *key, int64_t v)
 	store_meta_set(st, key, buf);
 }
 
-static void notify(struct sync *s, struct block *b, const struct op *op)
+static void notify(struct sync *s, struct block *b, const struct op *op, bool gone)
 {
 	if (s->cfg.on_change)
-		s->cfg.on_change(s->cfg.ctx, b->id, op->model, op->pk);
+		s->cfg.on_change(s->cfg.ctx, b->id, op->model, op->pk, gone);
 }
 
 /* PostgreSQL refused op for good: keep it in the dead-letter stream and show
@@ -453,7 +453,7 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 			store_refresh(b->store, op->model, op->pk, doc, upto);
 	}
 	free(doc);
-	notify(s, b, op);
+	notify(s, b, op, true);	/* PostgreSQL may not have the row */
 }
 
 /* After commit: refresh from RETURNING (one SQLite transaction; the kernel
@@ -475,7 +475,7 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 		if (op->dead)
 			bury(s, b, rc, pg, op, upto);
 		else if (changed && changed[i])
-			notify(s, b, op);
+			notify(s, b, op, false);	/* refreshed: still there */
 	}
 	free(changed);
 	store_meta_add(b->store, "applied_total", applied);

@@ -27,8 +27,10 @@
 #include "catalog.h"
 #include "error.h"
 
-/* Called from a worker thread when a record's content changed behind the user. */
-typedef void (*sync_change_fn)(void *ctx, const char *block, const char *model, const char *pk);
+/* Called from a worker thread when a record's content changed behind the
+ * user; gone: it may no longer exist. */
+typedef void (*sync_change_fn)(void *ctx, const char *block, const char *model, const char *pk,
+			       bool gone);
 
 struct sync_config {
 	const struct catalog *cat;	/* borrowed, outlives the sync */

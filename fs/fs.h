@@ -66,7 +66,10 @@ extern const struct fuse_lowlevel_ops sharded_ops;
 /* Kernel cache invalidation from a thread of its own (notify.c). */
 struct notifier *notifier_start(struct fs *fs);
 void notifier_stop(struct notifier *n);
+/* Is the request from `rm -r` (caller.c)? Its unlinks drop local copies. */
+bool caller_is_recursive_rm(fuse_req_t req);
+
 /* engine_change_fn: queue invalidation of a record, or of a whole block when model is NULL. */
-void notifier_change(void *fs, const char *block, const char *model, const char *pk);
+void notifier_change(void *fs, const char *block, const char *model, const char *pk, bool gone);
 
 #endif

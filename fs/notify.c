@@ -156,7 +156,7 @@ static void queue_block(struct fs *fs, uint64_t bino)
 	free(models);
 }
 
-void notifier_change(void *arg, const char *block, const char *model, const char *pk)
+void notifier_change(void *arg, const char *block, const char *model, const char *pk, bool gone)
 {
 	struct fs *fs = arg;
 	uint64_t bino, mino, rino;
@@ -174,6 +174,9 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	mino = nodes_find(fs->nodes, bino, model);
 	snprintf(name, sizeof(name), "%s.json", pk);
 	rino = mino ? nodes_find(fs->nodes, mino, name) : 0;
-	if (rino)	/* the entry too: the record may be gone (a refused write) */
-		push(fs->notifier, rino, mino, name);
+	/* the entry too only when the record may be gone (a refused write, a
+	 * dead letter): dropping it would cost a LOOKUP, and the directory's
+	 * GETATTR, on the next use */
+	if (rino)
+		push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL);
 }

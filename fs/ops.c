@@ -578,7 +578,13 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	enum sh_err err;
 
 	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_ROOT) {
-		fuse_reply_err(req, EPERM);
+		/* a model directory: `rm -r` passes it on the way to the block */
+		int rc = p.kind == NODE_BLOCK && caller_is_recursive_rm(req) &&
+			 catalog_find(engine_catalog(fs->engine), name) ? 0 : EPERM;
+
+		if (!rc)
+			nodes_unlink(fs->nodes, parent, name);
+		fuse_reply_err(req, rc);
 		return;
 	}
 	err = engine_block_remove(fs->engine, name);
@@ -744,8 +750,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	if (resolve(fs, &p, name, &proto) != SH_OK ||
 	    doc_check_pk(p.model, proto.pk, why, sizeof(why)) != SH_OK) {
-		sh_log(LOG_WARNING, "block '%s': cannot create %s/%s: %s", p.block, p.model->name,
-		       name, proto.kind == NODE_RECORD ? why : "not a record name");
+		engine_refused(fs->engine, p.block, p.model->name, proto.pk,
+			       proto.kind == NODE_RECORD ? why : "not a record name");
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -888,7 +894,7 @@ static int commit_as(struct fs *fs, struct handle *h, int notify)
 	if (notify)
 		fuse_lowlevel_notify_inval_inode(fs->se, h->ref.ino, 0, 0);
 	if (err)
-		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk);
+		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk, true);
 	return sh_errno(err);
 }
 
@@ -1024,6 +1030,26 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	op_getattr(req, ino, fi);
 }
 
+/* `rm -r` inside a block (caller.c): a record's unlink drops the block's copy
+ * of it, never the row; control files and model directories "go" without a
+ * change, so that rm reaches the block's rmdir, which drops the rest. */
+static int recursive_unlink(struct fs *fs, const struct node_ref *p, const struct node_ref *proto)
+{
+	struct block *b;
+	enum sh_err err;
+
+	if (proto->kind == NODE_CTL)
+		return 0;
+	if (proto->kind != NODE_RECORD)
+		return EPERM;
+	err = with_block(fs, p->block, &b);
+	if (!err) {
+		err = engine_evict(fs->engine, b, proto->model, proto->pk);
+		block_put(b);
+	}
+	return sh_errno(err);
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
@@ -1032,11 +1058,22 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	enum sh_err err;
 	int rc;
 
-	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
+	if (nodes_get(fs->nodes, parent, &p) != 0 || (p.kind != NODE_MODEL && p.kind != NODE_BLOCK)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
 	err = resolve(fs, &p, name, &proto);
+	if (!err && proto.kind != NODE_SCRATCH && caller_is_recursive_rm(req)) {
+		rc = recursive_unlink(fs, &p, &proto);
+		if (!rc)
+			nodes_unlink(fs->nodes, parent, name);
+		fuse_reply_err(req, rc);
+		return;
+	}
+	if (p.kind != NODE_MODEL) {
+		fuse_reply_err(req, EPERM);	/* a control file */
+		return;
+	}
 	if (!err && proto.kind == NODE_SCRATCH) {
 		rc = scratch_unlink(fs->scratch, p.block, p.model->name, name);
 		if (!rc)
@@ -1116,8 +1153,7 @@ static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_in
 		dst.kind = NODE_SCRATCH;
 		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);
 	} else if (doc_check_pk(p.model, dst.pk, why, sizeof(why)) != SH_OK) {
-		sh_log(LOG_WARNING, "block '%s': rename onto %s/%s refused: %s", p.block,
-		       p.model->name, newname, why);
+		engine_refused(fs->engine, p.block, p.model->name, dst.pk, why);
 		rc = EBADMSG;
 	} else {
 		rc = scratch_to_record(fs, &p, name, dst.pk);

@@ -882,6 +882,31 @@ check "rmr-1 is no longer listed after rm -r" not_listed rmr-1
 check "rmr-1's SQLite file is gone after rm -r" wait_for 10 no_trace rmr-1
 if listed rmr-1; then rmdir "$RR" 2>/dev/null || true; fi   # leave the later checks a clean mount
 
+# rm -r of a block holding records drops the local copy only: no row is deleted in PostgreSQL,
+# and a write still pending when rm -r runs reaches PostgreSQL (the block retires). A plain rm
+# of one record still deletes its row.
+RR=$MNT/rmr-2
+require "mkdir M/rmr-2 (no rule)" mkdir "$RR"
+check "rmr-2: a record 4401 is written" put "$RR/User/4401.json" '{"id":4401,"email":"r4401@example.com"}'
+check "rmr-2: a record 4402 is written" put "$RR/User/4402.json" '{"id":4402,"email":"r4402@example.com"}'
+check "rmr-2: both reach PostgreSQL" wait_for 30 pg_is 2 'select count(*) from "User" where id in (4401, 4402)'
+check "rmr-2: nothing pending" wait_for 15 pending_is_zero rmr-2
+check "rmr-2: rm of 4402.json alone deletes its row" rm "$RR/User/4402.json"
+check "rmr-2: 4402 leaves PostgreSQL" wait_for 30 pg_is 0 'select count(*) from "User" where id = 4402'
+stop_redis
+check "rmr-2 (redis down): a write to 4403 is accepted and stays pending" \
+  put "$RR/User/4403.json" '{"id":4403,"email":"r4403@example.com"}'
+rm_rc=0; rm_out=$(timeout 30 rm -r "$RR" 2>&1) || rm_rc=$?
+check_eq "rm -r M/rmr-2 (records, one write pending) succeeds" "0 " "$rm_rc $(head -c 400 <<<"$rm_out")"
+check "rmr-2 is no longer listed after rm -r" not_listed rmr-2
+check_eq "rm -r deleted no row in PostgreSQL (4401 is still there)" 1 \
+  "$(psql_q 'select count(*) from "User" where id = 4401')"
+start_redis
+check "the pending write of the removed rmr-2 still reaches PostgreSQL" \
+  wait_for 30 pg_is 1 'select count(*) from "User" where id = 4403'
+check "then rmr-2's SQLite file goes" wait_for 15 no_trace rmr-2
+check_eq "4401 is still in PostgreSQL after all of it" 1 "$(psql_q 'select count(*) from "User" where id = 4401')"
+
 # ---------------------------------------------------------------------------------------------
 # The metrics file
 
