@@ -27,6 +27,7 @@
 #define REDIS_TIMEOUT_MS 2000
 #define CLAIM_EVERY_MS 10000
 #define CLAIM_IDLE_MS 60000
+#define BACKOFF_CAP_MS 500	/* retries of a server that is down: a probe is cheap, a late drain is not */
 #define FORGET_MAX 256
 
 struct sync {
@@ -302,7 +303,7 @@ static void *relay_main(void *arg)
 	struct backoff bo;
 	char err[256];
 
-	backoff_init(&bo, 100, 2000, BACKOFF_FULL);
+	backoff_init(&bo, 100, BACKOFF_CAP_MS, BACKOFF_FULL);
 	while (!is_stopping(s)) {
 		int sent;
 
@@ -721,7 +722,7 @@ static void *apply_main(void *arg)
 	struct backoff bo;
 	char err[512];
 
-	backoff_init(&bo, 100, 2000, BACKOFF_FULL);
+	backoff_init(&bo, 100, BACKOFF_CAP_MS, BACKOFF_FULL);
 	while (!is_stopping(s)) {
 		enum pass_result r;
 		int64_t delay;
