@@ -750,30 +750,30 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 	return err;
 }
 
-/* Run one parameterised statement taking up to two integers. */
-static enum sh_err run_ints(struct store *st, const char *sql, int64_t a, int64_t b)
+/* Run one parameterised statement taking up to three integers. */
+static enum sh_err run_ints(struct store *st, const char *sql, int64_t a, int64_t b, int64_t c)
 {
+	const int64_t v[] = { a, b, c };
 	sqlite3_stmt *s;
 	enum sh_err err;
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
 	s = prep(st, sql);
-	if (s) {
-		if (sqlite3_bind_parameter_count(s) >= 1)
-			sqlite3_bind_int64(s, 1, a);
-		if (sqlite3_bind_parameter_count(s) >= 2)
-			sqlite3_bind_int64(s, 2, b);
-	}
+	for (int i = 0; s && i < 3 && i < sqlite3_bind_parameter_count(s); i++)
+		sqlite3_bind_int64(s, i + 1, v[i]);
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
 
-enum sh_err store_outbox_relayed(struct store *st, int64_t upto_seq, int64_t now_ns)
+enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upto_seq,
+				 int64_t now_ns)
 {
-	return run_ints(st, "UPDATE outbox SET relayed_ns = ?2 WHERE seq <= ?1 AND relayed_ns < ?2",
-			upto_seq, now_ns);
+	/* only the range just sent: the whole outbox would be rewritten on
+	 * every pass while PostgreSQL is down and the outbox grows */
+	return run_ints(st, "UPDATE outbox SET relayed_ns = ?3 WHERE seq BETWEEN ?1 AND ?2"
+			    " AND relayed_ns < ?3", from_seq, upto_seq, now_ns);
 }
 
 enum sh_err store_outbox_unrelay(struct store *st)
@@ -783,12 +783,12 @@ enum sh_err store_outbox_unrelay(struct store *st)
 	if (!lock_outbox(st, &err))
 		return err;
 	pthread_mutex_unlock(&st->lock);
-	return run_ints(st, "UPDATE outbox SET relayed_ns = 0", 0, 0);
+	return run_ints(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0", 0, 0, 0);
 }
 
 enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq)
 {
-	return run_ints(st, "DELETE FROM outbox WHERE seq <= ?1", upto_seq, 0);
+	return run_ints(st, "DELETE FROM outbox WHERE seq <= ?1", upto_seq, 0, 0);
 }
 
 static bool pending_after_locked(struct store *st, const char *model, const char *pk, int64_t seq)

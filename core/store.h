@@ -78,7 +78,8 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 				  int64_t hold_deletes_after_ns, size_t max, struct op **ops, size_t *n);
 
 /* Record that entries up to seq were handed to Redis at now_ns. */
-enum sh_err store_outbox_relayed(struct store *st, int64_t upto_seq, int64_t now_ns);
+enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upto_seq,
+				 int64_t now_ns);
 
 /* Forget that anything was sent (after Redis lost its data). */
 enum sh_err store_outbox_unrelay(struct store *st);

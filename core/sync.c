@@ -220,7 +220,7 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 	for (size_t i = 0; i < n; i++)
 		append_xadd(rc, key, &ops[i], base);
 	if (drain_replies(rc, n + 1, err, errlen)) {
-		store_outbox_relayed(b->store, ops[n - 1].seq, store_now_ns());
+		store_outbox_relayed(b->store, ops[0].seq, ops[n - 1].seq, store_now_ns());
 		sent = (int)n;
 	}
 	op_free_array(ops, n);

@@ -177,7 +177,7 @@ static void test_outbox_relay_cycle(void **state)
 		assert_int_equal(store_write(f->st, "User", "1", "{}", &seq[i]), SH_OK);
 
 	t = store_now_ns();
-	assert_int_equal(store_outbox_relayed(f->st, seq[1], t), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, seq[0], seq[1], t), SH_OK);
 	/* relayed entries are hidden until their resend time */
 	relay(f->st, t, 100, &ops, &n);
 	assert_int_equal(n, 1);
@@ -193,13 +193,21 @@ static void test_outbox_relay_cycle(void **state)
 	op_free_array(ops, n);
 
 	/* relaying again later does not move an earlier relay time backwards */
-	assert_int_equal(store_outbox_relayed(f->st, seq[2], t - 5), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, seq[0], seq[2], t - 5), SH_OK);
 	relay(f->st, t - 5, 100, &ops, &n);
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
 	relay(f->st, t, 100, &ops, &n);
 	assert_int_equal(n, 1);
 	assert_int_equal(ops[0].seq, seq[2]);
+	op_free_array(ops, n);
+
+	/* marking a later range leaves the entries before it as they were */
+	assert_int_equal(store_outbox_relayed(f->st, seq[2], seq[2], t + 50), SH_OK);
+	relay(f->st, t + 1, 100, &ops, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(ops[0].seq, seq[0]);
+	assert_int_equal(ops[1].seq, seq[1]);
 	op_free_array(ops, n);
 
 	/* unrelay: everything is to send again */
@@ -423,7 +431,7 @@ static void test_reopen_keeps_everything(void **state)
 	assert_int_equal(store_cache(f->st, "User", "3", "{\"id\":3}"), SH_OK);
 	assert_int_equal(store_meta_set(f->st, "k", "v"), SH_OK);
 	assert_int_equal(store_outbox_applied(f->st, s1), SH_OK);
-	assert_int_equal(store_outbox_relayed(f->st, s2, store_now_ns()), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, s2, s2, store_now_ns()), SH_OK);
 	store_close(f->st);
 	f->st = NULL;
 
@@ -607,7 +615,7 @@ static void test_delete_grace_and_revoke(void **state)
 	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
 	assert_int_equal(ops[n - 1].kind, OP_DELETE);
 	op_free_array(ops, n);
-	assert_int_equal(store_outbox_relayed(f->st, seq, store_now_ns()), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, seq, seq, store_now_ns()), SH_OK);
 	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &seq), SH_OK);
 	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
 	assert_int_equal(ops[n - 2].kind, OP_DELETE);
