@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog;
+	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
 
@@ -41,6 +43,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("max_doc=%s", max_doc),
 	OPT("loaders=%s", loaders),
 	OPT("catalog=%s", catalog),
+	{ "max_read=%u", offsetof(struct options, max_read), 0 },
+	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
 };
 
@@ -145,8 +149,19 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 	return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
 }
 
+/* libfuse ends the session unless init() sets conn->max_read to the mount's
+ * max_read= (0 when not given), which ops.c does not know. */
+static unsigned mount_max_read;
+
+static void init_with_max_read(void *userdata, struct fuse_conn_info *conn)
+{
+	sharded_ops.init(userdata, conn);
+	conn->max_read = mount_max_read;
+}
+
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct options *o)
 {
+	struct fuse_lowlevel_ops ops = sharded_ops;
 	struct engine_config cfg;
 	/* long timeouts: every change behind the kernel's back is told to it (notify.c) */
 	struct fs fs = { .entry_timeout = 60.0, .attr_timeout = 60.0 };
@@ -165,7 +180,9 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	}
 	fs.nodes = nodes_new();
 	fs.scratch = scratches_new(SCRATCH_FILE_CAP(fs.max_doc), SCRATCH_TOTAL_CAP);
-	fs.se = fs.nodes && fs.scratch ? fuse_session_new(args, &sharded_ops, sizeof(sharded_ops), &fs) : NULL;
+	ops.init = init_with_max_read;
+	mount_max_read = o->max_read;
+	fs.se = fs.nodes && fs.scratch ? fuse_session_new(args, &ops, sizeof(ops), &fs) : NULL;
 	if (fs.se && fuse_set_signal_handlers(fs.se) == 0) {
 		if (fuse_session_mount(fs.se, cl->mountpoint) == 0) {
 			rc = serve(&fs, cl);
@@ -214,16 +231,70 @@ static void mask_secrets(char *arg)
 	}
 }
 
+/* What libfuse logs while options_check runs: kept, not printed. */
+static char fuse_msg[512];
+
+static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	size_t n = strlen(fuse_msg);
+
+	if (level <= FUSE_LOG_ERR && n < sizeof(fuse_msg) - 1)
+		vsnprintf(fuse_msg + n, sizeof(fuse_msg) - n, fmt, ap);
+}
+
+/* Would fuse_session_new accept what is left of the command line? Asked of
+ * libfuse itself, on a copy, before connecting to anything: a typo is then
+ * reported as a typo even when PostgreSQL is unreachable. */
+static int options_check(const struct fuse_args *args)
+{
+	static const char unknown[] = "fuse: unknown option(s): `";
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	char *what = fuse_msg, *end;
+
+	for (int i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&copy, args->argv[i]) != 0)
+			goto out;
+	fuse_msg[0] = '\0';
+	fuse_set_log_func(capture_fuse_log);
+	se = fuse_session_new(&copy, &sharded_ops, sizeof(sharded_ops), NULL);
+	fuse_set_log_func(NULL);
+out:
+	fuse_opt_free_args(&copy);
+	if (se) {
+		fuse_session_destroy(se);
+		return 0;
+	}
+	if (strncmp(what, unknown, strlen(unknown)) == 0) {
+		what += strlen(unknown);
+		what += strncmp(what, "-o", 2) == 0 ? 2 + strspn(what + 2, " ") : 0;
+		if ((end = strrchr(what, '\'')) != NULL)
+			*end = '\0';
+		fprintf(stderr, "mount.sharded: unknown option%s '%s' (try --help)\n",
+			strchr(what, ',') ? "s" : "", what);
+	} else {
+		what[strcspn(what, "\n")] = '\0';
+		fprintf(stderr, "mount.sharded: %s\n", *what ? what : "invalid options");
+	}
+	return -1;
+}
+
+static int given(const struct fuse_args *args, const char *opt)
+{
+	for (int i = 0; i < args->argc; i++)
+		if (strstr(args->argv[i], opt))
+			return 1;
+	return 0;
+}
+
 /* The kernel checks permissions against the modes shown; unless the user
  * chose them, the mount shows as "sharded" of type fuse.sharded. */
 static int default_names(struct fuse_args *args)
 {
-	if (fuse_opt_insert_arg(args, 1, "-odefault_permissions") != 0)
+	if (fuse_opt_insert_arg(args, 1, "-odefault_permissions") != 0 ||
+	    (!given(args, "subtype=") && fuse_opt_insert_arg(args, 1, "-osubtype=sharded") != 0))
 		return -1;
-	for (int i = 0; i < args->argc; i++)
-		if (strstr(args->argv[i], "subtype=") || strstr(args->argv[i], "fsname="))
-			return 0;
-	return fuse_opt_insert_arg(args, 1, "-osubtype=sharded,fsname=sharded");
+	return given(args, "fsname=") ? 0 : fuse_opt_insert_arg(args, 1, "-ofsname=sharded");
 }
 
 int main(int argc, char **argv)
@@ -248,7 +319,7 @@ int main(int argc, char **argv)
 		rc = 0;
 	} else if (!cl.mountpoint) {
 		fprintf(stderr, "mount.sharded: no mountpoint given (try --help)\n");
-	} else {
+	} else if (options_check(&args) == 0) {
 		sh_log_init(0, cl.debug ? LOG_DEBUG : LOG_INFO);
 		rc = run(&args, &cl, &o);
 	}

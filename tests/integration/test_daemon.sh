@@ -22,19 +22,64 @@ cat "$MNT/d1/User/1.json" >/dev/null
 check "-o debug logs libfuse's requests" grep -q 'opcode: LOOKUP' "$T/daemon.log"
 check "the password is never logged" bash -c "! grep -v '^###' '$T/daemon.log' | grep -q sekrit-pw"
 
-bad() {  # bad NAME OPTIONS: the mount fails at once with one line and nothing mounted
+# bad NAME STATUS OPTIONS: the mount fails at once with exit STATUS (the man page's: 2 for a
+# usage error, 1 for a failure to connect or load), one line, and nothing mounted. A timeout
+# (124) is never a refusal.
+bad() {
   local out status=0
   mkdir -p "$T/m-$1"
-  out=$(timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" -f -o "$2" "$T/m-$1" 2>&1) || status=$?
-  check "$1: refused with a non-zero exit" test "$status" -ne 0
+  out=$(timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" -f -o "$3" "$T/m-$1" 2>&1) || status=$?
+  check_eq "$1: refused with exit status $2" "$2" "$status"
   check_eq "$1: one line of explanation" 1 "$(grep -c . <<<"$out")"
   check "$1: nothing mounted" bash -c "! mountpoint -q '$T/m-$1'"
+  BAD_OUT=$out
 }
-bad "bad ttl" "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,ttl=soon"
-bad "bad sync" "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,sync=sometimes"
-bad "bad max_doc" "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,max_doc=-1"
-bad "unknown model" "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,models=User\\,Nope"
-bad "bad redis url" "pg=$PG_URL,redis=http://x,data=$T/d2"
+bad "bad ttl" 2 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,ttl=soon"
+bad "bad sync" 2 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,sync=sometimes"
+bad "bad max_doc" 2 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,max_doc=-1"
+bad "unknown model" 1 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,models=User\\,Nope"
+bad "bad redis url" 1 "pg=$PG_URL,redis=http://x,data=$T/d2"
+
+# An unknown option is a usage error found before connecting: with PostgreSQL unreachable the
+# message is still about the typo.
+dead_pg="postgresql://postgres@127.0.0.1:1/nope"
+bad "unknown option" 2 "pg=$dead_pg,redis=$REDIS_URL,data=$T/d2,alow_other"
+check "unknown option: the message names it" grep -q "unknown option 'alow_other'" <<<"$BAD_OUT"
+check_eq "unknown option: not a connection error" "" "$(grep -Ei 'postgres|connect' <<<"$BAD_OUT" || true)"
+bad "two unknown options" 2 "pg=$dead_pg,data=$T/d2,nope1,nope2=3"
+check "two unknown options: both named" grep -q "'nope1,nope2=3'" <<<"$BAD_OUT"
+mkdir -p "$T/m-x"
+status=0
+out=$(timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" -f --bogus "$T/m-x" 2>&1) || status=$?
+check_eq "an unknown command-line flag: exit 2" 2 "$status"
+check "... naming it" grep -q "unknown option '--bogus'" <<<"$out"
+# libfuse's own options still reach libfuse: with PostgreSQL unreachable they get as far as
+# connecting (exit 1, a connection error), not refused as unknown
+libfuse_opts="allow_other,default_permissions,debug,fsname=x,subtype=y,auto_unmount,max_read=131072"
+libfuse_opts+=",ro,rw,nosuid,suid,nodev,dev,noexec,exec,atime,noatime,sync,async,dirsync,allow_root"
+libfuse_opts+=",clone_fd,max_idle_threads=4,max_threads=8"
+bad "libfuse options pass the check" 1 "pg=$dead_pg,redis=$REDIS_URL,data=$T/d2,$libfuse_opts"
+check "libfuse options: the failure is the connection" grep -q 'postgresql' <<<"$BAD_OUT"
+check "-s and -d pass the check" bash -c \
+  "timeout 20 '$SHARDED_BUILD_DIR/mount.sharded' -s -d -o 'pg=$dead_pg,data=$T/d2' '$T/m-x' 2>&1 | grep -q postgresql"
+mkdir -p "$T/m4" "$T/m5"
+# mounted (no -f) with OPTS on M, then: the /proc/mounts line matches RE and CMD succeeds
+mounted_with() {
+  local m=$1 opts=$2 re=$3 rc=0
+  shift 3
+  timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" -o "pg=$PG_URL,redis=$REDIS_URL,data=$T/d-${m##*/},$opts" \
+    "$m" || return 1
+  wait_for 5 is_mounted "$m" || return 1
+  awk -v m="$m" '$2 == m' /proc/mounts | grep -Eq -- "$re" || rc=1
+  ((rc)) || timeout 10 "$@" || rc=1
+  wait_for 10 timeout 5 fusermount3 -u "$m" || rc=1
+  return $rc
+}
+check "a mount with libfuse's options works (allow_other, fsname, max_read, noatime, ...)" mounted_with \
+  "$T/m4" "allow_other,default_permissions,fsname=demo,auto_unmount,max_read=131072,nosuid,nodev,noatime" \
+  '^demo [^ ]+ fuse\.sharded rw,nosuid,nodev,noatime,.*allow_other,max_read=131072' mkdir "$T/m4/b"
+check "-o ro mounts read-only" mounted_with "$T/m5" "ro,subtype=sharded" \
+  '^sharded [^ ]+ fuse\.sharded ro,' bash -c "! mkdir '$T/m5/b' 2>/dev/null"
 mkdir -p "$T/m3"
 check "models=User exposes only User" bash -c "
   timeout 20 '$SHARDED_BUILD_DIR/mount.sharded' -o 'pg=$PG_URL,redis=$REDIS_URL,data=$T/d3,models=User' '$T/m3' &&
