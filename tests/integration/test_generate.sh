@@ -181,8 +181,15 @@ check_eq "(run into -o)" 1 "$(status_of gen --schema "$T/bad1.prisma" -o "$T/out
 check "still no output file" bash -c "! ls '$T'/out.json* 2>/dev/null"
 
 # --- usage ----------------------------------------------------------------------------------
-check "generate --help" bash -c "'$SHARDED' generate --help | grep -q 'sharded-catalog'"
-check "sharded --help lists generate" bash -c "'$SHARDED' --help | grep -q '^  generate'"
+# help_ok PATTERN CMD...: CMD exits 0 and its standard output has a line matching PATTERN
+help_ok() {
+  local out rc=0
+  out=$(timeout 10 "${@:2}" 2>/dev/null) || rc=$?
+  ((rc == 0)) || { echo "exit status $rc"; return 1; }
+  grep -q -- "$1" <<<"$out" || { echo "no line matching '$1' in: ${out:0:200}"; return 1; }
+}
+check "generate --help exits 0 and describes the format" help_ok 'sharded-catalog' "$SHARDED" generate --help
+check "sharded --help exits 0 and lists generate" help_ok '^  generate' "$SHARDED" --help
 check_eq "--models with --all-models: exit 2" 2 "$(status_of gen --models User --all-models)"
 check_eq "--schema with --pg: exit 2" 2 "$(status_of gen --schema "$T/schema.prisma" --pg "$PG_URL")"
 check_eq "an unknown option: exit 2" 2 "$(status_of gen --frobnicate)"
@@ -193,7 +200,9 @@ check_eq "-o into a missing directory: exit 1" 1 \
   "$(status_of gen --schema "$T/schema.prisma" -o "$T/no/such/dir.json")"
 
 # --- a mount from the catalog while PostgreSQL is down ---------------------------------------
-if "$SHARDED_BUILD_DIR/mount.sharded" --help 2>&1 | grep -q 'catalog='; then
+check "mount.sharded --help exits 0 and lists -o catalog=" \
+  help_ok 'catalog=' "$SHARDED_BUILD_DIR/mount.sharded" --help
+if ((CHECK_RC == 0)); then
   psql_q 'drop table "NoKey", "TwoKeys"; drop schema app cascade; drop schema empty' >/dev/null 2>&1
   start_redis
   mount_sharded "catalog=$T/pg.json"
@@ -220,7 +229,7 @@ if "$SHARDED_BUILD_DIR/mount.sharded" --help 2>&1 | grep -q 'catalog='; then
   check_fails "a bad catalog fails the mount" \
     "$SHARDED_BUILD_DIR/mount.sharded" -f -o "pg=$PG_URL,redis=$REDIS_URL,data=$T/data,catalog=$T/bad1.prisma" "$MNT"
 else
-  log "mount.sharded has no -o catalog= yet: the mount-while-PostgreSQL-is-down part is skipped"
+  log "mount.sharded --help failed: the mount-while-PostgreSQL-is-down part is skipped"
 fi
 
 check "no sanitizer report from the tool" bash -c "! grep -qE 'Sanitizer|runtime error:' '$T/tool.err'"

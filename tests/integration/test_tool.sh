@@ -168,6 +168,35 @@ check "... to postgresql" wait_for 20 pg_is 1 'select count(*) from "User" where
 check_eq "cleanup of a missing data directory fails (1)" 1 \
   "$(status_of "$SHARDED" --data "$T/nope" --redis "$REDIS_URL" cleanup)"
 
+# --- progress: a bar on a terminal, nothing of it in a file ---------------------------------------
+ghosts() {   # ghosts N: N ops streams of blocks that have no file, for cleanup to remove
+  local i
+  for ((i = 1; i <= $1; i++)); do
+    redis_cli XADD "sharded:{pghost$i}:ops" '*' seq 1 base 0 op D model User pk 1 >/dev/null
+  done
+}
+ghosts 12
+rc=0
+timeout 60 script -qec "'$SHARDED' --data '$DATA' --redis '$REDIS_URL' cleanup" /dev/null \
+  >"$T/tty.out" 2>&1 </dev/null || rc=$?
+check_eq "cleanup on a terminal exits 0" 0 "$rc"
+check "on a terminal it draws a progress bar (\\r, bar, count)" \
+  grep -Eq $'\rcleaning up \\[[#.]{30}\\] [0-9]+/[0-9]+' "$T/tty.out"
+check "the bar moves: it is redrawn several times" \
+  test "$(grep -o $'\rcleaning up \\[' "$T/tty.out" | wc -l)" -gt 3
+check "the bar ends full" grep -Eq $'\\[#{30}\\] ([0-9]+)/\\1' "$T/tty.out"
+check_eq "the ghost streams are gone" 0 "$(redis_cli --scan --pattern 'sharded:{pghost*' | wc -l)"
+ghosts 12
+set +e
+timeout 60 "$SHARDED" --data "$DATA" --redis "$REDIS_URL" cleanup 2>&1 </dev/null | cat >"$T/file.out"
+rc=${PIPESTATUS[0]}
+set -e
+check_eq "cleanup piped into a file exits 0" 0 "$rc"
+check_eq "piped: no \\r anywhere" 0 "$(tr -cd '\r' <"$T/file.out" | wc -c)"
+check "piped: no bar" bash -c "! grep -q 'cleaning up \\[' '$T/file.out'"
+check "piped: the summary is still there" grep -q 'ops streams of deleted blocks removed' "$T/file.out"
+check_eq "the ghost streams are gone again" 0 "$(redis_cli --scan --pattern 'sharded:{pghost*' | wc -l)"
+
 # --- invalidate -------------------------------------------------------------------------------
 check "u1 holds records" test "$(tool_status_field u1 records)" -gt 0
 check "invalidate u1 --mount M" tool invalidate u1 --mount "$MNT"
@@ -198,11 +227,23 @@ for cmd in "dlq list" "dlq retry" "dlq drop" "status"; do
   check "... with a message naming it: $cmd" grep -q "'../x'" <<<"$(stderr_of tool $cmd ../x)"
 done
 check "no file was created outside the data directory" test ! -e "$T/x.sqlite"
-for cmd in "" status dlq "dlq list" "dlq retry" "dlq drop" cleanup invalidate; do
+# help_ok PATTERN CMD...: CMD exits 0 and its standard output has a line matching PATTERN
+help_ok() {
+  local out rc=0
+  out=$(timeout 10 "${@:2}" 2>/dev/null) || rc=$?
+  ((rc == 0)) || { echo "exit status $rc"; return 1; }
+  grep -q -- "$1" <<<"$out" || { echo "no line matching '$1' in: ${out:0:200}"; return 1; }
+}
+for cmd in "" status dlq "dlq list" "dlq retry" "dlq drop" cleanup invalidate generate; do
   # shellcheck disable=SC2086
-  check "sharded $cmd --help" bash -c "'$SHARDED' $cmd --help | grep -q '^usage: sharded'"
+  check "sharded $cmd --help exits 0 with its usage" help_ok '^usage: sharded' "$SHARDED" $cmd --help
 done
-check "sharded --version" bash -c "'$SHARDED' --version | grep -q '^sharded '"
+check "sharded help exits 0 with the usage" help_ok '^usage: sharded' "$SHARDED" help
+check "sharded bench --help exits 0 with sharded-bench's usage" \
+  help_ok '^usage: sharded-bench' "$SHARDED" bench --help
+check "mount.sharded --help exits 0 with its usage" \
+  help_ok '^usage: .*mount.sharded' "$SHARDED_BUILD_DIR/mount.sharded" --help
+check "sharded --version exits 0" help_ok '^sharded ' "$SHARDED" --version
 check "a password in --redis is never printed (unreachable)" bash -c \
   "! '$SHARDED' --redis redis://:hunter2@127.0.0.1:1 dlq list u1 2>&1 | grep -q hunter2"
 check "a password in --redis is never printed (malformed)" bash -c \
