@@ -3,12 +3,13 @@
 # with the right errno, changes nothing in the block or in PostgreSQL, is logged once with the
 # block, the file and the reason, and counts in the metrics. Identifiers that need quoting and
 # JSON keys that look like SQL. No path leaves the mount or the data directory. Passwords stay
-# out of the logs.
+# out of the logs, the process list, sync-status and metrics.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PY=/usr/bin/python3
 PW=Sup3rSecretPw0rd
+RPW=R3disS3cretPw0rd
 
 jq_true() { timeout 10 jq -e "$2" "$1" >/dev/null; }
 pg_is() { [[ $(psql_q "$2") == "$1" ]]; }
@@ -35,7 +36,7 @@ try:
     if op in ("write", "writefile", "append"):
         body = os.fsencode(a[1]) if op != "writefile" else open(a[1], "rb").read()
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if op == "append" else os.O_TRUNC)
-        fd = os.open(a[0], flags, 0o644)
+        fd = os.open(os.fsencode(a[0]), flags, 0o644)
         step = "write"
         try:
             while body:          # a big write reaches FUSE in pieces: a short count is no error
@@ -51,6 +52,16 @@ try:
     elif op == "rmdir": os.rmdir(os.fsencode(a[0]))
     elif op == "read": open(a[0], "rb").read()
     elif op == "listdir": os.listdir(a[0])
+    elif op in ("createat", "mkdirat"):     # a[1] relative to the directory a[0], as given
+        dfd = os.open(a[0], os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if op == "mkdirat": os.mkdir(os.fsencode(a[1]), dir_fd=dfd)
+            else: os.close(os.open(os.fsencode(a[1]), os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dfd))
+        finally:
+            os.close(dfd)
+    elif op == "rename": os.rename(os.fsencode(a[0]), os.fsencode(a[1]))
+    elif op == "symlink": os.symlink(os.fsencode(a[0]), os.fsencode(a[1]))
+    elif op == "link": os.link(os.fsencode(a[0]), os.fsencode(a[1]))
     else: sys.exit("unknown op " + op)
     print("OK")
 except OSError as e:
@@ -85,15 +96,17 @@ bad_doc() {
 
 # bad_ctl NAME FILE BODY [OP]: a control-file value refused with EINVAL, value unchanged, logged.
 bad_ctl() {
-  local name=$1 file=$2 body=$3 op=${4:-write} before off got
+  local name=$1 file=$2 body=$3 op=${4:-write} before off got n0
   before=$(content "$file")
   off=$(log_size)
+  n0=$(refused_total)
   got=$(fsop "$op" "$file" "$body" 2>&1)
   if [[ $got == EINVAL@* ]]; then _pass "refused: $name ($got)"; else
     _fail "refused: $name" "expected: EINVAL@..." "actual:   $got"; fi
   check_eq "unchanged: $name" "$before" "$(content "$file")"
   check_eq "logged once with block, file and reason: $name" 1 \
     "$(log_since "$off" | grep -F "block 'user-1'" | grep -F "'${file##*/}'" | grep -c 'refused: ' || true)"
+  check_eq "sharded_refused_writes_total grew by one: $name" "$((n0 + 1))" "$(refused_total)"
   check "the daemon still serves after: $name" serving
 }
 
@@ -113,6 +126,20 @@ data_dir_clean() {
   done <<<"$listed"
   [[ -z $(find "$DATA" -mindepth 1 -type d) ]] || bad+=" subdirs:$(find "$DATA" -mindepth 1 -type d)"
   [[ -z $bad ]] || { echo "$bad"; return 1; }
+}
+
+# start_redis_pw: a second redis-server, on RPORT, that requires the password $RPW.
+start_redis_pw() {
+  RPORT=$(free_port)
+  mkdir -p "$T/redis-pw"
+  redis-server --bind 127.0.0.1 --port "$RPORT" --dir "$T/redis-pw" --daemonize no \
+    --save '' --appendonly no --requirepass "$RPW" --logfile "$T/redis-pw/redis.log" \
+    </dev/null >/dev/null 2>&1 &
+  track_pid $!
+  wait_for 10 _redis_pw_ping || die "redis-server with requirepass did not answer on $RPORT"
+}
+_redis_pw_ping() {
+  [[ $(timeout 5 redis-cli -h 127.0.0.1 -p "$RPORT" -a "$RPW" --no-auth-warning PING </dev/null) == PONG ]]
 }
 
 setup_tmp
@@ -187,14 +214,26 @@ bad_doc "a JSON key that looks like SQL" 'EINVAL@write' "$U/1.json" \
 bad_doc "a JSON key that is SQL" 'EINVAL@write' "$U/1.json" '{"id":1,"1=1) OR (1":1}'
 bad_doc "O_APPEND of a second object" 'EINVAL@(write|close)' "$U/1.json" '{"name":"appended"}' append
 
-# file names that cannot be keys
+# file names that cannot be keys, each refusal counted once
+# bad_name NAME EXPECTED FSOP ARGS...: fsop prints EXPECTED and the refusal counter grows by one
+bad_name() {
+  local name=$1 want=$2 n0
+  shift 2
+  n0=$(refused_total)
+  check_eq "$name: $want" "$want" "$(fsop "$@")"
+  check_eq "sharded_refused_writes_total grew by one: $name" "$((n0 + 1))" "$(refused_total)"
+}
 abc_off=$(log_size)
-check_eq "abc.json in a bigint-keyed model: EINVAL" EINVAL "$(fsop create "$U/abc.json")"
-check_eq "writing abc.json: EINVAL at open" EINVAL@open "$(fsop write "$U/abc.json" '{"id":1}')"
-check_eq "1.5.json in a bigint-keyed model: EINVAL" EINVAL "$(fsop create "$U/1.5.json")"
-check_eq "99999999999999999999.json in a bigint-keyed model: EINVAL" EINVAL \
-  "$(fsop create "$U/99999999999999999999.json")"
-check_eq "not-a-uuid.json in a uuid-keyed model: EINVAL" EINVAL "$(fsop create "$B/Event/not-a-uuid.json")"
+bad_name "abc.json in a bigint-keyed model" EINVAL create "$U/abc.json"
+bad_name "writing abc.json" EINVAL@open write "$U/abc.json" '{"id":1}'
+bad_name "1.5.json in a bigint-keyed model" EINVAL create "$U/1.5.json"
+bad_name "99999999999999999999.json in a bigint-keyed model" EINVAL \
+  create "$U/99999999999999999999.json"
+bad_name "not-a-uuid.json in a uuid-keyed model" EINVAL create "$B/Event/not-a-uuid.json"
+check "a scratch file to rename" test "$(fsop write "$U/t-abc" '{"id":1}')" = OK
+bad_name "renaming a scratch file onto abc.json" EBADMSG rename "$U/t-abc" "$U/abc.json"
+check "the scratch file stays after the refused rename" test -e "$U/t-abc"
+check "... and is removable" rm "$U/t-abc"
 check "the refused names are logged with block and file" \
   grep -q "block 'user-1'.*User/abc.json" <<<"$(log_since "$abc_off")"
 check "no abc.json appears" test ! -e "$U/abc.json"
@@ -222,8 +261,9 @@ check "the daemon still serves after the model directory refusals" serving
 
 # --- block ids ------------------------------------------------------------------------------------
 bad_block() {   # bad_block NAME EXPECTED_RE ID
-  local got off
+  local got off n0
   off=$(log_size)
+  n0=$(refused_total)
   got=$(fsop mkdir "$MNT/$3")
   if [[ $got =~ ^($2)$ ]]; then _pass "block id refused: $1 ($got)"; else
     _fail "block id refused: $1" "expected: $2" "actual:   $got"; fi
@@ -231,6 +271,7 @@ bad_block() {   # bad_block NAME EXPECTED_RE ID
   if [[ $got != EEXIST && $got != ENOENT ]]; then   # ENOENT and EEXIST come from the kernel
     check_eq "logged on exactly one line: $1" 1 "$(log_since "$off" | wc -l)"
     check "the log line says refused: $1" grep -q "mkdir '.*' refused: ." <<<"$(log_since "$off")"
+    check_eq "sharded_refused_writes_total grew by one: $1" "$((n0 + 1))" "$(refused_total)"
   fi
 }
 bad_block "starting with ." 'EINVAL' ".hidden"
@@ -296,19 +337,71 @@ check "the SQL-looking value is stored as text" wait_for 10 pg_is "$evil" 'selec
 check_eq "\"User\" still exists" 1 "$(psql_q "select count(*) from pg_tables where tablename = 'User'")"
 
 # --- no path leaves the mount or the data directory --------------------------------------------------
+# The kernel resolves "." and ".." itself, so "$U/../../../etc/passwd" never reaches the daemon.
+# These names do, as they are: backslashes, URL-encoded slashes, names relative to a directory
+# descriptor, links, very long names. Each carries $mark; afterwards no file with $mark exists
+# outside the data directory, and the data directory holds only block files of listed blocks.
+mark=escape$$
+long_name() {   # long_name BYTES [SUFFIX]: $mark, padded with z to BYTES bytes in all
+  local suffix=${2:-} pad
+  pad=$(($1 - ${#mark} - ${#suffix}))
+  printf '%s%s%s' "$mark" "$(printf "%${pad}s" '' | tr ' ' z)" "$suffix"
+}
+outside_marks() {
+  {
+    find "$T" \( -path "$MNT" -o -path "$DATA" \) -prune -o -name "*$mark*" -print
+    find /tmp /var/tmp /etc /root "$SHARDED_SOURCE_DIR" -maxdepth 3 -path "$T" -prune -o \
+      -name "*$mark*" -print
+    find / -maxdepth 1 -name "*$mark*" -print
+  } 2>/dev/null
+}
+passwd_sum=$(md5sum </etc/passwd)
 t_before=$(ls -A "$T" | sort)
-check_eq "mkdir M/..: EEXIST" EEXIST "$(fsop mkdir "$MNT/..")"
-check_fails "cat M/b/User/../../../etc/passwd does not reach /etc/passwd" \
-  timeout 10 cat "$U/../../../etc/passwd"
+tmp_before=$(ls -A /tmp | grep -F "$mark" || true)
+check_eq "mkdir M/..: EEXIST (the kernel's answer)" EEXIST "$(fsop mkdir "$MNT/..")"
 check_eq "M/b/User/../User/1.json resolves inside the mount" 1 "$(jq .id "$U/../User/1.json" 2>&1)"
+# block ids: the only names that become file names (<data>/<id>.sqlite)
+check_eq "block id ..%2f..%2f$mark: EINVAL (starts with .)" EINVAL "$(fsop mkdir "$MNT/..%2f..%2f$mark")"
+check_eq "block id ..\\..\\$mark: EINVAL" EINVAL "$(fsop mkdir "$MNT/..\\..\\$mark")"
+check_eq "block id a..%2f..%2f$mark is only a name" OK "$(fsop mkdir "$MNT/a..%2f..%2f$mark")"
+check "... whose file is in the data directory" test -f "$DATA/a..%2f..%2f$mark.sqlite"
+got=$(fsop mkdir "$MNT/a\\..\\..\\$mark")
+check "block id a\\..\\..\\$mark is a name or refused ($got)" test "$got" = OK -o "$got" = EINVAL
+for n in 129 200 255; do
+  got=$(fsop mkdir "$MNT/$(long_name $n)")
+  check "a $n-byte block id is refused ($got)" test "$got" = ENAMETOOLONG -o "$got" = EINVAL
+done
+check_eq "a 256-byte block id: ENAMETOOLONG" ENAMETOOLONG "$(fsop mkdir "$MNT/$(long_name 256)")"
+# names relative to a directory descriptor: the kernel walks "..", the daemon gets the rest
+check_eq "createat(User, ../$mark.json): EPERM (a file in a block)" EPERM "$(fsop createat "$U" "../$mark.json")"
+check_eq "createat(User, ../../$mark.json): EPERM (a file at the root)" EPERM "$(fsop createat "$U" "../../$mark.json")"
+check_eq "createat(User, ../x/../$mark.json): ENOENT" ENOENT "$(fsop createat "$U" "../x/../$mark.json")"
+check_eq "mkdirat(User, ../../$mark-at) is a block like any other" OK "$(fsop mkdirat "$U" "../../$mark-at")"
+check "... in the data directory" test -f "$DATA/$mark-at.sqlite"
+# record and scratch names
 check_eq "a scratch name with backslashes and dots stays in memory" OK \
-  "$(fsop write "$U/..\\..\\..\\escape.json" 'x')"
-check_eq "a scratch name with ... stays in memory" OK "$(fsop write "$U/..." 'x')"
+  "$(fsop write "$U/..\\..\\..\\$mark.json" 'x')"
+check_eq "a scratch name ..%2f..%2f$mark.json stays in memory" OK "$(fsop write "$U/..%2f..%2f$mark.json" 'x')"
+check_eq "a record name 1%2f..%2f$mark.json: EINVAL (not a key)" EINVAL@open \
+  "$(fsop write "$U/1%2f..%2f$mark.json" '{"id":1}')"
+check_eq "a scratch name with ... stays in memory" OK "$(fsop write "$U/...$mark" 'x')"
 check_eq "a record name ..json is not a record (scratch, hidden)" OK "$(fsop write "$U/..json" 'x')"
-check_eq "a block id with backslashes" "$(fsop mkdir "$MNT/..\\..\\x")" EINVAL
+check_eq "a rename onto ..%2f$mark stays in memory" OK "$(fsop rename "$U/...$mark" "$U/..%2f$mark")"
+check_eq "a 200-byte scratch name stays in memory" OK "$(fsop write "$U/$(long_name 200)" 'x')"
+got=$(fsop write "$U/$(long_name 255)" 'x')
+check "a 255-byte scratch name stays in memory or is refused ($got)" \
+  test "$got" = OK -o "$got" = ENAMETOOLONG@open
+check_eq "a 255-byte record name: EINVAL (not a key)" EINVAL@open \
+  "$(fsop write "$U/$(printf '1%.0s' {1..250}).json" '{"id":1}')"
+check_eq "a 256-byte name: ENAMETOOLONG" ENAMETOOLONG@open "$(fsop write "$U/$(long_name 256)" 'x')"
+check_eq "a symlink to /etc/passwd: EPERM" EPERM "$(fsop symlink /etc/passwd "$U/$mark-link")"
+check_eq "a symlink to ../../../$mark: EPERM" EPERM "$(fsop symlink "../../../$mark" "$U/$mark-link2")"
+check_eq "a hard link of a record: EPERM" EPERM "$(fsop link "$U/1.json" "$U/..%2f$mark-hard")"
+check_eq "a hard link across to /tmp: EXDEV" EXDEV "$(fsop link "$U/1.json" "/tmp/$mark-hard")"
+check_eq "nothing outside the data directory carries $mark" "" "$(outside_marks)"
+check_eq "nothing new in /tmp" "$tmp_before" "$(ls -A /tmp | grep -F "$mark" || true)"
 check_eq "nothing new next to the mount" "$t_before" "$(ls -A "$T" | sort)"
-check "nothing named escape.json anywhere under \$T outside the mount" \
-  test -z "$(find "$T" -path "$MNT" -prune -o -name '*escape*' -print)"
+check_eq "/etc/passwd is unchanged" "$passwd_sum" "$(md5sum </etc/passwd)"
 check "the data dir still holds only <id>.sqlite files of listed blocks" data_dir_clean
 check "the daemon still serves after the path tests" serving
 
@@ -317,20 +410,44 @@ check "nothing pending" wait_for 10 pending_is_zero
 check_eq "no dead letters" 0 "$(status_of dead)"
 check_eq "no User rows from refused writes" 0 "$(psql_q 'select count(*) from "User" where id > 3')"
 
-# --- a smaller cap, and a password in the connection string --------------------------------------
+# --- a smaller cap, and passwords for PostgreSQL and Redis -----------------------------------------
 if unmount_sharded; then _pass "unmount"; else _fail "unmount"; fi
-PG_URL="postgresql://postgres:$PW@127.0.0.1:$PGPORT/sharded_test" mount_sharded "max_doc=4096"
+start_redis_pw
+check "the second redis refuses a client without the password" bash -c \
+  "timeout 5 redis-cli -h 127.0.0.1 -p $RPORT PING </dev/null 2>&1 | grep -q NOAUTH"
+PG_URL="postgresql://postgres:$PW@127.0.0.1:$PGPORT/sharded_test" \
+  REDIS_URL="redis://:$RPW@127.0.0.1:$RPORT" mount_sharded "max_doc=4096"
 check_eq "the block is still there" 1 "$(jq .id "$U/1.json" 2>&1)"
 "$PY" -c "import json; print(json.dumps({'id': 1, 'name': 'z' * 5000}))" >"$T/5k.json"
 bad_doc "a document above -o max_doc=4096" 'EFBIG@write' "$U/1.json" "$T/5k.json" writefile
 "$PY" -c "import json; print(json.dumps({'id': 1, 'name': 'w' * 3000}))" >"$T/3k.json"
 check_eq "a 3000-byte document is accepted under max_doc=4096" OK "$(fsop writefile "$U/1.json" "$T/3k.json")"
-check "it reaches PostgreSQL" wait_for 10 pg_is 3000 'select length(name) from "User" where id = 1'
-check "the password is not in the daemon's log" \
-  test -z "$(grep -v '^### ' "$T/daemon.log" | grep -F "$PW" || true)"
-check "the password is not in sync-status" test -z "$(grep -F "$PW" "$B/sync-status" || true)"
-check "the password is not in metrics" test -z "$(grep -F "$PW" "$MNT/metrics" || true)"
+check "it reaches PostgreSQL (through the Redis with a password)" \
+  wait_for 20 pg_is 3000 'select length(name) from "User" where id = 1'
+check "sync-status shows redis up" grep -qx 'redis up' "$B/sync-status"
+check "the write went through the Redis with a password" bash -c \
+  "timeout 5 redis-cli -h 127.0.0.1 -p $RPORT -a '$RPW' --no-auth-warning EXISTS 'sharded:{user-1}:ops' </dev/null | grep -qx 1"
+cmdline=$(tr '\0' ' ' <"/proc/$DAEMON_PID/cmdline")
+for pw in "$PW" "$RPW"; do
+  what=PostgreSQL
+  [[ $pw == "$RPW" ]] && what=Redis
+  check "the $what password is not in the daemon's log" \
+    test -z "$(grep -v '^### ' "$T/daemon.log" | grep -F "$pw" || true)"
+  check "the $what password is not in /proc/PID/cmdline" test -z "$(grep -F "$pw" <<<"$cmdline" || true)"
+  check "the $what password is not in sync-status" test -z "$(grep -F "$pw" "$B/sync-status" || true)"
+  check "the $what password is not in metrics" test -z "$(grep -F "$pw" "$MNT/metrics" || true)"
+done
+check "the command line shows the Redis password masked" grep -qF "redis://:$(printf '*%.0s' $(seq ${#RPW}))@" <<<"$cmdline"
 if unmount_sharded; then _pass "unmount"; else _fail "unmount"; fi
+# a wrong Redis password fails the mount, and the message shows neither password
+mkdir -p "$T/mnt-rpw" "$T/data-rpw"
+timeout 30 "$SHARDED_BUILD_DIR/mount.sharded" -f \
+  -o "pg=$PG_URL,redis=redis://:Wr0ng$RPW@127.0.0.1:$RPORT,data=$T/data-rpw" \
+  "$T/mnt-rpw" </dev/null >"$T/rpw.out" 2>&1 && rc=0 || rc=$?
+check_eq "a wrong Redis password fails the mount (1)" 1 "$rc"
+check "... with one line" test "$(grep -c . "$T/rpw.out")" = 1
+check "... that does not show the password" test -z "$(grep -F "$RPW" "$T/rpw.out" || true)"
+force_unmount "$T/mnt-rpw" || true
 mkdir -p "$T/mnt-bad" "$T/data-bad"
 timeout 30 "$SHARDED_BUILD_DIR/mount.sharded" -f \
   -o "pg=postgresql://postgres:$PW@127.0.0.1:1/nope,redis=$REDIS_URL,data=$T/data-bad" \
