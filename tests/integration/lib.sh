@@ -474,3 +474,108 @@ finish() {
   fi
   exit 0
 }
+
+# ---------------------------------------------------------------------------------------------
+# A private network namespace for the daemon, and TCP proxies to cut its network
+#
+#   netns_create                  a network namespace $NETNS with its loopback up
+#   mount_sharded_netns [OPTS]    mount_sharded, the daemon inside $NETNS
+#   proxy_start NAME PORT         sharded-bench's proxy: inside $NETNS (if set) it listens on
+#                                 127.0.0.1:PROXY_PORTS[NAME] and connects out of it, to
+#                                 127.0.0.1:PORT where the servers run
+#   proxy_blackhole / proxy_unblackhole NAME   SIGSTOP / SIGCONT the proxy
+#   proxy_cut NAME                kill -9 the proxy (proxy_start NAME PORT brings it back)
+#   netns_drop_port PORT / netns_undrop        drop every packet to or from PORT in $NETNS
+# A test that uses them sets `trap cleanup_with_proxies EXIT` after setup_tmp.
+
+NETNS=""
+declare -A PROXY_PIDS=() PROXY_PORTS=() PROXY_TARGETS=()
+
+netns_create() {
+  NETNS=sharded-test-$$
+  ip netns add "$NETNS" || die "ip netns add $NETNS failed (needs CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+  ip netns exec "$NETNS" ip link set lo up || die "cannot bring up lo in $NETNS"
+}
+
+# in_netns CMD...: CMD in $NETNS (network namespace only: mounts stay visible), or here.
+in_netns() {
+  if [[ -n $NETNS ]]; then nsenter --net="/run/netns/$NETNS" -- "$@"; else "$@"; fi
+}
+
+mount_sharded_netns() {
+  [[ -n $NETNS ]] || die "mount_sharded_netns: call netns_create first"
+  local bin=$T/netns-bin
+  mkdir -p "$bin"
+  # nsenter execs the daemon (no fork without a pid namespace): DAEMON_PID is the daemon
+  printf '#!/bin/sh\nexec nsenter --net=/run/netns/%s -- %q "$@"\n' "$NETNS" \
+    "$SHARDED_BUILD_DIR/mount.sharded" >"$bin/mount.sharded"
+  chmod 755 "$bin/mount.sharded"
+  SHARDED_BUILD_DIR=$bin mount_sharded "$@"
+}
+
+# proxy_listening PORT: something listens on 127.0.0.1:PORT (in $NETNS if set).
+proxy_listening() { [[ -n $(in_netns ss -Htln "( sport = :$1 )" 2>/dev/null) ]]; }
+
+proxy_start() {
+  local name=$1 target=$2 port=${PROXY_PORTS[$1]:-} pid
+  local bench=$SHARDED_BUILD_DIR/sharded-bench
+  [[ -x $bench ]] || die "no $bench: build first"
+  [[ -n $port ]] || port=$(free_port)
+  if [[ -n $NETNS ]]; then
+    nsenter --net="/run/netns/$NETNS" -- "$bench" proxy "$port" 127.0.0.1 "$target" 0 \
+      "/proc/$$/ns/net" </dev/null >>"$T/proxy-$name.log" 2>&1 &
+  else
+    "$bench" proxy "$port" 127.0.0.1 "$target" 0 </dev/null >>"$T/proxy-$name.log" 2>&1 &
+  fi
+  pid=$!
+  track_pid "$pid"
+  PROXY_PIDS[$name]=$pid PROXY_PORTS[$name]=$port PROXY_TARGETS[$name]=$target
+  wait_for 10 proxy_listening "$port" || die "proxy $name did not listen on 127.0.0.1:$port"
+}
+
+# Stopped, the proxy answers nothing and resets nothing: the kernel still completes
+# handshakes and takes data into socket buffers, but not a byte goes through.
+proxy_blackhole() { kill -STOP "${PROXY_PIDS[$1]}"; }
+proxy_unblackhole() { kill -CONT "${PROXY_PIDS[$1]}"; }
+
+# Killed, the proxy's connections are closed (reset where data was unread) and new ones are
+# refused until proxy_start NAME PORT runs again (on the same port).
+proxy_cut() {
+  local pid=${PROXY_PIDS[$1]}
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  PROXY_PIDS[$1]=""
+  wait_for 10 proxy_gone "${PROXY_PORTS[$1]}"
+}
+proxy_gone() { ! proxy_listening "$1"; }
+
+# netns_drop_port PORT: a real black hole, as a cut cable: every packet to or from PORT on
+# $NETNS's loopback is dropped (nothing is answered, acknowledged or reset; TCP retransmits
+# with growing intervals). netns_undrop lets them through again.
+netns_drop_port() {
+  [[ -n $NETNS ]] || die "netns_drop_port: call netns_create first"
+  ip netns exec "$NETNS" sh -e -c "
+    tc qdisc add dev lo root handle 1: htb default 1
+    tc class add dev lo parent 1: classid 1:1 htb rate 10gbit
+    tc class add dev lo parent 1: classid 1:2 htb rate 10gbit
+    tc qdisc add dev lo parent 1:2 handle 20: blackhole
+    tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport $1 0xffff flowid 1:2
+    tc filter add dev lo parent 1: protocol ip prio 2 u32 match ip sport $1 0xffff flowid 1:2
+  " >/dev/null 2>&1
+}
+netns_undrop() { ip netns exec "$NETNS" tc qdisc del dev lo root 2>/dev/null || true; }
+
+# cleanup_with_proxies: the EXIT trap of a test using the above: continues stopped proxies (a
+# stopped process ignores TERM), runs the usual cleanup with the exit status kept, then
+# deletes $NETNS.
+cleanup_with_proxies() {
+  local rc=$? name
+  set +e
+  for name in "${!PROXY_PIDS[@]}"; do
+    [[ -n ${PROXY_PIDS[$name]} ]] && kill -CONT "${PROXY_PIDS[$name]}" 2>/dev/null
+  done
+  (exit "$rc")
+  cleanup
+  [[ -n $NETNS ]] && ip netns del "$NETNS" 2>/dev/null
+  return "$rc"
+}
