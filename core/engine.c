@@ -412,6 +412,15 @@ static enum sh_err read_through(struct engine *e, struct block *b, const struct 
 	return rv;
 }
 
+enum sh_err engine_get_local(struct engine *e, struct block *b, const struct model *m,
+			     const char *pk, char **doc, int64_t *mtime_ns)
+{
+	enum sh_err rv = use(e, b);
+
+	*doc = NULL;
+	return rv ? rv : store_get(b->store, m->name, pk, doc, mtime_ns);
+}
+
 enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m, const char *pk,
 		       char **doc, int64_t *mtime_ns)
 {

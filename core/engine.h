@@ -69,6 +69,10 @@ enum sh_err engine_block_remove(struct engine *e, const char *id);
 enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m, const char *pk,
 		       char **doc, int64_t *mtime_ns);
 
+/* The same from the block alone, never asking PostgreSQL. */
+enum sh_err engine_get_local(struct engine *e, struct block *b, const struct model *m,
+			     const char *pk, char **doc, int64_t *mtime_ns);
+
 /* Write body as record pk: validated, merged, stored with its outbox entry.
  * Refusals (SH_EINVAL, SH_ETOOBIG) are logged with the reason. */
 enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
@@ -85,11 +89,12 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why);
 
-/* Delete record pk. SH_ENOENT when the block does not hold it. */
 /* Drop the block's copy of a record (not the row): kept while a write to it
  * is pending, read through again on the next use. */
 enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *m,
 			 const char *pk);
+
+/* Delete record pk. SH_ENOENT when the block does not hold it. */
 
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,
 			  const char *pk);

@@ -112,6 +112,20 @@ static int authenticate(redisContext *c, const struct redis_url *u, char *err, s
 	return u->db == 0 || command_ok(c, err, errlen, "SELECT", 2, sel);
 }
 
+/* A TCP connection is not a server: something in between (a proxy, a load
+ * balancer) may accept and close at once. Only an answer counts. */
+static int ping(redisContext *c, const struct redis_url *u, char *err, size_t errlen)
+{
+	redisReply *r = redisCommand(c, "PING");
+	int ok = r && r->type == REDIS_REPLY_STATUS;
+
+	if (!ok)
+		snprintf(err, errlen, "redis at %s:%d does not answer: %s", u->host, u->port,
+			 r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+	freeReplyObject(r);
+	return ok;
+}
+
 enum sh_err redis_open(const char *url, int timeout_ms, redisContext **out, char *err,
 		       size_t errlen)
 {
@@ -132,7 +146,7 @@ enum sh_err redis_open(const char *url, int timeout_ms, redisContext **out, char
 		return SH_EUNAVAIL;
 	}
 	redisSetTimeout(c, tv);
-	if (!authenticate(c, &u, err, errlen)) {
+	if (!authenticate(c, &u, err, errlen) || !ping(c, &u, err, errlen)) {
 		redisFree(c);
 		return SH_EUNAVAIL;
 	}

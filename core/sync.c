@@ -24,6 +24,7 @@
 #define RESEND_AFTER_NS (30LL * 1000000000)	/* re-send what Redis may have lost */
 #define DELETE_GRACE_NS (1000LL * 1000000)	/* a deletion waits this long for a revoking write */
 #define IDLE_WAIT_MS 200
+#define RELAY_GATHER_MS 10	/* after a wake-up, before the relay looks at the outboxes */
 #define REDIS_TIMEOUT_MS 2000
 #define CLAIM_EVERY_MS 10000
 #define CLAIM_IDLE_MS 60000
@@ -106,6 +107,15 @@ static bool is_stopping(struct sync *s)
 	stopping = s->stopping;
 	pthread_mutex_unlock(&s->lock);
 	return stopping;
+}
+
+/* Wait out a backoff: only stopping cuts it short, not new work (a stream
+ * of writes would otherwise turn the backoff into a busy retry loop). */
+static void backoff_wait(struct sync *s, int64_t ms)
+{
+	bool never = false;
+
+	wait_ms(s, &never, ms);
 }
 
 /* A write was committed: the relay has work. */
@@ -311,25 +321,32 @@ static void *relay_main(void *arg)
 			if (redis_open(s->redis_url, REDIS_TIMEOUT_MS, &rc, err, sizeof(err)) != SH_OK) {
 				int64_t delay = (int64_t)backoff_next_ms(&bo, random64());
 				set_backend(s, &s->status.redis_up, false, err, delay);
-				wait_ms(s, &s->relay_kicked, delay);
+				backoff_wait(s, delay);
 				continue;
 			}
 			unrelay_all(s);
 			set_backend(s, &s->status.redis_up, true, NULL, 0);
-			backoff_reset(&bo);
 		}
 		forget_blocks(s, rc);
 		sent = relay_pass(s, rc, err, sizeof(err));
 		if (sent < 0) {
+			int64_t delay = (int64_t)backoff_next_ms(&bo, random64());
+
 			redisFree(rc);
 			rc = NULL;
-			set_backend(s, &s->status.redis_up, false, err, 0);
+			set_backend(s, &s->status.redis_up, false, err, delay);
+			backoff_wait(s, delay);
 			continue;
 		}
+		backoff_reset(&bo);	/* only once Redis answered a whole pass */
 		if (sent > 0)
 			kick_apply(s);
-		if (sent < RELAY_BATCH)
+		if (sent < RELAY_BATCH) {
 			wait_ms(s, &s->relay_kicked, IDLE_WAIT_MS);
+			/* let a stream of writes gather: one pass, one XADD pipeline
+			 * and one PostgreSQL transaction for many of them */
+			nanosleep(&(struct timespec){ 0, RELAY_GATHER_MS * 1000000 }, NULL);
+		}
 	}
 	redisFree(rc);
 	return NULL;
@@ -704,12 +721,12 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 down_pg:
 	delay = (int64_t)backoff_next_ms(bo, random64());
 	set_backend(s, &s->status.pg_up, false, err, delay);
-	wait_ms(s, &s->apply_kicked, delay);
+	backoff_wait(s, delay);
 	return false;
 down:
 	delay = (int64_t)backoff_next_ms(bo, random64());
 	set_backend(s, &s->status.redis_up, false, err, delay);
-	wait_ms(s, &s->apply_kicked, delay);
+	backoff_wait(s, delay);
 	return false;
 }
 
@@ -734,11 +751,14 @@ static void *apply_main(void *arg)
 			redisFree(rc);
 			rc = NULL;
 			pg_ok = false;
+			delay = (int64_t)backoff_next_ms(&bo, random64());
+			set_backend(s, &s->status.redis_up, false, err, delay);
+			backoff_wait(s, delay);
 		} else if (r == PASS_PG_DOWN) {
 			pg_ok = false;
 			delay = (int64_t)backoff_next_ms(&bo, random64());
 			set_backend(s, &s->status.pg_up, false, err, delay);
-			wait_ms(s, &s->apply_kicked, delay);
+			backoff_wait(s, delay);
 		} else {
 			backoff_reset(&bo);
 			if (r == PASS_IDLE)

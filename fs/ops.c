@@ -110,7 +110,10 @@ static enum sh_err with_block(struct fs *fs, const char *id, struct block **b)
 	return blockset_get(engine_blocks(fs->engine), id, b);
 }
 
-static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+/* local: from the block alone (a record someone has open was looked up, and
+ * so read through, already) */
+static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool local,
+			       struct stat *st)
 {
 	struct block *b;
 	char *doc = NULL;
@@ -119,7 +122,10 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, struct s
 
 	if (err)
 		return err;
-	err = engine_get(fs->engine, b, r->model, r->pk, &doc, &mtime);
+	if (local)
+		err = engine_get_local(fs->engine, b, r->model, r->pk, &doc, &mtime);
+	else
+		err = engine_get(fs->engine, b, r->model, r->pk, &doc, &mtime);
 	block_put(b);
 	if (err)
 		return err;
@@ -178,7 +184,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 	case NODE_CTL:
 		return ctl_attr(fs, r, st);
 	case NODE_RECORD:
-		return record_attr(fs, r, st);
+		return record_attr(fs, r, false, st);
 	case NODE_SCRATCH:
 		return sops_stat(fs, r, st) ? SH_ENOENT : SH_OK;
 	}
@@ -339,7 +345,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	err = node_attr(fs, &r, &st);
+	if (r.kind == NODE_RECORD && written_size(fs, ino, &size))
+		err = record_attr(fs, &r, true, &st);
+	else
+		err = node_attr(fs, &r, &st);
 	if (err == SH_ENOENT && r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
 		/* a record being created shows what was written so far; an existing
 		 * one keeps its stored size until the writer's close() replaces it */
