@@ -427,10 +427,9 @@ static bool parked_fresh_locked(struct store *st)
 	return true;
 }
 
-/* Lock st and make sure its connection is open. */
-static enum sh_err lock_open(struct store *st)
+/* st is locked: open its connection if parked; on failure, unlock. */
+static enum sh_err open_locked(struct store *st)
 {
-	pthread_mutex_lock(&st->lock);
 	if (!st->db) {
 		parked_clear(&st->parked);
 		if (open_db(st, false, false) != SH_OK) {
@@ -442,15 +441,19 @@ static enum sh_err lock_open(struct store *st)
 	return SH_OK;
 }
 
+/* Lock st and make sure its connection is open. */
+static enum sh_err lock_open(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	return open_locked(st);
+}
+
 /* Lock st; *parked when its remembered answers hold, else open it. */
 static enum sh_err lock_answer(struct store *st, bool *parked)
 {
 	pthread_mutex_lock(&st->lock);
 	*parked = parked_fresh_locked(st);
-	if (*parked)
-		return SH_OK;
-	pthread_mutex_unlock(&st->lock);
-	return lock_open(st);
+	return *parked ? SH_OK : open_locked(st);
 }
 
 enum sh_err store_open(const char *path, bool create, bool sync_full, struct store **out)
@@ -715,8 +718,7 @@ static bool lock_outbox(struct store *st, enum sh_err *err)
 		pthread_mutex_unlock(&st->lock);
 		return false;
 	}
-	pthread_mutex_unlock(&st->lock);
-	*err = lock_open(st);
+	*err = open_locked(st);
 	return *err == SH_OK;
 }
 
