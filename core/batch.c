@@ -4,6 +4,7 @@
  * (model, pk) -> position in the output order: one allocation per call.
  * Grouping compares each upsert's key set with its predecessor's, so every
  * document is scanned once, with one scratch allocation per call.
+ * Bisection recurses into halves, so its depth is log2 of the group size.
  */
 #include "batch.h"
 
@@ -247,4 +248,31 @@ enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder
 	}
 	free(ks.cur < ks.prev ? ks.cur : ks.prev);
 	return SH_OK;
+}
+
+/* A refused range is split in halves until the one bad op is found: about
+ * 2 log2(n) tries per bad op instead of n. */
+enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bisect_ops *ops,
+			 void *ctx)
+{
+	char *why = NULL;
+	size_t half = count / 2;
+	enum sh_err rc;
+
+	if (count == 0)
+		return SH_OK;
+	rc = ops->try_range(ctx, idx, count, &why);
+	if (rc != SH_OK || !why) {
+		free(why);	/* NULL unless the try broke its contract */
+		return rc;
+	}
+	if (count == 1) {
+		ops->dead(ctx, idx[0], why);
+		return SH_OK;
+	}
+	free(why);
+	if (ops->reset)
+		ops->reset(ctx, idx, count);
+	rc = batch_bisect(idx, half, ops, ctx);
+	return rc ? rc : batch_bisect(idx + half, count - half, ops, ctx);
 }

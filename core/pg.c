@@ -859,8 +859,28 @@ static enum sh_err try_range(struct apply *a, const size_t *idx, size_t count, c
 	return rc;
 }
 
-static void mark_dead(struct op *op, char *why)
+/* batch_try_fn over try_range. */
+static enum sh_err bisect_try(void *ctx, const size_t *idx, size_t count, char **why)
 {
+	return try_range(ctx, idx, count, why);
+}
+
+/* batch_reset_fn: a half that succeeded may have set the returned rows. */
+static void clear_returned(void *ctx, const size_t *idx, size_t count)
+{
+	struct apply *a = ctx;
+
+	for (size_t i = 0; i < count; i++) {
+		free(a->ops[idx[i]].returned);
+		a->ops[idx[i]].returned = NULL;
+	}
+}
+
+/* batch_dead_fn: PostgreSQL refuses ops[i] on its own; keep its words, log it. */
+static void mark_dead(void *ctx, size_t i, char *why)
+{
+	struct op *op = &((struct apply *)ctx)->ops[i];
+
 	op->dead = true;
 	free(op->returned);
 	op->returned = NULL;
@@ -871,27 +891,16 @@ static void mark_dead(struct op *op, char *why)
 	       why ? why : "refused");
 }
 
-/* A refused group is split in halves until the one bad op is found: about
- * 2 log2(n) statements per bad op instead of n. */
+static const struct batch_bisect_ops bisect_ops = {
+	.try_range = bisect_try,
+	.reset = clear_returned,
+	.dead = mark_dead,
+};
+
+/* Apply one group, isolating by bisection (batch.h) each op PostgreSQL refuses. */
 static enum sh_err apply_range(struct apply *a, const size_t *idx, size_t count)
 {
-	char *why;
-	size_t half = count / 2;
-	enum sh_err rc = try_range(a, idx, count, &why);
-
-	if (rc != SH_OK || !why)
-		return rc;
-	if (count == 1) {
-		mark_dead(&a->ops[idx[0]], why);
-		return SH_OK;
-	}
-	free(why);
-	for (size_t i = 0; i < count; i++) {	/* a half that succeeded may have set them */
-		free(a->ops[idx[i]].returned);
-		a->ops[idx[i]].returned = NULL;
-	}
-	rc = apply_range(a, idx, half);
-	return rc ? rc : apply_range(a, idx + half, count - half);
+	return batch_bisect(idx, count, &bisect_ops, a);
 }
 
 static enum sh_err apply_all(struct apply *a, size_t n)

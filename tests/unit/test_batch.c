@@ -1,4 +1,5 @@
-/* test_batch.c - collapse and grouping of ops before they reach PostgreSQL. */
+/* test_batch.c - collapse, grouping and bisection of ops before they reach
+ * PostgreSQL; bisection runs against a fake backend that refuses chosen ops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -265,6 +266,310 @@ static void test_doc_keys(void **state)
 	assert_int_equal(batch_doc_keys(NULL, k, 4), -1);
 }
 
+/* ---- bisection, against a fake backend ---- */
+
+#define BIS_MAX 1000
+
+/* A backend that refuses any range holding a bad op, and fails for good (a
+ * transient error) at try number fail_at (1-based; 0: never). A range is all
+ * or nothing, as under a savepoint. */
+struct fake {
+	bool bad[BIS_MAX];
+	unsigned fail_at;
+	enum sh_err fail_rc;
+	bool fail_with_why;	/* the failing try also sets *why: must be freed */
+	unsigned tries;
+	unsigned applied[BIS_MAX];	/* times applied by a successful try */
+	bool returned[BIS_MAX];		/* set on success, cleared by reset */
+	unsigned resets[BIS_MAX];
+	unsigned dead[BIS_MAX];
+	unsigned ndead;
+	unsigned last_dead_try;		/* tries when the last op was reported dead */
+};
+
+/* batch_try_fn of the fake. */
+static enum sh_err fake_try(void *ctx, const size_t *idx, size_t count, char **why)
+{
+	struct fake *f = ctx;
+	char buf[32];
+
+	assert_non_null(why);
+	assert_null(*why);
+	assert_true(count > 0);
+	if (++f->tries == f->fail_at) {
+		if (f->fail_with_why)
+			*why = strdup("about to fail");
+		return f->fail_rc;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (f->bad[idx[i]]) {
+			snprintf(buf, sizeof(buf), "op %zu is bad", idx[i]);
+			*why = strdup(buf);
+			assert_non_null(*why);
+			return SH_OK;
+		}
+	}
+	for (size_t i = 0; i < count; i++) {
+		f->applied[idx[i]]++;
+		f->returned[idx[i]] = true;
+	}
+	return SH_OK;
+}
+
+/* batch_reset_fn of the fake: only a refused range is reset, so none of it
+ * may have been applied. */
+static void fake_reset(void *ctx, const size_t *idx, size_t count)
+{
+	struct fake *f = ctx;
+
+	assert_true(count > 1);
+	for (size_t i = 0; i < count; i++) {
+		assert_int_equal(f->applied[idx[i]], 0);
+		f->returned[idx[i]] = false;
+		f->resets[idx[i]]++;
+	}
+}
+
+/* batch_dead_fn of the fake: checks the reason names the op, then frees it. */
+static void fake_dead(void *ctx, size_t i, char *why)
+{
+	struct fake *f = ctx;
+	char want[32];
+
+	snprintf(want, sizeof(want), "op %zu is bad", i);
+	assert_non_null(why);
+	assert_string_equal(why, want);
+	free(why);
+	f->dead[i]++;
+	f->ndead++;
+	f->last_dead_try = f->tries;
+}
+
+static const struct batch_bisect_ops fake_ops = {
+	.try_range = fake_try,
+	.reset = fake_reset,
+	.dead = fake_dead,
+};
+
+/* The identity order 0..n-1, as apply_all would pass for one group. */
+static size_t bis_idx[BIS_MAX];
+
+static enum sh_err bisect(struct fake *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bis_idx[i] = i;
+	return batch_bisect(bis_idx, n, &fake_ops, f);
+}
+
+/* Every bad op is dead exactly once, every other applied exactly once. */
+static void assert_accounting(const struct fake *f, size_t n)
+{
+	unsigned nbad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (f->bad[i]) {
+			nbad++;
+			assert_int_equal(f->dead[i], 1);
+			assert_int_equal(f->applied[i], 0);
+		} else {
+			assert_int_equal(f->dead[i], 0);
+			assert_int_equal(f->applied[i], 1);
+			assert_true(f->returned[i]);
+		}
+	}
+	assert_int_equal(f->ndead, nbad);
+}
+
+static unsigned ceil_log2(size_t n)
+{
+	unsigned k = 0;
+
+	while (((size_t)1 << k) < n)
+		k++;
+	return k;
+}
+
+static void test_bisect_all_good_one_try(void **state)
+{
+	static const size_t sizes[] = { 1, 2, 7, 1000 };
+
+	(void)state;
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		struct fake *f = calloc(1, sizeof(*f));
+
+		assert_int_equal(bisect(f, sizes[s]), SH_OK);
+		assert_int_equal(f->tries, 1);
+		assert_accounting(f, sizes[s]);
+		for (size_t i = 0; i < sizes[s]; i++)
+			assert_int_equal(f->resets[i], 0);
+		free(f);
+	}
+}
+
+static void test_bisect_one_bad(void **state)
+{
+	static const size_t sizes[] = { 1, 2, 7, 1000 };
+
+	(void)state;
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		size_t n = sizes[s];
+
+		for (size_t bad = 0; bad < n; bad++) {
+			struct fake *f = calloc(1, sizeof(*f));
+
+			f->bad[bad] = true;
+			assert_int_equal(bisect(f, n), SH_OK);
+			assert_accounting(f, n);
+			assert_true(f->tries <= 2 * ceil_log2(n) + 1);
+			free(f);
+		}
+	}
+}
+
+/* Bad ops at the given positions among n. */
+static void check_bad_set(size_t n, const size_t *bad, size_t nbad)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+
+	for (size_t i = 0; i < nbad; i++)
+		f->bad[bad[i]] = true;
+	assert_int_equal(bisect(f, n), SH_OK);
+	assert_accounting(f, n);
+	free(f);
+}
+
+static void test_bisect_several_bad(void **state)
+{
+	static const size_t adjacent[] = { 3, 4 }, adjacent_across[] = { 499, 500, 501 };
+	static const size_t ends[] = { 0, 999 }, first[] = { 0 }, last[] = { 6 };
+	size_t all[BIS_MAX];
+
+	(void)state;
+	check_bad_set(7, adjacent, 2);
+	check_bad_set(1000, adjacent_across, 3);	/* across the first split */
+	check_bad_set(1000, ends, 2);
+	check_bad_set(7, first, 1);
+	check_bad_set(7, last, 1);
+	for (size_t n = 1; n <= 7; n++) {		/* all bad */
+		for (size_t i = 0; i < n; i++)
+			all[i] = i;
+		check_bad_set(n, all, n);
+	}
+	for (size_t i = 0; i < BIS_MAX; i++)
+		all[i] = i;
+	check_bad_set(BIS_MAX, all, BIS_MAX);
+}
+
+/* Every other op bad: the worst case for the number of tries, and still each
+ * range is tried at most once. */
+static void test_bisect_alternate_bad(void **state)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+
+	(void)state;
+	for (size_t i = 0; i < 7; i += 2)
+		f->bad[i] = true;
+	assert_int_equal(bisect(f, 7), SH_OK);
+	assert_accounting(f, 7);
+	assert_true(f->tries <= 2 * 7 - 1);	/* a full binary tree over 7 leaves */
+	free(f);
+}
+
+/* A transient error at try k is returned as is, and nothing is tried or
+ * reported dead after it. */
+static void check_transient(size_t n, size_t bad, unsigned k, bool with_why)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+
+	f->bad[bad] = true;
+	f->fail_at = k;
+	f->fail_rc = SH_EUNAVAIL;
+	f->fail_with_why = with_why;
+	assert_int_equal(bisect(f, n), SH_EUNAVAIL);
+	assert_int_equal(f->tries, k);
+	if (f->ndead)
+		assert_true(f->last_dead_try < k);
+	free(f);
+}
+
+static void test_bisect_transient_error(void **state)
+{
+	struct fake *f;
+
+	(void)state;
+	/* one bad op among 1000 takes 21 tries: fail at each of them */
+	for (unsigned k = 1; k <= 2 * ceil_log2(1000) + 1; k++) {
+		check_transient(1000, 617, k, false);
+		check_transient(1000, 617, k, true);
+	}
+	check_transient(1, 0, 1, true);
+	/* a dead op found before the error stays reported, nothing after it */
+	f = calloc(1, sizeof(*f));
+	f->bad[0] = f->bad[6] = true;
+	f->fail_at = 6;	/* [0,7) [0,3) refused, [0,1) dead, [1,3) applied, [3,7) refused, [3,5) fails */
+	f->fail_rc = SH_ENOMEM;
+	assert_int_equal(bisect(f, 7), SH_ENOMEM);
+	assert_int_equal(f->tries, 6);
+	assert_int_equal(f->ndead, 1);
+	assert_int_equal(f->dead[0], 1);
+	assert_int_equal(f->dead[6], 0);
+	free(f);
+}
+
+/* Halves go first half first, and a range is reset once, before its halves. */
+static void test_bisect_order_and_reset(void **state)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+
+	(void)state;
+	f->bad[1] = true;
+	assert_int_equal(bisect(f, 4), SH_OK);
+	/* [0,4) refused, [0,2) refused, [0,1) applied, [1,2) dead, [2,4) applied */
+	assert_int_equal(f->tries, 5);
+	assert_int_equal(f->resets[0], 2);
+	assert_int_equal(f->resets[1], 2);
+	assert_int_equal(f->resets[2], 1);
+	assert_int_equal(f->resets[3], 1);
+	assert_int_equal(f->last_dead_try, 4);
+	assert_accounting(f, 4);
+	free(f);
+}
+
+/* An empty range tries nothing; the reset callback may be left out. */
+static void test_bisect_empty_and_no_reset(void **state)
+{
+	struct batch_bisect_ops ops = { .try_range = fake_try, .dead = fake_dead };
+	struct fake *f = calloc(1, sizeof(*f));
+
+	(void)state;
+	assert_int_equal(bisect(f, 0), SH_OK);
+	assert_int_equal(f->tries, 0);
+	f->bad[2] = true;
+	for (size_t i = 0; i < 5; i++)
+		bis_idx[i] = i;
+	assert_int_equal(batch_bisect(bis_idx, 5, &ops, f), SH_OK);
+	assert_accounting(f, 5);
+	free(f);
+}
+
+/* The indices passed are the caller's, not positions: bisection works on any
+ * order (apply_all passes a slice of the collapsed order). */
+static void test_bisect_passes_caller_indices(void **state)
+{
+	size_t idx[] = { 9, 3, 700, 42, 5 };
+	struct fake *f = calloc(1, sizeof(*f));
+
+	(void)state;
+	f->bad[700] = true;
+	assert_int_equal(batch_bisect(idx, 5, &fake_ops, f), SH_OK);
+	assert_int_equal(f->ndead, 1);
+	assert_int_equal(f->dead[700], 1);
+	for (size_t i = 0; i < 5; i++)
+		if (idx[i] != 700)
+			assert_int_equal(f->applied[idx[i]], 1);
+	free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +586,14 @@ int main(void)
 		cmocka_unit_test(test_group_unscannable_alone),
 		cmocka_unit_test(test_group_size_cap),
 		cmocka_unit_test(test_doc_keys),
+		cmocka_unit_test(test_bisect_all_good_one_try),
+		cmocka_unit_test(test_bisect_one_bad),
+		cmocka_unit_test(test_bisect_several_bad),
+		cmocka_unit_test(test_bisect_alternate_bad),
+		cmocka_unit_test(test_bisect_transient_error),
+		cmocka_unit_test(test_bisect_order_and_reset),
+		cmocka_unit_test(test_bisect_empty_and_no_reset),
+		cmocka_unit_test(test_bisect_passes_caller_indices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
