@@ -409,6 +409,11 @@ enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *
 	return SH_OK;
 }
 
+const char *blockset_dir(const struct blockset *bs)
+{
+	return bs->dir;
+}
+
 size_t blockset_count(struct blockset *bs)
 {
 	size_t n;

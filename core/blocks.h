@@ -80,6 +80,9 @@ enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *
 
 size_t blockset_count(struct blockset *bs);
 
+/* The data directory (absolute). */
+const char *blockset_dir(const struct blockset *bs);
+
 /* Drop a reference. Accepts NULL. */
 void block_put(struct block *b);
 

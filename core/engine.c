@@ -28,6 +28,7 @@
 
 struct engine {
 	char *pg_conninfo, *redis_url, *node;
+	int64_t cleanup_s;
 	int64_t ttl;
 	size_t max_doc;
 	struct catalog *cat;
@@ -222,6 +223,7 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	e->redis_url = dup_or_env(cfg->redis, "REDIS_URL", "");
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
 	e->ttl = cfg->ttl;
+	e->cleanup_s = cfg->cleanup_s;
 	e->max_doc = cfg->max_doc ? cfg->max_doc : DOC_MAX_DEFAULT;
 	rv = (!e->pg_conninfo || !e->redis_url || !e->node) ? SH_ENOMEM : SH_OK;
 	if (!rv)
@@ -261,6 +263,7 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 		.pg_conninfo = e->pg_conninfo,
 		.redis_url = e->redis_url,
 		.consumer = e->node,
+		.cleanup_s = e->cleanup_s,
 		.on_change = forward_change,
 		.ctx = e,
 	};

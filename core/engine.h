@@ -28,6 +28,7 @@ struct engine_config {
 	size_t max_doc;		/* cap on one document; 0: DOC_MAX_DEFAULT */
 	const char *loaders;	/* loader rules file (loader.h); NULL: blocks start empty */
 	const char *catalog;	/* catalog file (catalog_file.h); NULL: read pg_catalog */
+	int64_t cleanup_s;	/* periodic cleanup of Redis leftovers, seconds; 0 = never */
 };
 
 /* The control files of every block, then the mount's own (metrics, at the root). */

@@ -12,6 +12,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "admin.h"
 #include "backoff.h"
 #include "log.h"
 #include "op.h"
@@ -43,6 +44,7 @@ struct sync {
 	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
 	size_t nforget;
 	int64_t last_claim_ms;		/* apply thread only */
+	int64_t next_cleanup_ms;	/* relay thread only */
 };
 
 /* A stream entry turned into an op, with the id to acknowledge. */
@@ -306,6 +308,25 @@ static void forget_blocks(struct sync *s, redisContext *rc)
 	}
 }
 
+/* What `sharded cleanup` does, now and then: streams of blocks that have no
+ * file any more (deleted while the daemon was down, say) and acknowledged
+ * entries left in the others. Dead letters are never touched. */
+static void cleanup_now_and_then(struct sync *s, redisContext *rc)
+{
+	struct admin_cleanup_result res;
+	char err[256];
+
+	if (s->cfg.cleanup_s <= 0 || now_ms() < s->next_cleanup_ms)
+		return;
+	s->next_cleanup_ms = now_ms() + s->cfg.cleanup_s * 1000;
+	if (admin_cleanup(rc, blockset_dir(s->cfg.blocks), false, false, NULL, NULL, &res, err,
+			  sizeof(err)) != SH_OK)
+		sh_log(LOG_WARNING, "periodic cleanup: %s", err);
+	else if (res.ops_deleted || res.entries_deleted)
+		sh_log(LOG_INFO, "periodic cleanup: %zu streams of deleted blocks and %zu "
+		       "acknowledged entries removed", res.ops_deleted, res.entries_deleted);
+}
+
 static void *relay_main(void *arg)
 {
 	struct sync *s = arg;
@@ -328,6 +349,7 @@ static void *relay_main(void *arg)
 			set_backend(s, &s->status.redis_up, true, NULL, 0);
 		}
 		forget_blocks(s, rc);
+		cleanup_now_and_then(s, rc);
 		sent = relay_pass(s, rc, err, sizeof(err));
 		if (sent < 0) {
 			int64_t delay = (int64_t)backoff_next_ms(&bo, random64());
@@ -806,6 +828,7 @@ enum sh_err sync_start(const struct sync_config *cfg, struct sync **out)
 	if (!s)
 		return SH_ENOMEM;
 	s->cfg = *cfg;
+	s->next_cleanup_ms = now_ms() + cfg->cleanup_s * 1000;	/* the first after one interval */
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->pg_conninfo = strdup(cfg->pg_conninfo ? cfg->pg_conninfo : "");

@@ -38,6 +38,7 @@ struct sync_config {
 	const char *pg_conninfo;	/* copied */
 	const char *redis_url;		/* copied */
 	const char *consumer;		/* copied: this node's consumer name */
+	int64_t cleanup_s;		/* periodic cleanup (admin_cleanup) every this often; 0 = never */
 	sync_change_fn on_change;
 	void *ctx;
 };

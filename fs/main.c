@@ -25,7 +25,8 @@
 #define SCRATCH_TOTAL_CAP (256u << 20)
 
 struct options {
-	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog;
+	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
+	     *cleanup;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -43,6 +44,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("max_doc=%s", max_doc),
 	OPT("loaders=%s", loaders),
 	OPT("catalog=%s", catalog),
+	OPT("cleanup=%s", cleanup),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -65,7 +67,9 @@ static void usage(const char *prog)
 	       "                        the mount then starts while PostgreSQL is down\n"
 	       "    -o sync=normal|full full: fsync SQLite on every write (default normal)\n"
 	       "    -o max_doc=BYTES    largest record document (default %d)\n"
-	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n\n",
+	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n"
+	       "    -o cleanup=SECONDS  remove leftover Redis streams this often (default 600,\n"
+	       "                        0 = never)\n\n",
 	       prog, DOC_MAX_DEFAULT);
 }
 
@@ -84,9 +88,10 @@ static int parse_uint(const char *s, const char *what, int64_t max, int64_t *out
 
 static int build_config(const struct options *o, struct engine_config *cfg)
 {
-	int64_t ttl, max_doc;
+	int64_t ttl, max_doc, cleanup;
 
 	if (parse_uint(o->ttl, "ttl", 10LL * 365 * 24 * 3600, &ttl) ||
+	    parse_uint(o->cleanup ? o->cleanup : "600", "cleanup", 10LL * 365 * 24 * 3600, &cleanup) ||
 	    parse_uint(o->max_doc, "max_doc", 64 * 1024 * 1024, &max_doc))
 		return -1;
 	if (o->sync && strcmp(o->sync, "normal") != 0 && strcmp(o->sync, "full") != 0) {
@@ -105,6 +110,7 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->max_doc = (size_t)max_doc;
 	cfg->loaders = o->loaders;
 	cfg->catalog = o->catalog;
+	cfg->cleanup_s = cleanup;
 	return 0;
 }
 
@@ -121,6 +127,7 @@ static void free_options(struct options *o)
 	free(o->max_doc);
 	free(o->loaders);
 	free(o->catalog);
+	free(o->cleanup);
 }
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)

@@ -253,6 +253,25 @@ check_eq "an unreachable redis fails (1)" 1 \
 check_eq "the default data directory comes from \$SHARDED_DATA" u1 \
   "$(SHARDED_DATA=$DATA "$SHARDED" status u1 --json | jq -r '.[0].block')"
 
+# --- the daemon's own periodic cleanup (-o cleanup=SECONDS) -----------------------------------
+unmount_sharded || _fail "unmount before the cleanup mount"
+mount_sharded cleanup=1
+redis_cli XADD 'sharded:{ghost2}:ops' '*' seq 1 base 0 op D model User pk 1 >/dev/null
+redis_cli XADD 'sharded:{ghost2}:dead' '*' seq 1 op D model User pk 1 error x >/dev/null
+require "mkdir M/b4 (cleanup mount)" mkdir "$MNT/b4"
+key_gone() { [[ $(key_exists "$1") == 0 ]]; }
+check "cleanup=1: the ops stream of a block without a file goes by itself" \
+  wait_for 10 key_gone 'sharded:{ghost2}:ops'
+check_eq "cleanup=1: its dead letters stay" 1 "$(key_exists 'sharded:{ghost2}:dead')"
+check "cleanup=1: a live block's records still sync" put "$MNT/b4/User/7401.json" '{"id":7401,"email":"b4@example.com"}'
+check "cleanup=1: ... and reach PostgreSQL" wait_for 20 pg_is 1 'select count(*) from "User" where id = 7401'
+check "cleanup=1: the log says what it removed" grep -q 'periodic cleanup: 1 streams of deleted blocks' "$T/daemon.log"
+mkdir -p "$T/m2"
+bad_rc=0; "$SHARDED_BUILD_DIR/mount.sharded" -f -o "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,cleanup=soon" "$T/m2" \
+  >"$T/bad.out" 2>&1 </dev/null || bad_rc=$?
+check_eq "cleanup=soon is refused with exit 2" 2 "$bad_rc"
+check "... naming the option" grep -q "invalid cleanup 'soon'" "$T/bad.out"
+
 report=""
 if report=$(sanitizer_report "$T/tool.err"); then
   _fail "no sanitizer report from the tool" "$report"
