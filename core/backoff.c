@@ -25,10 +25,11 @@ static uint64_t between(uint64_t lo, uint64_t hi, uint64_t random)
 	return lo + random % (span + 1);
 }
 
-/* min(cap, base * 2^attempt) without overflow. */
+/* min(cap, base * 2^attempt) without overflow: attempt stops at 64, where a shift would be
+ * undefined; at 63 base 1 still reaches 2^63 when the cap allows. */
 static uint64_t ceiling(const struct backoff *b)
 {
-	if (b->attempt >= 63 || b->base_ms > (b->cap_ms >> b->attempt))
+	if (b->attempt >= 64 || b->base_ms > (b->cap_ms >> b->attempt))
 		return b->cap_ms;
 	return b->base_ms << b->attempt;
 }
@@ -48,15 +49,8 @@ uint64_t backoff_next_ms(struct backoff *b, uint64_t random)
 		delay = decorrelated(b, random);
 	else
 		delay = between(0, ceiling(b), random);
-	if (b->attempt < 64)	/* past 63 the ceiling is the cap anyway */
+	if (b->attempt < 64)	/* from 64 on the ceiling is the cap anyway */
 		b->attempt++;
 	b->prev_ms = delay;
 	return delay;
-}
-
-uint64_t backoff_deadline_ms(struct backoff *b, uint64_t now_ms, uint64_t random)
-{
-	uint64_t delay = backoff_next_ms(b, random);
-
-	return now_ms > UINT64_MAX - delay ? UINT64_MAX : now_ms + delay;
 }

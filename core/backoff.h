@@ -1,7 +1,7 @@
 /* backoff.h - capped exponential backoff with jitter, for retrying backends.
  *
- * Pure arithmetic: the caller supplies the random numbers and the clock, and
- * does the waiting, so the policy is tested without sleeping.
+ * Pure arithmetic: the caller supplies the random numbers and does the
+ * waiting, so the policy is tested without sleeping.
  *
  *   full jitter:         delay = random in [0, min(cap, base * 2^attempt)]
  *   decorrelated jitter: delay = random in [base, min(cap, 3 * previous delay)]
@@ -32,9 +32,6 @@ void backoff_init(struct backoff *b, uint64_t base_ms, uint64_t cap_ms, enum bac
 
 /* The delay before the next attempt, given a uniformly random 64-bit number. */
 uint64_t backoff_next_ms(struct backoff *b, uint64_t random);
-
-/* When to try next, given the current time in ms (any monotonic clock). */
-uint64_t backoff_deadline_ms(struct backoff *b, uint64_t now_ms, uint64_t random);
 
 /* After a success: start again from base. */
 void backoff_reset(struct backoff *b);

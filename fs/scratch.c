@@ -113,6 +113,8 @@ int scratch_create(struct scratches *ss, const char *block, const char *model, c
 {
 	struct scratch *s;
 
+	if (strlen(name) > SCRATCH_NAME_MAX)
+		return ENAMETOOLONG;
 	pthread_mutex_lock(&ss->lock);
 	s = find_locked(ss, block, model, name);
 	if (s) {
@@ -166,9 +168,12 @@ int scratch_rename(struct scratches *ss, const char *block, const char *model, c
 		   const char *to)
 {
 	struct scratch *s, *victim;
-	char *name = strdup(to);
+	char *name;
 	int gone = 0;
 
+	if (strlen(to) > SCRATCH_NAME_MAX)
+		return ENAMETOOLONG;
+	name = strdup(to);
 	if (!name)
 		return ENOMEM;
 	pthread_mutex_lock(&ss->lock);

@@ -15,6 +15,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+/* The longest name, in bytes: what a node_ref's pk holds (nodes.h), so that every
+ * scratch file can be looked up, opened and deleted by its name. */
+#define SCRATCH_NAME_MAX 255
+
 struct scratch {
 	char *block, *model, *name;	/* where it lives */
 	pthread_mutex_t lock;		/* guards everything below */
@@ -37,12 +41,13 @@ void scratches_free(struct scratches *ss);
 /* A counted reference to the named file, or NULL. */
 struct scratch *scratch_get(struct scratches *ss, const char *block, const char *model,
 			    const char *name);
-/* Create (or, when it exists and excl is 0, open) the named file. errno-style result. */
+/* Create (or, when it exists and excl is 0, open) the named file. errno-style result;
+ * on failure nothing was created. A name over SCRATCH_NAME_MAX is ENAMETOOLONG. */
 int scratch_create(struct scratches *ss, const char *block, const char *model, const char *name,
 		   mode_t mode, int excl, struct scratch **out);
 void scratch_put(struct scratches *ss, struct scratch *s);
 
-/* 0 or an errno. */
+/* 0 or an errno; rename refuses a name over SCRATCH_NAME_MAX (ENAMETOOLONG). */
 int scratch_unlink(struct scratches *ss, const char *block, const char *model, const char *name);
 int scratch_rename(struct scratches *ss, const char *block, const char *model, const char *from,
 		   const char *to);

@@ -24,49 +24,63 @@ static void handle_release(struct open_file *of)
 	free(h);
 }
 
-/* Open s for the kernel: the handle takes over the reference. */
-static int attach(struct fs *fs, struct scratch *s, struct fuse_file_info *fi)
-{
-	struct scratch_handle *h = calloc(1, sizeof(*h));
+_Static_assert(sizeof(((struct node_ref *)0)->pk) > SCRATCH_NAME_MAX,
+	       "a node holds any scratch name");
 
-	if (!h)
-		return ENOMEM;
+/* Open s for the kernel through h: the handle takes over the reference. Cannot fail. */
+static void attach(struct fs *fs, struct scratch_handle *h, struct scratch *s,
+		   struct fuse_file_info *fi)
+{
 	h->s = s;
 	h->ss = fs->scratch;
 	h->of.kind = OPEN_SCRATCH;
 	fs_open_track(fs, &h->of, handle_release);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 0;
-	return 0;
 }
 
+static void scratch_proto(struct node_ref *proto, const struct node_ref *dir, const char *name)
+{
+	memset(proto, 0, sizeof(*proto));
+	proto->kind = NODE_SCRATCH;
+	proto->model = dir->model;
+	memcpy(proto->block, dir->block, sizeof(proto->block));
+	snprintf(proto->pk, sizeof(proto->pk), "%s", name);
+}
+
+/* Everything that can fail comes before the file exists, and the file is made last:
+ * a refused create leaves no name behind (and truncates nothing). */
 void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
 		 const char *name, mode_t mode, struct fuse_file_info *fi)
 {
 	struct node_ref proto, ref;
 	struct fuse_entry_param e;
+	struct scratch_handle *h;
 	struct scratch *s;
 	int rc;
 
+	if (strlen(name) > SCRATCH_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	scratch_proto(&proto, dir, name);
+	h = calloc(1, sizeof(*h));
+	if (!h || nodes_lookup(fs->nodes, parent, name, &proto, &ref) != 0) {
+		free(h);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	rc = scratch_create(fs->scratch, dir->block, dir->model->name, name, mode,
 			    (fi->flags & O_EXCL) != 0, &s);
 	if (rc) {
+		nodes_forget(fs->nodes, ref.ino, 1);	/* the lookup counted above */
+		free(h);
 		fuse_reply_err(req, rc);
 		return;
 	}
 	if (fi->flags & O_TRUNC)
-		scratch_truncate(fs->scratch, s, 0);
-	memset(&proto, 0, sizeof(proto));
-	proto.kind = NODE_SCRATCH;
-	proto.model = dir->model;
-	memcpy(proto.block, dir->block, sizeof(proto.block));
-	snprintf(proto.pk, sizeof(proto.pk), "%s", name);
-	if (strlen(name) >= sizeof(proto.pk) || nodes_lookup(fs->nodes, parent, name, &proto, &ref) ||
-	    (rc = attach(fs, s, fi)) != 0) {
-		scratch_put(fs->scratch, s);
-		fuse_reply_err(req, rc ? rc : ENAMETOOLONG);
-		return;
-	}
+		scratch_truncate(fs->scratch, s, 0);	/* to 0: no cap applies, cannot fail */
+	attach(fs, h, s, fi);
 	memset(&e, 0, sizeof(e));
 	e.ino = ref.ino;
 	scratch_stat(s, ref.ino, &e.attr);
@@ -78,20 +92,21 @@ void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct 
 void sops_open(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct fuse_file_info *fi)
 {
 	struct scratch *s = scratch_get(fs->scratch, r->block, r->model->name, r->pk);
-	int rc;
+	struct scratch_handle *h;
 
 	if (!s) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (fi->flags & O_TRUNC)
-		scratch_truncate(fs->scratch, s, 0);
-	rc = attach(fs, s, fi);
-	if (rc) {
+	h = calloc(1, sizeof(*h));
+	if (!h) {
 		scratch_put(fs->scratch, s);
-		fuse_reply_err(req, rc);
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (fi->flags & O_TRUNC)
+		scratch_truncate(fs->scratch, s, 0);
+	attach(fs, h, s, fi);
 	fuse_reply_open(req, fi);
 }
 

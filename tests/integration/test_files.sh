@@ -250,6 +250,34 @@ check_eq "the scratch file's mode changed" 600 "$(stat -c %a "$U/notes.bak")"
 check "a scratch file named like a record but not a key (x.json.tmp)" put "$U/1.json.tmp" "tmp"
 check "delete a scratch file" rm "$U/1.json.tmp"
 check "the deleted scratch file is gone" test ! -e "$U/1.json.tmp"
+
+# Long scratch names: up to 255 bytes a file works in full; a longer name is ENAMETOOLONG and
+# leaves nothing behind (the create used to make the file before refusing the name).
+long_name() { printf "%${1}s" "" | tr ' ' x; }   # long_name N: a scratch name of N bytes
+listed() { ls -A "$U" | grep -qxF -- "$1"; }
+not_listed() { ! listed "$1"; }
+for n in 250 255; do
+  name=$(long_name "$n")
+  check_eq "a $n-byte scratch name: create (O_EXCL)" OK "$(fsop create "$U/$name")"
+  check "a $n-byte scratch name: write" put "$U/$name" "long $n"
+  check_eq "a $n-byte scratch name: read back" "long $n" "$(content "$U/$name")"
+  check "a $n-byte scratch name: ls lists it" listed "$name"
+  check "a $n-byte scratch name: unlink" rm "$U/$name"
+  check "a $n-byte scratch name: gone after the unlink" not_listed "$name"
+done
+name=$(long_name 256)
+check_eq "a 256-byte scratch name: create (O_EXCL) is ENAMETOOLONG" ENAMETOOLONG \
+  "$(fsop create "$U/$name")"
+check_eq "a 256-byte scratch name: open(O_CREAT|O_TRUNC) is ENAMETOOLONG" ENAMETOOLONG@write \
+  "$(fsop write "$U/$name" x)"
+check "a refused 256-byte scratch name is not listed" not_listed "$name"
+check "a scratch file to rename onto a 256-byte name" put "$U/long.tmp" "stays"
+check_eq "rename onto a 256-byte scratch name is ENAMETOOLONG" ENAMETOOLONG \
+  "$(fsop rename "$U/long.tmp" "$U/$name")"
+check_eq "the refused rename keeps the source" stays "$(content "$U/long.tmp")"
+check "the refused rename's target is not listed" not_listed "$name"
+check "rm the rename source" rm "$U/long.tmp"
+check "no name over 255 bytes is listed" test -z "$(ls -A "$U" | awk 'length($0) > 255')"
 check_eq "abc.json cannot be created in a bigint-keyed model: EINVAL" EINVAL \
   "$(fsop create "$U/abc.json")"
 sleep 1

@@ -1,4 +1,5 @@
-/* test_backoff.c - backoff growth, cap, jitter bounds and reset, without sleeping. */
+/* test_backoff.c - backoff growth, cap, jitter bounds, reset and saturation, without sleeping.
+ * The sync uses full jitter (backoff_init, backoff_next_ms, backoff_reset). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,20 +48,79 @@ static void test_full_bounds(void **state)
 	assert_true(backoff_next_ms(&b, UINT64_MAX) <= 30000);
 }
 
-static void test_cap_never_exceeded_at_extremes(void **state)
+static void test_init_clamps(void **state)
 {
 	struct backoff b;
 
 	(void)state;
-	backoff_init(&b, UINT64_MAX / 2, UINT64_MAX, BACKOFF_FULL);
-	for (int i = 0; i < 70; i++)
-		(void)backoff_next_ms(&b, UINT64_MAX);
 	backoff_init(&b, 1000, 10, BACKOFF_DECORRELATED);	/* cap below base: base wins */
 	assert_int_equal(b.cap_ms, 1000);
 	assert_int_equal(backoff_next_ms(&b, 12345), 1000);
 	backoff_init(&b, 0, 0, BACKOFF_FULL);
 	assert_int_equal(b.base_ms, 1);
 	assert_true(backoff_next_ms(&b, UINT64_MAX) <= 1);
+}
+
+/* The ceiling of step i with full jitter, computed apart from the code under test. */
+static uint64_t step_ceiling(uint64_t base, uint64_t cap, unsigned i)
+{
+	uint64_t c = base;
+
+	while (i-- > 0 && c < cap)
+		c = c > cap / 2 ? cap : c * 2;
+	return c < cap ? c : cap;
+}
+
+/* Random 0 gives 0, the ceiling gives the ceiling, half gives half, and the largest random
+ * number stays within [0, ceiling]: at every step, through the cap. */
+static void test_full_jitter_range(void **state)
+{
+	struct backoff lo, hi, mid, top;
+
+	(void)state;
+	backoff_init(&lo, 100, 5000, BACKOFF_FULL);
+	backoff_init(&hi, 100, 5000, BACKOFF_FULL);
+	backoff_init(&mid, 100, 5000, BACKOFF_FULL);
+	backoff_init(&top, 100, 5000, BACKOFF_FULL);
+	for (unsigned i = 0; i < 12; i++) {
+		uint64_t c = step_ceiling(100, 5000, i);
+
+		assert_int_equal(backoff_next_ms(&lo, 0), 0);
+		assert_int_equal(backoff_next_ms(&hi, c), c);
+		assert_int_equal(backoff_next_ms(&mid, c / 2), c / 2);
+		assert_true(backoff_next_ms(&top, UINT64_MAX) <= c);
+	}
+	assert_int_equal(step_ceiling(100, 5000, 11), 5000);
+}
+
+/* 1000 calls with a large cap: the ceiling doubles, saturates at the cap and stays there,
+ * never wrapping to a small or zero delay. */
+static void check_saturates(uint64_t base, uint64_t cap)
+{
+	struct backoff b, any;
+
+	backoff_init(&b, base, cap, BACKOFF_FULL);
+	backoff_init(&any, base, cap, BACKOFF_FULL);
+	for (unsigned i = 0; i < 1000; i++) {
+		uint64_t c = step_ceiling(base, cap, i);
+
+		assert_int_equal(backoff_next_ms(&b, c), c);
+		assert_true(backoff_next_ms(&any, UINT64_MAX) <= c);
+	}
+	assert_int_equal(step_ceiling(base, cap, 999), cap);
+	assert_int_equal(b.attempt, 64);	/* saturated, no shift past 63 */
+	assert_int_equal(backoff_next_ms(&b, cap), cap);
+	assert_int_equal(backoff_next_ms(&b, 0), 0);
+}
+
+static void test_no_overflow_after_many_calls(void **state)
+{
+	(void)state;
+	check_saturates(100, UINT64_MAX);
+	check_saturates(100, UINT64_MAX / 3);
+	check_saturates(1, UINT64_MAX);
+	check_saturates(UINT64_MAX / 2, UINT64_MAX);
+	check_saturates(30000, 30ULL * 24 * 3600 * 1000);	/* 30 days */
 }
 
 static void test_decorrelated_bounds(void **state)
@@ -113,26 +173,17 @@ static void test_reset(void **state)
 	assert_int_equal(backoff_next_ms(&b, 200), 300);	/* [100, 300] again */
 }
 
-static void test_deadline(void **state)
-{
-	struct backoff b;
-
-	(void)state;
-	backoff_init(&b, 100, 5000, BACKOFF_FULL);
-	assert_int_equal(backoff_deadline_ms(&b, 1000000, 50), 1000050);
-	assert_int_equal(backoff_deadline_ms(&b, UINT64_MAX - 10, 150), UINT64_MAX);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_growth),
 		cmocka_unit_test(test_full_bounds),
-		cmocka_unit_test(test_cap_never_exceeded_at_extremes),
+		cmocka_unit_test(test_init_clamps),
+		cmocka_unit_test(test_full_jitter_range),
+		cmocka_unit_test(test_no_overflow_after_many_calls),
 		cmocka_unit_test(test_decorrelated_bounds),
 		cmocka_unit_test(test_decorrelated_grows),
 		cmocka_unit_test(test_reset),
-		cmocka_unit_test(test_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
