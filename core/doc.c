@@ -333,6 +333,34 @@ static int integer_overflows(const char *body, size_t len)
 	return 0;
 }
 
+/* json-c takes NaN and Infinity even in strict mode; JSON (and PostgreSQL)
+ * does not. Anywhere in v, nested included (json-c caps the depth). */
+static int has_non_finite(struct json_object *v)
+{
+	size_t n;
+
+	switch (json_object_get_type(v)) {
+	case json_type_double:
+		return !isfinite(json_object_get_double(v));
+	case json_type_array:
+		n = json_object_array_length(v);
+		for (size_t i = 0; i < n; i++)
+			if (has_non_finite(json_object_array_get_idx(v, i)))
+				return 1;
+		return 0;
+	case json_type_object: {
+		json_object_object_foreach(v, key, val) {
+			(void)key;
+			if (has_non_finite(val))
+				return 1;
+		}
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
 /* Does a string in body hold the escape \u0000? PostgreSQL's text and jsonb
  * cannot store U+0000 (it would fail at sync), and json-c cuts keys at it. */
 static int has_nul_escape(const char *body, size_t len)
@@ -394,6 +422,10 @@ static enum sh_err parse_object(const char *body, size_t len, struct json_object
 	if (!json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
 		return refuse(why, whylen, "not a JSON object");
+	}
+	if (has_non_finite(obj)) {
+		json_object_put(obj);
+		return refuse(why, whylen, "not JSON: NaN and Infinity are not JSON numbers");
 	}
 	*out = obj;
 	return SH_OK;

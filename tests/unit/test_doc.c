@@ -345,6 +345,10 @@ static void test_refuse_wrong_types(void **state)
 	refused("User", "1", "{\"email\":\"a\",\"ratio\":Infinity}");
 	refused("User", "1", "{\"email\":\"a\",\"ratio\":\"1.5\"}");
 	refused("User", "1", "{\"email\":\"a\",\"ratio\":false}");
+	/* NaN and Infinity are not JSON, nested either (json-c parses them) */
+	refused("User", "1", "{\"email\":\"a\",\"tags\":[NaN,\"b\"]}");
+	refused("User", "1", "{\"email\":\"a\",\"settings\":{\"x\":[1,{\"y\":Infinity}]}}");
+	refused("User", "1", "{\"email\":\"a\",\"settings\":{\"x\":-Infinity}}");
 	/* arrays */
 	refused("User", "1", "{\"email\":\"a\",\"tags\":5}");
 	refused("User", "1", "{\"email\":\"a\",\"tags\":{}}");
