@@ -42,6 +42,7 @@ struct model {
 	struct column *cols;
 	size_t ncols;
 	size_t pk;		/* index of the primary-key column in cols */
+	bool local;		/* -o local=: a record a block does not hold does not exist */
 };
 
 struct catalog {

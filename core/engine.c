@@ -170,6 +170,32 @@ static enum sh_err open_from_pg(struct engine *e, const struct engine_config *cf
 	return rv;
 }
 
+/* Mark the models of list ("A,B") local: what a block does not hold of them
+ * does not exist, and PostgreSQL is never asked. */
+static enum sh_err mark_local(struct catalog *cat, const char *list, char *err, size_t errlen)
+{
+	char *copy = strdup(list), *save = NULL;
+	enum sh_err rv = copy ? SH_OK : SH_ENOMEM;
+
+	for (char *name = copy ? strtok_r(copy, ",", &save) : NULL; name && !rv;
+	     name = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		while (*name == ' ')
+			name++;
+		for (i = 0; i < cat->nmodels && strcmp(cat->models[i].name, name) != 0; i++)
+			;
+		if (i == cat->nmodels) {
+			snprintf(err, errlen, "local=: no exposed model '%s'", name);
+			rv = SH_EINVAL;
+		} else {
+			cat->models[i].local = true;
+		}
+	}
+	free(copy);
+	return rv;
+}
+
 static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
 			       size_t errlen)
 {
@@ -181,6 +207,8 @@ static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg
 			 e->cat->schema);
 		rv = SH_EINVAL;
 	}
+	if (!rv && cfg->local)
+		rv = mark_local(e->cat, cfg->local, err, errlen);
 	if (!rv && cfg->loaders)
 		rv = load_rules(e, cfg->loaders, err, errlen);
 	if (!rv)
@@ -441,6 +469,8 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 			atomic_fetch_add(&e->cache_hits, 1);
 		return rv;
 	}
+	if (m->local)
+		return SH_ENOENT;	/* only the blocks have these */
 	atomic_fetch_add(&e->cache_misses, 1);
 	rv = read_through(e, b, m, pk, doc);
 	if (rv)

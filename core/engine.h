@@ -29,6 +29,7 @@ struct engine_config {
 	const char *loaders;	/* loader rules file (loader.h); NULL: blocks start empty */
 	const char *catalog;	/* catalog file (catalog_file.h); NULL: read pg_catalog */
 	int64_t cleanup_s;	/* periodic cleanup of Redis leftovers, seconds; 0 = never */
+	const char *local;	/* "Event,Log": models never read through; NULL: none */
 };
 
 /* The control files of every block, then the mount's own (metrics, at the root). */

@@ -26,7 +26,7 @@
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup;
+	     *cleanup, *local;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -45,6 +45,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("loaders=%s", loaders),
 	OPT("catalog=%s", catalog),
 	OPT("cleanup=%s", cleanup),
+	OPT("local=%s", local),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -69,7 +70,9 @@ static void usage(const char *prog)
 	       "    -o max_doc=BYTES    largest record document (default %d)\n"
 	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n"
 	       "    -o cleanup=SECONDS  remove leftover Redis streams this often (default 600,\n"
-	       "                        0 = never)\n\n",
+	       "                        0 = never)\n"
+	       "    -o local=A,B        models never read through: a record a block does not\n"
+	       "                        hold does not exist (append-only tables)\n\n",
 	       prog, DOC_MAX_DEFAULT);
 }
 
@@ -111,6 +114,7 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->loaders = o->loaders;
 	cfg->catalog = o->catalog;
 	cfg->cleanup_s = cleanup;
+	cfg->local = o->local;
 	return 0;
 }
 
@@ -128,6 +132,7 @@ static void free_options(struct options *o)
 	free(o->loaders);
 	free(o->catalog);
 	free(o->cleanup);
+	free(o->local);
 }
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)

@@ -39,6 +39,8 @@ bad "bad sync" 2 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,sync=sometimes"
 bad "bad max_doc" 2 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,max_doc=-1"
 bad "unknown model" 1 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,models=User\\,Nope"
 bad "bad redis url" 1 "pg=$PG_URL,redis=http://x,data=$T/d2"
+bad "unknown local model" 1 "pg=$PG_URL,redis=$REDIS_URL,data=$T/d2,local=User\\,Nope"
+check "... naming it" grep -q "local=: no exposed model 'Nope'" <<<"$BAD_OUT"
 
 # An unknown option is a usage error found before connecting: with PostgreSQL unreachable the
 # message is still about the typo.
@@ -85,6 +87,22 @@ check "models=User exposes only User" bash -c "
   timeout 20 '$SHARDED_BUILD_DIR/mount.sharded' -o 'pg=$PG_URL,redis=$REDIS_URL,data=$T/d3,models=User' '$T/m3' &&
   mkdir '$T/m3/b' && ls '$T/m3/b' | grep -qx User && ! ls '$T/m3/b' | grep -qx Order;
   status=\$?; fusermount3 -u '$T/m3'; exit \$status"
+
+# local=User: a User record a block does not hold does not exist (no read-through), and new
+# ones are written and synced as usual
+mkdir -p "$T/m6"
+check "local=User mounts" timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" \
+  -o "pg=$PG_URL,redis=$REDIS_URL,data=$T/d6,local=User" "$T/m6"
+check "local=User: mkdir a block" mkdir "$T/m6/b"
+check_eq "local=User: User 1 is in PostgreSQL" 1 "$(psql_q 'select count(*) from "User" where id = 1')"
+check "local=User: but not in the block, so User/1.json does not exist" bash -c "! cat '$T/m6/b/User/1.json' 2>/dev/null"
+check "local=User: a new User record is written" bash -c \
+  "echo '{\"id\":9601,\"email\":\"l9601@example.com\"}' > '$T/m6/b/User/9601.json'"
+has_9601() { [[ $(psql_q 'select count(*) from "User" where id = 9601') == 1 ]]; }
+check "local=User: ... and reaches PostgreSQL" wait_for 20 has_9601
+check_eq "local=User: it reads back" l9601@example.com "$(jq -r .email "$T/m6/b/User/9601.json" 2>&1)"
+check_eq "local=User: Order (not local) still reads through" 10 "$(jq -r .id "$T/m6/b/Order/10.json" 2>&1)"
+fusermount3 -u "$T/m6" 2>/dev/null || true
 
 if unmount_sharded; then _pass "clean unmount"; else _fail "clean unmount"; fi
 finish
