@@ -253,6 +253,33 @@ check_eq "an unreachable redis fails (1)" 1 \
 check_eq "the default data directory comes from \$SHARDED_DATA" u1 \
   "$(SHARDED_DATA=$DATA "$SHARDED" status u1 --json | jq -r '.[0].block')"
 
+# --- takeover: what a consumer that died left pending is claimed (XAUTOCLAIM) -----------------
+# With PostgreSQL down the entry stays pending; XCLAIM hands it to another consumer
+# ("dead-node", as if a daemon on another host had read it and died) and makes it look idle for
+# two minutes. Without the claim it would come back only through the relay's re-send, 30 s
+# after it was sent.
+require "mkdir M/b5" mkdir "$MNT/b5"
+stop_postgres fast
+check "claim: a write while PostgreSQL is down" put "$MNT/b5/User/7501.json" '{"id":7501,"email":"b5@example.com"}'
+CLAIM_KEY='sharded:{b5}:ops'
+in_stream() { [[ $(redis_cli XLEN "$CLAIM_KEY") -ge 1 ]]; }
+check "claim: the relay put it in the stream" wait_for 10 in_stream
+claim_id=$(redis_cli XRANGE "$CLAIM_KEY" - + | grep -E '^[0-9]+-[0-9]+$' | head -n 1 || true)
+check "claim: the entry has an id" test -n "$claim_id"
+sleep 1   # the apply thread may be reading it right now: let it fail and leave it pending
+redis_cli XCLAIM "$CLAIM_KEY" sharded dead-node 0 "$claim_id" IDLE 120000 FORCE >/dev/null
+pending_of() { redis_cli XPENDING "$CLAIM_KEY" sharded - + 10 "$1" | grep -c -E '^[0-9]+-[0-9]+$' || true; }
+check_eq "claim: it is pending on dead-node" 1 "$(pending_of dead-node)"
+_pg_start
+claim_t0=$SECONDS
+has_7501() { [[ $(psql_q 'select count(*) from "User" where id = 7501') == 1 ]]; }
+check "claim: the write reaches PostgreSQL" wait_for 25 has_7501
+claim_s=$((SECONDS - claim_t0))
+log "claim: landed ${claim_s} s after PostgreSQL was back"
+check "claim: ... within 20 s (claims run every 10 s), so by the claim and not the 30 s re-send" test "$claim_s" -le 20
+check_eq "claim: nothing is left pending on dead-node" 0 "$(pending_of dead-node)"
+check "claim: b5 has nothing pending" wait_for 15 pending_is_zero b5
+
 # --- the daemon's own periodic cleanup (-o cleanup=SECONDS) -----------------------------------
 unmount_sharded || _fail "unmount before the cleanup mount"
 mount_sharded cleanup=1
