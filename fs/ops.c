@@ -897,11 +897,12 @@ static int commit_as(struct fs *fs, struct handle *h, int notify)
 		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
 		block_put(b);
 	}
-	/* success or not, the kernel's idea of the size came from the writer:
-	 * drop it (not from setattr: the kernel holds the inode there); a refused
-	 * new record must not stay in the kernel's directory cache either */
-	if (notify)
-		fuse_lowlevel_notify_inval_inode(fs->se, h->ref.ino, 0, 0);
+	/* The kernel's idea of the size came from the writer, but it marked size
+	 * and mtime stale itself at every write and O_TRUNC open, so the next
+	 * stat asks; dropping all attributes here would also cost the next open
+	 * a GETATTR (the mode, for default_permissions). A refused new record
+	 * must not stay in the kernel's directory cache. */
+	(void)notify;
 	if (err)
 		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk, true);
 	return sh_errno(err);
