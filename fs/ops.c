@@ -884,7 +884,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
  * document is reported once, by the close() that caused it. An open with
  * O_TRUNC and no write leaves the record as it was: the shell's
  * "echo x > f" closes a duplicate of the descriptor before it writes. */
-static int commit_as(struct fs *fs, struct handle *h, int notify)
+static int commit(struct fs *fs, struct handle *h)
 {
 	struct block *b;
 	enum sh_err err;
@@ -902,15 +902,9 @@ static int commit_as(struct fs *fs, struct handle *h, int notify)
 	 * stat asks; dropping all attributes here would also cost the next open
 	 * a GETATTR (the mode, for default_permissions). A refused new record
 	 * must not stay in the kernel's directory cache. */
-	(void)notify;
 	if (err)
 		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk, true);
 	return sh_errno(err);
-}
-
-static int commit(struct fs *fs, struct handle *h)
-{
-	return commit_as(fs, h, 1);
 }
 
 /* flush (every close) and fsync: store what was written, answer with the verdict. */
@@ -987,7 +981,7 @@ static int truncate_record(struct fs *fs, const struct node_ref *r, off_t size)
 	err = load_content(fs, h);
 	rc = err ? sh_errno(err) : resize_handle(fs, h, size);
 	if (!rc)
-		rc = commit_as(fs, h, 0);
+		rc = commit(fs, h);
 	handle_free(h);
 	return rc;
 }
