@@ -737,6 +737,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * to zero for all): both bypass the page cache. docs/benchmarks.md has
 	 * what this costs a cached read. */
 	fi->direct_io = 1;
+	/* nothing to commit for a reader: the kernel then skips FLUSH at close */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	fuse_reply_open(req, fi);
 }
 
