@@ -353,7 +353,7 @@ static void retire(struct block *b)
 
 enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
 {
-	struct store_stats stats;
+	int64_t pending;
 	struct block *b;
 	bool found;
 	size_t at;
@@ -367,12 +367,12 @@ enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
 	}
 	b = bs->blocks[at];
 	pthread_rwlock_wrlock(&b->life);	/* no write is half done */
-	if (store_stats(b->store, &stats) != SH_OK) {
+	if (store_pending(b->store, &pending) != SH_OK) {
 		pthread_rwlock_unlock(&b->life);
 		pthread_rwlock_unlock(&bs->lock);
 		return SH_EIO;
 	}
-	if (stats.pending > 0) {
+	if (pending > 0) {
 		retire(b);
 		*retired = true;
 		pthread_rwlock_unlock(&b->life);

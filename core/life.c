@@ -266,12 +266,11 @@ void life_recover(struct life *l)
 /* Drop b's records if it has been idle past its TTL and nothing is pending. */
 static void maybe_expire(struct life *l, struct block *b, int64_t now_ns)
 {
-	int64_t ttl = life_ttl(l, b), dropped = 0;
-	struct store_stats st;
+	int64_t ttl = life_ttl(l, b), dropped = 0, pending;
 
 	if (ttl <= 0 || now_ns - atomic_load(&b->last_access_ns) < ttl * 1000000000)
 		return;
-	if (store_stats(b->store, &st) != SH_OK || st.pending > 0)
+	if (store_pending(b->store, &pending) != SH_OK || pending > 0)
 		return;	/* pending writes are never dropped: try again later */
 	pthread_mutex_lock(&b->state_lock);
 	if (b->state != BLOCK_READY) {

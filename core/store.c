@@ -350,7 +350,8 @@ static void parked_fill_locked(struct store *st)
 			break;
 		pk->keys[pk->nmeta] = column_dup(s, 0);
 		pk->values[pk->nmeta] = column_dup(s, 1);
-		ok = pk->keys[pk->nmeta] && pk->values[pk->nmeta++];
+		ok = pk->keys[pk->nmeta] && pk->values[pk->nmeta];
+		pk->nmeta++;	/* parked_clear frees what there is */
 	}
 	release(st, s);
 	pk->valid = ok && rc == SQLITE_DONE;
@@ -752,19 +753,25 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 	return err;
 }
 
-/* Run one parameterised statement taking up to three integers. */
-static enum sh_err run_ints(struct store *st, const char *sql, int64_t a, int64_t b, int64_t c)
+/* Run one parameterised statement taking up to three integers (st locked, open). */
+static enum sh_err run_ints_locked(struct store *st, const char *sql, int64_t a, int64_t b,
+				   int64_t c)
 {
 	const int64_t v[] = { a, b, c };
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = prep(st, sql);
+
+	for (int i = 0; s && i < 3 && i < sqlite3_bind_parameter_count(s); i++)
+		sqlite3_bind_int64(s, i + 1, v[i]);
+	return run(st, s);
+}
+
+static enum sh_err run_ints(struct store *st, const char *sql, int64_t a, int64_t b, int64_t c)
+{
 	enum sh_err err;
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	s = prep(st, sql);
-	for (int i = 0; s && i < 3 && i < sqlite3_bind_parameter_count(s); i++)
-		sqlite3_bind_int64(s, i + 1, v[i]);
-	err = run(st, s);
+	err = run_ints_locked(st, sql, a, b, c);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -784,8 +791,9 @@ enum sh_err store_outbox_unrelay(struct store *st)
 
 	if (!lock_outbox(st, &err))
 		return err;
+	err = run_ints_locked(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0", 0, 0, 0);
 	pthread_mutex_unlock(&st->lock);
-	return run_ints(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0", 0, 0, 0);
+	return err;
 }
 
 enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq)
@@ -945,6 +953,19 @@ static enum sh_err parked_meta(const struct parked *pk, const char *key, char **
 		}
 	}
 	return SH_ENOENT;
+}
+
+enum sh_err store_pending(struct store *st, int64_t *pending)
+{
+	bool parked;
+
+	*pending = 0;
+	if (lock_answer(st, &parked) != SH_OK)
+		return SH_EIO;
+	*pending = parked ? st->parked.stats.pending
+			  : count_locked(st, "SELECT count(*) FROM outbox");
+	pthread_mutex_unlock(&st->lock);
+	return SH_OK;
 }
 
 enum sh_err store_meta_get(struct store *st, const char *key, char **value)

@@ -110,6 +110,10 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped);
 
 enum sh_err store_stats(struct store *st, struct store_stats *stats);
 
+/* Just stats->pending, without counting the records (for the sync's passes,
+ * which ask of every block several times a second). */
+enum sh_err store_pending(struct store *st, int64_t *pending);
+
 /* Loading rows from PostgreSQL in one transaction, on a connection of its
  * own so that readers of the block (and its sync-status) are not held up.
  * Rows for records with a pending write are skipped: the local write wins. */

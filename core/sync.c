@@ -702,10 +702,10 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 	if (claim)
 		s->last_claim_ms = now_ms();
 	for (size_t i = 0; i < n; i++) {
-		struct store_stats st;
+		int64_t pending;
 
-		if (result <= PASS_WORKED && store_stats(blocks[i]->store, &st) == SH_OK &&
-		    st.pending > 0) {
+		if (result <= PASS_WORKED && store_pending(blocks[i]->store, &pending) == SH_OK &&
+		    pending > 0) {
 			enum pass_result r = apply_block(s, blocks[i], rc, pg, claim, err, errlen);
 			if (r > result)
 				result = r;
@@ -865,9 +865,10 @@ static int64_t total_pending(struct sync *s)
 	if (blockset_snapshot(s->cfg.blocks, &blocks, &n))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		struct store_stats st;
-		if (store_stats(blocks[i]->store, &st) == SH_OK)
-			pending += st.pending;
+		int64_t p;
+
+		if (store_pending(blocks[i]->store, &p) == SH_OK)
+			pending += p;
 		block_put(blocks[i]);
 	}
 	free(blocks);

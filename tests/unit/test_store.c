@@ -322,6 +322,7 @@ static void test_has_pending_and_stats(void **state)
 {
 	struct fixture *f = *state;
 	struct store_stats stats;
+	int64_t pending;
 	int64_t before = store_now_ns(), seq;
 
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
@@ -341,6 +342,8 @@ static void test_has_pending_and_stats(void **state)
 
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
 	assert_int_equal(stats.pending, 3);
+	assert_int_equal(store_pending(f->st, &pending), SH_OK);
+	assert_int_equal(pending, 3);
 	assert_int_equal(stats.records, 2);	/* 1 and 4; 2 was deleted */
 	assert_true(stats.oldest_pending_ns >= before);
 	assert_true(stats.oldest_pending_ns <= store_now_ns());
@@ -348,6 +351,8 @@ static void test_has_pending_and_stats(void **state)
 	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
 	assert_int_equal(stats.pending, 0);
+	assert_int_equal(store_pending(f->st, &pending), SH_OK);
+	assert_int_equal(pending, 0);
 	assert_int_equal(stats.oldest_pending_ns, 0);
 	assert_false(store_has_pending(f->st, "User", "1"));
 }
@@ -477,6 +482,7 @@ static void test_parking(void **state)
 	struct fixture *f = *state;
 	struct store *st[5];
 	struct store_stats stats;
+	int64_t pending;
 	struct op *ops;
 	size_t n;
 	int64_t seq;
@@ -494,6 +500,8 @@ static void test_parking(void **state)
 		assert_true(store_open_count() <= 2);
 	}
 	/* st[0] is parked: it answers without opening */
+	assert_int_equal(store_pending(st[0], &pending), SH_OK);
+	assert_int_equal(pending, 1);
 	assert_int_equal(store_stats(st[0], &stats), SH_OK);
 	assert_int_equal(stats.pending, 1);
 	assert_int_equal(stats.records, 1);
@@ -532,6 +540,8 @@ static void test_parking(void **state)
 	}
 	sleep(1);
 	usleep(100 * 1000);
+	assert_int_equal(store_pending(st[0], &pending), SH_OK);
+	assert_int_equal(pending, 1);	/* the other connection's write, seen */
 	assert_int_equal(store_stats(st[0], &stats), SH_OK);
 	assert_int_equal(stats.pending, 1);
 	assert_int_equal(stats.records, 2);
