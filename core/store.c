@@ -299,6 +299,16 @@ size_t store_open_count(void)
 	return n;
 }
 
+bool store_is_parked(struct store *st)
+{
+	bool parked;
+
+	pthread_mutex_lock(&st->lock);
+	parked = st->db == NULL;
+	pthread_mutex_unlock(&st->lock);
+	return parked;
+}
+
 /* Under lru.lock. */
 static void lru_unlink(struct store *st)
 {

@@ -46,6 +46,7 @@ void store_close(struct store *st);
  * files stay as they were, and opens again on any other call. */
 void store_set_max_open(size_t max);
 size_t store_open_count(void);
+bool store_is_parked(struct store *st);
 
 /* Park st now; remember: answer from memory as above, else open on the next
  * call of any kind. SQLite connections must not cross a fork: park every

@@ -81,7 +81,7 @@ check "a mount with libfuse's options works (allow_other, fsname, max_read, noat
   "$T/m4" "allow_other,default_permissions,fsname=demo,auto_unmount,max_read=131072,nosuid,nodev,noatime" \
   '^demo [^ ]+ fuse\.sharded rw,nosuid,nodev,noatime,.*allow_other,max_read=131072' mkdir "$T/m4/b"
 check "-o ro mounts read-only" mounted_with "$T/m5" "ro,subtype=sharded" \
-  '^sharded [^ ]+ fuse\.sharded ro,' bash -c "! mkdir '$T/m5/b' 2>/dev/null"
+  '^sharded [^ ]+ fuse\.sharded ro,' bash -c "mkdir '$T/m5/b' 2>&1 | grep -q 'Read-only file system'"
 mkdir -p "$T/m3"
 check "models=User exposes only User" bash -c "
   timeout 20 '$SHARDED_BUILD_DIR/mount.sharded' -o 'pg=$PG_URL,redis=$REDIS_URL,data=$T/d3,models=User' '$T/m3' &&
@@ -95,7 +95,8 @@ check "local=User mounts" timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" \
   -o "pg=$PG_URL,redis=$REDIS_URL,data=$T/d6,local=User" "$T/m6"
 check "local=User: mkdir a block" mkdir "$T/m6/b"
 check_eq "local=User: User 1 is in PostgreSQL" 1 "$(psql_q 'select count(*) from "User" where id = 1')"
-check "local=User: but not in the block, so User/1.json does not exist" bash -c "! cat '$T/m6/b/User/1.json' 2>/dev/null"
+check "local=User: but not in the block, so User/1.json does not exist" bash -c \
+  "cat '$T/m6/b/User/1.json' 2>&1 | grep -q 'No such file or directory'"
 check "local=User: a new User record is written" bash -c \
   "echo '{\"id\":9601,\"email\":\"l9601@example.com\"}' > '$T/m6/b/User/9601.json'"
 has_9601() { [[ $(psql_q 'select count(*) from "User" where id = 9601') == 1 ]]; }

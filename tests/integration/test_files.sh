@@ -47,6 +47,7 @@ def name(e): return errno.errorcode.get(e.errno, str(e.errno))
 step = op
 try:
     if op == "write":          # write FILE BODY: open O_TRUNC, one write(), close()
+        step = "open"
         fd = os.open(a[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         step = "write"
         try:
@@ -268,7 +269,7 @@ done
 name=$(long_name 256)
 check_eq "a 256-byte scratch name: create (O_EXCL) is ENAMETOOLONG" ENAMETOOLONG \
   "$(fsop create "$U/$name")"
-check_eq "a 256-byte scratch name: open(O_CREAT|O_TRUNC) is ENAMETOOLONG" ENAMETOOLONG@write \
+check_eq "a 256-byte scratch name: open(O_CREAT|O_TRUNC) is ENAMETOOLONG" ENAMETOOLONG@open \
   "$(fsop write "$U/$name" x)"
 check "a refused 256-byte scratch name is not listed" not_listed "$name"
 check "a scratch file to rename onto a 256-byte name" put "$U/long.tmp" "stays"

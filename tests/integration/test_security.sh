@@ -428,25 +428,29 @@ check "sync-status shows redis up" grep -qx 'redis up' "$B/sync-status"
 check "the write went through the Redis with a password" bash -c \
   "timeout 5 redis-cli -h 127.0.0.1 -p $RPORT -a '$RPW' --no-auth-warning EXISTS 'sharded:{user-1}:ops' </dev/null | grep -qx 1"
 cmdline=$(tr '\0' ' ' <"/proc/$DAEMON_PID/cmdline")
+status_text=$(timeout 10 cat "$B/sync-status" 2>&1 || true)
+metrics_text=$(timeout 10 cat "$MNT/metrics" 2>&1 || true)
+check "sync-status can be read" grep -q '^pending ' <<<"$status_text"
+check "metrics can be read" grep -q '^sharded_blocks ' <<<"$metrics_text"
 for pw in "$PW" "$RPW"; do
   what=PostgreSQL
   [[ $pw == "$RPW" ]] && what=Redis
   check "the $what password is not in the daemon's log" \
     test -z "$(grep -v '^### ' "$T/daemon.log" | grep -F "$pw" || true)"
   check "the $what password is not in /proc/PID/cmdline" test -z "$(grep -F "$pw" <<<"$cmdline" || true)"
-  check "the $what password is not in sync-status" test -z "$(grep -F "$pw" "$B/sync-status" || true)"
-  check "the $what password is not in metrics" test -z "$(grep -F "$pw" "$MNT/metrics" || true)"
+  check "the $what password is not in sync-status" test -z "$(grep -F "$pw" <<<"$status_text" || true)"
+  check "the $what password is not in metrics" test -z "$(grep -F "$pw" <<<"$metrics_text" || true)"
 done
 check "the command line shows the Redis password masked" grep -qF "redis://:$(printf '*%.0s' $(seq ${#RPW}))@" <<<"$cmdline"
 if unmount_sharded; then _pass "unmount"; else _fail "unmount"; fi
 # a wrong Redis password fails the mount, and the message shows neither password
 mkdir -p "$T/mnt-rpw" "$T/data-rpw"
 timeout 30 "$SHARDED_BUILD_DIR/mount.sharded" -f \
-  -o "pg=$PG_URL,redis=redis://:Wr0ng$RPW@127.0.0.1:$RPORT,data=$T/data-rpw" \
+  -o "pg=postgresql://postgres:$PW@127.0.0.1:$PGPORT/sharded_test,redis=redis://:Wr0ng$RPW@127.0.0.1:$RPORT,data=$T/data-rpw" \
   "$T/mnt-rpw" </dev/null >"$T/rpw.out" 2>&1 && rc=0 || rc=$?
 check_eq "a wrong Redis password fails the mount (1)" 1 "$rc"
 check "... with one line" test "$(grep -c . "$T/rpw.out")" = 1
-check "... that does not show the password" test -z "$(grep -F "$RPW" "$T/rpw.out" || true)"
+check "... that shows neither password" test -z "$(grep -F -e "$RPW" -e "$PW" "$T/rpw.out" || true)"
 force_unmount "$T/mnt-rpw" || true
 mkdir -p "$T/mnt-bad" "$T/data-bad"
 timeout 30 "$SHARDED_BUILD_DIR/mount.sharded" -f \

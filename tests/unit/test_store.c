@@ -57,6 +57,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	store_close(f->st);
+	store_set_max_open(64);	/* test_parking lowers it; a failed assert skips its end */
 	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 	free(f);
 	return 0;
@@ -500,6 +501,7 @@ static void test_parking(void **state)
 		assert_true(store_open_count() <= 2);
 	}
 	/* st[0] is parked: it answers without opening */
+	assert_true(store_is_parked(st[0]));
 	assert_int_equal(store_pending(st[0], &pending), SH_OK);
 	assert_int_equal(pending, 1);
 	assert_int_equal(store_stats(st[0], &stats), SH_OK);
@@ -509,11 +511,13 @@ static void test_parking(void **state)
 	assert_string_equal(v, "7");
 	free(v);
 	assert_int_equal(store_meta_get(st[0], "nothing", &v), SH_ENOENT);
+	assert_true(store_is_parked(st[0]));
 	assert_true(store_open_count() <= 2);
 	/* its outbox is not empty: the relay's question opens it */
 	relay(st[0], INT64_MAX, 10, &ops, &n);
 	assert_int_equal(n, 1);
 	op_free_array(ops, n);
+	assert_false(store_is_parked(st[0]));
 	assert_int_equal(store_outbox_applied(st[0], seq + 1000000), SH_OK);
 	assert_doc(st[0], "User", "0", "{\"id\":1}");
 	assert_true(store_open_count() <= 2);
@@ -525,11 +529,13 @@ static void test_parking(void **state)
 		assert_int_equal(store_stats(st[i], &stats), SH_OK);
 	assert_int_equal(store_meta_set(st[3], "x", "1"), SH_OK);
 	assert_int_equal(store_meta_set(st[4], "x", "1"), SH_OK);
+	assert_true(store_is_parked(st[0]));
 	assert_int_equal(store_stats(st[0], &stats), SH_OK);
 	assert_int_equal(stats.pending, 0);
 	relay(st[0], INT64_MAX, 10, &ops, &n);	/* parked, empty: nothing, no open */
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
+	assert_true(store_is_parked(st[0]));
 	{
 		struct store *other;
 
@@ -538,6 +544,9 @@ static void test_parking(void **state)
 		assert_int_equal(store_write(other, "User", "9", "{\"id\":9}", &seq), SH_OK);
 		store_close(other);
 	}
+	assert_int_equal(store_pending(st[0], &pending), SH_OK);
+	assert_int_equal(pending, 0);	/* still the remembered answer */
+	assert_true(store_is_parked(st[0]));
 	sleep(1);
 	usleep(100 * 1000);
 	assert_int_equal(store_pending(st[0], &pending), SH_OK);
@@ -558,7 +567,6 @@ static void test_parking(void **state)
 	for (int i = 0; i < 5; i++)
 		store_close(st[i]);
 	assert_true(store_open_count() <= 1);	/* at most the fixture's own */
-	store_set_max_open(64);
 }
 
 static void test_open_missing(void **state)
