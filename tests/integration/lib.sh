@@ -579,3 +579,11 @@ cleanup_with_proxies() {
   [[ -n $NETNS ]] && ip netns del "$NETNS" 2>/dev/null
   return "$rc"
 }
+
+# help_ok PATTERN CMD...: CMD exits 0 and prints a line matching PATTERN (for --help).
+help_ok() {
+  local out rc=0
+  out=$(timeout 10 "${@:2}" 2>/dev/null) || rc=$?
+  ((rc == 0)) || { echo "exit status $rc"; return 1; }
+  grep -q -- "$1" <<<"$out" || { echo "no line matching '$1' in: ${out:0:200}"; return 1; }
+}

@@ -181,13 +181,6 @@ check_eq "(run into -o)" 1 "$(status_of gen --schema "$T/bad1.prisma" -o "$T/out
 check "still no output file" bash -c "! ls '$T'/out.json* 2>/dev/null"
 
 # --- usage ----------------------------------------------------------------------------------
-# help_ok PATTERN CMD...: CMD exits 0 and its standard output has a line matching PATTERN
-help_ok() {
-  local out rc=0
-  out=$(timeout 10 "${@:2}" 2>/dev/null) || rc=$?
-  ((rc == 0)) || { echo "exit status $rc"; return 1; }
-  grep -q -- "$1" <<<"$out" || { echo "no line matching '$1' in: ${out:0:200}"; return 1; }
-}
 check "generate --help exits 0 and describes the format" help_ok 'sharded-catalog' "$SHARDED" generate --help
 check "sharded --help exits 0 and lists generate" help_ok '^  generate' "$SHARDED" --help
 check_eq "--models with --all-models: exit 2" 2 "$(status_of gen --models User --all-models)"

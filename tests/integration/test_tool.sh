@@ -227,13 +227,6 @@ for cmd in "dlq list" "dlq retry" "dlq drop" "status"; do
   check "... with a message naming it: $cmd" grep -q "'../x'" <<<"$(stderr_of tool $cmd ../x)"
 done
 check "no file was created outside the data directory" test ! -e "$T/x.sqlite"
-# help_ok PATTERN CMD...: CMD exits 0 and its standard output has a line matching PATTERN
-help_ok() {
-  local out rc=0
-  out=$(timeout 10 "${@:2}" 2>/dev/null) || rc=$?
-  ((rc == 0)) || { echo "exit status $rc"; return 1; }
-  grep -q -- "$1" <<<"$out" || { echo "no line matching '$1' in: ${out:0:200}"; return 1; }
-}
 for cmd in "" status dlq "dlq list" "dlq retry" "dlq drop" cleanup invalidate generate; do
   # shellcheck disable=SC2086
   check "sharded $cmd --help exits 0 with its usage" help_ok '^usage: sharded' "$SHARDED" $cmd --help
