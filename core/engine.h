@@ -8,6 +8,7 @@
 #ifndef SHARDED_ENGINE_H
 #define SHARDED_ENGINE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,5 +116,10 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 /* Replace a control file's value with buf (the whole value; one trailing newline allowed). */
 enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f, const char *buf,
 			     size_t len);
+
+/* Start a named thread that takes no signals, as the engine starts its own
+ * (core/thread.h declares the same; thread.c checks that they agree): for
+ * fs/'s notify thread. 0, or pthread_create's error number. */
+int thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 
 #endif

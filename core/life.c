@@ -2,7 +2,6 @@
 #include "life.h"
 
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "log.h"
 #include "pg.h"
 #include "store.h"
+#include "thread.h"
 
 #define RELOAD_RETRY_NS (5LL * 1000000000)	/* an expired block whose reload failed */
 
@@ -322,18 +322,10 @@ static void *expiry_main(void *arg)
 
 enum sh_err life_start(struct life *l)
 {
-	sigset_t all, old;
-	int rc;
-
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->wake, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&l->thread, NULL, expiry_main, l);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
+	if (thread_start(&l->thread, "sharded-expiry", expiry_main, l) != 0)
 		return SH_ENOMEM;
-	pthread_setname_np(l->thread, "sharded-expiry");
 	l->running = true;
 	return SH_OK;
 }

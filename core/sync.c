@@ -4,7 +4,6 @@
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "pg.h"
 #include "redis.h"
 #include "store.h"
+#include "thread.h"
 
 #define RELAY_BATCH 256
 #define APPLY_BATCH 5000
@@ -794,21 +794,6 @@ static void *apply_main(void *arg)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
-{
-	sigset_t all, old;
-	int rc;
-
-	/* workers take no signals: the FUSE loop handles them */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc == 0)
-		pthread_setname_np(*t, name);
-	return rc;
-}
-
 static void sync_free(struct sync *s)
 {
 	for (size_t i = 0; i < s->nforget; i++)
@@ -839,11 +824,11 @@ enum sh_err sync_start(const struct sync_config *cfg, struct sync **out)
 		sync_free(s);
 		return SH_ENOMEM;
 	}
-	if (start_thread(&s->relay_thread, relay_main, s, "sharded-relay") != 0) {
+	if (thread_start(&s->relay_thread, "sharded-relay", relay_main, s) != 0) {
 		sync_free(s);
 		return SH_ENOMEM;
 	}
-	if (start_thread(&s->apply_thread, apply_main, s, "sharded-apply") != 0) {
+	if (thread_start(&s->apply_thread, "sharded-apply", apply_main, s) != 0) {
 		pthread_mutex_lock(&s->lock);
 		s->stopping = true;
 		pthread_cond_broadcast(&s->wake);

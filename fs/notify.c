@@ -7,7 +7,6 @@
  * attribute timeout still bounds staleness).
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,22 +84,18 @@ static void *notifier_main(void *arg)
 struct notifier *notifier_start(struct fs *fs)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
-	sigset_t all, old;
 
 	if (!n)
 		return NULL;
 	n->fs = fs;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	if (pthread_create(&n->thread, NULL, notifier_main, n) != 0) {
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (thread_start(&n->thread, "sharded-notify", notifier_main, n) != 0) {
+		pthread_cond_destroy(&n->cond);
+		pthread_mutex_destroy(&n->lock);
 		free(n);
 		return NULL;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_setname_np(n->thread, "sharded-notify");
 	return n;
 }
 
