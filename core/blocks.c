@@ -295,7 +295,7 @@ enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out
 
 	pthread_rwlock_rdlock(&bs->lock);
 	at = find(bs, id, &found);
-	if (found && !atomic_load(&bs->blocks[at]->retiring)) {
+	if (found && !atomic_load(&bs->blocks[at]->retiring) && !bs->blocks[at]->removing) {
 		*out = bs->blocks[at];
 		atomic_fetch_add(&(*out)->refs, 1);
 		err = SH_OK;
@@ -314,7 +314,8 @@ enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **
 	pthread_rwlock_wrlock(&bs->lock);
 	at = find(bs, id, &found);
 	if (found)
-		err = atomic_load(&bs->blocks[at]->retiring) ? SH_EBUSY : SH_EEXIST;
+		err = atomic_load(&bs->blocks[at]->retiring) || bs->blocks[at]->removing ?
+			      SH_EBUSY : SH_EEXIST;
 	else
 		err = open_block(bs, id, true, &b);
 	if (!err)
@@ -351,42 +352,74 @@ static void retire(struct block *b)
 		store_meta_set(b->store, "retiring", "1");
 }
 
-enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
+/* Mark block id as being removed and take a reference to it; NULL when
+ * absent or already being removed. */
+static struct block *take_for_removal(struct blockset *bs, const char *id)
 {
-	int64_t pending;
-	struct block *b;
+	struct block *b = NULL;
 	bool found;
 	size_t at;
 
-	*retired = false;
 	pthread_rwlock_wrlock(&bs->lock);
 	at = find(bs, id, &found);
-	if (!found) {
-		pthread_rwlock_unlock(&bs->lock);
-		return SH_ENOENT;
+	if (found && !bs->blocks[at]->removing) {
+		b = bs->blocks[at];
+		b->removing = true;
+		atomic_fetch_add(&b->refs, 1);
 	}
-	b = bs->blocks[at];
+	pthread_rwlock_unlock(&bs->lock);
+	return b;
+}
+
+/* The remove of b is over: drop it from the set (deleted), or show it again. */
+static void end_removal(struct blockset *bs, struct block *b, bool deleted)
+{
+	bool found;
+	size_t at;
+
+	pthread_rwlock_wrlock(&bs->lock);
+	b->removing = false;
+	at = find(bs, b->id, &found);	/* its id is still taken: found, and b */
+	if (deleted && found && bs->blocks[at] == b) {
+		memmove(&bs->blocks[at], &bs->blocks[at + 1], (bs->n - at - 1) * sizeof(*bs->blocks));
+		bs->n--;
+	} else {
+		deleted = false;
+	}
+	pthread_rwlock_unlock(&bs->lock);
+	if (deleted)
+		block_put(b);	/* the set's reference */
+}
+
+enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
+{
+	enum sh_err err = SH_OK;
+	int64_t pending;
+	struct block *b;
+
+	*retired = false;
+	b = take_for_removal(bs, id);
+	if (!b)
+		return SH_ENOENT;
+	/* Not under the set's lock: a slow write in b (a long transaction, a
+	 * busy disk) must not stall the lookups of every other block. */
 	pthread_rwlock_wrlock(&b->life);	/* no write is half done */
 	if (store_pending(b->store, &pending) != SH_OK) {
-		pthread_rwlock_unlock(&b->life);
-		pthread_rwlock_unlock(&bs->lock);
-		return SH_EIO;
-	}
-	if (pending > 0) {
+		err = SH_EIO;
+	} else if (pending > 0) {
 		retire(b);
 		*retired = true;
-		pthread_rwlock_unlock(&b->life);
-		pthread_rwlock_unlock(&bs->lock);
-		return SH_OK;
+	} else {
+		atomic_store(&b->removed, true);
 	}
-	atomic_store(&b->removed, true);
 	pthread_rwlock_unlock(&b->life);
-	memmove(&bs->blocks[at], &bs->blocks[at + 1], (bs->n - at - 1) * sizeof(*bs->blocks));
-	bs->n--;
-	unlink_files(bs, id);
-	pthread_rwlock_unlock(&bs->lock);
+	/* while b still holds its id: a create of it (SH_EBUSY) cannot make a
+	 * file that this would unlink */
+	if (!err && !*retired)
+		unlink_files(bs, id);
+	end_removal(bs, b, !err && !*retired);
 	block_put(b);
-	return SH_OK;
+	return err;
 }
 
 enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *n)
