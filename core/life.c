@@ -1,4 +1,9 @@
-/* life.c - loading, reloading and expiring blocks. */
+/* life.c - loading, reloading and expiring blocks.
+ * Order (the expiry thread): once a second it looks at every block; it drops
+ * a block's records only when the block is ready, idle past its TTL and has
+ * nothing pending, and marks it loading first, so no request sees it half
+ * dropped and no pending write is ever lost. A load commits in one SQLite
+ * transaction: requests see the block before it or after it. */
 #include "life.h"
 
 #include <inttypes.h>

@@ -1,5 +1,10 @@
 /* sync.c - relay (outbox -> Redis) and apply (Redis -> PostgreSQL) workers.
- * See the DESIGN comment in sync.h for the order of events and why. */
+ * Order: within a block, the relay sends outbox entries in seq order and the
+ * apply thread applies only the contiguous run of seqs after what PostgreSQL
+ * has, so each write reaches PostgreSQL once and in its block's seq order; an
+ * entry leaves the outbox only after PostgreSQL committed it, and Redis only
+ * after that. Blocks are independent: no order between them. The DESIGN
+ * comment in sync.h says why. */
 #include "sync.h"
 
 #include <inttypes.h>
