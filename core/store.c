@@ -270,7 +270,8 @@ static enum sh_err open_db(struct store *st, bool create, bool fresh)
  * parked: its connection closed, after it noted its counts and meta rows,
  * which it answers from memory for as long as its files do not change. Any
  * other call opens it again. A store's lock is taken before lru.lock; a
- * victim's only with trylock, so no two threads wait on each other. */
+ * victim's only with trylock, so no two threads wait on each other (every
+ * lock and its order: docs/architecture.md, "Threads and locks"). */
 
 static struct {
 	pthread_mutex_t lock;
