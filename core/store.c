@@ -1108,8 +1108,6 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 	if (!ld)
 		return SH_OK;
 	sqlite3_finalize(ld->insert);
-	if (ld->st)
-		forget_answers(ld->st);
 	if (ld->db) {
 		if (commit)
 			err = load_exec(ld, "COMMIT");
@@ -1117,6 +1115,10 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 			sqlite3_exec(ld->db, "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close_v2(ld->db);
 	}
+	/* only now: st->lock may be held by a write waiting for the file's
+	 * write lock, which this load held until its COMMIT */
+	if (ld->st)
+		forget_answers(ld->st);
 	free(ld->path);
 	free(ld);
 	return err;

@@ -19,12 +19,14 @@
 #include <unistd.h>
 
 #include "blocks.h"
+#include "life.h"
 #include "store.h"
 
 #define WORKERS 4
 #define STORES 6
 #define STORE_OPS 150		/* per worker; each a SQLite call, some of them open a file */
 #define SET_OPS 200		/* per worker on the block set */
+#define LIFE_OPS 60		/* per worker: loads, reloads, writes while the expiry runs */
 #define STALL_WAIT_S 10		/* generous: the machine is shared and slow under sanitizers */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -392,12 +394,108 @@ static void test_remove_stalls_no_lookup(void **state)
 	blockset_close(s.bs);
 }
 
+/* ---- a block's life: loads, reloads and expiry against requests --------- */
+
+struct life_run {
+	struct life *l;
+	struct block **blocks;
+	int id;
+	atomic_int failures;
+};
+
+static atomic_int changes;
+
+static void count_change(void *ctx, const char *block)
+{
+	(void)ctx;
+	(void)block;
+	atomic_fetch_add(&changes, 1);
+}
+
+static void *life_worker(void *arg)
+{
+	struct life_run *r = arg;
+	unsigned seed = (unsigned)r->id * 15485863u + 5;
+
+	for (int i = 0; i < LIFE_OPS; i++) {
+		struct block *b = r->blocks[next_rand(&seed) % 2];
+		char pk[32];
+		int64_t seq;
+		enum sh_err err = SH_OK;
+
+		switch (next_rand(&seed) % 4) {
+		case 0:	/* invalidate */
+			err = life_reload(r->l, b);
+			break;
+		case 1:	/* PostgreSQL has it all: the block may expire */
+			err = store_outbox_applied(b->store, INT64_MAX);
+			atomic_store(&b->last_access_ns, 0);
+			break;
+		case 2:	/* the expiry thread's pass, from here too */
+			life_expire_pass(r->l, store_now_ns());
+			break;
+		default:	/* a request: wait for a load, reload if expired, write */
+			err = life_ready(r->l, b);
+			snprintf(pk, sizeof(pk), "w%d-%d", r->id, i);
+			pthread_rwlock_rdlock(&b->life);
+			if (!err && !atomic_load(&b->removed))
+				err = store_write(b->store, "User", pk, "{}", &seq);
+			pthread_rwlock_unlock(&b->life);
+			break;
+		}
+		if (err)
+			atomic_fetch_add(&r->failures, 1);
+	}
+	return NULL;
+}
+
+/* Requests, invalidations and the expiry thread on the same blocks: every
+ * request gets a ready block, and a block ends ready or expired. */
+static void test_life_races(void **state)
+{
+	char data[256];
+	struct blockset *bs;
+	struct block *blocks[2];
+	struct life l = { .default_ttl = 1, .on_change = count_change };
+	struct life_run runs[WORKERS];
+	pthread_t t[WORKERS];
+
+	snprintf(data, sizeof(data), "%s/data", (char *)*state);
+	assert_int_equal(blockset_open(data, false, &bs), SH_OK);
+	l.blocks = bs;
+	assert_int_equal(blockset_create(bs, "a", &blocks[0]), SH_OK);
+	assert_int_equal(blockset_create(bs, "b", &blocks[1]), SH_OK);
+	for (int k = 0; k < 2; k++)	/* no loader rules: an empty load */
+		assert_int_equal(life_first_load(&l, blocks[k]), SH_OK);
+	atomic_init(&changes, 0);
+	assert_int_equal(life_start(&l), SH_OK);
+	for (int w = 0; w < WORKERS; w++) {
+		runs[w] = (struct life_run){ .l = &l, .blocks = blocks, .id = w };
+		atomic_init(&runs[w].failures, 0);
+		start(&t[w], life_worker, &runs[w]);
+	}
+	for (int w = 0; w < WORKERS; w++) {
+		pthread_join(t[w], NULL);
+		assert_int_equal(atomic_load(&runs[w].failures), 0);
+	}
+	life_stop(&l);
+	assert_true(atomic_load(&changes) > 0);
+	for (int k = 0; k < 2; k++) {
+		pthread_mutex_lock(&blocks[k]->state_lock);
+		assert_true(blocks[k]->state == BLOCK_READY || blocks[k]->state == BLOCK_EXPIRED);
+		pthread_mutex_unlock(&blocks[k]->state_lock);
+		block_put(blocks[k]);
+	}
+	blockset_close(bs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_parking_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blockset_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_stalls_no_lookup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_life_races, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
