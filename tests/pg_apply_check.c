@@ -303,9 +303,9 @@ static void check_partial_and_delete(struct pg *pg, const struct catalog *cat)
 	op_set(&ops[1], 2, 'U', "Weird Table", "6", "{\"id\":6}");
 	op_set(&ops[2], 3, 'D', "Weird Table", "500", NULL);
 	op_set(&ops[3], 4, 'D', "Weird Table", "424242", NULL);
-	op_set(&ops[4], 5, 'U', "Weird Table", "9", "{\"id\":9,\"n\":1}");
-	op_set(&ops[5], 6, 'D', "Weird Table", "9", NULL);
-	op_set(&ops[6], 7, 'U', "Weird Table", "9", "{\"id\":9,\"n\":99}");
+	op_set(&ops[4], 5, 'U', "Weird Table", "900", "{\"id\":900,\"select\":\"old\",\"n\":1}");
+	op_set(&ops[5], 6, 'D', "Weird Table", "900", NULL);
+	op_set(&ops[6], 7, 'U', "Weird Table", "900", "{\"id\":900,\"n\":99}");
 	op_set(&ops[7], 8, 'D', "Weird Table", "8", NULL);
 	op_set(&ops[8], 9, 'D', "Child Row", "c7", NULL);	/* child of 8: deleted... after it */
 	rc = pg_apply(pg, cat, "partial", ops, 9, &upto, err, sizeof(err));
@@ -320,14 +320,37 @@ static void check_partial_and_delete(struct pg *pg, const struct catalog *cat)
 	check("delete removes the row",
 	      !strcmp(val("SELECT count(*) FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 500"), "0"), "still there");
 	check("delete of a missing row is fine", !ops[3].dead, "dead: %s", ops[3].error ? ops[3].error : "");
-	check("upsert, delete, upsert collapses to the last",
-	      ops[4].superseded && ops[5].superseded && !ops[6].superseded &&
-	      !strcmp(val("SELECT n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 9"), "99"),
-	      "n %s", val("SELECT n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 9"));
+	check("upsert, delete, upsert: the delete, then exactly the new document",
+	      ops[4].superseded && !ops[5].superseded && !ops[6].superseded &&
+	      !strcmp(val("SELECT coalesce(\"select\", '(null)') || '/' || n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 900"), "(null)/99"),
+	      "row %s", val("SELECT coalesce(\"select\", '(null)') || '/' || n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 900"));
 	/* the parent's delete comes first and is refused while its child exists */
 	check("delete of a referenced parent is refused alone", ops[7].dead && !ops[8].dead &&
 	      ops[7].error && strstr(ops[7].error, "foreign key"), "dead %d/%d", ops[7].dead, ops[8].dead);
 	op_free_array(ops, 9);
+}
+
+/* A valid write, then a refused one of the same record, in one batch: the
+ * valid one applies, only the refused one is dead. */
+static void check_refused_after_valid(struct pg *pg, const struct catalog *cat)
+{
+	struct op *ops = ops_new(3);
+	char err[512] = "";
+	int64_t upto = 0;
+	enum sh_err rc;
+
+	sql("INSERT INTO \"" SCHEMA "\".\"Child Row\" (id, v) VALUES ('rv', 1)");
+	op_set(&ops[0], 1, 'U', "Child Row", "rv", "{\"id\":\"rv\",\"v\":250}");
+	op_set(&ops[1], 2, 'U', "Child Row", "rv", "{\"id\":\"rv\",\"v\":-1}");
+	op_set(&ops[2], 3, 'U', "Child Row", "other", "{\"id\":\"other\",\"v\":3}");
+	rc = pg_apply(pg, cat, "refused-after-valid", ops, 3, &upto, err, sizeof(err));
+	check("valid then refused write applies", rc == SH_OK && upto == 3, "rc %d %s", rc, err);
+	check("the valid write is in PostgreSQL",
+	      !strcmp(val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'rv'"), "250"),
+	      "v %s", val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'rv'"));
+	check("only the refused write is dead", !ops[0].dead && !ops[0].superseded && ops[0].returned &&
+	      ops[1].dead && !ops[2].dead, "dead %d/%d/%d", ops[0].dead, ops[1].dead, ops[2].dead);
+	op_free_array(ops, 3);
 }
 
 static void check_fk_order_and_uuid(struct pg *pg, const struct catalog *cat)
@@ -424,6 +447,7 @@ int main(int argc, char **argv)
 		check_bulk(pg, cat);
 		check_refusals(pg, cat);
 		check_partial_and_delete(pg, cat);
+		check_refused_after_valid(pg, cat);
 		check_fk_order_and_uuid(pg, cat);
 		check_connection_loss(pg, cat);
 	}
