@@ -126,25 +126,6 @@ enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *nord
 	return SH_OK;
 }
 
-size_t batch_segment(const struct op *ops, const size_t *prev, size_t rep, size_t *out)
-{
-	size_t n = 0;
-
-	out[n++] = rep;
-	for (size_t j = prev[rep]; j != BATCH_NONE; j = prev[j]) {
-		if (ops[rep].kind == OP_UPSERT && ops[j].kind == OP_DELETE)
-			break;	/* the run starts after the record's last delete */
-		out[n++] = j;
-	}
-	for (size_t k = 0; k < n / 2; k++) {
-		size_t t = out[k];
-
-		out[k] = out[n - 1 - k];
-		out[n - 1 - k] = t;
-	}
-	return n;
-}
-
 static const char *skip_ws(const char *p)
 {
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
@@ -324,33 +305,56 @@ enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder
 	return SH_OK;
 }
 
+static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
+				 void *ctx);
+
+/* Try op j alone, over the state its record had before j's segment. */
+static enum sh_err apply_alone(size_t j, const struct batch_bisect_ops *ops, void *ctx)
+{
+	char *why = NULL;
+	enum sh_err rc = ops->try_range(ctx, &j, 1, &why);
+
+	if (rc != SH_OK) {
+		free(why);
+		return rc;
+	}
+	ops->ops[j].superseded = false;
+	return why ? refused_alone(j, why, ops, ctx) : SH_OK;
+}
+
 /* Op i is refused on its own. When it stands for earlier writes of its
- * record, those were acknowledged one by one: they are tried one by one, in
- * order, and only the ones refused are dead. */
+ * record, those were acknowledged one by one and must not go with it: they
+ * are applied first, as the ops that stand for them (p, the one just before
+ * i, and when i is a delete and p an upsert, the delete before p's run),
+ * each falling back the same way when refused; then i is tried again over
+ * what they left, and is dead if refused still. A run of upserts whose last is refused thus costs
+ * a few tries, not one per write: the one before it stands for the rest. */
 static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
 				 void *ctx)
 {
-	size_t n = ops->prev ? batch_segment(ops->ops, ops->prev, i, ops->seg) : 1;
+	size_t p = ops->prev ? ops->prev[i] : BATCH_NONE, d = p;
+	enum sh_err rc;
 
-	if (n == 1) {
-		ops->dead(ctx, i, why);
+	if (p == BATCH_NONE || (ops->ops[i].kind == OP_UPSERT && ops->ops[p].kind == OP_DELETE)) {
+		ops->dead(ctx, i, why);	/* stands for itself only */
 		return SH_OK;
 	}
 	free(why);
-	for (size_t k = 0; k < n; k++) {
-		size_t j = ops->seg[k];
-		enum sh_err rc;
-
-		why = NULL;
-		rc = ops->try_range(ctx, &j, 1, &why);
-		if (rc != SH_OK) {
-			free(why);
-			return rc;
-		}
-		ops->ops[j].superseded = false;
-		if (why)
-			ops->dead(ctx, j, why);
+	/* a delete stands for all before it: for the delete before p's run too */
+	while (ops->ops[i].kind == OP_DELETE && d != BATCH_NONE && ops->ops[d].kind == OP_UPSERT)
+		d = ops->prev[d];
+	rc = d != p && d != BATCH_NONE && ops->ops[i].kind == OP_DELETE ? apply_alone(d, ops, ctx) : SH_OK;
+	if (rc == SH_OK)
+		rc = apply_alone(p, ops, ctx);
+	if (rc != SH_OK)
+		return rc;
+	why = NULL;
+	rc = ops->try_range(ctx, &i, 1, &why);
+	if (rc != SH_OK || !why) {
+		free(why);
+		return rc;
 	}
+	ops->dead(ctx, i, why);
 	return SH_OK;
 }
 

@@ -19,8 +19,8 @@
  *   3. batch_bisect: a group the backend refuses is split in halves until the
  *      op it refuses is found; the backend is reached through callbacks. An
  *      op that stands for others and is refused alone falls back to the ops
- *      it stands for (batch_segment), one by one in seq order, so a refused
- *      write never takes an acknowledged valid one with it.
+ *      it stands for, in seq order, so a refused write never takes an
+ *      acknowledged valid one with it.
  * Everything is capped; past a cap the call fails with SH_ETOOBIG.
  */
 #ifndef SHARDED_BATCH_H
@@ -61,12 +61,6 @@ struct batch_group {
  * stands for get superseded. */
 enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *norder, size_t *prev);
 
-/* The ops a surviving op rep stands for, in seq order, rep last: for an
- * upsert, the upserts of its run (back to the record's last delete); for a
- * delete, every op of the record up to it. Returns their number; out must
- * hold as many (n, the batch's size, always suffices). */
-size_t batch_segment(const struct op *ops, const size_t *prev, size_t rep, size_t *out);
-
 /* Split order[0..norder) into groups; groups must hold norder entries. An upsert
  * whose document cannot be scanned forms a group of its own. */
 enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder,
@@ -93,19 +87,21 @@ struct batch_bisect_ops {
 	batch_try_fn try_range;
 	batch_reset_fn reset;	/* may be NULL */
 	batch_dead_fn dead;
-	/* Optional (NULL: every op stands for itself): the batch and
-	 * batch_collapse's prev, with seg scratch of one entry per op. */
+	/* Optional (prev NULL: every op stands for itself): the batch and
+	 * batch_collapse's prev. */
 	struct op *ops;
 	const size_t *prev;
-	size_t *seg;
 };
 
 /* Apply idx[0..count): one try when nothing is refused; a refused range of
  * more than one op is reset, then its halves (first count / 2, then the rest)
  * are bisected in turn, so each refused op costs about 2 log2(count) tries and
  * is reported dead exactly once. An op refused alone that stands for others
- * (prev set) falls back to its batch_segment, one try per op in seq order:
- * those refused are dead, the others applied (and no longer superseded).
+ * (prev set) falls back to them: the op just before it in its record's chain
+ * (and the delete before that op's run) is applied first, falling back the
+ * same way when refused, then the op is tried again and is dead if refused
+ * still. Ops tried are no longer superseded; a refused run of upserts costs
+ * about two tries per refused write, a valid one before them stops the walk.
  * An error from a try is returned at once: nothing is tried or reported dead
  * after it. count 0 tries nothing. */
 enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bisect_ops *ops,

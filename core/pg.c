@@ -600,7 +600,6 @@ struct apply {
 	char *err;
 	size_t errlen;
 	size_t *prev;		/* batch_collapse's links between ops of one record */
-	size_t *seg;		/* scratch for batch_segment, one entry per op */
 };
 
 /* One statement: its text and its single JSON parameter. */
@@ -903,7 +902,6 @@ static enum sh_err apply_range(struct apply *a, const size_t *idx, size_t count)
 		.dead = mark_dead,
 		.ops = a->ops,
 		.prev = a->prev,
-		.seg = a->seg,
 	};
 
 	return batch_bisect(idx, count, &ops, a);
@@ -918,8 +916,7 @@ static enum sh_err apply_all(struct apply *a, size_t n)
 	enum sh_err rc;
 
 	a->prev = malloc(m * sizeof(*a->prev));
-	a->seg = malloc(m * sizeof(*a->seg));
-	rc = order && groups && a->prev && a->seg ? SH_OK : SH_ENOMEM;
+	rc = order && groups && a->prev ? SH_OK : SH_ENOMEM;
 	if (rc == SH_OK)
 		rc = batch_collapse(a->ops, n, order, &norder, a->prev);
 	if (rc == SH_OK)
@@ -931,8 +928,7 @@ static enum sh_err apply_all(struct apply *a, size_t n)
 	free(order);
 	free(groups);
 	free(a->prev);
-	free(a->seg);
-	a->prev = a->seg = NULL;
+	a->prev = NULL;
 	return rc;
 }
 

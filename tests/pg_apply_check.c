@@ -353,6 +353,50 @@ static void check_refused_after_valid(struct pg *pg, const struct catalog *cat)
 	op_free_array(ops, 3);
 }
 
+/* A big drain: 8 records written 625 times each, round robin, the last write
+ * of one refused. Collapsing keeps it to a few statements; the refusal costs
+ * the bisection of its group and two tries (the write before it, then it
+ * again), not one per write of that record. */
+static void check_drain_with_refusal(struct pg *pg, const struct catalog *cat)
+{
+	enum { N = 5000, RECS = 8 };
+	struct op *ops = ops_new(N);
+	char err[512] = "", pk[32];
+	int64_t upto = 0;
+	uint64_t before, clean, refused;
+	enum sh_err rc;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(pk, sizeof(pk), "d%d", i % RECS);
+		op_setf(&ops[i], i + 1, "Child Row", pk, "{\"id\":\"d%d\",\"v\":%d}", i % RECS, i);
+	}
+	before = pg_statements(pg);
+	rc = pg_apply(pg, cat, "drain-clean", ops, N, &upto, err, sizeof(err));
+	clean = pg_statements(pg) - before;
+	check("a drain of 5000 writes to 8 records applies", rc == SH_OK && upto == N, "rc %d %s", rc, err);
+	op_free_array(ops, N);
+
+	ops = ops_new(N);
+	for (int i = 0; i < N; i++) {
+		snprintf(pk, sizeof(pk), "d%d", i % RECS);
+		op_setf(&ops[i], i + 1, "Child Row", pk, "{\"id\":\"d%d\",\"v\":%d}", i % RECS,
+			i == N - 1 ? -1 : N + i);
+	}
+	before = pg_statements(pg);
+	rc = pg_apply(pg, cat, "drain-refused", ops, N, &upto, err, sizeof(err));
+	refused = pg_statements(pg) - before;
+	printf("# statements for a drain of 5000 writes to 8 records: %" PRIu64 " clean, %" PRIu64
+	       " with the last write refused\n", clean, refused);
+	check("the drain with a refusal applies", rc == SH_OK && upto == N && ops[N - 1].dead &&
+	      COUNT(ops, N, dead) == 1, "rc %d %s, %zu dead", rc, err, COUNT(ops, N, dead));
+	check("the refused record keeps its last valid write",
+	      !strcmp(val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'd7'"), "9991"),
+	      "v %s", val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'd7'"));
+	check("a drain takes few statements, and a refusal few more", clean <= 10 && refused <= clean + 40,
+	      "%" PRIu64 " clean, %" PRIu64 " with a refusal", clean, refused);
+	op_free_array(ops, N);
+}
+
 static void check_fk_order_and_uuid(struct pg *pg, const struct catalog *cat)
 {
 	struct op *ops = ops_new(5);
@@ -448,6 +492,7 @@ int main(int argc, char **argv)
 		check_refusals(pg, cat);
 		check_partial_and_delete(pg, cat);
 		check_refused_after_valid(pg, cat);
+		check_drain_with_refusal(pg, cat);
 		check_fk_order_and_uuid(pg, cat);
 		check_connection_loss(pg, cat);
 	}

@@ -159,38 +159,6 @@ static void test_collapse_chains(void **state)
 	assert_true(b[0].superseded && b[1].superseded);
 }
 
-/* What an op stands for: an upsert, the upserts of its run; a delete,
- * everything of its record before it. */
-static void test_segment(void **state)
-{
-	struct op ops[] = {
-		mk(1, 'U', "User", "1", "{\"id\":1}"),
-		mk(2, 'U', "User", "2", "{\"id\":2}"),
-		mk(3, 'D', "User", "1", NULL),
-		mk(4, 'U', "User", "1", "{\"id\":1}"),
-		mk(5, 'U', "User", "2", "{\"id\":2}"),
-		mk(6, 'U', "User", "1", "{\"id\":1}"),
-		mk(7, 'D', "User", "2", NULL),
-		mk(8, 'U', "User", "2", "{\"id\":2}"),
-	};
-	size_t order[MAX], seg[MAX];
-
-	(void)state;
-	assert_int_equal(collapse(ops, 8, order), 4);
-	assert_int_equal(batch_segment(ops, prev, 5, seg), 2);	/* User 1's re-creation */
-	assert_int_equal(seg[0], 3);
-	assert_int_equal(seg[1], 5);
-	assert_int_equal(batch_segment(ops, prev, 2, seg), 2);	/* User 1's delete */
-	assert_int_equal(seg[0], 0);
-	assert_int_equal(seg[1], 2);
-	assert_int_equal(batch_segment(ops, prev, 6, seg), 3);	/* User 2's delete */
-	assert_int_equal(seg[0], 1);
-	assert_int_equal(seg[1], 4);
-	assert_int_equal(seg[2], 6);
-	assert_int_equal(batch_segment(ops, prev, 7, seg), 1);
-	assert_int_equal(seg[0], 7);
-}
-
 static void test_collapse_same_pk_other_model(void **state)
 {
 	struct op ops[] = {
@@ -670,7 +638,6 @@ int main(void)
 		cmocka_unit_test(test_collapse_insert_after_delete),
 		cmocka_unit_test(test_collapse_delete_in_its_own_place),
 		cmocka_unit_test(test_collapse_chains),
-		cmocka_unit_test(test_segment),
 		cmocka_unit_test(test_collapse_same_pk_other_model),
 		cmocka_unit_test(test_collapse_ignores_skipped),
 		cmocka_unit_test(test_collapse_many),

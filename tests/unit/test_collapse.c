@@ -182,10 +182,10 @@ static void apply_one_by_one(struct run *r)
 
 static void apply_batched(struct run *r)
 {
-	size_t order[MAXOPS], prev[MAXOPS], seg[MAXOPS], norder, ngroups;
+	size_t order[MAXOPS], prev[MAXOPS], norder, ngroups;
 	struct batch_group groups[MAXOPS];
 	const struct batch_bisect_ops ops = {
-		.try_range = fake_try, .dead = fake_dead, .ops = r->ops, .prev = prev, .seg = seg,
+		.try_range = fake_try, .dead = fake_dead, .ops = r->ops, .prev = prev,
 	};
 
 	assert_int_equal(batch_collapse(r->ops, r->n, order, &norder, prev), SH_OK);
