@@ -327,8 +327,10 @@ static enum sh_err apply_alone(size_t j, const struct batch_bisect_ops *ops, voi
  * are applied first, as the ops that stand for them (p, the one just before
  * i, and when i is a delete and p an upsert, the delete before p's run),
  * each falling back the same way when refused; then i is tried again over
- * what they left, and is dead if refused still. A run of upserts whose last is refused thus costs
- * a few tries, not one per write: the one before it stands for the rest. */
+ * what they left, and is dead if refused still. A run of upserts whose last
+ * is refused thus costs a few tries, not one per write: the one before it
+ * stands for the rest. The recursion is as deep as the refused writes of one
+ * record in a row (at most a batch). */
 static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
 				 void *ctx)
 {

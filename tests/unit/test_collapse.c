@@ -289,12 +289,63 @@ static void test_refused_write_spares_the_valid_one(void **state)
 	assert_true(r.ops[0].superseded);
 }
 
+/* A record written 5,000 times in one batch, every write refused (a bad
+ * value once written is carried by every later document): each is dead once,
+ * in about two tries each, and the fall-back's recursion holds. */
+static enum sh_err refuse_all(void *ctx, const size_t *idx, size_t count, char **why)
+{
+	size_t *tries = ctx;
+
+	(void)idx;
+	(void)count;
+	++*tries;
+	*why = strdup("refused");
+	return SH_OK;
+}
+
+static size_t ndead;
+
+static void count_dead(void *ctx, size_t i, char *why)
+{
+	(void)ctx;
+	(void)i;
+	free(why);
+	ndead++;
+}
+
+static void test_long_refused_run(void **state)
+{
+	enum { N = 5000 };
+	struct op *ops = calloc(N, sizeof(*ops));
+	size_t *order = calloc(N, sizeof(*order)), *prev = calloc(N, sizeof(*prev)), norder, tries = 0;
+	const struct batch_bisect_ops bops = {
+		.try_range = refuse_all, .dead = count_dead, .ops = ops, .prev = prev,
+	};
+
+	(void)state;
+	assert_non_null(ops);
+	for (int i = 0; i < N; i++)
+		ops[i] = (struct op){ .seq = i + 1, .kind = OP_UPSERT, .model = (char *)"User",
+				      .pk = (char *)"1", .doc = (char *)"{\"id\":1,\"bad\":1}" };
+	assert_int_equal(batch_collapse(ops, N, order, &norder, prev), SH_OK);
+	assert_int_equal(norder, 1);
+	assert_int_equal(batch_bisect(order, 1, &bops, &tries), SH_OK);
+	assert_int_equal(ndead, N);
+	assert_int_equal(tries, 2 * N - 1);
+	for (int i = 0; i < N; i++)
+		assert_false(ops[i].superseded);
+	free(ops);
+	free(order);
+	free(prev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_batched_as_one_by_one),
 		cmocka_unit_test(test_recreate_exactly),
 		cmocka_unit_test(test_refused_write_spares_the_valid_one),
+		cmocka_unit_test(test_long_refused_run),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
