@@ -493,20 +493,15 @@ static enum sh_err commit(struct engine *e, struct block *b, const struct model 
 	return rv;
 }
 
-/* Validate body against the stored record; *doc gets the document to store. */
-static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
-			   const char *pk, const char *body, size_t len, char **doc)
+/* Validate body as the new content of record pk, merged onto existing (the
+ * stored document, NULL when absent); *doc gets the document to store. */
+static enum sh_err merge_body(struct engine *e, struct block *b, const struct model *m,
+			      const char *pk, const char *body, size_t len, const char *existing,
+			      char **doc)
 {
-	char *existing = NULL, why[256];
-	enum sh_err rv = use(e, b);
+	char why[256];
+	enum sh_err rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
 
-	if (rv)
-		return rv;
-	rv = store_get(b->store, m->name, pk, &existing, NULL);
-	if (rv != SH_OK && rv != SH_ENOENT)
-		return rv;
-	rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
-	free(existing);
 	if (rv == SH_EINVAL || rv == SH_ETOOBIG) {
 		atomic_fetch_add(&e->refusals, 1);
 		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
@@ -515,15 +510,58 @@ static enum sh_err prepare(struct engine *e, struct block *b, const struct model
 	return rv;
 }
 
+/* Validate body against the stored record; *doc gets the document to store. */
+static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
+			   const char *pk, const char *body, size_t len, char **doc)
+{
+	char *existing = NULL;
+	enum sh_err rv = use(e, b);
+
+	if (rv)
+		return rv;
+	rv = store_get(b->store, m->name, pk, &existing, NULL);
+	if (rv != SH_OK && rv != SH_ENOENT)
+		return rv;
+	rv = merge_body(e, b, m, pk, body, len, existing, doc);
+	free(existing);
+	return rv;
+}
+
+/* A write in progress: what store_write_merged's callback merges. */
+struct put {
+	struct engine *e;
+	struct block *b;
+	const struct model *m;
+	const char *pk, *body;
+	size_t len;
+};
+
+/* store_merge_fn: runs inside the write's transaction. */
+static enum sh_err put_merge(void *ctx, const char *existing, char **doc)
+{
+	struct put *p = ctx;
+
+	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc);
+}
+
+/* The merge reads the stored record inside the transaction that commits the
+ * result: read outside it, two writers of different keys of one record could
+ * each merge onto the same old copy and the second would undo the first. */
 enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
 		       const char *body, size_t len)
 {
-	char *doc = NULL;
-	enum sh_err rv = prepare(e, b, m, pk, body, len, &doc);
+	struct put p = { e, b, m, pk, body, len };
+	int64_t seq;
+	enum sh_err rv = use(e, b);
 
-	if (rv == SH_OK)
-		rv = commit(e, b, m, pk, doc);
-	free(doc);
+	if (rv)
+		return rv;
+	pthread_rwlock_rdlock(&b->life);
+	rv = atomic_load(&b->removed) ? SH_ENOENT
+				      : store_write_merged(b->store, m->name, pk, put_merge, &p, &seq);
+	pthread_rwlock_unlock(&b->life);
+	if (rv == SH_OK && e->sync)
+		sync_kick(e->sync);
 	return rv;
 }
 

@@ -599,6 +599,7 @@ struct apply {
 	struct op *ops;
 	char *err;
 	size_t errlen;
+	size_t *prev;		/* batch_collapse's links between ops of one record */
 };
 
 /* One statement: its text and its single JSON parameter. */
@@ -891,27 +892,33 @@ static void mark_dead(void *ctx, size_t i, char *why)
 	       why ? why : "refused");
 }
 
-static const struct batch_bisect_ops bisect_ops = {
-	.try_range = bisect_try,
-	.reset = clear_returned,
-	.dead = mark_dead,
-};
-
-/* Apply one group, isolating by bisection (batch.h) each op PostgreSQL refuses. */
+/* Apply one group, isolating by bisection (batch.h) each op PostgreSQL
+ * refuses, and falling back to the writes a refused op stands for. */
 static enum sh_err apply_range(struct apply *a, const size_t *idx, size_t count)
 {
-	return batch_bisect(idx, count, &bisect_ops, a);
+	const struct batch_bisect_ops ops = {
+		.try_range = bisect_try,
+		.reset = clear_returned,
+		.dead = mark_dead,
+		.ops = a->ops,
+		.prev = a->prev,
+	};
+
+	return batch_bisect(idx, count, &ops, a);
 }
 
 static enum sh_err apply_all(struct apply *a, size_t n)
 {
-	size_t *order = malloc((n ? n : 1) * sizeof(*order));
-	struct batch_group *groups = malloc((n ? n : 1) * sizeof(*groups));
+	size_t m = n ? n : 1;
+	size_t *order = malloc(m * sizeof(*order));
+	struct batch_group *groups = malloc(m * sizeof(*groups));
 	size_t norder = 0, ngroups = 0;
-	enum sh_err rc = order && groups ? SH_OK : SH_ENOMEM;
+	enum sh_err rc;
 
+	a->prev = malloc(m * sizeof(*a->prev));
+	rc = order && groups && a->prev ? SH_OK : SH_ENOMEM;
 	if (rc == SH_OK)
-		rc = batch_collapse(a->ops, n, order, &norder);
+		rc = batch_collapse(a->ops, n, order, &norder, a->prev);
 	if (rc == SH_OK)
 		rc = batch_group(a->ops, order, norder, groups, &ngroups);
 	for (size_t g = 0; rc == SH_OK && g < ngroups; g++)
@@ -920,6 +927,8 @@ static enum sh_err apply_all(struct apply *a, size_t n)
 		set_err(a->err, a->errlen, "applying batch: %s", sh_strerror(rc));
 	free(order);
 	free(groups);
+	free(a->prev);
+	a->prev = NULL;
 	return rc;
 }
 
@@ -991,7 +1000,7 @@ static void rollback(struct pg *pg)
 enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
 		     struct op *ops, size_t n, int64_t *applied_upto, char *err, size_t errlen)
 {
-	struct apply a = { pg, cat, ops, err, errlen };
+	struct apply a = { .pg = pg, .cat = cat, .ops = ops, .err = err, .errlen = errlen };
 	int64_t applied = 0, upto = 0;
 	enum sh_err rc;
 

@@ -523,29 +523,37 @@ void store_close(struct store *st)
 	free(st);
 }
 
+/* The stored document of a record (st locked, open); *doc is malloc'd. */
+static enum sh_err get_locked(struct store *st, const char *model, const char *pk, char **doc,
+			      int64_t *mtime_ns)
+{
+	sqlite3_stmt *s = prep(st, "SELECT doc, mtime_ns FROM records WHERE model = ?1 AND pk = ?2");
+	enum sh_err err = SH_ENOENT;
+
+	*doc = NULL;
+	if (!s)
+		return SH_EIO;
+	bind_text(s, 1, model);
+	bind_text(s, 2, pk);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*doc = column_dup(s, 0);
+		if (mtime_ns)
+			*mtime_ns = sqlite3_column_int64(s, 1);
+		err = *doc ? SH_OK : SH_ENOMEM;
+	}
+	release(st, s);
+	return err;
+}
+
 enum sh_err store_get(struct store *st, const char *model, const char *pk, char **doc,
 		      int64_t *mtime_ns)
 {
-	sqlite3_stmt *s;
-	enum sh_err err = SH_ENOENT;
+	enum sh_err err;
 
 	*doc = NULL;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	s = prep(st, "SELECT doc, mtime_ns FROM records WHERE model = ?1 AND pk = ?2");
-	if (!s) {
-		err = SH_EIO;
-	} else {
-		bind_text(s, 1, model);
-		bind_text(s, 2, pk);
-		if (sqlite3_step(s) == SQLITE_ROW) {
-			*doc = column_dup(s, 0);
-			if (mtime_ns)
-				*mtime_ns = sqlite3_column_int64(s, 1);
-			err = *doc ? SH_OK : SH_ENOMEM;
-		}
-		release(st, s);
-	}
+	err = get_locked(st, model, pk, doc, mtime_ns);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -663,6 +671,37 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 			exec(st, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+/* Read, merge and write under one BEGIN IMMEDIATE: no other writer, in this
+ * process or another, can commit to the record between the read and the write,
+ * so two partial writes of one record compose instead of undoing each other. */
+enum sh_err store_write_merged(struct store *st, const char *model, const char *pk,
+			       store_merge_fn merge, void *ctx, int64_t *seq)
+{
+	char *existing = NULL, *doc = NULL;
+	enum sh_err err;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	err = exec(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		err = get_locked(st, model, pk, &existing, NULL);
+		if (err == SH_OK || err == SH_ENOENT)
+			err = merge(ctx, existing, &doc);
+		if (!err && !doc)
+			err = SH_EINVAL;	/* a deletion is store_write's */
+		if (!err)
+			err = write_locked(st, model, pk, doc, seq);
+		if (!err)
+			err = exec(st, "COMMIT");
+		if (err)
+			exec(st, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&st->lock);
+	free(existing);
+	free(doc);
 	return err;
 }
 

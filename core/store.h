@@ -67,6 +67,17 @@ enum sh_err store_cache(struct store *st, const char *model, const char *pk, con
 enum sh_err store_write(struct store *st, const char *model, const char *pk, const char *doc,
 			int64_t *seq);
 
+/* Builds the document to store from the stored one (existing NULL when the
+ * block does not hold the record): *doc malloc'd, never NULL on SH_OK.
+ * Anything but SH_OK is returned by store_write_merged and nothing is written. */
+typedef enum sh_err (*store_merge_fn)(void *ctx, const char *existing, char **doc);
+
+/* store_write of an upsert whose document is merge's answer, with the read of
+ * the stored record inside the write's transaction (BEGIN IMMEDIATE, under the
+ * store's lock): concurrent partial writes of one record compose. */
+enum sh_err store_write_merged(struct store *st, const char *model, const char *pk,
+			       store_merge_fn merge, void *ctx, int64_t *seq);
+
 /* Call fn for each record of model, in key order; fn returns non-zero to stop. */
 typedef int (*store_list_fn)(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns);
 enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, void *ctx);
