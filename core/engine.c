@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "catalog_file.h"
+#include "clock.h"
 #include "doc.h"
 #include "life.h"
 #include "loader.h"
@@ -385,7 +386,7 @@ enum sh_err engine_block_remove(struct engine *e, const char *id)
 /* Every request on a block: note the access (TTL), wait for a load, reload if expired. */
 static enum sh_err use(struct engine *e, struct block *b)
 {
-	atomic_store(&b->last_access_ns, store_now_ns());
+	atomic_store(&b->last_access_ns, clock_wall_ns());
 	return life_ready(&e->life, b);
 }
 
@@ -406,7 +407,7 @@ static int take_reader(struct engine *e)
 static enum sh_err fetch_row(struct engine *e, struct block *b, const struct model *m,
 			     const char *pk, char **doc)
 {
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	char why[256];
 	enum sh_err rv;
 	int i;
@@ -610,7 +611,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 {
 	struct store_stats st = { 0 };
 	struct sync_status ss = { .redis_up = true, .pg_up = true };
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	int64_t total = atomic_load(&b->load_total);
 	int64_t dead = meta_int(b, "dead_total", 0);
 	char *dead_error = dead ? meta_text(b, "last_dead_error") : strdup("-"), totaltext[24];
@@ -660,7 +661,7 @@ struct totals {
 static void add_totals(struct engine *e, struct totals *t)
 {
 	struct block **blocks;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	size_t n;
 
 	if (blockset_snapshot(e->blocks, &blocks, &n))

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "blocks.h"
+#include "clock.h"
 #include "catalog.h"
 #include "error.h"
 

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define STMT_CACHE 48
@@ -68,14 +69,6 @@ static const char schema_sql[] =
 static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
 	" WHERE o.model = records.model AND o.pk = records.pk)";
-
-int64_t store_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static enum sh_err db_fail(struct store *st, const char *what)
 {
@@ -212,12 +205,12 @@ static enum sh_err init_new(struct store *st)
 
 	if (meta_get_int_locked(st, "last_seq", &seq) == SH_OK)
 		return SH_OK;
-	seq = store_now_ns() / 1000;
+	seq = clock_wall_ns() / 1000;
 	err = meta_set_int_locked(st, "base_seq", seq);
 	if (!err)
-		err = meta_set_int_locked(st, "created_ns", store_now_ns());
+		err = meta_set_int_locked(st, "created_ns", clock_wall_ns());
 	if (!err)
-		err = meta_set_int_locked(st, "loaded_ns", store_now_ns());
+		err = meta_set_int_locked(st, "loaded_ns", clock_wall_ns());
 	return err ? err : meta_set_int_locked(st, "last_seq", seq);
 }
 
@@ -382,7 +375,7 @@ static void park_locked(struct store *st, bool remember)
 	st->db = NULL;
 	file_sig_read(st->path, "", &st->parked.db);
 	file_sig_read(st->path, "-wal", &st->parked.wal);
-	st->parked.checked_ns = store_now_ns();
+	st->parked.checked_ns = clock_wall_ns();
 }
 
 /* st (open, st->lock held) becomes the most recently used; the least
@@ -422,7 +415,7 @@ static bool parked_fresh_locked(struct store *st)
 {
 	struct parked *pk = &st->parked;
 	struct file_sig db, wal;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 
 	if (st->db || !pk->valid)
 		return false;
@@ -563,7 +556,7 @@ enum sh_err store_cache(struct store *st, const char *model, const char *pk, con
 		bind_text(s, 1, model);
 		bind_text(s, 2, pk);
 		bind_text(s, 3, doc);
-		sqlite3_bind_int64(s, 4, store_now_ns());
+		sqlite3_bind_int64(s, 4, clock_wall_ns());
 	}
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
@@ -630,7 +623,7 @@ static enum sh_err revoke_delete_locked(struct store *st, const char *model, con
 static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
 				const char *doc, int64_t *seq)
 {
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	enum sh_err err = meta_get_int_locked(st, "last_seq", seq);
 
 	if (err)
@@ -834,7 +827,7 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
 	if (!pending_after_locked(st, model, pk, applied_seq))
-		err = put_record_locked(st, model, pk, doc, store_now_ns());
+		err = put_record_locked(st, model, pk, doc, clock_wall_ns());
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -851,7 +844,7 @@ static int refresh_one_locked(struct store *st, const struct op *op)
 	bind_text(s, 1, op->model);
 	bind_text(s, 2, op->pk);
 	bind_text(s, 3, op->returned);
-	sqlite3_bind_int64(s, 4, store_now_ns());
+	sqlite3_bind_int64(s, 4, clock_wall_ns());
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		db_fail(st, "refresh");
 		release(st, s);
@@ -1090,7 +1083,7 @@ enum sh_err store_load_row(struct store_load *ld, const char *model, const char 
 	sqlite3_bind_text(ld->insert, 1, model, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ld->insert, 2, pk, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ld->insert, 3, doc, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(ld->insert, 4, store_now_ns());
+	sqlite3_bind_int64(ld->insert, 4, clock_wall_ns());
 	rc = sqlite3_step(ld->insert);
 	sqlite3_clear_bindings(ld->insert);
 	if (rc != SQLITE_DONE) {

@@ -183,7 +183,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	if (build_config(o, &cfg))
 		return 2;
 	fs.max_doc = cfg.max_doc ? cfg.max_doc : DOC_MAX_DEFAULT;
-	fs.mount_ns = store_now_ns();
+	fs.mount_ns = clock_wall_ns();
 	pthread_mutex_init(&fs.open_lock, NULL);
 	fs.open_files.next = fs.open_files.prev = &fs.open_files;
 	if (engine_open(&cfg, &fs.engine, err, sizeof(err)) != SH_OK) {

@@ -159,7 +159,7 @@ static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat
 		return err;
 	fill_common(st, r->ino, S_IFREG | (ctl_writable(r->ctl) ? 0644 : 0444));
 	st->st_size = (off_t)strlen(text);
-	set_time(st, store_now_ns());
+	set_time(st, clock_wall_ns());
 	free(text);
 	return SH_OK;
 }
@@ -773,7 +773,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	h->dirty = h->sequential = 1;
 	memset(&e, 0, sizeof(e));
 	fill_common(&e.attr, ref.ino, S_IFREG | 0644);
-	set_time(&e.attr, store_now_ns());
+	set_time(&e.attr, clock_wall_ns());
 	e.ino = ref.ino;
 	e.attr_timeout = 0;
 	e.entry_timeout = fs->entry_timeout;
