@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blocks.h"
 #include "catalog_file.h"
-#include "clock.h"
 #include "doc.h"
 #include "life.h"
 #include "loader.h"
@@ -71,9 +71,60 @@ const struct catalog *engine_catalog(const struct engine *e)
 	return e->cat;
 }
 
-struct blockset *engine_blocks(struct engine *e)
+_Static_assert(ENGINE_BLOCK_ID_MAX == BLOCK_ID_MAX, "engine.h and blocks.h agree on block ids");
+_Static_assert(ENGINE_MAX_DOC_DEFAULT == DOC_MAX_DEFAULT, "engine.h and doc.h agree on max_doc");
+
+size_t engine_max_doc(const struct engine *e)
 {
-	return e->blocks;
+	return e->max_doc;
+}
+
+enum sh_err engine_block_get(struct engine *e, const char *id, struct block **out)
+{
+	return blockset_get(e->blocks, id, out);
+}
+
+void engine_block_put(struct block *b)
+{
+	block_put(b);
+}
+
+enum sh_err engine_block_list(struct engine *e, engine_block_fn fn, void *ctx)
+{
+	struct block **blocks;
+	size_t n;
+
+	if (blockset_snapshot(e->blocks, &blocks, &n))
+		return SH_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!atomic_load(&blocks[i]->retiring))	/* removed, still sending */
+			fn(ctx, blocks[i]->id);
+		block_put(blocks[i]);
+	}
+	free(blocks);
+	return SH_OK;
+}
+
+size_t engine_block_count(struct engine *e)
+{
+	return blockset_count(e->blocks);
+}
+
+bool engine_record_key(const char *name, char *pk, size_t pklen)
+{
+	return doc_record_name(name, pk, pklen);
+}
+
+bool engine_record_name(const char *pk, char *name, size_t namelen)
+{
+	int n = snprintf(name, namelen, "%s" DOC_SUFFIX, pk);
+
+	return n >= 0 && (size_t)n < namelen;
+}
+
+enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen)
+{
+	return doc_check_pk(m, pk, why, whylen);
 }
 
 static char *dup_or_env(const char *value, const char *env, const char *fallback)
@@ -566,7 +617,7 @@ enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *
 }
 
 enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,
-			store_list_fn fn, void *ctx)
+			engine_record_fn fn, void *ctx)
 {
 	enum sh_err rv = use(e, b);
 

@@ -11,7 +11,6 @@
 #include <pthread.h>
 
 #include "engine.h"
-#include "error.h"
 #include "nodes.h"
 
 struct notifier;

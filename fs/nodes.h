@@ -16,7 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog.h"
 #include "engine.h"
 
 enum node_kind { NODE_ROOT, NODE_BLOCK, NODE_CTL, NODE_MODEL, NODE_RECORD, NODE_SCRATCH };
@@ -39,7 +38,7 @@ struct node {
 struct node_ref {
 	uint64_t ino;
 	enum node_kind kind;
-	char block[BLOCK_ID_MAX + 1];
+	char block[ENGINE_BLOCK_ID_MAX + 1];
 	const struct model *model;
 	char pk[256];
 	enum ctl_file ctl;

@@ -17,11 +17,8 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "doc.h"
-#include "log.h"
 #include "scratch.h"
 
-#define JSON_SUFFIX ".json"
 #define UNKNOWN_INO 0xffffffffULL
 
 /* One open file. */
@@ -107,7 +104,7 @@ static void set_time(struct stat *st, int64_t ns)
 
 static enum sh_err with_block(struct fs *fs, const char *id, struct block **b)
 {
-	return blockset_get(engine_blocks(fs->engine), id, b);
+	return engine_block_get(fs->engine, id, b);
 }
 
 /* local: from the block alone (a record someone has open was looked up, and
@@ -126,7 +123,7 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 		err = engine_get_local(fs->engine, b, r->model, r->pk, &doc, &mtime);
 	else
 		err = engine_get(fs->engine, b, r->model, r->pk, &doc, &mtime);
-	block_put(b);
+	engine_block_put(b);
 	if (err)
 		return err;
 	fill_common(st, r->ino, S_IFREG | 0644);
@@ -146,7 +143,7 @@ static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text
 	if (err)
 		return err;
 	err = engine_ctl_read(fs->engine, b, r->ctl, text);
-	block_put(b);
+	engine_block_put(b);
 	return err;
 }
 
@@ -177,7 +174,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 	case NODE_MODEL:
 		if (with_block(fs, r->block, &b))
 			return SH_ENOENT;
-		block_put(b);
+		engine_block_put(b);
 		fill_common(st, r->ino, S_IFDIR | 0755);
 		set_time(st, fs->mount_ns);
 		return SH_OK;
@@ -214,9 +211,9 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			proto->ctl = CTL_METRICS;
 			return SH_OK;
 		}
-		if (strlen(name) > BLOCK_ID_MAX || with_block(fs, name, &b))
+		if (strlen(name) > ENGINE_BLOCK_ID_MAX || with_block(fs, name, &b))
 			return SH_ENOENT;
-		block_put(b);
+		engine_block_put(b);
 		snprintf(proto->block, sizeof(proto->block), "%s", name);
 		proto->kind = NODE_BLOCK;
 		return SH_OK;
@@ -237,7 +234,7 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			return SH_OK;
 		}
 		proto->kind = NODE_RECORD;
-		return doc_record_name(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
+		return engine_record_key(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
 	default:
 		return SH_ENOENT;
 	}
@@ -445,7 +442,7 @@ static int list_record(void *ctx, const char *pk, size_t doc_len, int64_t mtime_
 
 	(void)doc_len;
 	(void)mtime_ns;
-	snprintf(name, sizeof(name), "%s" JSON_SUFFIX, pk);
+	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long shows cut */
 	list_add(l, name, S_IFREG);
 	return l->failed;
 }
@@ -455,25 +452,23 @@ static void list_scratch(void *ctx, const char *name)
 	list_add(ctx, name, S_IFREG);
 }
 
+static void list_block(void *ctx, const char *id)
+{
+	list_add(ctx, id, S_IFDIR);
+}
+
 static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct listing *l)
 {
 	const struct catalog *cat = engine_catalog(fs->engine);
-	struct block **blocks, *b;
-	size_t n;
+	struct block *b;
 	enum sh_err err = SH_OK;
 
 	list_add(l, ".", S_IFDIR);
 	list_add(l, "..", S_IFDIR);
 	if (r->kind == NODE_ROOT) {
 		list_add(l, ctl_name(CTL_METRICS), S_IFREG);
-		if (blockset_snapshot(engine_blocks(fs->engine), &blocks, &n))
+		if (engine_block_list(fs->engine, list_block, l))
 			return SH_ENOMEM;
-		for (size_t i = 0; i < n; i++) {
-			if (!atomic_load(&blocks[i]->retiring))	/* removed, still sending */
-				list_add(l, blocks[i]->id, S_IFDIR);
-			block_put(blocks[i]);
-		}
-		free(blocks);
 		return l->failed ? SH_ENOMEM : SH_OK;
 	}
 	if (with_block(fs, r->block, &b))
@@ -487,7 +482,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 		err = engine_list(fs->engine, b, r->model, list_record, l);
 		scratch_list(fs->scratch, r->block, r->model->name, list_scratch, l);
 	}
-	block_put(b);
+	engine_block_put(b);
 	return err ? err : l->failed ? SH_ENOMEM : SH_OK;
 }
 
@@ -685,7 +680,7 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
 		err = ctl_text(fs, &h->ref, &text);
 	} else if (!(err = with_block(fs, h->ref.block, &b))) {
 		err = engine_get(fs->engine, b, h->ref.model, h->ref.pk, &text, NULL);
-		block_put(b);
+		engine_block_put(b);
 	}
 	if (!err)
 		err = handle_take(h, text, h->ref.kind == NODE_RECORD);
@@ -755,12 +750,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? EPERM : ENOENT);
 		return;
 	}
-	if (!doc_record_name(name, proto.pk, sizeof(proto.pk))) {
+	if (!engine_record_key(name, proto.pk, sizeof(proto.pk))) {
 		sops_create(req, fs, parent, &p, name, mode, fi);
 		return;
 	}
 	if (resolve(fs, &p, name, &proto) != SH_OK ||
-	    doc_check_pk(p.model, proto.pk, why, sizeof(why)) != SH_OK) {
+	    engine_check_key(p.model, proto.pk, why, sizeof(why)) != SH_OK) {
 		engine_refused(fs->engine, p.block, p.model->name, proto.pk,
 			       proto.kind == NODE_RECORD ? why : "not a record name");
 		fuse_reply_err(req, EINVAL);
@@ -812,7 +807,7 @@ static int ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t si
 	err = with_block(fs, h->ref.block, &b);
 	if (!err) {
 		err = engine_ctl_write(fs->engine, b, h->ref.ctl, buf, size);
-		block_put(b);
+		engine_block_put(b);
 	}
 	return sh_errno(err);
 }
@@ -827,7 +822,7 @@ static int check_sequential(struct fs *fs, struct handle *h)
 	if (with_block(fs, h->ref.block, &b))
 		return ENOENT;
 	err = engine_check(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len);
-	block_put(b);
+	engine_block_put(b);
 	if (err)
 		h->dirty = 0;	/* refused here: close() must not store it */
 	return sh_errno(err);
@@ -897,7 +892,7 @@ static int commit(struct fs *fs, struct handle *h)
 	err = with_block(fs, h->ref.block, &b);
 	if (!err) {
 		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
-		block_put(b);
+		engine_block_put(b);
 	}
 	/* The kernel's idea of the size came from the writer, but it marked size
 	 * and mtime stale itself at every write and O_TRUNC open, so the next
@@ -1051,7 +1046,7 @@ static int recursive_unlink(struct fs *fs, const struct node_ref *p, const struc
 	err = with_block(fs, p->block, &b);
 	if (!err) {
 		err = engine_evict(fs->engine, b, proto->model, proto->pk);
-		block_put(b);
+		engine_block_put(b);
 	}
 	return sh_errno(err);
 }
@@ -1091,7 +1086,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = with_block(fs, p.block, &b);
 	if (!err) {
 		err = engine_delete(fs->engine, b, proto.model, proto.pk);
-		block_put(b);
+		engine_block_put(b);
 	}
 	if (!err)
 		nodes_unlink(fs->nodes, parent, name);
@@ -1118,7 +1113,7 @@ static int scratch_to_record(struct fs *fs, const struct node_ref *dir, const ch
 	err = with_block(fs, dir->block, &b);
 	if (!err) {
 		err = engine_put(fs->engine, b, dir->model, pk, body, len);
-		block_put(b);
+		engine_block_put(b);
 	}
 	free(body);
 	if (!err)
@@ -1154,11 +1149,11 @@ static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_in
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
 	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
 		return EEXIST;
-	if (dst.kind == NODE_SCRATCH || !doc_record_name(newname, dst.pk, sizeof(dst.pk))) {
+	if (dst.kind == NODE_SCRATCH || !engine_record_key(newname, dst.pk, sizeof(dst.pk))) {
 		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
 		dst.kind = NODE_SCRATCH;
 		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);
-	} else if (doc_check_pk(p.model, dst.pk, why, sizeof(why)) != SH_OK) {
+	} else if (engine_check_key(p.model, dst.pk, why, sizeof(why)) != SH_OK) {
 		engine_refused(fs->engine, p.block, p.model->name, dst.pk, why);
 		rc = EBADMSG;
 	} else {
@@ -1204,7 +1199,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&st, 0, sizeof(st));
 	st.f_bsize = st.f_frsize = 4096;
 	st.f_namemax = 255;
-	st.f_files = blockset_count(engine_blocks(fs_of(req)->engine));
+	st.f_files = engine_block_count(fs_of(req)->engine);
 	fuse_reply_statfs(req, &st);
 }
 

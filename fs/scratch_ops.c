@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "fs.h"
-#include "log.h"
 #include "scratch.h"
 
 /* One open scratch file: a reference to the shared content. */
