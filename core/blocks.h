@@ -20,7 +20,7 @@
 #define BLOCK_ID_MAX 128
 
 /* What a block's records are: readers wait while LOADING and trigger a
- * reload when EXPIRED (engine.c). */
+ * reload when EXPIRED (life.c, through life_ready()). */
 enum block_state { BLOCK_READY, BLOCK_LOADING, BLOCK_EXPIRED };
 
 struct block {
@@ -36,7 +36,7 @@ struct block {
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
 	 * write can never land in a block that is being deleted. */
 	pthread_rwlock_t life;
-	/* state and its waiters (engine.c); progress of the current load */
+	/* state and its waiters (life.c); progress of the current load */
 	pthread_mutex_t state_lock;
 	pthread_cond_t state_cond;
 	enum block_state state;		/* under state_lock */

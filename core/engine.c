@@ -45,7 +45,7 @@ struct engine {
 	engine_change_fn on_change;
 	void *ctx;
 	struct loaders *loaders;
-	struct life life;
+	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
 };
 
@@ -278,14 +278,14 @@ static void life_changed(void *ctx, const char *block)
 
 static void init_life(struct engine *e)
 {
-	e->life.cat = e->cat;
-	e->life.loaders = e->loaders;
-	e->life.blocks = e->blocks;
-	e->life.pg_conninfo = e->pg_conninfo;
-	e->life.default_ttl = e->ttl;
-	e->life.on_change = life_changed;
-	e->life.ctx = e;
-	life_recover(&e->life);
+	e->lifecycle.cat = e->cat;
+	e->lifecycle.loaders = e->loaders;
+	e->lifecycle.blocks = e->blocks;
+	e->lifecycle.pg_conninfo = e->pg_conninfo;
+	e->lifecycle.default_ttl = e->ttl;
+	e->lifecycle.on_change = life_changed;
+	e->lifecycle.ctx = e;
+	life_recover(&e->lifecycle);
 }
 
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
@@ -354,12 +354,12 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 	e->ctx = ctx;
 	if (!rv)
 		rv = sync_start(&sc, &e->sync);
-	return rv ? rv : life_start(&e->life);
+	return rv ? rv : life_start(&e->lifecycle);
 }
 
 void engine_stop(struct engine *e)
 {
-	life_stop(&e->life);
+	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
 }
@@ -402,7 +402,7 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 		       "sending its writes to PostgreSQL", id);
 	if (rv)
 		return rv;
-	rv = life_first_load(&e->life, b);
+	rv = life_first_load(&e->lifecycle, b);
 	if (rv == SH_OK) {
 		sh_log(LOG_INFO, "block '%s': created", id);
 	} else {
@@ -438,7 +438,7 @@ enum sh_err engine_block_remove(struct engine *e, const char *id)
 static enum sh_err use(struct engine *e, struct block *b)
 {
 	atomic_store(&b->last_access_ns, clock_wall_ns());
-	return life_ready(&e->life, b);
+	return life_ready(&e->lifecycle, b);
 }
 
 /* A free read-through connection, locked; waits for one when all are busy. */
@@ -531,8 +531,8 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 }
 
 /* Commit a prepared document (or a deletion) unless the block is being removed. */
-static enum sh_err commit(struct engine *e, struct block *b, const struct model *m,
-			  const char *pk, const char *doc)
+static enum sh_err commit_write(struct engine *e, struct block *b, const struct model *m,
+				const char *pk, const char *doc)
 {
 	int64_t seq;
 	enum sh_err rv;
@@ -574,7 +574,7 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 	enum sh_err rv = prepare(e, b, m, pk, body, len, &doc);
 
 	if (rv == SH_OK)
-		rv = commit(e, b, m, pk, doc);
+		rv = commit_write(e, b, m, pk, doc);
 	free(doc);
 	return rv;
 }
@@ -606,7 +606,7 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 	enum sh_err rv = engine_get(e, b, m, pk, &doc, NULL);
 
 	free(doc);
-	return rv ? rv : commit(e, b, m, pk, NULL);
+	return rv ? rv : commit_write(e, b, m, pk, NULL);
 }
 
 enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *m,
@@ -770,7 +770,7 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 
 	switch (f) {
 	case CTL_TTL:
-		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->life, b));
+		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->lifecycle, b));
 		break;
 	case CTL_INVALIDATE:
 		n = asprintf(text, "%" PRId64 "\n", meta_int(b, "loaded_ns", 0) / 1000000000);
@@ -809,7 +809,7 @@ static enum sh_err parse_ttl(const char *v, int64_t *ttl)
 
 static enum sh_err invalidate(struct engine *e, struct block *b)
 {
-	enum sh_err rv = life_reload(&e->life, b);
+	enum sh_err rv = life_reload(&e->lifecycle, b);
 
 	if (rv == SH_OK)
 		sh_log(LOG_INFO, "block '%s': invalidated and reloaded", b->id);

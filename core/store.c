@@ -89,7 +89,7 @@ static enum sh_err exec_on(sqlite3 *db, const char *path, const char *sql)
 	return SH_OK;
 }
 
-static enum sh_err exec(struct store *st, const char *sql)
+static enum sh_err exec_sql(struct store *st, const char *sql)
 {
 	return exec_on(st->db, st->path, sql);
 }
@@ -144,7 +144,8 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-/* Step a statement that returns no rows, then finalize it. */
+/* Step a statement that returns no rows, then give it back (release: reset
+ * when cached, else finalized). */
 static enum sh_err run(struct store *st, sqlite3_stmt *s)
 {
 	int rc;
@@ -227,13 +228,13 @@ static enum sh_err configure(struct store *st, bool fresh)
 	enum sh_err err;
 
 	sqlite3_busy_timeout(st->db, 5000);
-	err = exec(st, "PRAGMA journal_mode=WAL");
+	err = exec_sql(st, "PRAGMA journal_mode=WAL");
 	if (!err)
-		err = exec(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
+		err = exec_sql(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
 	if (!err)
-		err = exec(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+		err = exec_sql(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 	if (!err && fresh)
-		err = exec(st, schema_sql);
+		err = exec_sql(st, schema_sql);
 	if (!err && fresh)
 		err = init_new(st);
 	return err;
@@ -646,13 +647,13 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		err = write_locked(st, model, pk, doc, seq);
 		if (!err)
-			err = exec(st, "COMMIT");
+			err = exec_sql(st, "COMMIT");
 		if (err)
-			exec(st, "ROLLBACK");
+			exec_sql(st, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -861,7 +862,7 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	for (size_t i = 0; i < n && !err; i++) {
 		int rc = 0;
 
@@ -874,9 +875,9 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 		changed[i] = rc > 0;
 	}
 	if (!err)
-		err = exec(st, "COMMIT");
+		err = exec_sql(st, "COMMIT");
 	if (err)
-		exec(st, "ROLLBACK");
+		exec_sql(st, "ROLLBACK");
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -906,7 +907,7 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 	*dropped = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, drop_synced_sql);
+	err = exec_sql(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -1121,12 +1122,12 @@ enum sh_err store_expire(struct store *st, int64_t *dropped)
 	*dropped = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, drop_synced_sql);
+	err = exec_sql(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	if (!err)
-		err = exec(st, "VACUUM");
+		err = exec_sql(st, "VACUUM");
 	if (!err)
-		exec(st, "PRAGMA wal_checkpoint(TRUNCATE)");
+		exec_sql(st, "PRAGMA wal_checkpoint(TRUNCATE)");
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }

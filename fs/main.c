@@ -1,9 +1,11 @@
 /* main.c - mount.sharded: parse options, connect, mount, detach, serve.
  *
- * Start-up order (as sshfs does it): options -> connect to PostgreSQL and
- * Redis and load the catalog -> mount -> daemonize -> start the workers.
- * A bad connection string therefore fails the command itself, with a
- * message on the terminal, before anything is mounted.
+ * Start-up order: options -> connect to PostgreSQL and Redis and load the
+ * catalog -> mount -> daemonize -> start the workers (serve(): in the
+ * process that stays, since threads and SQLite's locks do not survive the
+ * fork) -> the session loop. A bad connection string therefore fails the
+ * command itself, with a message on the terminal, before anything is
+ * mounted. (sshfs starts its threads later, in the init callback.)
  */
 #include <errno.h>
 #include <inttypes.h>
