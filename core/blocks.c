@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define SUFFIX ".sqlite"
@@ -126,7 +127,7 @@ static enum sh_err open_block(struct blockset *bs, const char *id, bool create, 
 		b->state = create ? BLOCK_LOADING : BLOCK_READY;
 		atomic_init(&b->load_total, -1);
 		atomic_init(&b->refs, 1);
-		atomic_init(&b->last_access_ns, store_now_ns());
+		atomic_init(&b->last_access_ns, clock_wall_ns());
 	}
 	free(path);
 	if (err) {

@@ -20,7 +20,7 @@
 #define BLOCK_ID_MAX 128
 
 /* What a block's records are: readers wait while LOADING and trigger a
- * reload when EXPIRED (engine.c). */
+ * reload when EXPIRED (life.c, through life_ready()). */
 enum block_state { BLOCK_READY, BLOCK_LOADING, BLOCK_EXPIRED };
 
 struct block {
@@ -39,7 +39,7 @@ struct block {
 	/* under the set's lock: a blockset_remove() waits for this block's
 	 * writes or deletes its files; hidden from lookups, its id still taken */
 	bool removing;
-	/* state and its waiters (engine.c); progress of the current load */
+	/* state and its waiters (life.c); progress of the current load */
 	pthread_mutex_t state_lock;
 	pthread_cond_t state_cond;
 	enum block_state state;		/* under state_lock */

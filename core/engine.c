@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blocks.h"
 #include "catalog_file.h"
 #include "doc.h"
 #include "life.h"
@@ -44,7 +45,7 @@ struct engine {
 	engine_change_fn on_change;
 	void *ctx;
 	struct loaders *loaders;
-	struct life life;
+	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
 };
 
@@ -70,9 +71,60 @@ const struct catalog *engine_catalog(const struct engine *e)
 	return e->cat;
 }
 
-struct blockset *engine_blocks(struct engine *e)
+_Static_assert(ENGINE_BLOCK_ID_MAX == BLOCK_ID_MAX, "engine.h and blocks.h agree on block ids");
+_Static_assert(ENGINE_MAX_DOC_DEFAULT == DOC_MAX_DEFAULT, "engine.h and doc.h agree on max_doc");
+
+size_t engine_max_doc(const struct engine *e)
 {
-	return e->blocks;
+	return e->max_doc;
+}
+
+enum sh_err engine_block_get(struct engine *e, const char *id, struct block **out)
+{
+	return blockset_get(e->blocks, id, out);
+}
+
+void engine_block_put(struct block *b)
+{
+	block_put(b);
+}
+
+enum sh_err engine_block_list(struct engine *e, engine_block_fn fn, void *ctx)
+{
+	struct block **blocks;
+	size_t n;
+
+	if (blockset_snapshot(e->blocks, &blocks, &n))
+		return SH_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!atomic_load(&blocks[i]->retiring))	/* removed, still sending */
+			fn(ctx, blocks[i]->id);
+		block_put(blocks[i]);
+	}
+	free(blocks);
+	return SH_OK;
+}
+
+size_t engine_block_count(struct engine *e)
+{
+	return blockset_count(e->blocks);
+}
+
+bool engine_record_key(const char *name, char *pk, size_t pklen)
+{
+	return doc_record_name(name, pk, pklen);
+}
+
+bool engine_record_name(const char *pk, char *name, size_t namelen)
+{
+	int n = snprintf(name, namelen, "%s" DOC_SUFFIX, pk);
+
+	return n >= 0 && (size_t)n < namelen;
+}
+
+enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen)
+{
+	return doc_check_pk(m, pk, why, whylen);
 }
 
 static char *dup_or_env(const char *value, const char *env, const char *fallback)
@@ -226,14 +278,14 @@ static void life_changed(void *ctx, const char *block)
 
 static void init_life(struct engine *e)
 {
-	e->life.cat = e->cat;
-	e->life.loaders = e->loaders;
-	e->life.blocks = e->blocks;
-	e->life.pg_conninfo = e->pg_conninfo;
-	e->life.default_ttl = e->ttl;
-	e->life.on_change = life_changed;
-	e->life.ctx = e;
-	life_recover(&e->life);
+	e->lifecycle.cat = e->cat;
+	e->lifecycle.loaders = e->loaders;
+	e->lifecycle.blocks = e->blocks;
+	e->lifecycle.pg_conninfo = e->pg_conninfo;
+	e->lifecycle.default_ttl = e->ttl;
+	e->lifecycle.on_change = life_changed;
+	e->lifecycle.ctx = e;
+	life_recover(&e->lifecycle);
 }
 
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
@@ -302,12 +354,12 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 	e->ctx = ctx;
 	if (!rv)
 		rv = sync_start(&sc, &e->sync);
-	return rv ? rv : life_start(&e->life);
+	return rv ? rv : life_start(&e->lifecycle);
 }
 
 void engine_stop(struct engine *e)
 {
-	life_stop(&e->life);
+	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
 }
@@ -350,7 +402,7 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 		       "sending its writes to PostgreSQL", id);
 	if (rv)
 		return rv;
-	rv = life_first_load(&e->life, b);
+	rv = life_first_load(&e->lifecycle, b);
 	if (rv == SH_OK) {
 		sh_log(LOG_INFO, "block '%s': created", id);
 	} else {
@@ -385,8 +437,8 @@ enum sh_err engine_block_remove(struct engine *e, const char *id)
 /* Every request on a block: note the access (TTL), wait for a load, reload if expired. */
 static enum sh_err use(struct engine *e, struct block *b)
 {
-	atomic_store(&b->last_access_ns, store_now_ns());
-	return life_ready(&e->life, b);
+	atomic_store(&b->last_access_ns, clock_wall_ns());
+	return life_ready(&e->lifecycle, b);
 }
 
 /* A free read-through connection, locked; waits for one when all are busy. */
@@ -406,7 +458,7 @@ static int take_reader(struct engine *e)
 static enum sh_err fetch_row(struct engine *e, struct block *b, const struct model *m,
 			     const char *pk, char **doc)
 {
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	char why[256];
 	enum sh_err rv;
 	int i;
@@ -479,8 +531,8 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 }
 
 /* Commit a prepared document (or a deletion) unless the block is being removed. */
-static enum sh_err commit(struct engine *e, struct block *b, const struct model *m,
-			  const char *pk, const char *doc)
+static enum sh_err commit_write(struct engine *e, struct block *b, const struct model *m,
+				const char *pk, const char *doc)
 {
 	int64_t seq;
 	enum sh_err rv;
@@ -592,7 +644,7 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 	enum sh_err rv = engine_get(e, b, m, pk, &doc, NULL);
 
 	free(doc);
-	return rv ? rv : commit(e, b, m, pk, NULL);
+	return rv ? rv : commit_write(e, b, m, pk, NULL);
 }
 
 enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *m,
@@ -603,7 +655,7 @@ enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *
 }
 
 enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,
-			store_list_fn fn, void *ctx)
+			engine_record_fn fn, void *ctx)
 {
 	enum sh_err rv = use(e, b);
 
@@ -648,7 +700,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 {
 	struct store_stats st = { 0 };
 	struct sync_status ss = { .redis_up = true, .pg_up = true };
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	int64_t total = atomic_load(&b->load_total);
 	int64_t dead = meta_int(b, "dead_total", 0);
 	char *dead_error = dead ? meta_text(b, "last_dead_error") : strdup("-"), totaltext[24];
@@ -698,7 +750,7 @@ struct totals {
 static void add_totals(struct engine *e, struct totals *t)
 {
 	struct block **blocks;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	size_t n;
 
 	if (blockset_snapshot(e->blocks, &blocks, &n))
@@ -756,7 +808,7 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 
 	switch (f) {
 	case CTL_TTL:
-		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->life, b));
+		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->lifecycle, b));
 		break;
 	case CTL_INVALIDATE:
 		n = asprintf(text, "%" PRId64 "\n", meta_int(b, "loaded_ns", 0) / 1000000000);
@@ -795,7 +847,7 @@ static enum sh_err parse_ttl(const char *v, int64_t *ttl)
 
 static enum sh_err invalidate(struct engine *e, struct block *b)
 {
-	enum sh_err rv = life_reload(&e->life, b);
+	enum sh_err rv = life_reload(&e->lifecycle, b);
 
 	if (rv == SH_OK)
 		sh_log(LOG_INFO, "block '%s': invalidated and reloaded", b->id);

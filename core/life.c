@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "pg.h"
 #include "store.h"
@@ -129,7 +130,7 @@ static void mark_loaded(struct block *b)
 {
 	char buf[32];
 
-	snprintf(buf, sizeof(buf), "%" PRId64, store_now_ns());
+	snprintf(buf, sizeof(buf), "%" PRId64, clock_wall_ns());
 	store_meta_set(b->store, "loaded_ns", buf);
 }
 
@@ -205,13 +206,13 @@ enum sh_err life_ready(struct life *l, struct block *b)
 		pthread_mutex_unlock(&b->state_lock);
 		return SH_ENOENT;
 	}
-	if (b->state == BLOCK_EXPIRED && store_now_ns() >= atomic_load(&b->reload_after_ns)) {
+	if (b->state == BLOCK_EXPIRED && clock_wall_ns() >= atomic_load(&b->reload_after_ns)) {
 		b->state = BLOCK_LOADING;	/* this request reloads it; others wait */
 		pthread_mutex_unlock(&b->state_lock);
 		if (reload_from(l, b, BLOCK_EXPIRED) != SH_OK) {
 			/* PostgreSQL away: serve what the block holds (pending writes,
 			 * read-through later) and try again in a while */
-			atomic_store(&b->reload_after_ns, store_now_ns() + RELOAD_RETRY_NS);
+			atomic_store(&b->reload_after_ns, clock_wall_ns() + RELOAD_RETRY_NS);
 			sh_log(LOG_WARNING, "block '%s': reload failed; serving what it holds", b->id);
 		}
 		return SH_OK;
@@ -314,7 +315,7 @@ static void *expiry_main(void *arg)
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
 		pthread_mutex_unlock(&l->lock);
-		life_expire_pass(l, store_now_ns());
+		life_expire_pass(l, clock_wall_ns());
 		pthread_mutex_lock(&l->lock);
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_sec += 1;

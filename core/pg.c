@@ -103,7 +103,7 @@ static enum sh_err classify(struct pg *pg, const PGresult *res)
 	return SH_EREMOTE;
 }
 
-static PGresult *exec(struct pg *pg, const char *sql, int n, const char *const *vals)
+static PGresult *exec_params(struct pg *pg, const char *sql, int n, const char *const *vals)
 {
 	pg->statements++;
 	return PQexecParams(pg->conn, sql, n, NULL, vals, NULL, NULL, 0);
@@ -113,7 +113,7 @@ static PGresult *exec(struct pg *pg, const char *sql, int n, const char *const *
 static enum sh_err command(struct pg *pg, const char *sql, int n, const char *const *vals,
 			   char *err, size_t errlen)
 {
-	PGresult *res = exec(pg, sql, n, vals);
+	PGresult *res = exec_params(pg, sql, n, vals);
 	enum sh_err rc = SH_OK;
 
 	if (!result_ok(res)) {
@@ -329,7 +329,7 @@ enum sh_err pg_ensure_tables(struct pg *pg)
 	static const char sql[] =
 		"CREATE TABLE IF NOT EXISTS sharded_applied ("
 		"block text PRIMARY KEY, seq bigint NOT NULL, applied_at timestamptz)";
-	PGresult *res = exec(pg, sql, 0, NULL);
+	PGresult *res = exec_params(pg, sql, 0, NULL);
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	enum sh_err rc = SH_OK;
 	char reason[512];
@@ -459,7 +459,7 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 	*out = NULL;
 	rc = wanted_parse(&w, models_csv, err, errlen);
 	if (rc == SH_OK) {
-		res = exec(pg, catalog_sql, 1, vals);
+		res = exec_params(pg, catalog_sql, 1, vals);
 		if (!result_ok(res)) {
 			rc = classify(pg, res);
 			result_reason(pg, res, err, errlen);
@@ -532,7 +532,7 @@ static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const stru
 		}
 		PQclear(res);	/* not prepared: the plain statement says why */
 	}
-	res = exec(pg, sql, 1, vals);
+	res = exec_params(pg, sql, 1, vals);
 	free(sql);
 	return res;
 }
@@ -573,7 +573,7 @@ enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct 
 enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq)
 {
 	const char *vals[] = { block };
-	PGresult *res = exec(pg, "SELECT seq FROM sharded_applied WHERE block = $1", 1, vals);
+	PGresult *res = exec_params(pg, "SELECT seq FROM sharded_applied WHERE block = $1", 1, vals);
 	enum sh_err rc = SH_OK;
 
 	*seq = 0;
@@ -814,7 +814,7 @@ static enum sh_err exec_stmt(struct apply *a, const struct stmt *st, const size_
 			     size_t count, char **why)
 {
 	const char *vals[] = { st->param.p };
-	PGresult *res = exec(a->pg, st->sql.p, 1, vals);
+	PGresult *res = exec_params(a->pg, st->sql.p, 1, vals);
 	enum sh_err rc;
 
 	if (result_ok(res)) {
@@ -945,7 +945,7 @@ static enum sh_err lock_block(struct pg *pg, const char *block, int64_t *applied
 		     "ON CONFLICT DO NOTHING", 1, vals, err, errlen);
 	if (rc != SH_OK)
 		return rc;
-	res = exec(pg, "SELECT seq FROM sharded_applied WHERE block = $1 FOR UPDATE", 1, vals);
+	res = exec_params(pg, "SELECT seq FROM sharded_applied WHERE block = $1 FOR UPDATE", 1, vals);
 	if (!result_ok(res) || PQntuples(res) != 1) {
 		rc = result_ok(res) ? SH_EREMOTE : classify(pg, res);
 		result_reason(pg, res, err, errlen);
@@ -994,7 +994,7 @@ static int64_t mark_skipped(struct op *ops, size_t n, int64_t applied)
 static void rollback(struct pg *pg)
 {
 	if (PQstatus(pg->conn) == CONNECTION_OK && PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
-		PQclear(exec(pg, "ROLLBACK", 0, NULL));
+		PQclear(exec_params(pg, "ROLLBACK", 0, NULL));
 }
 
 enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
@@ -1069,7 +1069,7 @@ enum sh_err pg_check_sql(struct pg *pg, const char *sql, int nparams, char *err,
 enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *const *vals,
 		     int64_t *count, char *err, size_t errlen)
 {
-	PGresult *res = exec(pg, sql, nparams, vals);
+	PGresult *res = exec_params(pg, sql, nparams, vals);
 	enum sh_err rc = SH_OK;
 
 	if (result_ok(res) && PQntuples(res) == 1) {

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define STMT_CACHE 48
@@ -69,14 +70,6 @@ static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
 	" WHERE o.model = records.model AND o.pk = records.pk)";
 
-int64_t store_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static enum sh_err db_fail(struct store *st, const char *what)
 {
 	sh_log(LOG_ERR, "block file '%s': %s: %s", st->path, what, sqlite3_errmsg(st->db));
@@ -96,7 +89,7 @@ static enum sh_err exec_on(sqlite3 *db, const char *path, const char *sql)
 	return SH_OK;
 }
 
-static enum sh_err exec(struct store *st, const char *sql)
+static enum sh_err exec_sql(struct store *st, const char *sql)
 {
 	return exec_on(st->db, st->path, sql);
 }
@@ -151,7 +144,8 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-/* Step a statement that returns no rows, then finalize it. */
+/* Step a statement that returns no rows, then give it back (release: reset
+ * when cached, else finalized). */
 static enum sh_err run(struct store *st, sqlite3_stmt *s)
 {
 	int rc;
@@ -212,12 +206,12 @@ static enum sh_err init_new(struct store *st)
 
 	if (meta_get_int_locked(st, "last_seq", &seq) == SH_OK)
 		return SH_OK;
-	seq = store_now_ns() / 1000;
+	seq = clock_wall_ns() / 1000;
 	err = meta_set_int_locked(st, "base_seq", seq);
 	if (!err)
-		err = meta_set_int_locked(st, "created_ns", store_now_ns());
+		err = meta_set_int_locked(st, "created_ns", clock_wall_ns());
 	if (!err)
-		err = meta_set_int_locked(st, "loaded_ns", store_now_ns());
+		err = meta_set_int_locked(st, "loaded_ns", clock_wall_ns());
 	return err ? err : meta_set_int_locked(st, "last_seq", seq);
 }
 
@@ -234,13 +228,13 @@ static enum sh_err configure(struct store *st, bool fresh)
 	enum sh_err err;
 
 	sqlite3_busy_timeout(st->db, 5000);
-	err = exec(st, "PRAGMA journal_mode=WAL");
+	err = exec_sql(st, "PRAGMA journal_mode=WAL");
 	if (!err)
-		err = exec(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
+		err = exec_sql(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
 	if (!err)
-		err = exec(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+		err = exec_sql(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 	if (!err && fresh)
-		err = exec(st, schema_sql);
+		err = exec_sql(st, schema_sql);
 	if (!err && fresh)
 		err = init_new(st);
 	return err;
@@ -383,7 +377,7 @@ static void park_locked(struct store *st, bool remember)
 	st->db = NULL;
 	file_sig_read(st->path, "", &st->parked.db);
 	file_sig_read(st->path, "-wal", &st->parked.wal);
-	st->parked.checked_ns = store_now_ns();
+	st->parked.checked_ns = clock_wall_ns();
 }
 
 /* st (open, st->lock held) becomes the most recently used; the least
@@ -423,7 +417,7 @@ static bool parked_fresh_locked(struct store *st)
 {
 	struct parked *pk = &st->parked;
 	struct file_sig db, wal;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 
 	if (st->db || !pk->valid)
 		return false;
@@ -572,7 +566,7 @@ enum sh_err store_cache(struct store *st, const char *model, const char *pk, con
 		bind_text(s, 1, model);
 		bind_text(s, 2, pk);
 		bind_text(s, 3, doc);
-		sqlite3_bind_int64(s, 4, store_now_ns());
+		sqlite3_bind_int64(s, 4, clock_wall_ns());
 	}
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
@@ -639,7 +633,7 @@ static enum sh_err revoke_delete_locked(struct store *st, const char *model, con
 static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
 				const char *doc, int64_t *seq)
 {
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	enum sh_err err = meta_get_int_locked(st, "last_seq", seq);
 
 	if (err)
@@ -662,13 +656,13 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		err = write_locked(st, model, pk, doc, seq);
 		if (!err)
-			err = exec(st, "COMMIT");
+			err = exec_sql(st, "COMMIT");
 		if (err)
-			exec(st, "ROLLBACK");
+			exec_sql(st, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -685,7 +679,7 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		err = get_locked(st, model, pk, &existing, NULL);
 		if (err == SH_OK || err == SH_ENOENT)
@@ -695,9 +689,9 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 		if (!err)
 			err = write_locked(st, model, pk, doc, seq);
 		if (!err)
-			err = exec(st, "COMMIT");
+			err = exec_sql(st, "COMMIT");
 		if (err)
-			exec(st, "ROLLBACK");
+			exec_sql(st, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&st->lock);
 	free(existing);
@@ -874,7 +868,7 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
 	if (!pending_after_locked(st, model, pk, applied_seq))
-		err = put_record_locked(st, model, pk, doc, store_now_ns());
+		err = put_record_locked(st, model, pk, doc, clock_wall_ns());
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -891,7 +885,7 @@ static int refresh_one_locked(struct store *st, const struct op *op)
 	bind_text(s, 1, op->model);
 	bind_text(s, 2, op->pk);
 	bind_text(s, 3, op->returned);
-	sqlite3_bind_int64(s, 4, store_now_ns());
+	sqlite3_bind_int64(s, 4, clock_wall_ns());
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		db_fail(st, "refresh");
 		release(st, s);
@@ -908,7 +902,7 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	for (size_t i = 0; i < n && !err; i++) {
 		int rc = 0;
 
@@ -921,9 +915,9 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 		changed[i] = rc > 0;
 	}
 	if (!err)
-		err = exec(st, "COMMIT");
+		err = exec_sql(st, "COMMIT");
 	if (err)
-		exec(st, "ROLLBACK");
+		exec_sql(st, "ROLLBACK");
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -953,7 +947,7 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 	*dropped = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, drop_synced_sql);
+	err = exec_sql(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -1130,7 +1124,7 @@ enum sh_err store_load_row(struct store_load *ld, const char *model, const char 
 	sqlite3_bind_text(ld->insert, 1, model, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ld->insert, 2, pk, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ld->insert, 3, doc, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(ld->insert, 4, store_now_ns());
+	sqlite3_bind_int64(ld->insert, 4, clock_wall_ns());
 	rc = sqlite3_step(ld->insert);
 	sqlite3_clear_bindings(ld->insert);
 	if (rc != SQLITE_DONE) {
@@ -1170,12 +1164,12 @@ enum sh_err store_expire(struct store *st, int64_t *dropped)
 	*dropped = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, drop_synced_sql);
+	err = exec_sql(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	if (!err)
-		err = exec(st, "VACUUM");
+		err = exec_sql(st, "VACUUM");
 	if (!err)
-		exec(st, "PRAGMA wal_checkpoint(TRUNCATE)");
+		exec_sql(st, "PRAGMA wal_checkpoint(TRUNCATE)");
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }

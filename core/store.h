@@ -149,7 +149,4 @@ enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
  * statement: safe against another thread or process doing the same. */
 enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta);
 
-/* CLOCK_REALTIME in nanoseconds. */
-int64_t store_now_ns(void);
-
 #endif

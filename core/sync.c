@@ -18,6 +18,7 @@
 
 #include "admin.h"
 #include "backoff.h"
+#include "clock.h"
 #include "log.h"
 #include "op.h"
 #include "pg.h"
@@ -153,7 +154,7 @@ static void set_backend(struct sync *s, bool *flag, bool up, const char *error, 
 	*flag = up;
 	if (error)
 		snprintf(s->status.last_error, sizeof(s->status.last_error), "%s", error);
-	s->status.retry_at_ns = up ? 0 : store_now_ns() + retry_ms * 1000000;
+	s->status.retry_at_ns = up ? 0 : clock_wall_ns() + retry_ms * 1000000;
 	pthread_mutex_unlock(&s->lock);
 	if (was != up)
 		sh_log(up ? LOG_INFO : LOG_WARNING, "%s", up ? "backend reachable again" : error);
@@ -218,7 +219,7 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 	size_t n;
 	int sent = -1;
 
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	/* re-send what Redis may have lost only while PostgreSQL takes writes:
 	 * during an outage the stream just holds them, and re-sending would pile
 	 * up copies of a growing backlog */
@@ -237,7 +238,7 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 	for (size_t i = 0; i < n; i++)
 		append_xadd(rc, key, &ops[i], base);
 	if (drain_replies(rc, n + 1, err, errlen)) {
-		store_outbox_relayed(b->store, ops[0].seq, ops[n - 1].seq, store_now_ns());
+		store_outbox_relayed(b->store, ops[0].seq, ops[n - 1].seq, clock_wall_ns());
 		sent = (int)n;
 	}
 	op_free_array(ops, n);
@@ -524,7 +525,7 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 	}
 	free(changed);
 	store_meta_add(b->store, "applied_total", applied);
-	set_meta_int(b->store, "last_sync_ns", store_now_ns());
+	set_meta_int(b->store, "last_sync_ns", clock_wall_ns());
 }
 
 /* Which sorted entries to apply: the contiguous run of seqs after what

@@ -11,7 +11,6 @@
 #include <pthread.h>
 
 #include "engine.h"
-#include "error.h"
 #include "nodes.h"
 
 struct notifier;
@@ -53,12 +52,15 @@ void sops_read(fuse_req_t req, struct open_file *of, size_t size, off_t off);
 void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char *buf, size_t size,
 		off_t off, int append);
 void sops_release(fuse_req_t req, struct fs *fs, struct open_file *of);
-int sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st);
+enum sh_err sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st);
 void sops_setattr(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct stat *attr,
 		  int to_set);
 
-/* The one map from the core error enum to errno. */
+/* The one map from the core error enum to errno (errmap.c). */
 int sh_errno(enum sh_err err);
+
+/* Reply to req with err as its errno (0 for SH_OK): how every operation answers with an error. */
+void reply_err(fuse_req_t req, enum sh_err err);
 
 /* Low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops sharded_ops;

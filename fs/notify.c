@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "fs.h"
-#include "log.h"
 
 #define QUEUE_MAX 4096
 
@@ -167,7 +166,7 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 		return;
 	}
 	mino = nodes_find(fs->nodes, bino, model);
-	snprintf(name, sizeof(name), "%s.json", pk);
+	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long finds nothing */
 	rino = mino ? nodes_find(fs->nodes, mino, name) : 0;
 	/* the entry too only when the record may be gone (a refused write, a
 	 * dead letter): dropping it would cost a LOOKUP, and the directory's

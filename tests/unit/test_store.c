@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "op.h"
 #include "store.h"
 
@@ -137,7 +138,7 @@ static void test_outbox_order_and_seq(void **state)
 	assert_int_equal(seq[0], base + 1);
 	assert_int_equal(meta_int(f->st, "last_seq"), seq[3]);
 
-	relay(f->st, store_now_ns(), 100, &ops, &n);
+	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 4);
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(ops[i].seq, seq[i]);
@@ -157,12 +158,12 @@ static void test_outbox_order_and_seq(void **state)
 	op_free_array(ops, n);
 
 	/* max limits the batch, from the oldest */
-	relay(f->st, store_now_ns(), 2, &ops, &n);
+	relay(f->st, clock_wall_ns(), 2, &ops, &n);
 	assert_int_equal(n, 2);
 	assert_int_equal(ops[0].seq, seq[0]);
 	assert_int_equal(ops[1].seq, seq[1]);
 	op_free_array(ops, n);
-	relay(f->st, store_now_ns(), 0, &ops, &n);
+	relay(f->st, clock_wall_ns(), 0, &ops, &n);
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
 }
@@ -177,7 +178,7 @@ static void test_outbox_relay_cycle(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(store_write(f->st, "User", "1", "{}", &seq[i]), SH_OK);
 
-	t = store_now_ns();
+	t = clock_wall_ns();
 	assert_int_equal(store_outbox_relayed(f->st, seq[0], seq[1], t), SH_OK);
 	/* relayed entries are hidden until their resend time */
 	relay(f->st, t, 100, &ops, &n);
@@ -219,13 +220,13 @@ static void test_outbox_relay_cycle(void **state)
 
 	/* applied drops up to seq, inclusive */
 	assert_int_equal(store_outbox_applied(f->st, seq[1]), SH_OK);
-	relay(f->st, store_now_ns(), 100, &ops, &n);
+	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 1);
 	assert_int_equal(ops[0].seq, seq[2]);
 	op_free_array(ops, n);
 	assert_true(store_has_pending(f->st, "User", "1"));
 	assert_int_equal(store_outbox_applied(f->st, seq[2]), SH_OK);
-	relay(f->st, store_now_ns(), 100, &ops, &n);
+	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
 	assert_false(store_has_pending(f->st, "User", "1"));
@@ -324,7 +325,7 @@ static void test_has_pending_and_stats(void **state)
 	struct fixture *f = *state;
 	struct store_stats stats;
 	int64_t pending;
-	int64_t before = store_now_ns(), seq;
+	int64_t before = clock_wall_ns(), seq;
 
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
 	assert_int_equal(stats.pending, 0);
@@ -347,7 +348,7 @@ static void test_has_pending_and_stats(void **state)
 	assert_int_equal(pending, 3);
 	assert_int_equal(stats.records, 2);	/* 1 and 4; 2 was deleted */
 	assert_true(stats.oldest_pending_ns >= before);
-	assert_true(stats.oldest_pending_ns <= store_now_ns());
+	assert_true(stats.oldest_pending_ns <= clock_wall_ns());
 
 	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
@@ -437,7 +438,7 @@ static void test_reopen_keeps_everything(void **state)
 	assert_int_equal(store_cache(f->st, "User", "3", "{\"id\":3}"), SH_OK);
 	assert_int_equal(store_meta_set(f->st, "k", "v"), SH_OK);
 	assert_int_equal(store_outbox_applied(f->st, s1), SH_OK);
-	assert_int_equal(store_outbox_relayed(f->st, s2, s2, store_now_ns()), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, s2, s2, clock_wall_ns()), SH_OK);
 	store_close(f->st);
 	f->st = NULL;
 
@@ -613,7 +614,7 @@ static void test_delete_grace_and_revoke(void **state)
 
 	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &seq), SH_OK);
 	assert_int_equal(store_write(f->st, "User", "1", NULL, &seq), SH_OK);
-	now = store_now_ns();
+	now = clock_wall_ns();
 	/* within the grace: the upsert goes, the deletion and what follows wait */
 	assert_int_equal(store_outbox_to_relay(f->st, now + 1, now - 1000000000LL, 10, &ops, &n), SH_OK);
 	assert_int_equal(n, 1);
@@ -633,7 +634,7 @@ static void test_delete_grace_and_revoke(void **state)
 	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
 	assert_int_equal(ops[n - 1].kind, OP_DELETE);
 	op_free_array(ops, n);
-	assert_int_equal(store_outbox_relayed(f->st, seq, seq, store_now_ns()), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, seq, seq, clock_wall_ns()), SH_OK);
 	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &seq), SH_OK);
 	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
 	assert_int_equal(ops[n - 2].kind, OP_DELETE);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "blocks.h"
+#include "clock.h"
 #include "life.h"
 #include "store.h"
 
@@ -432,7 +433,7 @@ static void *life_worker(void *arg)
 			atomic_store(&b->last_access_ns, 0);
 			break;
 		case 2:	/* the expiry thread's pass, from here too */
-			life_expire_pass(r->l, store_now_ns());
+			life_expire_pass(r->l, clock_wall_ns());
 			break;
 		default:	/* a request: wait for a load, reload if expired, write */
 			err = life_ready(r->l, b);
