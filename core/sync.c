@@ -17,6 +17,7 @@
 #include "log.h"
 #include "op.h"
 #include "pg.h"
+#include "plan.h"
 #include "redis.h"
 #include "store.h"
 
@@ -45,13 +46,6 @@ struct sync {
 	size_t nforget;
 	int64_t last_claim_ms;		/* apply thread only */
 	int64_t next_cleanup_ms;	/* relay thread only */
-};
-
-/* A stream entry turned into an op, with the id to acknowledge. */
-struct entry {
-	struct op op;
-	int64_t base;
-	char id[48];
 };
 
 static int64_t now_ms(void)
@@ -376,35 +370,24 @@ static void *relay_main(void *arg)
 
 /* ---- apply: Redis -> PostgreSQL --------------------------------------- */
 
-static const char *field(redisReply *fields, const char *name)
-{
-	for (size_t i = 0; i + 1 < fields->elements; i += 2)
-		if (strcmp(fields->element[i]->str, name) == 0)
-			return fields->element[i + 1]->str;
-	return NULL;
-}
+#define ENTRY_FIELDS_MAX 32	/* name/value strings of an entry; ours has at most 14 */
 
-static bool parse_entry(redisReply *r, struct entry *e)
+/* One XREADGROUP entry, [id, [name, value, ...]], handed to plan_parse_entry. */
+static bool parse_entry(const redisReply *r, struct plan_entry *e)
 {
-	redisReply *f;
-	const char *seq, *base, *kind, *model, *pk, *doc;
+	const char *fields[ENTRY_FIELDS_MAX];
+	const redisReply *f;
 
 	memset(e, 0, sizeof(*e));
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY)
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
 		return false;
-	snprintf(e->id, sizeof(e->id), "%s", r->element[0]->str);
 	f = r->element[1];
-	seq = field(f, "seq"), base = field(f, "base"), kind = field(f, "op");
-	model = field(f, "model"), pk = field(f, "pk"), doc = field(f, "doc");
-	if (!seq || !base || !kind || !model || !pk || (kind[0] == OP_UPSERT && !doc))
+	if (f->elements > ENTRY_FIELDS_MAX)
 		return false;
-	e->op.seq = strtoll(seq, NULL, 10);
-	e->base = strtoll(base, NULL, 10);
-	e->op.kind = kind[0];
-	e->op.model = strdup(model);
-	e->op.pk = strdup(pk);
-	e->op.doc = doc ? strdup(doc) : NULL;
-	return e->op.model && e->op.pk && (!doc || e->op.doc);
+	for (size_t i = 0; i < f->elements; i++)
+		fields[i] = f->element[i]->type == REDIS_REPLY_STRING ? f->element[i]->str : NULL;
+	return plan_parse_entry(r->element[0]->str, fields, f->elements, e);
 }
 
 /* XREADGROUP from one stream; id "0" re-reads our own pending entries.
@@ -427,21 +410,7 @@ static redisReply *entries_of(redisReply *r)
 	return r->element[1]->type == REDIS_REPLY_ARRAY ? r->element[1] : NULL;
 }
 
-static int by_seq(const void *a, const void *b)
-{
-	const struct entry *x = a, *y = b;
-
-	return (x->op.seq > y->op.seq) - (x->op.seq < y->op.seq);
-}
-
-static void free_entries(struct entry *es, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		op_release(&es[i].op);
-	free(es);
-}
-
-static void ack_entries(redisContext *rc, const char *key, const struct entry *es, size_t n)
+static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		redisAppendCommand(rc, "XACK %s %s %s", key, REDIS_GROUP, es[i].id);
@@ -522,35 +491,9 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 	set_meta_int(b->store, "last_sync_ns", store_now_ns());
 }
 
-/* Which sorted entries to apply: the contiguous run of seqs after what
- * PostgreSQL has (applied). Copies of one seq (re-sent entries) and seqs
- * already applied are only acknowledged. Fills pick with the indexes to
- * apply; returns how many entries, from the start, are settled (applied or
- * duplicate). Entries after a gap stay pending until the gap is filled. */
-static size_t plan(const struct entry *es, size_t n, int64_t applied, size_t *pick, size_t *npick)
-{
-	int64_t expect = 0;
-	size_t i;
-
-	*npick = 0;
-	for (i = 0; i < n; i++) {
-		int64_t seq = es[i].op.seq;
-
-		if (!expect)
-			expect = applied >= es[i].base ? applied + 1 : es[i].base + 1;
-		if (seq < expect)
-			continue;	/* already applied, or a second copy */
-		if (seq != expect)
-			break;		/* gap */
-		pick[(*npick)++] = i;
-		expect++;
-	}
-	return i;
-}
-
 /* Apply what the stream holds for block b. Returns false on a transient failure. */
 static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-			  const char *key, struct entry *es, size_t n, char *err, size_t errlen)
+			  const char *key, struct plan_entry *es, size_t n, char *err, size_t errlen)
 {
 	size_t *pick = malloc(n * sizeof(*pick)), npick, settled;
 	struct op *ops = malloc(n * sizeof(*ops));
@@ -559,13 +502,13 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 
 	if (!pick || !ops)
 		goto out;
-	qsort(es, n, sizeof(*es), by_seq);
+	plan_sort(es, n);
 	if (pg_applied_seq(pg, b->id, &applied) != SH_OK) {
 		snprintf(err, errlen, "postgresql unreachable");
 		ok = false;
 		goto out;
 	}
-	settled = plan(es, n, applied, pick, &npick);
+	settled = plan_make(es, n, applied, pick, &npick);
 	if (settled < n && b->gap_logged != es[settled].op.seq) {
 		sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64 ", re-sending",
 		       b->id, es[settled].op.seq);
@@ -596,9 +539,9 @@ out:
 }
 
 /* Append the parsable entries of list to *es (n of them so far). */
-static bool collect(redisReply *list, struct entry **es, size_t *n)
+static bool collect(redisReply *list, struct plan_entry **es, size_t *n)
 {
-	struct entry *grown;
+	struct plan_entry *grown;
 
 	if (!list || list->elements == 0)
 		return true;
@@ -624,7 +567,7 @@ static void ensure_group(redisContext *rc, const char *key)
 
 /* Read our pending entries (left by a failure or a gap) and new ones. */
 static enum pass_result read_block(struct sync *s, struct block *b, redisContext *rc,
-				   const char *key, struct entry **es, size_t *n, char *err,
+				   const char *key, struct plan_entry **es, size_t *n, char *err,
 				   size_t errlen)
 {
 	static const char *const ids[] = { "0", ">" };
@@ -663,7 +606,7 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 				    struct pg *pg, bool claim, char *err, size_t errlen)
 {
 	char key[REDIS_KEY_MAX];
-	struct entry *es = NULL;
+	struct plan_entry *es = NULL;
 	size_t n = 0;
 	enum pass_result r;
 
@@ -673,7 +616,7 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 	r = read_block(s, b, rc, key, &es, &n, err, errlen);
 	if (r == PASS_WORKED && n && !apply_entries(s, b, rc, pg, key, es, n, err, errlen))
 		r = PASS_PG_DOWN;
-	free_entries(es, n);
+	plan_free_entries(es, n);
 	return r;
 }
 
