@@ -157,14 +157,17 @@ void sync_get_status(struct sync *s, struct sync_status *out)
 
 /* ---- relay: outbox -> Redis ------------------------------------------- */
 
-static void append_xadd(redisContext *rc, const char *key, const struct op *op, const char *base)
+static void append_xadd(redisContext *rc, const char *key, const struct op *op)
 {
-	char seq[24], kind[2] = { op->kind, 0 };
-	const char *argv[15] = { "XADD", key, "*", "seq", seq, "base", base, "op", kind,
-				 "model", op->model, "pk", op->pk, "doc", op->doc };
-	int argc = op->doc ? 15 : 13;
+	char seq[24], base[24], after_seq[24], kind[2] = { op->kind, 0 };
+	const char *argv[21] = { "XADD", key, "*", "seq", seq, "origin", op_origin(op),
+				 "base", base, "after", op->after, "after_seq", after_seq,
+				 "op", kind, "model", op->model, "pk", op->pk, "doc", op->doc };
+	int argc = op->doc ? 21 : 19;
 
 	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
+	snprintf(base, sizeof(base), "%" PRId64, op->base);
+	snprintf(after_seq, sizeof(after_seq), "%" PRId64, op->after_seq);
 	redisAppendCommandArgv(rc, argc, argv, NULL);
 }
 
@@ -202,7 +205,7 @@ static bool pg_reachable(struct sync *s)
 /* Send one batch of a block's outbox; returns entries sent, -1 on Redis failure. */
 static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *err, size_t errlen)
 {
-	char key[REDIS_KEY_MAX], *base = NULL;
+	char key[REDIS_KEY_MAX];
 	struct op *ops;
 	size_t n;
 	int sent = -1;
@@ -216,21 +219,19 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 	if (store_outbox_to_relay(b->store, resend_before, now - DELETE_GRACE_NS, RELAY_BATCH,
 				  &ops, &n))
 		return 0;
-	if (n == 0 || store_meta_get(b->store, "base_seq", &base) != SH_OK) {
+	if (n == 0) {
 		op_free_array(ops, n);
-		free(base);
 		return 0;
 	}
 	redis_key(key, sizeof(key), b->id, "ops");
 	redisAppendCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP);
 	for (size_t i = 0; i < n; i++)
-		append_xadd(rc, key, &ops[i], base);
+		append_xadd(rc, key, &ops[i]);
 	if (drain_replies(rc, n + 1, err, errlen)) {
 		store_outbox_relayed(b->store, ops[0].seq, ops[n - 1].seq, store_now_ns());
 		sent = (int)n;
 	}
 	op_free_array(ops, n);
-	free(base);
 	return sent;
 }
 
@@ -410,13 +411,20 @@ static redisReply *entries_of(redisReply *r)
 	return r->element[1]->type == REDIS_REPLY_ARRAY ? r->element[1] : NULL;
 }
 
-static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es, size_t n)
+/* Acknowledge and delete the entries that are settled (applied or skipped). */
+static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es,
+			const enum plan_verdict *verdict, size_t n)
 {
+	size_t sent = 0;
+
 	for (size_t i = 0; i < n; i++) {
+		if (verdict[i] == PLAN_WAIT)
+			continue;
 		redisAppendCommand(rc, "XACK %s %s %s", key, REDIS_GROUP, es[i].id);
 		redisAppendCommand(rc, "XDEL %s %s", key, es[i].id);
+		sent += 2;
 	}
-	for (size_t i = 0; i < 2 * n; i++) {
+	for (size_t i = 0; i < sent; i++) {
 		redisReply *r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK)
 			return;	/* left pending: re-read and skipped as applied later */
@@ -491,30 +499,68 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 	set_meta_int(b->store, "last_sync_ns", store_now_ns());
 }
 
+/* What PostgreSQL has applied of each origin. */
+static bool read_applied(struct pg *pg, const char *block, struct plan_origin *origins, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pg_applied_seq(pg, block, origins[i].origin, &origins[i].applied) != SH_OK)
+			return false;
+	return true;
+}
+
+/* Report the first entry that waits (once per entry), and have the outbox
+ * sent again: what is missing may be lost in Redis. */
+static void report_wait(struct block *b, const struct plan_entry *es,
+			const enum plan_verdict *verdict, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (verdict[i] != PLAN_WAIT)
+			continue;
+		if (b->gap_logged != es[i].op.seq) {
+			sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64
+			       " (origin %s), re-sending", b->id, es[i].op.seq, op_origin(&es[i].op));
+			b->gap_logged = es[i].op.seq;
+			store_outbox_unrelay(b->store);
+		}
+		return;
+	}
+}
+
+/* Everything each origin has applied is in PostgreSQL: out of the outbox,
+ * also the copies a crash or a busy block file left there (they come back
+ * as duplicates). false when a delete failed. */
+static bool drop_applied(struct block *b, const struct plan_origin *origins, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (origins[i].applied > 0 &&
+		    store_outbox_applied(b->store, origins[i].origin, origins[i].applied) != SH_OK)
+			return false;
+	return true;
+}
+
 /* Apply what the stream holds for block b. Returns false on a transient failure. */
 static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 			  const char *key, struct plan_entry *es, size_t n, char *err, size_t errlen)
 {
-	size_t *pick = malloc(n * sizeof(*pick)), npick, settled;
+	size_t *pick = malloc(n * sizeof(*pick)), npick, norigins, waiting;
 	struct op *ops = malloc(n * sizeof(*ops));
-	int64_t applied, upto;
+	struct plan_origin *origins = malloc(2 * n * sizeof(*origins));
+	enum plan_verdict *verdict = malloc(n * sizeof(*verdict));
+	int64_t upto;
 	bool ok = true;
 
-	if (!pick || !ops)
+	if (!pick || !ops || !origins || !verdict)
 		goto out;
 	plan_sort(es, n);
-	if (pg_applied_seq(pg, b->id, &applied) != SH_OK) {
+	norigins = plan_origins(es, n, origins);
+	if (!read_applied(pg, b->id, origins, norigins)) {
 		snprintf(err, errlen, "postgresql unreachable");
 		ok = false;
 		goto out;
 	}
-	settled = plan_make(es, n, applied, pick, &npick);
-	if (settled < n && b->gap_logged != es[settled].op.seq) {
-		sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64 ", re-sending",
-		       b->id, es[settled].op.seq);
-		b->gap_logged = es[settled].op.seq;
-		store_outbox_unrelay(b->store);
-	}
+	waiting = plan_make(es, n, origins, norigins, verdict, pick, &npick);
+	if (waiting)
+		report_wait(b, es, verdict, n);
 	if (npick) {
 		for (size_t i = 0; i < npick; i++)
 			ops[i] = es[pick[i]].op;
@@ -523,18 +569,17 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
 		if (!ok)
 			goto out;
-		applied = upto;
 		settle(s, b, rc, pg, ops, npick, upto);
 	}
-	/* Everything up to applied is in PostgreSQL: out of the outbox, also the
-	 * copies a crash or a busy block file left there (they come back as
-	 * duplicates), and only then acknowledged in Redis. */
-	if (settled && store_outbox_applied(b->store, applied) != SH_OK)
-		goto out;	/* not acknowledged: read again, and skipped, next pass */
-	ack_entries(rc, key, es, settled);
+	/* only once out of the outbox are they acknowledged in Redis; if the
+	 * delete fails, they are read again, and skipped, next pass */
+	if (waiting < n && drop_applied(b, origins, norigins))
+		ack_entries(rc, key, es, verdict, n);
 out:
 	free(pick);
 	free(ops);
+	free(origins);
+	free(verdict);
 	return ok;
 }
 
