@@ -29,8 +29,9 @@ struct op {
 	int64_t seq;
 	char origin[OP_ORIGIN_MAX];	/* "" reads as OP_ORIGIN_LEGACY */
 	int64_t base;		/* the file's last seq when origin began: its first write is base + 1 */
-	/* "" or the write (after, after_seq) that must be applied before the
-	 * origin's first write: the last write of the file then still pending */
+	/* On the origin's first write (seq base + 1): "" or the write (after,
+	 * after_seq) to apply before it, the file's last one then still pending.
+	 * "" on the others. */
 	char after[OP_ORIGIN_MAX];
 	int64_t after_seq;
 	char kind;		/* enum op_kind */

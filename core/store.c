@@ -662,10 +662,12 @@ static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const cha
 		bind_text(s, 4, pk);
 		bind_text(s, 5, doc);
 		sqlite3_bind_int64(s, 6, now);
+		bool first = seq == st->origin.base + 1;	/* only it waits on after */
+
 		bind_text(s, 7, st->origin.id);
 		sqlite3_bind_int64(s, 8, st->origin.base);
-		bind_text(s, 9, st->origin.after);
-		sqlite3_bind_int64(s, 10, st->origin.after_seq);
+		bind_text(s, 9, first ? st->origin.after : "");
+		sqlite3_bind_int64(s, 10, first ? st->origin.after_seq : 0);
 	}
 	return run(st, s);
 }
@@ -692,16 +694,21 @@ static enum sh_err new_origin_id(const char *prev, char *out)
 	return SH_OK;
 }
 
-static enum sh_err meta_get_text_locked(struct store *st, const char *key, char *buf, size_t len)
+/* The file's last seq and the origin it went out under ("" if none), in one
+ * statement: every write reads both. */
+static enum sh_err last_write_locked(struct store *st, int64_t *last_seq, char *origin)
 {
-	sqlite3_stmt *s = prep(st, "SELECT value FROM meta WHERE key = ?1");
-	enum sh_err err = SH_ENOENT;
+	sqlite3_stmt *s = prep(st, "SELECT (SELECT value FROM meta WHERE key = 'last_seq'),"
+				   " (SELECT value FROM meta WHERE key = 'origin')");
+	enum sh_err err = SH_EIO;
 
 	if (!s)
 		return SH_EIO;
-	bind_text(s, 1, key);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(s, 0));
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		const unsigned char *o = sqlite3_column_text(s, 1);
+
+		*last_seq = sqlite3_column_int64(s, 0);
+		snprintf(origin, OP_ORIGIN_MAX, "%s", o ? (const char *)o : "");
 		err = SH_OK;
 	}
 	release(st, s);
@@ -729,13 +736,11 @@ static void last_pending_locked(struct store *st)
  * is the last seq we wrote. Anything else (no write yet since we opened the
  * file, another process wrote, the file was restored or rolled back) begins
  * a new origin, with base last_seq. In the write transaction. */
-static enum sh_err origin_for_write_locked(struct store *st, int64_t last_seq)
+static enum sh_err origin_for_write_locked(struct store *st, int64_t last_seq,
+					   const char *current)
 {
-	char current[OP_ORIGIN_MAX] = "";
-	enum sh_err err = meta_get_text_locked(st, "origin", current, sizeof(current));
+	enum sh_err err;
 
-	if (err && err != SH_ENOENT)
-		return err;
 	if (st->origin.id[0] && strcmp(current, st->origin.id) == 0 &&
 	    st->origin.last_seq == last_seq)
 		return SH_OK;
@@ -769,11 +774,12 @@ static enum sh_err write_locked(struct store *st, const char *model, const char 
 				const char *doc, int64_t *seq)
 {
 	int64_t now = store_now_ns();
-	enum sh_err err = meta_get_int_locked(st, "last_seq", seq);
+	char current[OP_ORIGIN_MAX];
+	enum sh_err err = last_write_locked(st, seq, current);
 
 	if (err)
-		return err == SH_ENOENT ? SH_EIO : err;
-	err = origin_for_write_locked(st, *seq);
+		return err;
+	err = origin_for_write_locked(st, *seq, current);
 	if (err)
 		return err;
 	(*seq)++;

@@ -125,19 +125,25 @@ static void test_one_origin_per_open(void **state)
 	st = open_store(f->path);
 	s3 = put(st, "3");
 	assert_int_equal(s3, s2 + 1);
+	put(st, "3b");
 	ops = outbox(st, &n);
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4);
 	assert_string_not_equal(ops[2].origin, first);
 	assert_true(strcmp(ops[2].origin, first) > 0);	/* later origins sort later */
 	assert_int_equal(ops[2].base, s2);
 	assert_string_equal(ops[2].after, first);
 	assert_int_equal(ops[2].after_seq, s2);
+	/* only the origin's first write says what it follows */
+	assert_string_equal(ops[3].origin, ops[2].origin);
+	assert_int_equal(ops[3].base, s2);
+	assert_string_equal(ops[3].after, "");
 	op_free_array(ops, n);
 
 	/* everything applied: the next origin follows nothing */
 	assert_int_equal(store_outbox_applied(st, first, s2), SH_OK);
 	ops = outbox(st, &n);
-	assert_int_equal(n, 1);
+	assert_int_equal(n, 2);
+	s3 = ops[1].seq;
 	assert_int_equal(store_outbox_applied(st, ops[0].origin, s3), SH_OK);
 	op_free_array(ops, n);
 	store_close(st);
