@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -47,6 +48,14 @@ struct store {
 	bool sync_full;
 	struct store *lru_prev, *lru_next;	/* while open; under lru.lock */
 	struct parked parked;	/* while parked; under lock */
+	/* The origin this process writes under (op.h), and the last seq it
+	 * wrote: when the file's meta says otherwise, the file is not as we left
+	 * it and the next write begins a new origin. Under lock. */
+	struct {
+		char id[OP_ORIGIN_MAX];	/* "" until the first write */
+		int64_t base, after_seq, last_seq;
+		char after[OP_ORIGIN_MAX];
+	} origin;
 	/* prepared statements, kept per connection; keyed by the address of
 	 * their SQL, which is always a string literal in this file */
 	struct {
@@ -62,9 +71,22 @@ static const char schema_sql[] =
 	" doc TEXT NOT NULL, mtime_ns INTEGER NOT NULL, PRIMARY KEY(model, pk)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY, op TEXT NOT NULL,"
 	" model TEXT NOT NULL, pk TEXT NOT NULL, doc TEXT, mtime_ns INTEGER NOT NULL,"
-	" relayed_ns INTEGER NOT NULL DEFAULT 0);"
+	" relayed_ns INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '" OP_ORIGIN_LEGACY "',"
+	" base INTEGER NOT NULL DEFAULT 0, after TEXT NOT NULL DEFAULT '',"
+	" after_seq INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);"
 	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);";
+
+/* A file from before origins: its outbox rows are the legacy origin's, with
+ * the block's base_seq as their base, which is what PostgreSQL's per-block
+ * row (now the legacy origin's) was counted against. */
+static const char migrate_outbox_sql[] =
+	"ALTER TABLE outbox ADD COLUMN origin TEXT NOT NULL DEFAULT '" OP_ORIGIN_LEGACY "';"
+	"ALTER TABLE outbox ADD COLUMN base INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE outbox ADD COLUMN after TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE outbox ADD COLUMN after_seq INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE outbox SET base = coalesce((SELECT CAST(value AS INTEGER) FROM meta"
+	" WHERE key = 'base_seq'), 0);";
 
 static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
@@ -215,6 +237,36 @@ static enum sh_err init_new(struct store *st)
 	return err ? err : meta_set_int_locked(st, "last_seq", seq);
 }
 
+static bool outbox_has_origin(struct store *st)
+{
+	sqlite3_stmt *s = NULL;
+	bool has = false;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM pragma_table_info('outbox')"
+			       " WHERE name = 'origin'", -1, &s, NULL) == SQLITE_OK)
+		has = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return has;
+}
+
+/* Bring a file made by an older version up to date, once (another process
+ * may be doing the same: the check is repeated under the write lock). */
+static enum sh_err migrate(struct store *st)
+{
+	enum sh_err err;
+
+	if (outbox_has_origin(st))
+		return SH_OK;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err && !outbox_has_origin(st))
+		err = exec_sql(st, migrate_outbox_sql);
+	if (!err)
+		err = exec_sql(st, "COMMIT");
+	if (err)
+		exec_sql(st, "ROLLBACK");
+	return err;
+}
+
 /* A daemon holds thousands of block connections: none gets SQLite's bulk
  * page-cache allocation up front (~80 KiB each), and each caches few pages. */
 static void sqlite_setup(void)
@@ -235,6 +287,8 @@ static enum sh_err configure(struct store *st, bool fresh)
 		err = exec_sql(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 	if (!err && fresh)
 		err = exec_sql(st, schema_sql);
+	if (!err && fresh)
+		err = migrate(st);
 	if (!err && fresh)
 		err = init_new(st);
 	return err;
@@ -496,6 +550,8 @@ void store_park(struct store *st, bool remember)
 	pthread_mutex_unlock(&lru.lock);
 	if (st->db)
 		park_locked(st, remember);
+	if (!remember)	/* another process (after a fork): it writes under an origin of its own */
+		st->origin.id[0] = 0;
 	pthread_mutex_unlock(&st->lock);
 }
 
@@ -599,8 +655,8 @@ static enum sh_err put_record_locked(struct store *st, const char *model, const 
 static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const char *model,
 					const char *pk, const char *doc, int64_t now)
 {
-	sqlite3_stmt *s = prep(st, "INSERT INTO outbox(seq, op, model, pk, doc, mtime_ns)"
-				   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+	sqlite3_stmt *s = prep(st, "INSERT INTO outbox(seq, op, model, pk, doc, mtime_ns, origin,"
+				   " base, after, after_seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
 
 	if (s) {
 		sqlite3_bind_int64(s, 1, seq);
@@ -609,8 +665,95 @@ static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const cha
 		bind_text(s, 4, pk);
 		bind_text(s, 5, doc);
 		sqlite3_bind_int64(s, 6, now);
+		bool first = seq == st->origin.base + 1;	/* only it waits on after */
+
+		bind_text(s, 7, st->origin.id);
+		sqlite3_bind_int64(s, 8, st->origin.base);
+		bind_text(s, 9, first ? st->origin.after : "");
+		sqlite3_bind_int64(s, 10, first ? st->origin.after_seq : 0);
 	}
 	return run(st, s);
+}
+
+/* ---- origins (op.h) ------------------------------------------------------ */
+
+/* A new origin id: 16 hex digits of microseconds, so that the origins of one
+ * file sort in the order they began (at least one after prev, the file's
+ * current one, whatever the clock says), and 64 random bits. */
+static enum sh_err new_origin_id(const char *prev, char *out)
+{
+	uint64_t us = (uint64_t)(clock_wall_ns() / 1000), rnd, prev_us = 0;
+	char head[17];
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return SH_EIO;
+	if (prev && strlen(prev) == OP_ORIGIN_MAX - 1) {
+		snprintf(head, sizeof(head), "%.16s", prev);
+		prev_us = strtoull(head, NULL, 16);
+	}
+	if (us <= prev_us)
+		us = prev_us + 1;
+	snprintf(out, OP_ORIGIN_MAX, "%016" PRIx64 "%016" PRIx64, us, rnd);
+	return SH_OK;
+}
+
+/* The file's last seq and the origin it went out under ("" if none), in one
+ * statement: every write reads both. */
+static enum sh_err last_write_locked(struct store *st, int64_t *last_seq, char *origin)
+{
+	sqlite3_stmt *s = prep(st, "SELECT (SELECT value FROM meta WHERE key = 'last_seq'),"
+				   " (SELECT value FROM meta WHERE key = 'origin')");
+	enum sh_err err = SH_EIO;
+
+	if (!s)
+		return SH_EIO;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		const unsigned char *o = sqlite3_column_text(s, 1);
+
+		*last_seq = sqlite3_column_int64(s, 0);
+		snprintf(origin, OP_ORIGIN_MAX, "%s", o ? (const char *)o : "");
+		err = SH_OK;
+	}
+	release(st, s);
+	return err;
+}
+
+/* The file's last write still in the outbox, if any: a new origin's first
+ * write is applied after it. */
+static void last_pending_locked(struct store *st)
+{
+	sqlite3_stmt *s = prep(st, "SELECT origin, seq FROM outbox ORDER BY seq DESC LIMIT 1");
+
+	st->origin.after[0] = 0;
+	st->origin.after_seq = 0;
+	if (s && sqlite3_step(s) == SQLITE_ROW) {
+		snprintf(st->origin.after, sizeof(st->origin.after), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		st->origin.after_seq = sqlite3_column_int64(s, 1);
+	}
+	release(st, s);
+}
+
+/* Make sure the next write (seq last_seq + 1) goes out under an origin of
+ * ours that the file agrees with: the file's meta names it and its last_seq
+ * is the last seq we wrote. Anything else (no write yet since we opened the
+ * file, another process wrote, the file was restored or rolled back) begins
+ * a new origin, with base last_seq. In the write transaction. */
+static enum sh_err origin_for_write_locked(struct store *st, int64_t last_seq,
+					   const char *current)
+{
+	enum sh_err err;
+
+	if (st->origin.id[0] && strcmp(current, st->origin.id) == 0 &&
+	    st->origin.last_seq == last_seq)
+		return SH_OK;
+	err = new_origin_id(current, st->origin.id);
+	if (err)
+		return err;
+	st->origin.base = last_seq;
+	last_pending_locked(st);
+	err = meta_set_locked(st, "origin", st->origin.id);
+	return err ? err : meta_set_int_locked(st, "origin_base", last_seq);
 }
 
 /* A record deleted and written again before the deletion left for Redis (mv
@@ -634,10 +777,14 @@ static enum sh_err write_locked(struct store *st, const char *model, const char 
 				const char *doc, int64_t *seq)
 {
 	int64_t now = clock_wall_ns();
-	enum sh_err err = meta_get_int_locked(st, "last_seq", seq);
+	char current[OP_ORIGIN_MAX];
+	enum sh_err err = last_write_locked(st, seq, current);
 
 	if (err)
-		return err == SH_ENOENT ? SH_EIO : err;
+		return err;
+	err = origin_for_write_locked(st, *seq, current);
+	if (err)
+		return err;
 	(*seq)++;
 	err = meta_set_int_locked(st, "last_seq", *seq);
 	if (!err)
@@ -664,6 +811,10 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 		if (err)
 			exec_sql(st, "ROLLBACK");
 	}
+	if (err)
+		st->origin.id[0] = 0;	/* an origin begun here may not be in the file */
+	else
+		st->origin.last_seq = *seq;
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -738,6 +889,10 @@ static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t
 		op->model = column_dup(s, 2);
 		op->pk = column_dup(s, 3);
 		op->doc = column_dup(s, 4);
+		snprintf(op->origin, sizeof(op->origin), "%s", (const char *)sqlite3_column_text(s, 5));
+		op->base = sqlite3_column_int64(s, 6);
+		snprintf(op->after, sizeof(op->after), "%s", (const char *)sqlite3_column_text(s, 7));
+		op->after_seq = sqlite3_column_int64(s, 8);
 		if (!op->model || !op->pk || (op->kind == OP_UPSERT && !op->doc)) {
 			op_free_array(arr, i);
 			return SH_ENOMEM;
@@ -780,7 +935,8 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 			err = SH_ENOMEM;
 		return err;
 	}
-	s = prep(st, "SELECT seq, op, model, pk, doc FROM outbox WHERE relayed_ns < ?1"
+	s = prep(st, "SELECT seq, op, model, pk, doc, origin, base, after, after_seq FROM outbox"
+		     " WHERE relayed_ns < ?1"
 		     " AND seq < coalesce((SELECT min(seq) FROM outbox WHERE op = 'D'"
 		     " AND relayed_ns = 0 AND mtime_ns > ?3), 9223372036854775807)"
 		     " ORDER BY seq LIMIT ?2");
@@ -840,9 +996,21 @@ enum sh_err store_outbox_unrelay(struct store *st)
 	return err;
 }
 
-enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq)
+enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq)
 {
-	return run_ints(st, "DELETE FROM outbox WHERE seq <= ?1", upto_seq, 0, 0);
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
+	if (s) {
+		bind_text(s, 1, origin);
+		sqlite3_bind_int64(s, 2, upto_seq);
+	}
+	err = run(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
 }
 
 static bool pending_after_locked(struct store *st, const char *model, const char *pk, int64_t seq)

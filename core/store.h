@@ -2,15 +2,21 @@
  *
  * Tables (an operator may read them with sqlite3):
  *   records(model, pk, doc, mtime_ns)   the cached rows as JSON documents
- *   outbox(seq, op, model, pk, doc, relayed_ns)
+ *   outbox(seq, op, model, pk, doc, relayed_ns, origin, base, after, after_seq)
  *                                       writes not yet applied to PostgreSQL
  *   meta(key, value)                    block settings and bookkeeping
  *
  * A write changes records and appends to outbox in one transaction, so an
  * acknowledged write is never in one without the other. Sequence numbers
  * start at the block's creation time in microseconds and grow by one per
- * write, so a block deleted and created again never reuses a number that
- * PostgreSQL's sharded_applied already holds for it.
+ * write (meta last_seq). Each write also carries its origin (op.h): meta
+ * origin names the one the file's last write went out under. A process
+ * begins a new origin at its first write to a file it opened from disk, and
+ * whenever the file's origin or last_seq is not what it left there (another
+ * process wrote; the file was restored from a backup or rolled back by a
+ * power loss, parked or not), so a seq counted again never reuses a name
+ * PostgreSQL already holds. Files from before origins are migrated at open:
+ * their outbox rows take OP_ORIGIN_LEGACY with the block's base_seq.
  *
  * Every function is safe to call from any thread: a store serialises its
  * own SQLite connection with a mutex.
@@ -61,7 +67,8 @@ enum sh_err store_get(struct store *st, const char *model, const char *pk, char 
 enum sh_err store_cache(struct store *st, const char *model, const char *pk, const char *doc);
 
 /* A user's write: upsert (doc) or delete (doc NULL) the record and append it
- * to the outbox, in one transaction. *seq receives its sequence number. An
+ * to the outbox, in one transaction. *seq receives its sequence number (its
+ * origin is in meta "origin" once it committed). An
  * upsert also turns a deletion of the record still held back from Redis
  * into this write. */
 enum sh_err store_write(struct store *st, const char *model, const char *pk, const char *doc,
@@ -96,8 +103,8 @@ enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upt
 /* Forget that anything was sent (after Redis lost its data). */
 enum sh_err store_outbox_unrelay(struct store *st);
 
-/* PostgreSQL has applied everything up to seq: drop those outbox entries. */
-enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq);
+/* PostgreSQL has applied origin's writes up to seq: drop those outbox entries. */
+enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq);
 
 /* Drop the block's copy of a record unless a write to it is pending (it
  * reads through from PostgreSQL again). */

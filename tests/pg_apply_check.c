@@ -452,9 +452,9 @@ static void check_connection_loss(struct pg *pg, const struct catalog *cat)
 	check("reconnect", rc == SH_OK, "rc %d", rc);
 	rc = pg_apply(pg, cat, "lost", ops, 2, &upto, err, sizeof(err));
 	check("retry applies", rc == SH_OK && upto == 2 && ops[1].returned, "rc %d %s", rc, err);
-	rc = pg_applied_seq(pg, "lost", &seq);
+	rc = pg_applied_seq(pg, "lost", OP_ORIGIN_LEGACY, &seq);
 	check("applied seq", rc == SH_OK && seq == 2, "rc %d seq %" PRId64, rc, seq);
-	rc = pg_applied_seq(pg, "never", &seq);
+	rc = pg_applied_seq(pg, "never", OP_ORIGIN_LEGACY, &seq);
 	check("applied seq of an unknown block is 0", rc == SH_OK && seq == 0, "rc %d seq %" PRId64, rc, seq);
 	op_free_array(ops, 2);
 }

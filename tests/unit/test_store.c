@@ -17,6 +17,8 @@
 #include "op.h"
 #include "store.h"
 
+#include "outbox_util.h"
+
 struct fixture {
 	char dir[64];
 	char path[128];
@@ -219,13 +221,13 @@ static void test_outbox_relay_cycle(void **state)
 	op_free_array(ops, n);
 
 	/* applied drops up to seq, inclusive */
-	assert_int_equal(store_outbox_applied(f->st, seq[1]), SH_OK);
+	assert_int_equal(outbox_applied(f->st, seq[1]), SH_OK);
 	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 1);
 	assert_int_equal(ops[0].seq, seq[2]);
 	op_free_array(ops, n);
 	assert_true(store_has_pending(f->st, "User", "1"));
-	assert_int_equal(store_outbox_applied(f->st, seq[2]), SH_OK);
+	assert_int_equal(outbox_applied(f->st, seq[2]), SH_OK);
 	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
@@ -255,7 +257,7 @@ static void test_refresh(void **state)
 	assert_doc(f->st, "User", "1", "{\"v\":\"local2\"}");
 
 	/* once applied, PostgreSQL's version replaces the cache */
-	assert_int_equal(store_outbox_applied(f->st, s2), SH_OK);
+	assert_int_equal(outbox_applied(f->st, s2), SH_OK);
 	assert_int_equal(store_refresh(f->st, "User", "1", "{\"v\":\"pg\"}", s2), SH_OK);
 	assert_doc(f->st, "User", "1", "{\"v\":\"pg\"}");
 	/* doc NULL: the row is gone */
@@ -314,7 +316,7 @@ static void test_drop_synced(void **state)
 	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
 	assert_int_equal(dropped, 0);
 
-	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
+	assert_int_equal(outbox_applied(f->st, seq), SH_OK);
 	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
 	assert_int_equal(dropped, 1);
 	assert_doc(f->st, "User", "1", NULL);
@@ -350,7 +352,7 @@ static void test_has_pending_and_stats(void **state)
 	assert_true(stats.oldest_pending_ns >= before);
 	assert_true(stats.oldest_pending_ns <= clock_wall_ns());
 
-	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
+	assert_int_equal(outbox_applied(f->st, seq), SH_OK);
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
 	assert_int_equal(stats.pending, 0);
 	assert_int_equal(store_pending(f->st, &pending), SH_OK);
@@ -437,7 +439,7 @@ static void test_reopen_keeps_everything(void **state)
 	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &s2), SH_OK);
 	assert_int_equal(store_cache(f->st, "User", "3", "{\"id\":3}"), SH_OK);
 	assert_int_equal(store_meta_set(f->st, "k", "v"), SH_OK);
-	assert_int_equal(store_outbox_applied(f->st, s1), SH_OK);
+	assert_int_equal(outbox_applied(f->st, s1), SH_OK);
 	assert_int_equal(store_outbox_relayed(f->st, s2, s2, clock_wall_ns()), SH_OK);
 	store_close(f->st);
 	f->st = NULL;
@@ -519,7 +521,7 @@ static void test_parking(void **state)
 	assert_int_equal(n, 1);
 	op_free_array(ops, n);
 	assert_false(store_is_parked(st[0]));
-	assert_int_equal(store_outbox_applied(st[0], seq + 1000000), SH_OK);
+	assert_int_equal(outbox_applied(st[0], seq + 1000000), SH_OK);
 	assert_doc(st[0], "User", "0", "{\"id\":1}");
 	assert_true(store_open_count() <= 2);
 

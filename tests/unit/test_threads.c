@@ -23,6 +23,8 @@
 #include "life.h"
 #include "store.h"
 
+#include "outbox_util.h"
+
 #define WORKERS 4
 #define STORES 6
 #define STORE_OPS 150		/* per worker; each a SQLite call, some of them open a file */
@@ -198,7 +200,7 @@ static void drain_retiring(struct blockset *bs)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		if (atomic_load(&snap[i]->retiring) &&
-		    store_outbox_applied(snap[i]->store, INT64_MAX) == SH_OK)
+		    outbox_applied(snap[i]->store, INT64_MAX) == SH_OK)
 			blockset_remove(bs, snap[i]->id, &retired);
 		block_put(snap[i]);
 	}
@@ -429,7 +431,7 @@ static void *life_worker(void *arg)
 			err = life_reload(r->l, b);
 			break;
 		case 1:	/* PostgreSQL has it all: the block may expire */
-			err = store_outbox_applied(b->store, INT64_MAX);
+			err = outbox_applied(b->store, INT64_MAX);
 			atomic_store(&b->last_access_ns, 0);
 			break;
 		case 2:	/* the expiry thread's pass, from here too */
