@@ -1,5 +1,4 @@
-/* test_perm.c - uid=, gid=, umask= resolution and the modes they give (fs/perm.c).
- * perm.c belongs to the daemon, not to sharded_core, and is pure: compiled in here. */
+/* test_perm.c - uid=, gid=, umask= resolution and the modes they give (fs/perm.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +7,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "../../fs/perm.c"
+#include "perm.h"
 
 #define DUID 1234	/* the daemon's user and group, as the caller passes them */
 #define DGID 5678
