@@ -81,8 +81,8 @@ refused "an unknown group name" "uid=$OWNER,gid=no-such-group-$$" "unknown group
 refused "a bad umask" "uid=$OWNER,umask=0999" "invalid umask '0999'"
 refused "allow_other without an owner" "allow_other" "allow_other needs uid="
 
-# --- the mount: owned by OWNER (by name), its group by default, umask 027 by default ---------
-mount_sharded "uid=$OWNER,allow_other"
+# --- the mount: owned by OWNER and its group (by name), umask 027 by default ----------------
+mount_sharded "uid=$OWNER,gid=$OWNER,allow_other"
 B=$MNT/b1
 U=$B/User
 
@@ -163,6 +163,7 @@ check "unmount" unmount_sharded
 # --- umask=066: others may not read records, so they may not search directories either ------
 # (0711 would let them name a record, and naming it reads the row through from PostgreSQL)
 mount_sharded "uid=$OWNER,umask=066,allow_other"
+check_eq "gid= not given: the owner's primary group" "$OWNER_UID:$OWNER_GID" "$(stat -c %u:%g "$MNT")"
 check_eq "umask=066: directories are 0700, not 0711" "700 700" \
   "$(stat -c %a "$MNT" "$MNT/b1/User" | tr '\n' ' ' | sed 's/ $//')"
 check_eq "other: stat a row the block does not hold" EACCES "$(errno_as "$OTHER" stat "$MNT/b1/Order/11.json")"
