@@ -17,12 +17,10 @@
 /* A whole decimal number within ID_MAX? */
 static bool parse_id(const char *s, unsigned long *out)
 {
-	char *end;
-
 	if (!*s || strspn(s, "0123456789") != strlen(s))
 		return false;
 	errno = 0;
-	*out = strtoul(s, &end, 10);
+	*out = strtoul(s, NULL, 10);
 	return !errno && *out <= ID_MAX;
 }
 
@@ -71,13 +69,13 @@ static int resolve_group(const char *s, gid_t *gid)
 
 static int parse_umask(const char *s, mode_t *out)
 {
-	char *end;
 	unsigned long n;
 
 	if (!*s || strspn(s, "01234567") != strlen(s))
 		return -1;
-	n = strtoul(s, &end, 8);
-	if (n > 0777)
+	errno = 0;
+	n = strtoul(s, NULL, 8);
+	if (errno || n > 0777)
 		return -1;
 	*out = (mode_t)n;
 	return 0;
