@@ -89,9 +89,9 @@ int perm_resolve(const char *uid, const char *gid, const char *umask, bool allow
 	p->uid = daemon_uid;
 	p->umask = allow_other ? UMASK_SHARED : UMASK_DEFAULT;
 	if (allow_other && !uid) {
-		snprintf(err, errlen, "allow_other needs uid= (the owner of the tree): without it "
-			 "every user could reach a tree of the daemon's own files; "
-			 "see 'Users and permissions' in mount.sharded(8)");
+		snprintf(err, errlen, "allow_other needs uid= (who owns the tree, e.g. uid=app; "
+			 "uid=root to keep it root's): see 'Users and permissions' in "
+			 "mount.sharded(8)");
 		return -1;
 	}
 	if (uid && resolve_user(uid, &p->uid, &primary) != 0) {
