@@ -60,6 +60,9 @@ errno_as() { timeout 10 runuser -u "$1" -- "$PY" "$T/op.py" "$2" "$3"; }
 as() { timeout 10 runuser -u "$1" -- "${@:2}"; }
 pg_is() { [[ $(psql_q "$2") == "$1" ]]; }
 
+# $T is 0755 (lib.sh), but TMPDIR may lie under a directory they cannot search
+require "the test users can reach $T" as "$OTHER" test -r "$T/op.py"
+
 start_postgres
 load_sample_schema
 start_redis
