@@ -160,6 +160,11 @@ check_eq "... a block 0770" 770 "$(stat -c %a "$MNT/b1")"
 check "a group member writes a record" as "$OTHER" bash -c \
   "echo '{\"id\": 903, \"email\": \"g@example.com\"}' > '$MNT/b1/User/903.json'"
 check_eq "... which belongs to the owner" "$OWNER_UID" "$(stat -c %u "$MNT/b1/User/903.json")"
+check "a group member: sed -i" as "$OTHER" sed -i s/g@example.com/sed@example.com/ "$MNT/b1/User/903.json"
+check_eq "... changed the record" sed@example.com "$(jq -r .email "$MNT/b1/User/903.json")"
+check "a group member: jq + mv" as "$OTHER" bash -c \
+  "jq '.name = \"G\"' '$MNT/b1/User/903.json' > '$MNT/b1/User/903.tmp' && mv '$MNT/b1/User/903.tmp' '$MNT/b1/User/903.json'"
+check_eq "... changed the record" G "$(jq -r .name "$MNT/b1/User/903.json")"
 check "rm" rm "$MNT/b1/User/903.json"
 check "unmount" unmount_sharded
 
