@@ -12,6 +12,7 @@
 
 #include "engine.h"
 #include "nodes.h"
+#include "perm.h"
 
 struct notifier;
 
@@ -37,6 +38,7 @@ struct fs {
 	pthread_mutex_t open_lock;
 	struct open_file open_files;	/* list head */
 	struct scratches *scratch;	/* temp, swap and backup files (scratch.h) */
+	struct perm perm;	/* owner, group and modes of everything (perm.h) */
 };
 
 void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f));
@@ -46,7 +48,7 @@ void fs_open_release_all(struct fs *fs);
 
 /* Scratch files (scratch_ops.c): requests on NODE_SCRATCH nodes. */
 void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
-		 const char *name, mode_t mode, struct fuse_file_info *fi);
+		 const char *name, struct fuse_file_info *fi);
 void sops_open(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct fuse_file_info *fi);
 void sops_read(fuse_req_t req, struct open_file *of, size_t size, off_t off);
 void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char *buf, size_t size,

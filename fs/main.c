@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fs.h"
 #include "scratch.h"
@@ -26,7 +27,7 @@
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup, *local;
+	     *cleanup, *local, *uid, *gid, *umask;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -46,6 +47,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("catalog=%s", catalog),
 	OPT("cleanup=%s", cleanup),
 	OPT("local=%s", local),
+	OPT("uid=%s", uid),
+	OPT("gid=%s", gid),
+	OPT("umask=%s", umask),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -72,7 +76,12 @@ static void usage(const char *prog)
 	       "    -o cleanup=SECONDS  remove leftover Redis streams this often (default 600,\n"
 	       "                        0 = never)\n"
 	       "    -o local=A,B        models never read through: a record a block does not\n"
-	       "                        hold does not exist (append-only tables)\n\n",
+	       "                        hold does not exist (append-only tables)\n"
+	       "    -o uid=USER         owner of everything, name or number (default: the\n"
+	       "                        daemon's user; allow_other requires it)\n"
+	       "    -o gid=GROUP        group of everything (default: uid='s primary group)\n"
+	       "    -o umask=OCTAL      taken from 0666 files, 0777 directories (default 022,\n"
+	       "                        027 with allow_other)\n\n",
 	       prog, ENGINE_MAX_DOC_DEFAULT);
 }
 
@@ -133,6 +142,9 @@ static void free_options(struct options *o)
 	free(o->catalog);
 	free(o->cleanup);
 	free(o->local);
+	free(o->uid);
+	free(o->gid);
+	free(o->umask);
 }
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
@@ -171,6 +183,14 @@ static void init_with_max_read(void *userdata, struct fuse_conn_info *conn)
 	conn->max_read = mount_max_read;
 }
 
+static int given(const struct fuse_args *args, const char *opt)
+{
+	for (int i = 0; i < args->argc; i++)
+		if (strstr(args->argv[i], opt))
+			return 1;
+	return 0;
+}
+
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct options *o)
 {
 	struct fuse_lowlevel_ops ops = sharded_ops;
@@ -182,6 +202,12 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 
 	if (build_config(o, &cfg))
 		return 2;
+	/* names are looked up now: an unknown one is a usage error, found before connecting */
+	if (perm_resolve(o->uid, o->gid, o->umask, given(args, "allow_other"), getuid(), getgid(),
+			 &fs.perm, err, sizeof(err)) != 0) {
+		fprintf(stderr, "mount.sharded: %s\n", err);
+		return 2;
+	}
 	fs.mount_ns = clock_wall_ns();
 	pthread_mutex_init(&fs.open_lock, NULL);
 	fs.open_files.next = fs.open_files.prev = &fs.open_files;
@@ -289,14 +315,6 @@ out:
 		fprintf(stderr, "mount.sharded: %s\n", *what ? what : "invalid options");
 	}
 	return -1;
-}
-
-static int given(const struct fuse_args *args, const char *opt)
-{
-	for (int i = 0; i < args->argc; i++)
-		if (strstr(args->argv[i], opt))
-			return 1;
-	return 0;
 }
 
 /* The kernel checks permissions against the modes shown; unless the user

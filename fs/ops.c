@@ -82,14 +82,16 @@ static bool ctl_from_name(const char *name, enum ctl_file *f)
 
 /* ---- attributes ---------------------------------------------------------- */
 
-static void fill_common(struct stat *st, uint64_t ino, mode_t mode)
+/* Owner, group and mode are the mount's (uid=, gid=, umask=), whoever made
+ * the file: widest is what the umask takes bits from (perm.h). */
+static void fill_common(struct fs *fs, struct stat *st, uint64_t ino, mode_t type, mode_t widest)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = mode;
-	st->st_nlink = S_ISDIR(mode) ? 2 : 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_mode = perm_mode(&fs->perm, type, widest);
+	st->st_nlink = S_ISDIR(type) ? 2 : 1;
+	st->st_uid = fs->perm.uid;
+	st->st_gid = fs->perm.gid;
 	st->st_blksize = 4096;
 }
 
@@ -124,7 +126,7 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 	engine_block_put(b);
 	if (err)
 		return err;
-	fill_common(st, r->ino, S_IFREG | 0644);
+	fill_common(fs, st, r->ino, S_IFREG, 0666);
 	st->st_size = (off_t)strlen(doc) + 1;
 	st->st_blocks = (st->st_size + 511) / 512;
 	set_time(st, mtime);
@@ -152,7 +154,7 @@ static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat
 
 	if (err)
 		return err;
-	fill_common(st, r->ino, S_IFREG | (ctl_writable(r->ctl) ? 0644 : 0444));
+	fill_common(fs, st, r->ino, S_IFREG, ctl_writable(r->ctl) ? 0666 : 0444);
 	st->st_size = (off_t)strlen(text);
 	set_time(st, clock_wall_ns());
 	free(text);
@@ -165,7 +167,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 
 	switch (r->kind) {
 	case NODE_ROOT:
-		fill_common(st, r->ino, S_IFDIR | 0755);
+		fill_common(fs, st, r->ino, S_IFDIR, 0777);
 		set_time(st, fs->mount_ns);
 		return SH_OK;
 	case NODE_BLOCK:
@@ -173,7 +175,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 		if (with_block(fs, r->block, &b))
 			return SH_ENOENT;
 		engine_block_put(b);
-		fill_common(st, r->ino, S_IFDIR | 0755);
+		fill_common(fs, st, r->ino, S_IFDIR, 0777);
 		set_time(st, fs->mount_ns);
 		return SH_OK;
 	case NODE_CTL:
@@ -342,7 +344,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (err == SH_ENOENT && r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
 		/* a record being created shows what was written so far; an existing
 		 * one keeps its stored size until the writer's close() replaces it */
-		fill_common(&st, ino, S_IFREG | 0644);
+		fill_common(fs, &st, ino, S_IFREG, 0666);
 		st.st_size = size;
 		err = SH_OK;
 	}
@@ -739,12 +741,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct handle *h;
 	char why[160];
 
+	(void)mode;	/* the creator's: every file has the mount's modes (perm.h) */
 	if (nodes_get(fs->nodes, parent, &p) != SH_OK || p.kind != NODE_MODEL) {
 		reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? SH_EPERM : SH_ENOENT);
 		return;
 	}
 	if (!engine_record_key(name, proto.pk, sizeof(proto.pk))) {
-		sops_create(req, fs, parent, &p, name, mode, fi);
+		sops_create(req, fs, parent, &p, name, fi);
 		return;
 	}
 	if (resolve(fs, &p, name, &proto) != SH_OK ||
@@ -761,7 +764,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	h->dirty = h->sequential = 1;
 	memset(&e, 0, sizeof(e));
-	fill_common(&e.attr, ref.ino, S_IFREG | 0644);
+	fill_common(fs, &e.attr, ref.ino, S_IFREG, 0666);
 	set_time(&e.attr, clock_wall_ns());
 	e.ino = ref.ino;
 	e.attr_timeout = 0;
@@ -989,7 +992,7 @@ static bool same_owner_and_mode(struct fs *fs, const struct node_ref *r, const s
 	if (!(to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
 		return true;
 	if (node_attr(fs, r, &st) != SH_OK)
-		fill_common(&st, r->ino, S_IFREG | 0644);	/* being created */
+		fill_common(fs, &st, r->ino, S_IFREG, 0666);	/* being created */
 	return (!(to_set & FUSE_SET_ATTR_MODE) || (attr->st_mode & 07777) == (st.st_mode & 07777)) &&
 	       (!(to_set & FUSE_SET_ATTR_UID) || attr->st_uid == st.st_uid) &&
 	       (!(to_set & FUSE_SET_ATTR_GID) || attr->st_gid == st.st_gid);

@@ -108,7 +108,8 @@ static void touch(struct scratch *s)
 }
 
 enum sh_err scratch_create(struct scratches *ss, const char *block, const char *model,
-			   const char *name, mode_t mode, int excl, struct scratch **out)
+			   const char *name, mode_t mode, uid_t uid, gid_t gid, int excl,
+			   struct scratch **out)
 {
 	struct scratch *s;
 
@@ -132,8 +133,8 @@ enum sh_err scratch_create(struct scratches *ss, const char *block, const char *
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	s->mode = S_IFREG | (mode & 07777);
-	s->uid = getuid();
-	s->gid = getgid();
+	s->uid = uid;
+	s->gid = gid;
 	s->refs = 1;
 	s->linked = 1;
 	touch(s);

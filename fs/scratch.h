@@ -43,10 +43,12 @@ void scratches_free(struct scratches *ss);
 /* A counted reference to the named file, or NULL. */
 struct scratch *scratch_get(struct scratches *ss, const char *block, const char *model,
 			    const char *name);
-/* Create (or, when it exists and excl is 0, open) the named file; on failure
- * nothing was created. A name over SCRATCH_NAME_MAX is SH_ENAMETOOLONG. */
+/* Create (or, when it exists and excl is 0, open) the named file, owned by
+ * uid:gid with mode; on failure nothing was created. A name over
+ * SCRATCH_NAME_MAX is SH_ENAMETOOLONG. */
 enum sh_err scratch_create(struct scratches *ss, const char *block, const char *model,
-			   const char *name, mode_t mode, int excl, struct scratch **out);
+			   const char *name, mode_t mode, uid_t uid, gid_t gid, int excl,
+			   struct scratch **out);
 void scratch_put(struct scratches *ss, struct scratch *s);
 
 /* rename refuses a name over SCRATCH_NAME_MAX (SH_ENAMETOOLONG); write and

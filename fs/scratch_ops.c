@@ -49,7 +49,7 @@ static void scratch_proto(struct node_ref *proto, const struct node_ref *dir, co
 /* Everything that can fail comes before the file exists, and the file is made last:
  * a refused create leaves no name behind (and truncates nothing). */
 void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
-		 const char *name, mode_t mode, struct fuse_file_info *fi)
+		 const char *name, struct fuse_file_info *fi)
 {
 	struct node_ref proto, ref;
 	struct fuse_entry_param e;
@@ -68,7 +68,9 @@ void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct 
 		reply_err(req, SH_ENOMEM);
 		return;
 	}
-	rc = scratch_create(fs->scratch, dir->block, dir->model->name, name, mode,
+	/* the mount's owner and modes, not the creator's: as records (perm.h) */
+	rc = scratch_create(fs->scratch, dir->block, dir->model->name, name,
+			    perm_mode(&fs->perm, S_IFREG, 0666), fs->perm.uid, fs->perm.gid,
 			    (fi->flags & O_EXCL) != 0, &s);
 	if (rc) {
 		nodes_forget(fs->nodes, ref.ino, 1);	/* the lookup counted above */
