@@ -844,6 +844,10 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 		if (err)
 			exec_sql(st, "ROLLBACK");
 	}
+	if (err)
+		st->origin.id[0] = 0;	/* as store_write: an origin begun here may not be in the file */
+	else
+		st->origin.last_seq = *seq;	/* else the next write begins yet another origin */
 	pthread_mutex_unlock(&st->lock);
 	free(existing);
 	free(doc);
@@ -1011,6 +1015,55 @@ enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t u
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
 	return err;
+}
+
+enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
+				 size_t *n)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+	int rc;
+
+	*n = 0;
+	if (!lock_outbox(st, &err))	/* parked with nothing pending */
+		return err;
+	s = prep(st, "SELECT DISTINCT origin FROM outbox ORDER BY origin LIMIT ?1");
+	if (!s) {
+		pthread_mutex_unlock(&st->lock);
+		return SH_EIO;
+	}
+	sqlite3_bind_int64(s, 1, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+		const unsigned char *o = sqlite3_column_text(s, 0);
+		snprintf(out[(*n)++], OP_ORIGIN_MAX, "%s", o ? (const char *)o : "");
+	}
+	err = rc == SQLITE_DONE || rc == SQLITE_ROW ? SH_OK : db_fail(st, "outbox origins");
+	release(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+int64_t store_own_upto(struct store *st, const struct op *ops, size_t n)
+{
+	sqlite3_stmt *s;
+	int64_t upto = 0;
+	enum sh_err err;
+
+	if (!lock_outbox(st, &err))
+		return 0;
+	s = prep(st, "SELECT 1 FROM outbox WHERE seq = ?1 AND origin = ?2");
+	for (size_t i = 0; s && i < n; i++) {
+		if (ops[i].seq <= upto)
+			continue;
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, ops[i].seq);
+		bind_text(s, 2, op_origin(&ops[i]));
+		if (sqlite3_step(s) == SQLITE_ROW)
+			upto = ops[i].seq;
+	}
+	release(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return upto;
 }
 
 static bool pending_after_locked(struct store *st, const char *model, const char *pk, int64_t seq)

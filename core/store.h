@@ -106,6 +106,17 @@ enum sh_err store_outbox_unrelay(struct store *st);
 /* PostgreSQL has applied origin's writes up to seq: drop those outbox entries. */
 enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq);
 
+/* The distinct origins of the outbox (at most max, in origin order) into
+ * out[0..*n): what to ask PostgreSQL about when another node may have applied
+ * this file's writes (the stream is shared by every node holding the block). */
+enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
+				 size_t *n);
+
+/* The highest seq among ops[0..n) that this file wrote ((origin, seq) in its
+ * outbox), 0 when none: a batch also holds other nodes' writes, whose seqs
+ * are another file's counter and say nothing about this one's. */
+int64_t store_own_upto(struct store *st, const struct op *ops, size_t n);
+
 /* Drop the block's copy of a record unless a write to it is pending (it
  * reads through from PostgreSQL again). */
 enum sh_err store_evict(struct store *st, const char *model, const char *pk);
