@@ -907,6 +907,52 @@ static enum sh_err trim_acked(redisContext *rc, const char *key, bool dry_run, s
 	return e;
 }
 
+/* A stream of a block without a file here goes once nothing in it can still
+ * be needed: it is empty, or its newest entry is older than this. Whoever
+ * holds the block (another node) re-sends what it has not applied every 30 s
+ * while PostgreSQL is up, and its whole outbox when the stream is gone, so
+ * an old stream costs no write; a fresh one may be a live node's entries,
+ * or a dead node's that another node is about to take over. */
+#define STREAM_STALE_MS (10LL * 60 * 1000)
+
+/* DEL key if it is empty or its newest entry's id is older than stale_ms
+ * (Unix ms), atomically: an XADD of another node cannot land between the
+ * check and the delete. */
+static enum sh_err del_if_stale(redisContext *rc, const char *key, int64_t stale_ms, bool dry_run,
+				bool *dropped, char *err, size_t errlen)
+{
+	static const char script[] =
+		"local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) "
+		"if #last > 0 and tonumber(string.match(last[1][1], '^%d+')) >= tonumber(ARGV[1]) "
+		"then return 0 end "
+		"if ARGV[2] == '1' then return 1 end "
+		"return redis.call('DEL', KEYS[1])";
+	char before[24];
+	const char *argv[] = { "EVAL", script, "1", key, before, dry_run ? "1" : "0" };
+	redisReply *r;
+
+	snprintf(before, sizeof(before), "%lld", (long long)stale_ms);
+	*dropped = false;
+	if (!(r = command(rc, err, errlen, 6, argv)))
+		return SH_EUNAVAIL;
+	*dropped = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+	freeReplyObject(r);
+	return SH_OK;
+}
+
+enum sh_err admin_drop_stream(redisContext *rc, const char *key, bool dry_run,
+			      size_t *entries_deleted, bool *dropped, char *err, size_t errlen)
+{
+	enum sh_err e = trim_acked(rc, key, dry_run, entries_deleted, err, errlen);
+
+	*dropped = false;
+	if (e)
+		return e;
+	/* a dry run trimmed nothing: the acknowledged entries still count */
+	return del_if_stale(rc, key, clock_wall_ns() / 1000000 - STREAM_STALE_MS, dry_run, dropped,
+			    err, errlen);
+}
+
 static enum sh_err del_key(redisContext *rc, const char *key, bool dry_run, size_t *count,
 			   char *err, size_t errlen)
 {
@@ -962,7 +1008,15 @@ enum sh_err admin_cleanup(redisContext *rc, const char *data_dir, bool include_d
 				e = trim_acked(rc, keys[i], dry_run, &deleted, err, errlen);
 			res->entries_deleted += deleted;
 		} else if (strcmp(what, "ops") == 0) {
-			e = del_key(rc, keys[i], dry_run, &res->ops_deleted, err, errlen);
+			size_t deleted = 0;
+			bool dropped = false;
+
+			e = admin_drop_stream(rc, keys[i], dry_run, &deleted, &dropped, err, errlen);
+			res->entries_deleted += deleted;
+			if (dropped)
+				res->ops_deleted++;
+			else
+				res->ops_kept++;
 		} else if (include_dead) {
 			e = del_key(rc, keys[i], dry_run, &res->dead_deleted, err, errlen);
 		} else {
