@@ -1027,7 +1027,9 @@ enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], s
 	*n = 0;
 	if (!lock_outbox(st, &err))	/* parked with nothing pending */
 		return err;
-	s = prep(st, "SELECT DISTINCT origin FROM outbox ORDER BY origin LIMIT ?1");
+	/* only what went to Redis can have been applied by anyone */
+	s = prep(st, "SELECT DISTINCT origin FROM outbox WHERE relayed_ns > 0 ORDER BY origin"
+		     " LIMIT ?1");
 	if (!s) {
 		pthread_mutex_unlock(&st->lock);
 		return SH_EIO;

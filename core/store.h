@@ -106,9 +106,10 @@ enum sh_err store_outbox_unrelay(struct store *st);
 /* PostgreSQL has applied origin's writes up to seq: drop those outbox entries. */
 enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq);
 
-/* The distinct origins of the outbox (at most max, in origin order) into
- * out[0..*n): what to ask PostgreSQL about when another node may have applied
- * this file's writes (the stream is shared by every node holding the block). */
+/* The distinct origins of the outbox entries sent to Redis (at most max, in
+ * origin order) into out[0..*n): what to ask PostgreSQL about when another
+ * node may have applied this file's writes (the stream is shared by every
+ * node holding the block). */
 enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
 				 size_t *n);
 

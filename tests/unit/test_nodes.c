@@ -106,6 +106,10 @@ static void test_outbox_origins_and_own_upto(void **state)
 	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &s1), SH_OK);
 	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &s2), SH_OK);
 	ops = outbox(f->st, &n);
+	/* not sent yet: nobody can have applied them */
+	assert_int_equal(store_outbox_origins(f->st, origins, 4, &k), SH_OK);
+	assert_int_equal(k, 0);
+	assert_int_equal(store_outbox_relayed(f->st, s1, s2, 1000), SH_OK);
 	assert_int_equal(store_outbox_origins(f->st, origins, 4, &k), SH_OK);
 	assert_int_equal(k, 1);
 	assert_string_equal(origins[0], ops[0].origin);
