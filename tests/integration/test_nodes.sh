@@ -16,6 +16,8 @@
 #   - both nodes' outboxes drain within 15 s (a node learns that the other applied its
 #     writes, rather than waiting for its 30 s re-send);
 #   - kill -9 of node B while both write, then a restart: still nothing lost;
+#   - node B started again with node A's writes in its consumer's pending list reads them
+#     (with nothing of its own to send), so node A does not wait for the 60 s takeover;
 #   - the periodic cleanup of node A (cleanup=1) keeps node B's stream of a block A does not
 #     hold while B's entries wait in it.
 set -euo pipefail
@@ -114,7 +116,30 @@ wait "${WPID[a]}"
 drain "kill -9 of node b and a restart"
 verify "kill -9 of node b and a restart"
 
-# 3. node A's periodic cleanup keeps node B's stream of a block A does not hold: B's writes
+# 3. node B stops while entries of node A are in its consumer's pending list (as when it is
+# killed right after reading them): started again, it reads that list, though it has nothing
+# of its own to send, rather than leave node A waiting for the 60 s takeover or its 30 s
+# re-send. To put them there: a lock holds node A's apply thread inside PostgreSQL while its
+# relay adds five more writes, which a client takes as consumer nb.
+MNT=${NODE_MNT[b]} DAEMON_PID=${NODE_PID[b]}
+check "node b unmounts" unmount_sharded
+psql_q 'begin; lock table "Counter" in exclusive mode; select pg_sleep(3); commit' >/dev/null &
+LOCK_PID=$!
+sleep 0.5
+echo '{"n":1900001}' >"${NODE_MNT[a]}/both-1/Counter/1901.json"
+sleep 0.5
+for i in 2 3 4 5 6; do echo "{\"n\":190000$i}" >"${NODE_MNT[a]}/both-1/Counter/190$i.json"; done
+sleep 0.5
+redis_cli XREADGROUP GROUP sharded nb COUNT 100 STREAMS 'sharded:{both-1}:ops' '>' >/dev/null
+held=$(redis_cli XPENDING 'sharded:{both-1}:ops' sharded - + 100 nb | grep -c '^nb$' || true)
+check "node b's consumer holds node a's writes ($held)" test "$held" -ge 1
+wait "$LOCK_PID"
+mount_node b
+drain "node b restarted holding node a's writes"
+a_applied() { [[ $(psql_q 'select count(*) from "Counter" where id between 1901 and 1906') == 6 ]]; }
+check "node a's six writes are in PostgreSQL" a_applied
+
+# 4. node A's periodic cleanup keeps node B's stream of a block A does not hold: B's writes
 # wait in it while a lock holds PostgreSQL's table
 mkdir "${NODE_MNT[b]}/only-b"
 psql_q 'begin; lock table "Counter" in exclusive mode; select pg_sleep(4); commit' >/dev/null &
