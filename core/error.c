@@ -14,6 +14,7 @@ static const char *const descriptions[SH_ERR_COUNT] = {
 	[SH_EREMOTE] = "refused by backend",
 	[SH_EPERM] = "not permitted",
 	[SH_ENAMETOOLONG] = "name too long",
+	[SH_ENOSPC] = "no space left on device",
 };
 
 const char *sh_strerror(enum sh_err err)

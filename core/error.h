@@ -21,6 +21,7 @@ enum sh_err {
 	SH_EREMOTE,	/* a backend refused the operation: permanent */
 	SH_EPERM,	/* operation not allowed on this object */
 	SH_ENAMETOOLONG,	/* a name above its cap */
+	SH_ENOSPC,	/* local storage is full (SQLITE_FULL, ENOSPC) */
 	SH_ERR_COUNT
 };
 

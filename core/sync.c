@@ -31,6 +31,7 @@
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_CAP_MS 500	/* retries of a server that is down: a probe is cheap, a late drain is not */
 #define FORGET_MAX 256
+#define REFUSED_RETRY_MS 10000	/* a block PostgreSQL refuses is tried again this often */
 
 struct sync {
 	struct sync_config cfg;
@@ -497,12 +498,14 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 }
 
 /* After commit: refresh from RETURNING (one SQLite transaction; the kernel
- * hears only of records that now read differently), bury the dead, count. */
-static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-		   struct op *ops, size_t n, int64_t upto)
+ * hears only of records that now read differently), bury the dead. Returns
+ * how many were dead: the applied count is taken when the outbox lets go of
+ * them (store_outbox_settle). */
+static int64_t settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+		      struct op *ops, size_t n, int64_t upto)
 {
 	bool *changed = calloc(n ? n : 1, sizeof(*changed));
-	int64_t applied = 0;
+	int64_t dead = 0;
 
 	if (changed && store_refresh_batch(b->store, ops, n, upto, changed) != SH_OK)
 		memset(changed, 0, n * sizeof(*changed));
@@ -511,15 +514,16 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 
 		if (op->skipped)
 			continue;
-		applied++;
-		if (op->dead)
+		if (op->dead) {
 			bury(s, b, rc, pg, op, upto);
+			dead++;
+		}
 		else if (changed && changed[i])
 			notify(s, b, op, false);	/* refreshed: still there */
 	}
 	free(changed);
-	store_meta_add(b->store, "applied_total", applied);
 	set_meta_int(b->store, "last_sync_ns", store_now_ns());
+	return dead;
 }
 
 /* Which sorted entries to apply: the contiguous run of seqs after what
@@ -548,21 +552,24 @@ static size_t plan(const struct entry *es, size_t n, int64_t applied, size_t *pi
 	return i;
 }
 
-/* Apply what the stream holds for block b. Returns false on a transient failure. */
-static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-			  const char *key, struct entry *es, size_t n, char *err, size_t errlen)
+/* Apply what the stream holds for block b. Returns SH_EUNAVAIL on a
+ * transient failure (PostgreSQL down), SH_EREMOTE when PostgreSQL answered
+ * but refuses this block's bookkeeping or batch as a whole (e.g. a data
+ * exception on its id): that holds back this block only. */
+static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+				 const char *key, struct entry *es, size_t n, char *err, size_t errlen)
 {
 	size_t *pick = malloc(n * sizeof(*pick)), npick, settled;
 	struct op *ops = malloc(n * sizeof(*ops));
-	int64_t applied, upto;
-	bool ok = true;
+	int64_t applied, upto, dead = 0, counted;
+	enum sh_err rv = SH_OK;
 
 	if (!pick || !ops)
 		goto out;
 	qsort(es, n, sizeof(*es), by_seq);
-	if (pg_applied_seq(pg, b->id, &applied) != SH_OK) {
-		snprintf(err, errlen, "postgresql unreachable");
-		ok = false;
+	if ((rv = pg_applied_seq(pg, b->id, &applied)) != SH_OK) {
+		snprintf(err, errlen, rv == SH_EREMOTE ? "postgresql refuses the block's bookkeeping"
+			 " row (see the log)" : "postgresql unreachable");
 		goto out;
 	}
 	settled = plan(es, n, applied, pick, &npick);
@@ -575,24 +582,59 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 	if (npick) {
 		for (size_t i = 0; i < npick; i++)
 			ops[i] = es[pick[i]].op;
-		ok = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen) == SH_OK;
+		rv = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen);
 		for (size_t i = 0; i < npick; i++)
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
-		if (!ok)
+		if (rv != SH_OK)
 			goto out;
 		applied = upto;
-		settle(s, b, rc, pg, ops, npick, upto);
+		dead = settle(s, b, rc, pg, ops, npick, upto);
 	}
 	/* Everything up to applied is in PostgreSQL: out of the outbox, also the
 	 * copies a crash or a busy block file left there (they come back as
 	 * duplicates), and only then acknowledged in Redis. */
-	if (settled && store_outbox_applied(b->store, applied) != SH_OK)
+	if (settled && store_outbox_settle(b->store, applied, dead, &counted) != SH_OK)
 		goto out;	/* not acknowledged: read again, and skipped, next pass */
 	ack_entries(rc, key, es, settled);
 out:
 	free(pick);
 	free(ops);
-	return ok;
+	return rv == SH_EREMOTE ? SH_EREMOTE : rv ? SH_EUNAVAIL : SH_OK;
+}
+
+/* PostgreSQL refuses block b as a whole: an outage of this block only. Its
+ * writes stay pending (nothing is lost or reordered), it is reported in its
+ * sync-status and the log, and it is tried again every REFUSED_RETRY_MS
+ * while every other block goes on. */
+static void refuse_block(struct block *b, const char *why)
+{
+	char *was = NULL;
+
+	b->refused_until_ms = now_ms() + REFUSED_RETRY_MS;
+	b->refused_checked = true;
+	if (store_meta_get(b->store, "sync_refused", &was) != SH_OK || strcmp(was, why) != 0) {
+		sh_log(LOG_ERR, "block '%s': postgresql refuses its writes: %s; the block is held"
+		       " back (its writes stay pending, retried every %d s), other blocks go on",
+		       b->id, why, REFUSED_RETRY_MS / 1000);
+		store_meta_set(b->store, "sync_refused", why);
+	}
+	free(was);
+}
+
+/* b was applied: whatever refusal it had is over. */
+static void unrefuse_block(struct block *b)
+{
+	char *was = NULL;
+
+	if (b->refused_checked && !b->refused_until_ms)
+		return;
+	if (store_meta_get(b->store, "sync_refused", &was) == SH_OK && was[0]) {
+		sh_log(LOG_NOTICE, "block '%s': postgresql takes its writes again", b->id);
+		store_meta_set(b->store, "sync_refused", "");
+	}
+	free(was);
+	b->refused_until_ms = 0;
+	b->refused_checked = true;
 }
 
 /* Append the parsable entries of list to *es (n of them so far). */
@@ -671,8 +713,16 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 	if (claim)
 		claim_stale(s, rc, key);
 	r = read_block(s, b, rc, key, &es, &n, err, errlen);
-	if (r == PASS_WORKED && n && !apply_entries(s, b, rc, pg, key, es, n, err, errlen))
-		r = PASS_PG_DOWN;
+	if (r == PASS_WORKED && n) {
+		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+
+		if (rv == SH_EREMOTE)
+			refuse_block(b, err);
+		else if (rv != SH_OK)
+			r = PASS_PG_DOWN;
+		else
+			unrefuse_block(b);
+	}
 	free_entries(es, n);
 	return r;
 }
@@ -704,8 +754,10 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 	for (size_t i = 0; i < n; i++) {
 		int64_t pending;
 
-		if (result <= PASS_WORKED && store_pending(blocks[i]->store, &pending) == SH_OK &&
-		    pending > 0) {
+		if (blocks[i]->refused_until_ms > now_ms()) {
+			/* held back: refused by PostgreSQL, not an outage */
+		} else if (result <= PASS_WORKED && store_pending(blocks[i]->store, &pending) == SH_OK &&
+			   pending > 0) {
 			enum pass_result r = apply_block(s, blocks[i], rc, pg, claim, err, errlen);
 			if (r > result)
 				result = r;

@@ -16,6 +16,7 @@ static const int errnos[SH_ERR_COUNT] = {
 	[SH_EREMOTE] = EIO,
 	[SH_EPERM] = EPERM,
 	[SH_ENAMETOOLONG] = ENAMETOOLONG,
+	[SH_ENOSPC] = ENOSPC,
 };
 
 int sh_errno(enum sh_err err)
