@@ -20,6 +20,7 @@
 #include "doc.h"
 #include "log.h"
 #include "scratch.h"
+#include "wbuf.h"
 
 #define JSON_SUFFIX ".json"
 #define UNKNOWN_INO 0xffffffffULL
@@ -34,7 +35,10 @@ struct handle {
 	int dirty;		/* record: buf holds an uncommitted change */
 	int written;		/* record: write() or truncate happened, not just O_TRUNC */
 	int sequential;		/* record: started empty and every write appended */
-	int too_big;		/* record: a write went past max_doc (reported once) */
+	int write_err;		/* record: EFBIG or ENOSPC refused a write: nothing is
+				 * stored, close() fails with it (logged once) */
+	struct wbudget *budget;	/* record: what charged was taken from */
+	size_t charged;		/* record: bytes of buf counted in the budget */
 	int err;		/* record: errno of the last failed commit */
 };
 
@@ -617,8 +621,17 @@ static struct handle *handle_new(const struct node_ref *r)
 	return h;
 }
 
+/* buf goes: its bytes go back to the budget of write buffers. */
+static void handle_uncharge(struct handle *h)
+{
+	if (h->budget && h->charged)
+		wbudget_give(h->budget, h->charged);
+	h->charged = 0;
+}
+
 static void handle_free(struct handle *h)
 {
+	handle_uncharge(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
@@ -629,24 +642,30 @@ static void handle_release(struct open_file *f)
 	handle_free((struct handle *)f);
 }
 
-/* Make buf hold at least n bytes, within the document cap. */
-static int reserve(struct handle *h, size_t n, size_t max)
+/* Make buf hold at least n bytes, within the document cap and the budget
+ * of all write buffers (ENOSPC beyond it, like scratch files). */
+static int reserve(struct fs *fs, struct handle *h, size_t n)
 {
 	char *grown;
 	size_t cap;
 
-	if (n > max)
+	if (n > fs->max_doc)
 		return EFBIG;
 	if (n <= h->cap)
 		return 0;
 	cap = h->cap ? h->cap : 256;
 	while (cap < n)
 		cap *= 2;
-	if (cap > max)
-		cap = max;
+	if (cap > fs->max_doc)
+		cap = fs->max_doc;
+	if (cap > h->charged && !wbudget_take(&fs->wbuf, cap - h->charged))
+		return ENOSPC;
+	h->budget = &fs->wbuf;
+	if (cap > h->charged)
+		h->charged = cap;
 	grown = realloc(h->buf, cap);
 	if (!grown)
-		return ENOMEM;
+		return ENOMEM;	/* charged stays: it covers the buffer kept */
 	h->buf = grown;
 	h->cap = cap;
 	return 0;
@@ -657,6 +676,7 @@ static enum sh_err handle_take(struct handle *h, char *text, int add_newline)
 {
 	size_t n = strlen(text);
 
+	handle_uncharge(h);	/* a document read in is not a write buffer */
 	free(h->buf);
 	if (add_newline) {
 		char *grown = realloc(text, n + 2);
@@ -836,13 +856,18 @@ static int check_sequential(struct fs *fs, struct handle *h)
 static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
 {
 	size_t end = (size_t)off + size;
-	int rc = h->too_big ? EFBIG : reserve(h, end, fs->max_doc);
+	int rc = h->write_err;
 
-	if (rc == EFBIG && !h->too_big) {
+	if (!rc && wbuf_write_refused((size_t)off, size, fs->max_doc, fs->max_write, fs->page))
+		rc = EFBIG;	/* whole: the kernel would count earlier parts as written */
+	if (!rc)
+		rc = reserve(fs, h, end);
+	if ((rc == EFBIG || rc == ENOSPC) && !h->write_err) {
 		/* refused once, here; close() must not store what came before */
 		engine_refused(fs->engine, h->ref.block, h->ref.model->name, h->ref.pk,
-			       "document above the max_doc cap");
-		h->too_big = 1;
+			       rc == EFBIG ? "document above the max_doc cap"
+					   : "the write buffers of all open records are full");
+		h->write_err = rc;
 		h->dirty = 0;
 	}
 	if (rc)
@@ -891,6 +916,8 @@ static int commit(struct fs *fs, struct handle *h)
 	struct block *b;
 	enum sh_err err;
 
+	if (h->write_err)
+		return h->write_err;	/* a write was refused: nothing was stored */
 	if (!h->dirty || h->ref.kind != NODE_RECORD || (!h->written && h->len == 0))
 		return 0;
 	h->dirty = 0;
@@ -959,7 +986,7 @@ static int resize_handle(struct fs *fs, struct handle *h, off_t size)
 	int rc = 0;
 
 	pthread_mutex_lock(&h->lock);
-	if ((size_t)size > h->len && !(rc = reserve(h, (size_t)size, fs->max_doc)))
+	if ((size_t)size > h->len && !(rc = reserve(fs, h, (size_t)size)))
 		memset(h->buf + h->len, ' ', (size_t)size - h->len);
 	if (!rc) {
 		h->len = (size_t)size;
@@ -1210,7 +1237,9 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+
+	fs->max_write = conn->max_write;	/* the largest piece of a write() */
 	/* O_TRUNC comes with the open: without it the kernel sends a truncate
 	 * that names no handle, which cannot be told from truncate(2) */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
