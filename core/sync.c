@@ -552,10 +552,10 @@ static size_t plan(const struct entry *es, size_t n, int64_t applied, size_t *pi
 	return i;
 }
 
-/* Apply what the stream holds for block b. Returns SH_EUNAVAIL on a
- * transient failure (PostgreSQL down), SH_EREMOTE when PostgreSQL answered
- * but refuses this block's bookkeeping or batch as a whole (e.g. a data
- * exception on its id): that holds back this block only. */
+/* Apply what the stream holds for block b. Returns SH_EREMOTE when
+ * PostgreSQL answered but refuses the values of this block's bookkeeping or
+ * batch as a whole (e.g. a data exception on its id): that holds back this
+ * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
 static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 				 const char *key, struct entry *es, size_t n, char *err, size_t errlen)
 {
@@ -599,7 +599,9 @@ static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *
 out:
 	free(pick);
 	free(ops);
-	return rv == SH_EREMOTE ? SH_EREMOTE : rv ? SH_EUNAVAIL : SH_OK;
+	if (rv == SH_EREMOTE && pg_sqlstate_of_values(pg_refused_sqlstate(pg)))
+		return SH_EREMOTE;
+	return rv ? SH_EUNAVAIL : SH_OK;	/* e.g. sharded_applied dropped: reconnect, recreate */
 }
 
 /* PostgreSQL refuses block b as a whole: an outage of this block only. Its
