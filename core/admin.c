@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "blocks.h"
+#include "clock.h"
 #include "redis.h"
 #include "store.h"
 
@@ -628,7 +629,7 @@ static enum sh_err block_status(const char *data_dir, const char *block, struct 
 	struct store_stats stats;
 	struct store *st;
 	enum sh_err e;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 
 	memset(s, 0, sizeof(*s));
 	if ((e = open_store(data_dir, block, &st, err, errlen)))

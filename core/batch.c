@@ -1,7 +1,9 @@
 /* batch.c - collapse and grouping of ops for pg_apply (see batch.h).
  *
  * Collapse is one pass over the ops with an open-addressing hash table of
- * (model, pk) -> position in the output order: one allocation per call.
+ * (model, pk) -> the record's chain (its surviving delete and upsert, by
+ * position in the output order): one allocation per call. Ops a later delete
+ * replaces leave holes in the order, squeezed out at the end.
  * Grouping compares each upsert's key set with its predecessor's, so every
  * document is scanned once, with one scratch allocation per call.
  * Bisection recurses into halves, so its depth is log2 of the group size.
@@ -39,9 +41,59 @@ static size_t table_size(size_t n)
 	return size;
 }
 
-enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *norder)
+/* One record's ops so far: positions in order + 1 (0 = none) of its
+ * surviving delete and upsert, and its latest op. */
+struct chain {
+	size_t del, ups;
+	size_t last;
+};
+
+/* The chain of ops[i]'s record; a new one when the record is new. */
+static struct chain *chain_of(const struct op *ops, size_t i, size_t *slots, size_t mask,
+			      struct chain *chains, size_t *nchains)
 {
-	size_t size, mask, *slots;	/* slots: position in order + 1; 0 = empty */
+	size_t h;
+
+	for (h = key_hash(&ops[i]) & mask; slots[h]; h = (h + 1) & mask)
+		if (same_record(&ops[chains[slots[h] - 1].last], &ops[i]))
+			return &chains[slots[h] - 1];
+	chains[*nchains] = (struct chain){ .last = BATCH_NONE };
+	slots[h] = ++*nchains;
+	return &chains[*nchains - 1];
+}
+
+/* The op at order position pos + 1 is replaced by a later one: a hole. */
+static void supersede(struct op *ops, size_t *order, size_t pos)
+{
+	if (!pos)
+		return;
+	ops[order[pos - 1]].superseded = true;
+	order[pos - 1] = BATCH_NONE;
+}
+
+static void add_to_chain(struct op *ops, size_t i, struct chain *c, size_t *order, size_t *len)
+{
+	if (ops[i].kind == OP_DELETE) {
+		/* stands for all before it, in its own place */
+		supersede(ops, order, c->del);
+		supersede(ops, order, c->ups);
+		order[(*len)++] = i;
+		c->del = *len;
+		c->ups = 0;
+	} else if (c->ups) {
+		/* the run's last value, in the run's first place */
+		ops[order[c->ups - 1]].superseded = true;
+		order[c->ups - 1] = i;
+	} else {
+		order[(*len)++] = i;
+		c->ups = *len;
+	}
+}
+
+enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *norder, size_t *prev)
+{
+	size_t size, mask, *slots, nchains = 0, len = 0;	/* slots: chain + 1; 0 = empty */
+	struct chain *chains;
 
 	*norder = 0;
 	if (n > BATCH_MAX_OPS)
@@ -49,25 +101,28 @@ enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *nord
 	size = table_size(n);
 	mask = size - 1;
 	slots = calloc(size, sizeof(*slots));
-	if (!slots)
+	chains = malloc((n ? n : 1) * sizeof(*chains));
+	if (!slots || !chains) {
+		free(slots);
+		free(chains);
 		return SH_ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++) {
-		size_t h;
+		struct chain *c;
 
+		prev[i] = BATCH_NONE;
 		if (ops[i].skipped)
 			continue;
-		for (h = key_hash(&ops[i]) & mask; slots[h]; h = (h + 1) & mask)
-			if (same_record(&ops[order[slots[h] - 1]], &ops[i]))
-				break;
-		if (slots[h]) {
-			ops[order[slots[h] - 1]].superseded = true;
-			order[slots[h] - 1] = i;
-		} else {
-			order[*norder] = i;
-			slots[h] = ++*norder;
-		}
+		c = chain_of(ops, i, slots, mask, chains, &nchains);
+		prev[i] = c->last;
+		c->last = i;
+		add_to_chain(ops, i, c, order, &len);
 	}
+	for (size_t j = 0; j < len; j++)
+		if (order[j] != BATCH_NONE)
+			order[(*norder)++] = order[j];
 	free(slots);
+	free(chains);
 	return SH_OK;
 }
 
@@ -250,6 +305,61 @@ enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder
 	return SH_OK;
 }
 
+static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
+				 void *ctx);
+
+/* Try op j alone, over the state its record had before j's segment. */
+static enum sh_err apply_alone(size_t j, const struct batch_bisect_ops *ops, void *ctx)
+{
+	char *why = NULL;
+	enum sh_err rc = ops->try_range(ctx, &j, 1, &why);
+
+	if (rc != SH_OK) {
+		free(why);
+		return rc;
+	}
+	ops->ops[j].superseded = false;
+	return why ? refused_alone(j, why, ops, ctx) : SH_OK;
+}
+
+/* Op i is refused on its own. When it stands for earlier writes of its
+ * record, those were acknowledged one by one and must not go with it: they
+ * are applied first, as the ops that stand for them (p, the one just before
+ * i, and when i is a delete and p an upsert, the delete before p's run),
+ * each falling back the same way when refused; then i is tried again over
+ * what they left, and is dead if refused still. A run of upserts whose last
+ * is refused thus costs a few tries, not one per write: the one before it
+ * stands for the rest. The recursion is as deep as the refused writes of one
+ * record in a row (at most a batch). */
+static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
+				 void *ctx)
+{
+	size_t p = ops->prev ? ops->prev[i] : BATCH_NONE, d = p;
+	enum sh_err rc;
+
+	if (p == BATCH_NONE || (ops->ops[i].kind == OP_UPSERT && ops->ops[p].kind == OP_DELETE)) {
+		ops->dead(ctx, i, why);	/* stands for itself only */
+		return SH_OK;
+	}
+	free(why);
+	/* a delete stands for all before it: for the delete before p's run too */
+	while (ops->ops[i].kind == OP_DELETE && d != BATCH_NONE && ops->ops[d].kind == OP_UPSERT)
+		d = ops->prev[d];
+	rc = d != p && d != BATCH_NONE && ops->ops[i].kind == OP_DELETE ? apply_alone(d, ops, ctx) : SH_OK;
+	if (rc == SH_OK)
+		rc = apply_alone(p, ops, ctx);
+	if (rc != SH_OK)
+		return rc;
+	why = NULL;
+	rc = ops->try_range(ctx, &i, 1, &why);
+	if (rc != SH_OK || !why) {
+		free(why);
+		return rc;
+	}
+	ops->dead(ctx, i, why);
+	return SH_OK;
+}
+
 /* A refused range is split in halves until the one bad op is found: about
  * 2 log2(n) tries per bad op instead of n. */
 enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bisect_ops *ops,
@@ -266,10 +376,8 @@ enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bis
 		free(why);	/* NULL unless the try broke its contract */
 		return rc;
 	}
-	if (count == 1) {
-		ops->dead(ctx, idx[0], why);
-		return SH_OK;
-	}
+	if (count == 1)
+		return refused_alone(idx[0], why, ops, ctx);
 	free(why);
 	if (ops->reset)
 		ops->reset(ctx, idx, count);

@@ -2,13 +2,25 @@
  *
  * Pure logic, no libpq, so that pg_apply's planning is unit-tested without a
  * server. Three steps:
- *   1. batch_collapse: one op per (model, pk); the last op's value wins and
- *      takes the place of the first occurrence, so a parent inserted before
- *      its child stays first (foreign-key order).
+ *   1. batch_collapse: per record (model, pk), the ops shrink to at most a
+ *      delete followed by an upsert, without changing what PostgreSQL ends
+ *      up with:
+ *      - a run of upserts becomes its last one, in the place of its first
+ *        (so a parent inserted before its child stays first); an upsert's
+ *        document is the whole record as the block held it, so the last one
+ *        carries every key the earlier ones of the run carried;
+ *      - a delete stands for itself and every op of the record before it,
+ *        in its own place (a child deleted before its parent stays before);
+ *      - upserts after a delete (a re-creation) start a new run after it:
+ *        the row is deleted, then inserted with exactly the new document,
+ *        and a refused insert does not undo the delete.
  *   2. batch_group: consecutive runs of the collapsed order that one
  *      statement can apply (same model, same kind, same top-level JSON keys).
  *   3. batch_bisect: a group the backend refuses is split in halves until the
- *      op it refuses is found; the backend is reached through callbacks.
+ *      op it refuses is found; the backend is reached through callbacks. An
+ *      op that stands for others and is refused alone falls back to the ops
+ *      it stands for, in seq order, so a refused write never takes an
+ *      acknowledged valid one with it.
  * Everything is capped; past a cap the call fails with SH_ETOOBIG.
  */
 #ifndef SHARDED_BATCH_H
@@ -16,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "op.h"
@@ -39,10 +52,14 @@ struct batch_group {
 	size_t count;
 };
 
-/* Collapse ops[0..n) (seq ascending), ignoring ops marked skipped. order must
- * hold n entries; it receives indices into ops of the surviving ops, *norder
- * of them. Ops replaced by a later op of the same (model, pk) get superseded. */
-enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *norder);
+#define BATCH_NONE SIZE_MAX	/* no op: in prev[] */
+
+/* Collapse ops[0..n) (seq ascending), ignoring ops marked skipped, by the
+ * rules above. order must hold n entries; it receives indices into ops of the
+ * surviving ops, *norder of them. prev must hold n entries: prev[i] is the op
+ * of the same record before ops[i] (BATCH_NONE for the first). Ops a later op
+ * stands for get superseded. */
+enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *norder, size_t *prev);
 
 /* Split order[0..norder) into groups; groups must hold norder entries. An upsert
  * whose document cannot be scanned forms a group of its own. */
@@ -70,13 +87,23 @@ struct batch_bisect_ops {
 	batch_try_fn try_range;
 	batch_reset_fn reset;	/* may be NULL */
 	batch_dead_fn dead;
+	/* Optional (prev NULL: every op stands for itself): the batch and
+	 * batch_collapse's prev. */
+	struct op *ops;
+	const size_t *prev;
 };
 
 /* Apply idx[0..count): one try when nothing is refused; a refused range of
  * more than one op is reset, then its halves (first count / 2, then the rest)
  * are bisected in turn, so each refused op costs about 2 log2(count) tries and
- * is reported dead exactly once. An error from a try is returned at once:
- * nothing is tried or reported dead after it. count 0 tries nothing. */
+ * is reported dead exactly once. An op refused alone that stands for others
+ * (prev set) falls back to them: the op just before it in its record's chain
+ * (and the delete before that op's run) is applied first, falling back the
+ * same way when refused, then the op is tried again and is dead if refused
+ * still. Ops tried are no longer superseded; a refused run of upserts costs
+ * about two tries per refused write, a valid one before them stops the walk.
+ * An error from a try is returned at once: nothing is tried or reported dead
+ * after it. count 0 tries nothing. */
 enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bisect_ops *ops,
 			 void *ctx);
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define SUFFIX ".sqlite"
@@ -191,7 +192,7 @@ static enum sh_err open_block(struct blockset *bs, const char *id, bool create, 
 		b->state = create ? BLOCK_LOADING : BLOCK_READY;
 		atomic_init(&b->load_total, -1);
 		atomic_init(&b->refs, 1);
-		atomic_init(&b->last_access_ns, store_now_ns());
+		atomic_init(&b->last_access_ns, clock_wall_ns());
 	}
 	free(path);
 	if (err) {
@@ -364,7 +365,7 @@ enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out
 
 	pthread_rwlock_rdlock(&bs->lock);
 	at = find(bs, id, &found);
-	if (found && !atomic_load(&bs->blocks[at]->retiring)) {
+	if (found && !atomic_load(&bs->blocks[at]->retiring) && !bs->blocks[at]->removing) {
 		*out = bs->blocks[at];
 		atomic_fetch_add(&(*out)->refs, 1);
 		err = SH_OK;
@@ -383,7 +384,8 @@ enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **
 	pthread_rwlock_wrlock(&bs->lock);
 	at = find(bs, id, &found);
 	if (found)
-		err = atomic_load(&bs->blocks[at]->retiring) ? SH_EBUSY : SH_EEXIST;
+		err = atomic_load(&bs->blocks[at]->retiring) || bs->blocks[at]->removing ?
+			      SH_EBUSY : SH_EEXIST;
 	else
 		err = open_block(bs, id, true, &b);
 	if (!err)
@@ -406,41 +408,73 @@ static void retire(struct block *b)
 		store_meta_set(b->store, "retiring", "1");
 }
 
-enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
+/* Mark block id as being removed and take a reference to it; NULL when
+ * absent or already being removed. */
+static struct block *take_for_removal(struct blockset *bs, const char *id)
 {
-	int64_t pending;
-	struct block *b;
-	bool found, gone;
+	struct block *b = NULL;
+	bool found;
 	size_t at;
 
-	*retired = false;
 	pthread_rwlock_wrlock(&bs->lock);
 	at = find(bs, id, &found);
-	if (!found) {
-		pthread_rwlock_unlock(&bs->lock);
-		return SH_ENOENT;
+	if (found && !bs->blocks[at]->removing) {
+		b = bs->blocks[at];
+		b->removing = true;
+		atomic_fetch_add(&b->refs, 1);
 	}
-	b = bs->blocks[at];
+	pthread_rwlock_unlock(&bs->lock);
+	return b;
+}
+
+/* The remove of b is over: drop it from the set (deleted), or show it again. */
+static void end_removal(struct blockset *bs, struct block *b, bool deleted)
+{
+	bool found;
+	size_t at;
+
+	pthread_rwlock_wrlock(&bs->lock);
+	b->removing = false;
+	at = find(bs, b->id, &found);	/* its id is still taken: found, and b */
+	if (deleted && found && bs->blocks[at] == b) {
+		memmove(&bs->blocks[at], &bs->blocks[at + 1], (bs->n - at - 1) * sizeof(*bs->blocks));
+		bs->n--;
+	} else {
+		deleted = false;
+	}
+	pthread_rwlock_unlock(&bs->lock);
+	if (deleted)
+		block_put(b);	/* the set's reference */
+}
+
+enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
+{
+	enum sh_err err = SH_OK;
+	int64_t pending;
+	struct block *b;
+	bool gone;
+
+	*retired = false;
+	b = take_for_removal(bs, id);
+	if (!b)
+		return SH_ENOENT;
+	/* Not under the set's lock: a slow write in b (a long transaction, a
+	 * busy disk) must not stall the lookups of every other block. */
 	pthread_rwlock_wrlock(&b->life);	/* no write is half done */
 	if (store_remove_if_idle(b->store, &pending, &gone) != SH_OK) {
-		pthread_rwlock_unlock(&b->life);
-		pthread_rwlock_unlock(&bs->lock);
-		return SH_EIO;
-	}
-	if (!gone) {	/* pending > 0 */
+		err = SH_EIO;
+	} else if (!gone) {	/* pending > 0 */
 		retire(b);
 		*retired = true;
-		pthread_rwlock_unlock(&b->life);
-		pthread_rwlock_unlock(&bs->lock);
-		return SH_OK;
+	} else {
+		atomic_store(&b->removed, true);
 	}
-	atomic_store(&b->removed, true);
 	pthread_rwlock_unlock(&b->life);
-	memmove(&bs->blocks[at], &bs->blocks[at + 1], (bs->n - at - 1) * sizeof(*bs->blocks));
-	bs->n--;
-	pthread_rwlock_unlock(&bs->lock);
+	/* the files went in store_remove_if_idle, while b still held its id: a
+	 * create of it (SH_EBUSY) cannot have made a file that was unlinked */
+	end_removal(bs, b, !err && !*retired);
 	block_put(b);
-	return SH_OK;
+	return err;
 }
 
 enum sh_err blockset_snapshot(struct blockset *bs, struct block ***out, size_t *n)

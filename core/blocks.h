@@ -20,7 +20,7 @@
 #define BLOCK_ID_MAX 128
 
 /* What a block's records are: readers wait while LOADING and trigger a
- * reload when EXPIRED (engine.c). */
+ * reload when EXPIRED (life.c, through life_ready()). */
 enum block_state { BLOCK_READY, BLOCK_LOADING, BLOCK_EXPIRED };
 
 struct block {
@@ -40,7 +40,10 @@ struct block {
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
 	 * write can never land in a block that is being deleted. */
 	pthread_rwlock_t life;
-	/* state and its waiters (engine.c); progress of the current load */
+	/* under the set's lock: a blockset_remove() waits for this block's
+	 * writes or deletes its files; hidden from lookups, its id still taken */
+	bool removing;
+	/* state and its waiters (life.c); progress of the current load */
 	pthread_mutex_t state_lock;
 	pthread_cond_t state_cond;
 	enum block_state state;		/* under state_lock */
@@ -64,18 +67,24 @@ enum sh_err blockset_reopen(struct blockset *bs);
 /* Accepts NULL. Every block must have been put. */
 void blockset_close(struct blockset *bs);
 
-/* A counted reference to block id: SH_ENOENT when absent or retiring. */
+/* A counted reference to block id: SH_ENOENT when absent, retiring or
+ * being removed. */
 enum sh_err blockset_get(struct blockset *bs, const char *id, struct block **out);
 
 /* Create a new, empty block in state BLOCK_LOADING; SH_EEXIST when it
  * exists, SH_EBUSY while a removed block of that id still has writes to
- * send. Returns a reference. Blocks opened from disk start BLOCK_READY. */
+ * send or is being removed. Returns a reference. Blocks opened from disk
+ * start BLOCK_READY. */
 enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **out);
 
 /* Delete block id and its file. With writes still pending, the block
  * retires instead (*retired set): it is hidden and takes no more writes,
  * the sync goes on sending its outbox, and a call once nothing is pending
- * deletes it. The retiring mark is kept in the file, across restarts. */
+ * deletes it. The retiring mark is kept in the file, across restarts.
+ * It waits for the writes in flight in that block, holding no lock of the
+ * set meanwhile: the block is hidden (SH_ENOENT to lookups and to another
+ * remove, SH_EBUSY to a create of its id) until it is gone or, on an
+ * error, back. */
 enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired);
 
 /* References to every block, retiring ones included, sorted by id; put

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blocks.h"
 #include "catalog_file.h"
 #include "doc.h"
 #include "life.h"
@@ -44,7 +45,7 @@ struct engine {
 	engine_change_fn on_change;
 	void *ctx;
 	struct loaders *loaders;
-	struct life life;
+	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
 };
 
@@ -70,9 +71,60 @@ const struct catalog *engine_catalog(const struct engine *e)
 	return e->cat;
 }
 
-struct blockset *engine_blocks(struct engine *e)
+_Static_assert(ENGINE_BLOCK_ID_MAX == BLOCK_ID_MAX, "engine.h and blocks.h agree on block ids");
+_Static_assert(ENGINE_MAX_DOC_DEFAULT == DOC_MAX_DEFAULT, "engine.h and doc.h agree on max_doc");
+
+size_t engine_max_doc(const struct engine *e)
 {
-	return e->blocks;
+	return e->max_doc;
+}
+
+enum sh_err engine_block_get(struct engine *e, const char *id, struct block **out)
+{
+	return blockset_get(e->blocks, id, out);
+}
+
+void engine_block_put(struct block *b)
+{
+	block_put(b);
+}
+
+enum sh_err engine_block_list(struct engine *e, engine_block_fn fn, void *ctx)
+{
+	struct block **blocks;
+	size_t n;
+
+	if (blockset_snapshot(e->blocks, &blocks, &n))
+		return SH_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!atomic_load(&blocks[i]->retiring))	/* removed, still sending */
+			fn(ctx, blocks[i]->id);
+		block_put(blocks[i]);
+	}
+	free(blocks);
+	return SH_OK;
+}
+
+size_t engine_block_count(struct engine *e)
+{
+	return blockset_count(e->blocks);
+}
+
+bool engine_record_key(const char *name, char *pk, size_t pklen)
+{
+	return doc_record_name(name, pk, pklen);
+}
+
+bool engine_record_name(const char *pk, char *name, size_t namelen)
+{
+	int n = snprintf(name, namelen, "%s" DOC_SUFFIX, pk);
+
+	return n >= 0 && (size_t)n < namelen;
+}
+
+enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen)
+{
+	return doc_check_pk(m, pk, why, whylen);
 }
 
 static char *dup_or_env(const char *value, const char *env, const char *fallback)
@@ -226,14 +278,14 @@ static void life_changed(void *ctx, const char *block)
 
 static void init_life(struct engine *e)
 {
-	e->life.cat = e->cat;
-	e->life.loaders = e->loaders;
-	e->life.blocks = e->blocks;
-	e->life.pg_conninfo = e->pg_conninfo;
-	e->life.default_ttl = e->ttl;
-	e->life.on_change = life_changed;
-	e->life.ctx = e;
-	life_recover(&e->life);
+	e->lifecycle.cat = e->cat;
+	e->lifecycle.loaders = e->loaders;
+	e->lifecycle.blocks = e->blocks;
+	e->lifecycle.pg_conninfo = e->pg_conninfo;
+	e->lifecycle.default_ttl = e->ttl;
+	e->lifecycle.on_change = life_changed;
+	e->lifecycle.ctx = e;
+	life_recover(&e->lifecycle);
 }
 
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
@@ -302,12 +354,12 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 	e->ctx = ctx;
 	if (!rv)
 		rv = sync_start(&sc, &e->sync);
-	return rv ? rv : life_start(&e->life);
+	return rv ? rv : life_start(&e->lifecycle);
 }
 
 void engine_stop(struct engine *e)
 {
-	life_stop(&e->life);
+	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
 }
@@ -350,7 +402,7 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 		       "sending its writes to PostgreSQL", id);
 	if (rv)
 		return rv;
-	rv = life_first_load(&e->life, b);
+	rv = life_first_load(&e->lifecycle, b);
 	if (rv == SH_OK) {
 		sh_log(LOG_INFO, "block '%s': created", id);
 	} else {
@@ -385,8 +437,8 @@ enum sh_err engine_block_remove(struct engine *e, const char *id)
 /* Every request on a block: note the access (TTL), wait for a load, reload if expired. */
 static enum sh_err use(struct engine *e, struct block *b)
 {
-	atomic_store(&b->last_access_ns, store_now_ns());
-	return life_ready(&e->life, b);
+	atomic_store(&b->last_access_ns, clock_wall_ns());
+	return life_ready(&e->lifecycle, b);
 }
 
 /* A free read-through connection, locked; waits for one when all are busy. */
@@ -406,7 +458,7 @@ static int take_reader(struct engine *e)
 static enum sh_err fetch_row(struct engine *e, struct block *b, const struct model *m,
 			     const char *pk, char **doc)
 {
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	char why[256];
 	enum sh_err rv;
 	int i;
@@ -479,8 +531,8 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 }
 
 /* Commit a prepared document (or a deletion) unless the block is being removed. */
-static enum sh_err commit(struct engine *e, struct block *b, const struct model *m,
-			  const char *pk, const char *doc)
+static enum sh_err commit_write(struct engine *e, struct block *b, const struct model *m,
+				const char *pk, const char *doc)
 {
 	int64_t seq;
 	enum sh_err rv;
@@ -493,20 +545,15 @@ static enum sh_err commit(struct engine *e, struct block *b, const struct model 
 	return rv;
 }
 
-/* Validate body against the stored record; *doc gets the document to store. */
-static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
-			   const char *pk, const char *body, size_t len, char **doc)
+/* Validate body as the new content of record pk, merged onto existing (the
+ * stored document, NULL when absent); *doc gets the document to store. */
+static enum sh_err merge_body(struct engine *e, struct block *b, const struct model *m,
+			      const char *pk, const char *body, size_t len, const char *existing,
+			      char **doc)
 {
-	char *existing = NULL, why[256];
-	enum sh_err rv = use(e, b);
+	char why[256];
+	enum sh_err rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
 
-	if (rv)
-		return rv;
-	rv = store_get(b->store, m->name, pk, &existing, NULL);
-	if (rv != SH_OK && rv != SH_ENOENT)
-		return rv;
-	rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
-	free(existing);
 	if (rv == SH_EINVAL || rv == SH_ETOOBIG) {
 		atomic_fetch_add(&e->refusals, 1);
 		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
@@ -515,15 +562,58 @@ static enum sh_err prepare(struct engine *e, struct block *b, const struct model
 	return rv;
 }
 
+/* Validate body against the stored record; *doc gets the document to store. */
+static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
+			   const char *pk, const char *body, size_t len, char **doc)
+{
+	char *existing = NULL;
+	enum sh_err rv = use(e, b);
+
+	if (rv)
+		return rv;
+	rv = store_get(b->store, m->name, pk, &existing, NULL);
+	if (rv != SH_OK && rv != SH_ENOENT)
+		return rv;
+	rv = merge_body(e, b, m, pk, body, len, existing, doc);
+	free(existing);
+	return rv;
+}
+
+/* A write in progress: what store_write_merged's callback merges. */
+struct put {
+	struct engine *e;
+	struct block *b;
+	const struct model *m;
+	const char *pk, *body;
+	size_t len;
+};
+
+/* store_merge_fn: runs inside the write's transaction. */
+static enum sh_err put_merge(void *ctx, const char *existing, char **doc)
+{
+	struct put *p = ctx;
+
+	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc);
+}
+
+/* The merge reads the stored record inside the transaction that commits the
+ * result: read outside it, two writers of different keys of one record could
+ * each merge onto the same old copy and the second would undo the first. */
 enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
 		       const char *body, size_t len)
 {
-	char *doc = NULL;
-	enum sh_err rv = prepare(e, b, m, pk, body, len, &doc);
+	struct put p = { e, b, m, pk, body, len };
+	int64_t seq;
+	enum sh_err rv = use(e, b);
 
-	if (rv == SH_OK)
-		rv = commit(e, b, m, pk, doc);
-	free(doc);
+	if (rv)
+		return rv;
+	pthread_rwlock_rdlock(&b->life);
+	rv = atomic_load(&b->removed) ? SH_ENOENT
+				      : store_write_merged(b->store, m->name, pk, put_merge, &p, &seq);
+	pthread_rwlock_unlock(&b->life);
+	if (rv == SH_OK && e->sync)
+		sync_kick(e->sync);
 	return rv;
 }
 
@@ -554,7 +644,7 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 	enum sh_err rv = engine_get(e, b, m, pk, &doc, NULL);
 
 	free(doc);
-	return rv ? rv : commit(e, b, m, pk, NULL);
+	return rv ? rv : commit_write(e, b, m, pk, NULL);
 }
 
 enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *m,
@@ -565,7 +655,7 @@ enum sh_err engine_evict(struct engine *e, struct block *b, const struct model *
 }
 
 enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,
-			store_list_fn fn, void *ctx)
+			engine_record_fn fn, void *ctx)
 {
 	enum sh_err rv = use(e, b);
 
@@ -610,7 +700,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 {
 	struct store_stats st = { 0 };
 	struct sync_status ss = { .redis_up = true, .pg_up = true };
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	int64_t total = atomic_load(&b->load_total);
 	int64_t dead = meta_int(b, "dead_total", 0);
 	char *dead_error = dead ? meta_text(b, "last_dead_error") : strdup("-"), totaltext[24];
@@ -663,7 +753,7 @@ struct totals {
 static void add_totals(struct engine *e, struct totals *t)
 {
 	struct block **blocks;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	size_t n;
 
 	if (blockset_snapshot(e->blocks, &blocks, &n))
@@ -721,7 +811,7 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 
 	switch (f) {
 	case CTL_TTL:
-		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->life, b));
+		n = asprintf(text, "%" PRId64 "\n", life_ttl(&e->lifecycle, b));
 		break;
 	case CTL_INVALIDATE:
 		n = asprintf(text, "%" PRId64 "\n", meta_int(b, "loaded_ns", 0) / 1000000000);
@@ -760,7 +850,7 @@ static enum sh_err parse_ttl(const char *v, int64_t *ttl)
 
 static enum sh_err invalidate(struct engine *e, struct block *b)
 {
-	enum sh_err rv = life_reload(&e->life, b);
+	enum sh_err rv = life_reload(&e->lifecycle, b);
 
 	if (rv == SH_OK)
 		sh_log(LOG_INFO, "block '%s': invalidated and reloaded", b->id);

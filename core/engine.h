@@ -1,20 +1,37 @@
 /* engine.h - what the file system asks of sharded, in its own terms.
  *
  * The engine owns the catalog, the blocks, a PostgreSQL connection for
- * read-through and the sync workers. fs/ calls only this header (plus the
- * read-only catalog and block types), so every rule about records and
- * control files lives here, not in the FUSE layer.
+ * read-through and the sync workers. This header is the only core header
+ * fs/ includes (tests/check_fs_includes.cmake fails the suite otherwise), so
+ * every rule about blocks, records and control files lives behind it, not in
+ * the FUSE layer. What it exposes beyond its own calls, and why:
+ *   - error.h: the result of every call (fs/errmap.c maps it to errno once);
+ *   - log.h: sh_log, the one logging function, which fs/ logs through too;
+ *   - catalog.h: the models, read-only (names, look-up by name), which name
+ *     the directories; fs/ never builds or changes a catalog;
+ *   - clock.h: the wall clock, for the times of what has no stored mtime
+ *     (directories, control files, a record being created).
+ * A block is an opaque, counted handle (engine_block_get/put): fs/ never sees
+ * the block set, a store, or a block's locks and state.
  */
 #ifndef SHARDED_ENGINE_H
 #define SHARDED_ENGINE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "blocks.h"
 #include "catalog.h"
+#include "clock.h"
 #include "error.h"
+#include "log.h"
+
+/* The longest block id, in bytes (blocks.h's BLOCK_ID_MAX; engine.c checks they agree). */
+#define ENGINE_BLOCK_ID_MAX 128
+
+/* The cap on one document when engine_config.max_doc is 0 (doc.h's DOC_MAX_DEFAULT). */
+#define ENGINE_MAX_DOC_DEFAULT (1024 * 1024)
 
 struct engine_config {
 	const char *pg;		/* libpq conninfo or URI; NULL: $DATABASE_URL, else PG* defaults */
@@ -43,6 +60,10 @@ typedef void (*engine_change_fn)(void *ctx, const char *block, const char *model
 
 struct engine;
 
+/* One block, as a counted reference: valid until engine_block_put(), even
+ * when the block is removed meanwhile. */
+struct block;
+
 /* Connect to PostgreSQL and Redis, load the catalog, open the blocks.
  * On failure err holds a one-line reason without any password. */
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
@@ -60,7 +81,34 @@ void engine_stop(struct engine *e);
 void engine_close(struct engine *e);
 
 const struct catalog *engine_catalog(const struct engine *e);
-struct blockset *engine_blocks(struct engine *e);
+
+/* The cap on one document, in bytes (engine_config.max_doc or the default). */
+size_t engine_max_doc(const struct engine *e);
+
+/* A reference to block id: SH_ENOENT when there is none (or it was removed
+ * and is only still sending its writes). */
+enum sh_err engine_block_get(struct engine *e, const char *id, struct block **out);
+
+/* Drop a reference from engine_block_get(). Accepts NULL. */
+void engine_block_put(struct block *b);
+
+/* Call fn with the id of every block a user sees, in id order. */
+typedef void (*engine_block_fn)(void *ctx, const char *id);
+enum sh_err engine_block_list(struct engine *e, engine_block_fn fn, void *ctx);
+
+/* How many blocks this daemon holds, removed ones still sending included. */
+size_t engine_block_count(struct engine *e);
+
+/* Is name a record's file name ("<pk>.json", not hidden)? Then pk (pklen
+ * bytes) gets the key; false when it is not, or the key does not fit. The
+ * key itself is not checked: that is engine_check_key(). */
+bool engine_record_key(const char *name, char *pk, size_t pklen);
+
+/* The file name of record pk into name (namelen bytes); false when it does not fit. */
+bool engine_record_name(const char *pk, char *name, size_t namelen);
+
+/* Is pk a valid primary key for m? SH_EINVAL with a reason in why when not. */
+enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen);
 
 /* mkdir and rmdir of a block. */
 enum sh_err engine_block_create(struct engine *e, const char *id);
@@ -104,9 +152,11 @@ enum sh_err engine_delete(struct engine *e, struct block *b, const struct model 
 const char *ctl_name(enum ctl_file f);
 bool ctl_writable(enum ctl_file f);
 
-/* The records of model in block b, in key order (store_list_fn from store.h). */
+/* The records of model in block b, in key order: fn gets each record's key,
+ * document length and mtime, and returns non-zero to stop. */
+typedef int (*engine_record_fn)(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns);
 enum sh_err engine_list(struct engine *e, struct block *b, const struct model *m,
-			store_list_fn fn, void *ctx);
+			engine_record_fn fn, void *ctx);
 
 /* A control file's whole content (malloc'd, ends in a newline). b is NULL
  * for CTL_METRICS. */
@@ -115,5 +165,10 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 /* Replace a control file's value with buf (the whole value; one trailing newline allowed). */
 enum sh_err engine_ctl_write(struct engine *e, struct block *b, enum ctl_file f, const char *buf,
 			     size_t len);
+
+/* Start a named thread that takes no signals, as the engine starts its own
+ * (core/thread.h declares the same; thread.c checks that they agree): for
+ * fs/'s notify thread. 0, or pthread_create's error number. */
+int thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 
 #endif

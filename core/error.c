@@ -14,7 +14,12 @@ static const char *const descriptions[SH_ERR_COUNT] = {
 	[SH_EREMOTE] = "refused by backend",
 	[SH_EPERM] = "not permitted",
 	[SH_ENAMETOOLONG] = "name too long",
-	[SH_ENOSPC] = "no space left on device",
+	[SH_ENOTDIR] = "not a directory",
+	[SH_EISDIR] = "is a directory",
+	[SH_EACCES] = "access denied",
+	[SH_EXDEV] = "across directories",
+	[SH_EBADMSG] = "refused document",
+	[SH_ENOSPC] = "no space left",
 };
 
 const char *sh_strerror(enum sh_err err)

@@ -1,9 +1,10 @@
 /* error.h - the one error enum of sharded's core.
  *
- * Every core function that can fail returns an enum sh_err. The FUSE layer
- * maps it to an errno in exactly one place (fs/errmap.c); tools map it to an
- * exit code. Human-readable detail travels separately, in caller-provided
- * buffers or through sh_log().
+ * Every core function that can fail returns an enum sh_err, and so does
+ * every helper of the FUSE layer: fs/ maps it to an errno in exactly one
+ * place (fs/errmap.c), when it replies; tools map it to an exit code.
+ * Human-readable detail travels separately, in caller-provided buffers or
+ * through sh_log().
  */
 #ifndef SHARDED_ERROR_H
 #define SHARDED_ERROR_H
@@ -21,7 +22,13 @@ enum sh_err {
 	SH_EREMOTE,	/* a backend refused the operation: permanent */
 	SH_EPERM,	/* operation not allowed on this object */
 	SH_ENAMETOOLONG,	/* a name above its cap */
-	SH_ENOSPC,	/* local storage is full (SQLITE_FULL, ENOSPC) */
+	SH_ENOTDIR,	/* not a directory, where one is needed (opendir of a file) */
+	SH_EISDIR,	/* a directory, where a file is needed (open of a directory) */
+	SH_EACCES,	/* access mode not allowed (a read-only control file opened to write) */
+	SH_EXDEV,	/* across directories that do not share content (rename to another) */
+	SH_EBADMSG,	/* a refused document, where SH_EINVAL would mean something else */
+	SH_ENOSPC,	/* a cap on the space of many objects together was reached,
+			 * or local storage is full (SQLITE_FULL, ENOSPC) */
 	SH_ERR_COUNT
 };
 

@@ -1,16 +1,22 @@
-/* life.c - loading, reloading and expiring blocks. */
+/* life.c - loading, reloading and expiring blocks.
+ * Order (the expiry thread): once a second it looks at every block; it drops
+ * a block's records only when the block is ready, idle past its TTL and has
+ * nothing pending, and marks it loading first, so no request sees it half
+ * dropped and no pending write is ever lost. A load commits in one SQLite
+ * transaction: requests see the block before it or after it. */
 #include "life.h"
 
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "pg.h"
 #include "store.h"
+#include "thread.h"
 
 #define RELOAD_RETRY_NS (5LL * 1000000000)	/* an expired block whose reload failed */
 
@@ -124,7 +130,7 @@ static void mark_loaded(struct block *b)
 {
 	char buf[32];
 
-	snprintf(buf, sizeof(buf), "%" PRId64, store_now_ns());
+	snprintf(buf, sizeof(buf), "%" PRId64, clock_wall_ns());
 	store_meta_set(b->store, "loaded_ns", buf);
 }
 
@@ -200,13 +206,13 @@ enum sh_err life_ready(struct life *l, struct block *b)
 		pthread_mutex_unlock(&b->state_lock);
 		return SH_ENOENT;
 	}
-	if (b->state == BLOCK_EXPIRED && store_now_ns() >= atomic_load(&b->reload_after_ns)) {
+	if (b->state == BLOCK_EXPIRED && clock_wall_ns() >= atomic_load(&b->reload_after_ns)) {
 		b->state = BLOCK_LOADING;	/* this request reloads it; others wait */
 		pthread_mutex_unlock(&b->state_lock);
 		if (reload_from(l, b, BLOCK_EXPIRED) != SH_OK) {
 			/* PostgreSQL away: serve what the block holds (pending writes,
 			 * read-through later) and try again in a while */
-			atomic_store(&b->reload_after_ns, store_now_ns() + RELOAD_RETRY_NS);
+			atomic_store(&b->reload_after_ns, clock_wall_ns() + RELOAD_RETRY_NS);
 			sh_log(LOG_WARNING, "block '%s': reload failed; serving what it holds", b->id);
 		}
 		return SH_OK;
@@ -314,7 +320,7 @@ static void *expiry_main(void *arg)
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
 		pthread_mutex_unlock(&l->lock);
-		life_expire_pass(l, store_now_ns());
+		life_expire_pass(l, clock_wall_ns());
 		pthread_mutex_lock(&l->lock);
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_sec += 1;
@@ -327,18 +333,10 @@ static void *expiry_main(void *arg)
 
 enum sh_err life_start(struct life *l)
 {
-	sigset_t all, old;
-	int rc;
-
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->wake, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&l->thread, NULL, expiry_main, l);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
+	if (thread_start(&l->thread, "sharded-expiry", expiry_main, l) != 0)
 		return SH_ENOMEM;
-	pthread_setname_np(l->thread, "sharded-expiry");
 	l->running = true;
 	return SH_OK;
 }

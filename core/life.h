@@ -64,7 +64,8 @@ const char *life_state_name(enum block_state s);
 enum sh_err life_start(struct life *l);
 void life_stop(struct life *l);
 
-/* One expiry pass at time now_ns (the thread calls it each second; tests call it directly). */
+/* One expiry pass at time now_ns: the thread calls it each second with the
+ * wall clock, tests/unit/test_life.c with times of its own. */
 void life_expire_pass(struct life *l, int64_t now_ns);
 
 #endif

@@ -3,6 +3,21 @@
 #include <stddef.h>
 #include "op.h"
 
+const char *op_origin(const struct op *op)
+{
+	return op->origin[0] ? op->origin : OP_ORIGIN_LEGACY;
+}
+
+bool op_origin_valid(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return false;
+	return n > 0 && n < OP_ORIGIN_MAX;
+}
+
 void op_release(struct op *op)
 {
 	if (!op)

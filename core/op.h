@@ -1,9 +1,14 @@
 /* op.h - one write operation on one record, as it travels from a block's
  * outbox through Redis to PostgreSQL.
  *
- * seq is the block's sequence number: strictly increasing per block, never
- * reused (see store.h), so "applied up to seq N" is a complete statement of
- * what PostgreSQL has from that block.
+ * A write is named by (block, origin, seq). origin is the incarnation of the
+ * block file that made it: a new one begins whenever a process starts writing
+ * to a file it opened from disk, and whenever the file is not as this process
+ * left it (restored from a backup, rolled back by a power loss, written by
+ * another process). seq is the file's own counter, one per write, strictly
+ * increasing within an origin and contiguous from base + 1, so "origin applied
+ * up to seq N" is a complete statement of what PostgreSQL has of that origin,
+ * even when a restored file counts again from a lower seq (see store.h).
  */
 #ifndef SHARDED_OP_H
 #define SHARDED_OP_H
@@ -12,6 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define OP_ORIGIN_MAX 33	/* an origin: up to 32 lowercase hex digits and a NUL */
+#define OP_ORIGIN_LEGACY "0"	/* writes made before origins existed (and ops without one) */
+
 enum op_kind {
 	OP_UPSERT = 'U',	/* doc holds the whole record as a JSON object */
 	OP_DELETE = 'D'		/* doc is NULL */
@@ -19,6 +27,13 @@ enum op_kind {
 
 struct op {
 	int64_t seq;
+	char origin[OP_ORIGIN_MAX];	/* "" reads as OP_ORIGIN_LEGACY */
+	int64_t base;		/* the file's last seq when origin began: its first write is base + 1 */
+	/* On the origin's first write (seq base + 1): "" or the write (after,
+	 * after_seq) to apply before it, the file's last one then still pending.
+	 * "" on the others. */
+	char after[OP_ORIGIN_MAX];
+	int64_t after_seq;
 	char kind;		/* enum op_kind */
 	char *model;		/* owned */
 	char *pk;		/* owned; the primary key as text, as in the file name */
@@ -31,6 +46,12 @@ struct op {
 	char *error;		/* PostgreSQL's error text when dead */
 	char *returned;		/* row_to_json of the row after an applied upsert */
 };
+
+/* op's origin, OP_ORIGIN_LEGACY when it has none. */
+const char *op_origin(const struct op *op);
+
+/* Is s an origin (1 to 32 lowercase hex digits)? */
+bool op_origin_valid(const char *s);
 
 /* Free what op owns (not op itself). Accepts NULL. */
 void op_release(struct op *op);

@@ -124,7 +124,7 @@ static enum sh_err classify(struct pg *pg, const PGresult *res)
 	return SH_EREMOTE;
 }
 
-static PGresult *exec(struct pg *pg, const char *sql, int n, const char *const *vals)
+static PGresult *exec_params(struct pg *pg, const char *sql, int n, const char *const *vals)
 {
 	pg->statements++;
 	return PQexecParams(pg->conn, sql, n, NULL, vals, NULL, NULL, 0);
@@ -134,7 +134,7 @@ static PGresult *exec(struct pg *pg, const char *sql, int n, const char *const *
 static enum sh_err command(struct pg *pg, const char *sql, int n, const char *const *vals,
 			   char *err, size_t errlen)
 {
-	PGresult *res = exec(pg, sql, n, vals);
+	PGresult *res = exec_params(pg, sql, n, vals);
 	enum sh_err rc = SH_OK;
 
 	if (!result_ok(res)) {
@@ -345,12 +345,36 @@ uint64_t pg_statements(const struct pg *pg)
 	return pg->statements;
 }
 
-enum sh_err pg_ensure_tables(struct pg *pg)
+/* sharded_applied as a version from before origins made it, keyed by block
+ * alone, becomes keyed by (block, origin): its rows are the legacy origin's
+ * (op.h), so what they say stays true of the writes in old block files.
+ * One transaction; a second daemon doing the same waits on the lock, then
+ * finds nothing to do. */
+static const char migrate_applied_sql[] =
+	"BEGIN;"
+	"LOCK TABLE sharded_applied IN ACCESS EXCLUSIVE MODE;"
+	"ALTER TABLE sharded_applied ADD COLUMN IF NOT EXISTS origin text NOT NULL"
+	" DEFAULT '" OP_ORIGIN_LEGACY "';"
+	"DO $$ DECLARE pk name; BEGIN"
+	" IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'sharded_applied'::regclass"
+	"  AND contype = 'p' AND array_length(conkey, 1) = 2) THEN"
+	"  SELECT conname INTO pk FROM pg_constraint WHERE conrelid = 'sharded_applied'::regclass"
+	"   AND contype = 'p';"
+	"  IF pk IS NOT NULL THEN"
+	"   EXECUTE format('ALTER TABLE sharded_applied DROP CONSTRAINT %I', pk);"
+	"  END IF;"
+	"  ALTER TABLE sharded_applied ADD PRIMARY KEY (block, origin);"
+	" END IF;"
+	"END $$;"
+	"COMMIT";
+
+static enum sh_err create_applied(struct pg *pg)
 {
 	static const char sql[] =
-		"CREATE TABLE IF NOT EXISTS sharded_applied ("
-		"block text PRIMARY KEY, seq bigint NOT NULL, applied_at timestamptz)";
-	PGresult *res = exec(pg, sql, 0, NULL);
+		"CREATE TABLE IF NOT EXISTS sharded_applied (block text NOT NULL,"
+		" origin text NOT NULL DEFAULT '" OP_ORIGIN_LEGACY "', seq bigint NOT NULL,"
+		" applied_at timestamptz, PRIMARY KEY (block, origin))";
+	PGresult *res = exec_params(pg, sql, 0, NULL);
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	enum sh_err rc = SH_OK;
 	char reason[512];
@@ -363,6 +387,41 @@ enum sh_err pg_ensure_tables(struct pg *pg)
 	}
 	PQclear(res);
 	return rc;
+}
+
+static enum sh_err migrate_applied(struct pg *pg)
+{
+	PGresult *res = exec_params(pg, "SELECT 1 FROM pg_constraint WHERE conrelid ="
+			     " 'sharded_applied'::regclass AND contype = 'p'"
+			     " AND array_length(conkey, 1) = 2", 0, NULL);
+	enum sh_err rc = SH_OK;
+	char reason[512];
+	bool done = result_ok(res) && PQntuples(res) == 1;
+
+	if (!result_ok(res))
+		rc = classify(pg, res);
+	PQclear(res);
+	if (rc || done)
+		return rc;
+	pg->statements++;
+	res = PQexec(pg->conn, migrate_applied_sql);
+	if (!result_ok(res)) {
+		rc = classify(pg, res);
+		result_reason(pg, res, reason, sizeof(reason));
+		sh_log(LOG_ERR, "cannot key \"sharded_applied\" by origin: %s", reason);
+		PQclear(exec_params(pg, "ROLLBACK", 0, NULL));
+	} else {
+		sh_log(LOG_INFO, "\"sharded_applied\" is now keyed by (block, origin)");
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum sh_err pg_ensure_tables(struct pg *pg)
+{
+	enum sh_err rc = create_applied(pg);
+
+	return rc ? rc : migrate_applied(pg);
 }
 
 /* ---- catalog ---- */
@@ -480,7 +539,7 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 	*out = NULL;
 	rc = wanted_parse(&w, models_csv, err, errlen);
 	if (rc == SH_OK) {
-		res = exec(pg, catalog_sql, 1, vals);
+		res = exec_params(pg, catalog_sql, 1, vals);
 		if (!result_ok(res)) {
 			rc = classify(pg, res);
 			result_reason(pg, res, err, errlen);
@@ -553,7 +612,7 @@ static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const stru
 		}
 		PQclear(res);	/* not prepared: the plain statement says why */
 	}
-	res = exec(pg, sql, 1, vals);
+	res = exec_params(pg, sql, 1, vals);
 	free(sql);
 	return res;
 }
@@ -591,10 +650,11 @@ enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct 
 	return rc;
 }
 
-enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq)
+enum sh_err pg_applied_seq(struct pg *pg, const char *block, const char *origin, int64_t *seq)
 {
-	const char *vals[] = { block };
-	PGresult *res = exec(pg, "SELECT seq FROM sharded_applied WHERE block = $1", 1, vals);
+	const char *vals[] = { block, origin };
+	PGresult *res = exec_params(pg, "SELECT seq FROM sharded_applied WHERE block = $1 AND origin = $2",
+			     2, vals);
 	enum sh_err rc = SH_OK;
 
 	*seq = 0;
@@ -606,7 +666,8 @@ enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq)
 
 		rc = classify(pg, res);
 		result_reason(pg, res, reason, sizeof(reason));
-		sh_log(LOG_WARNING, "reading applied seq of \"%s\": %s", block, reason);
+		sh_log(LOG_WARNING, "reading applied seq of \"%s\" origin %s: %s", block, origin,
+		       reason);
 	}
 	PQclear(res);
 	return rc;
@@ -620,6 +681,7 @@ struct apply {
 	struct op *ops;
 	char *err;
 	size_t errlen;
+	size_t *prev;		/* batch_collapse's links between ops of one record */
 };
 
 /* One statement: its text and its single JSON parameter. */
@@ -834,7 +896,7 @@ static enum sh_err exec_stmt(struct apply *a, const struct stmt *st, const size_
 			     size_t count, char **why)
 {
 	const char *vals[] = { st->param.p };
-	PGresult *res = exec(a->pg, st->sql.p, 1, vals);
+	PGresult *res = exec_params(a->pg, st->sql.p, 1, vals);
 	enum sh_err rc;
 
 	if (result_ok(res)) {
@@ -912,27 +974,33 @@ static void mark_dead(void *ctx, size_t i, char *why)
 	       why ? why : "refused");
 }
 
-static const struct batch_bisect_ops bisect_ops = {
-	.try_range = bisect_try,
-	.reset = clear_returned,
-	.dead = mark_dead,
-};
-
-/* Apply one group, isolating by bisection (batch.h) each op PostgreSQL refuses. */
+/* Apply one group, isolating by bisection (batch.h) each op PostgreSQL
+ * refuses, and falling back to the writes a refused op stands for. */
 static enum sh_err apply_range(struct apply *a, const size_t *idx, size_t count)
 {
-	return batch_bisect(idx, count, &bisect_ops, a);
+	const struct batch_bisect_ops ops = {
+		.try_range = bisect_try,
+		.reset = clear_returned,
+		.dead = mark_dead,
+		.ops = a->ops,
+		.prev = a->prev,
+	};
+
+	return batch_bisect(idx, count, &ops, a);
 }
 
 static enum sh_err apply_all(struct apply *a, size_t n)
 {
-	size_t *order = malloc((n ? n : 1) * sizeof(*order));
-	struct batch_group *groups = malloc((n ? n : 1) * sizeof(*groups));
+	size_t m = n ? n : 1;
+	size_t *order = malloc(m * sizeof(*order));
+	struct batch_group *groups = malloc(m * sizeof(*groups));
 	size_t norder = 0, ngroups = 0;
-	enum sh_err rc = order && groups ? SH_OK : SH_ENOMEM;
+	enum sh_err rc;
 
+	a->prev = malloc(m * sizeof(*a->prev));
+	rc = order && groups && a->prev ? SH_OK : SH_ENOMEM;
 	if (rc == SH_OK)
-		rc = batch_collapse(a->ops, n, order, &norder);
+		rc = batch_collapse(a->ops, n, order, &norder, a->prev);
 	if (rc == SH_OK)
 		rc = batch_group(a->ops, order, norder, groups, &ngroups);
 	for (size_t g = 0; rc == SH_OK && g < ngroups; g++)
@@ -941,42 +1009,81 @@ static enum sh_err apply_all(struct apply *a, size_t n)
 		set_err(a->err, a->errlen, "applying batch: %s", sh_strerror(rc));
 	free(order);
 	free(groups);
+	free(a->prev);
+	a->prev = NULL;
 	return rc;
 }
 
-/* Lock the block's bookkeeping row: concurrent appliers of one block queue
- * here, so per-block order holds across daemons. */
-static enum sh_err lock_block(struct pg *pg, const char *block, int64_t *applied,
-			      char *err, size_t errlen)
-{
-	const char *vals[] = { block };
-	PGresult *res;
-	enum sh_err rc;
+/* One origin of a batch: what PostgreSQL had applied of it, and the highest
+ * seq of it in the batch. */
+struct origin_mark {
+	const char *origin;	/* points into an op */
+	int64_t applied, upto;
+};
 
-	rc = command(pg, "INSERT INTO sharded_applied (block, seq) VALUES ($1, 0) "
-		     "ON CONFLICT DO NOTHING", 1, vals, err, errlen);
-	if (rc != SH_OK)
-		return rc;
-	res = exec(pg, "SELECT seq FROM sharded_applied WHERE block = $1 FOR UPDATE", 1, vals);
-	if (!result_ok(res) || PQntuples(res) != 1) {
-		rc = result_ok(res) ? SH_EREMOTE : classify(pg, res);
-		result_reason(pg, res, err, errlen);
-	} else {
-		*applied = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+/* The distinct origins of ops; marks holds n. */
+static size_t origins_of(const struct op *ops, size_t n, struct origin_mark *marks)
+{
+	size_t k = 0, j;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *o = op_origin(&ops[i]);
+
+		for (j = 0; j < k && strcmp(marks[j].origin, o) != 0; j++)
+			;
+		if (j == k)
+			marks[k++] = (struct origin_mark){ o, 0, 0 };
+		if (ops[i].seq > marks[j].upto)
+			marks[j].upto = ops[i].seq;
 	}
-	PQclear(res);
+	return k;
+}
+
+/* Serialise the appliers of one block (across daemons: per-block order
+ * holds), then read what each origin of the batch has applied. */
+static enum sh_err lock_block(struct pg *pg, const char *block, struct origin_mark *marks,
+			      size_t k, char *err, size_t errlen)
+{
+	const char *vals[] = { block, NULL };
+	enum sh_err rc;
+
+	rc = command(pg, "SELECT pg_advisory_xact_lock(hashtext('sharded_applied'), hashtext($1))",
+		     1, vals, err, errlen);
+	for (size_t i = 0; rc == SH_OK && i < k; i++) {
+		PGresult *res;
+
+		vals[1] = marks[i].origin;
+		res = exec_params(pg, "SELECT seq FROM sharded_applied WHERE block = $1 AND origin = $2",
+			   2, vals);
+		if (!result_ok(res)) {
+			rc = classify(pg, res);
+			result_reason(pg, res, err, errlen);
+		} else if (PQntuples(res) == 1) {
+			marks[i].applied = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		}
+		PQclear(res);
+	}
 	return rc;
 }
 
-static enum sh_err finish(struct pg *pg, const char *block, int64_t upto, char *err, size_t errlen)
+/* Raise each origin's seq to the batch's highest, and commit. */
+static enum sh_err finish(struct pg *pg, const char *block, const struct origin_mark *marks,
+			  size_t k, char *err, size_t errlen)
 {
-	char seq[32];
-	const char *vals[] = { block, seq };
-	enum sh_err rc;
+	enum sh_err rc = SH_OK;
 
-	snprintf(seq, sizeof(seq), "%" PRId64, upto);
-	rc = command(pg, "UPDATE sharded_applied SET seq = $2, applied_at = now() WHERE block = $1",
-		     2, vals, err, errlen);
+	for (size_t i = 0; rc == SH_OK && i < k; i++) {
+		char seq[32];
+		const char *vals[] = { block, marks[i].origin, seq };
+
+		if (marks[i].upto <= marks[i].applied)
+			continue;	/* all of it applied before */
+		snprintf(seq, sizeof(seq), "%" PRId64, marks[i].upto);
+		rc = command(pg, "INSERT INTO sharded_applied (block, origin, seq, applied_at)"
+			     " VALUES ($1, $2, $3, now()) ON CONFLICT (block, origin) DO UPDATE"
+			     " SET seq = greatest(sharded_applied.seq, excluded.seq), applied_at = now()",
+			     3, vals, err, errlen);
+	}
 	return rc ? rc : command(pg, "COMMIT", 0, NULL, err, errlen);
 }
 
@@ -990,13 +1097,17 @@ static void reset_outputs(struct op *ops, size_t n)
 	}
 }
 
-/* Mark what was applied before; returns the highest seq after this batch. */
-static int64_t mark_skipped(struct op *ops, size_t n, int64_t applied)
+/* Mark what each origin applied before; returns the highest seq in ops. */
+static int64_t mark_skipped(struct op *ops, size_t n, const struct origin_mark *marks, size_t k)
 {
-	int64_t upto = applied;
+	int64_t upto = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		ops[i].skipped = ops[i].seq <= applied;
+		const char *o = op_origin(&ops[i]);
+
+		for (size_t j = 0; j < k; j++)
+			if (strcmp(marks[j].origin, o) == 0)
+				ops[i].skipped = ops[i].seq <= marks[j].applied;
 		if (ops[i].seq > upto)
 			upto = ops[i].seq;
 	}
@@ -1006,27 +1117,31 @@ static int64_t mark_skipped(struct op *ops, size_t n, int64_t applied)
 static void rollback(struct pg *pg)
 {
 	if (PQstatus(pg->conn) == CONNECTION_OK && PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
-		PQclear(exec(pg, "ROLLBACK", 0, NULL));
+		PQclear(exec_params(pg, "ROLLBACK", 0, NULL));
 }
 
 enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
 		     struct op *ops, size_t n, int64_t *applied_upto, char *err, size_t errlen)
 {
-	struct apply a = { pg, cat, ops, err, errlen };
-	int64_t applied = 0, upto = 0;
-	enum sh_err rc;
+	struct apply a = { .pg = pg, .cat = cat, .ops = ops, .err = err, .errlen = errlen };
+	struct origin_mark *marks = malloc((n ? n : 1) * sizeof(*marks));
+	size_t k = marks ? origins_of(ops, n, marks) : 0;
+	int64_t upto = 0;
+	enum sh_err rc = marks ? SH_OK : SH_ENOMEM;
 
 	reset_outputs(ops, n);
 	rollback(pg);	/* whatever an earlier failure left open */
-	rc = command(pg, "BEGIN", 0, NULL, err, errlen);
 	if (rc == SH_OK)
-		rc = lock_block(pg, block, &applied, err, errlen);
+		rc = command(pg, "BEGIN", 0, NULL, err, errlen);
+	if (rc == SH_OK)
+		rc = lock_block(pg, block, marks, k, err, errlen);
 	if (rc == SH_OK) {
-		upto = mark_skipped(ops, n, applied);
+		upto = mark_skipped(ops, n, marks, k);
 		rc = apply_all(&a, n);
 	}
 	if (rc == SH_OK)
-		rc = finish(pg, block, upto, err, errlen);
+		rc = finish(pg, block, marks, k, err, errlen);
+	free(marks);
 	if (rc != SH_OK) {
 		rollback(pg);
 		reset_outputs(ops, n);
@@ -1081,7 +1196,7 @@ enum sh_err pg_check_sql(struct pg *pg, const char *sql, int nparams, char *err,
 enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *const *vals,
 		     int64_t *count, char *err, size_t errlen)
 {
-	PGresult *res = exec(pg, sql, nparams, vals);
+	PGresult *res = exec_params(pg, sql, nparams, vals);
 	enum sh_err rc = SH_OK;
 
 	if (result_ok(res) && PQntuples(res) == 1) {

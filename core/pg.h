@@ -31,7 +31,10 @@ void pg_close(struct pg *pg);
 enum sh_err pg_reconnect(struct pg *pg);
 
 /* Create sharded's own bookkeeping table if missing:
- *   sharded_applied(block text primary key, seq bigint not null, applied_at timestamptz) */
+ *   sharded_applied(block, origin, seq, applied_at), primary key (block, origin):
+ *   the highest seq applied of each origin of each block (op.h).
+ * A table made by a version from before origins (keyed by block) is
+ * migrated in one transaction: its rows become the legacy origin's. */
 enum sh_err pg_ensure_tables(struct pg *pg);
 
 /* Load the catalog of schema: every ordinary or partitioned table with a
@@ -47,18 +50,20 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
 			 const char *pk, char **doc);
 
-/* Highest seq applied for block (0 if none). */
-enum sh_err pg_applied_seq(struct pg *pg, const char *block, int64_t *seq);
+/* Highest seq applied of block's origin (0 if none). */
+enum sh_err pg_applied_seq(struct pg *pg, const char *block, const char *origin, int64_t *seq);
 
-/* Apply ops (sorted by seq ascending, all of one block) in one transaction:
- * - lock the block's sharded_applied row; ops with seq <= it are marked skipped;
+/* Apply ops (in the order to apply them, all of one block) in one transaction:
+ * - take the block's lock (an advisory lock: appliers of one block queue);
+ *   ops at or below their origin's sharded_applied seq are marked skipped;
  * - collapse the rest per (model, pk), last write wins (op->superseded);
  * - apply them in batched statements (json_populate_recordset, ON CONFLICT
  *   (pk) DO UPDATE of the columns present, RETURNING row_to_json);
  * - a permanent error is isolated by bisecting under savepoints: the one bad
  *   op gets dead = true and error = PostgreSQL's message, the rest apply;
- * - set sharded_applied.seq to the highest seq in ops, commit.
- * On SH_OK *applied_upto is that seq and each applied upsert has returned set.
+ * - raise each origin's sharded_applied seq to its highest seq in ops, commit.
+ * On SH_OK *applied_upto is the highest seq in ops and each applied upsert
+ * has returned set.
  * On SH_EUNAVAIL nothing was committed and err says why. */
 enum sh_err pg_apply(struct pg *pg, const struct catalog *cat, const char *block,
 		     struct op *ops, size_t n, int64_t *applied_upto, char *err, size_t errlen);

@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define STMT_CACHE 48
@@ -48,6 +50,14 @@ struct store {
 	bool sync_full;
 	struct store *lru_prev, *lru_next;	/* while open; under lru.lock */
 	struct parked parked;	/* while parked; under lock */
+	/* The origin this process writes under (op.h), and the last seq it
+	 * wrote: when the file's meta says otherwise, the file is not as we left
+	 * it and the next write begins a new origin. Under lock. */
+	struct {
+		char id[OP_ORIGIN_MAX];	/* "" until the first write */
+		int64_t base, after_seq, last_seq;
+		char after[OP_ORIGIN_MAX];
+	} origin;
 	/* prepared statements, kept per connection; keyed by the address of
 	 * their SQL, which is always a string literal in this file */
 	struct {
@@ -63,21 +73,26 @@ static const char schema_sql[] =
 	" doc TEXT NOT NULL, mtime_ns INTEGER NOT NULL, PRIMARY KEY(model, pk)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY, op TEXT NOT NULL,"
 	" model TEXT NOT NULL, pk TEXT NOT NULL, doc TEXT, mtime_ns INTEGER NOT NULL,"
-	" relayed_ns INTEGER NOT NULL DEFAULT 0);"
+	" relayed_ns INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT '" OP_ORIGIN_LEGACY "',"
+	" base INTEGER NOT NULL DEFAULT 0, after TEXT NOT NULL DEFAULT '',"
+	" after_seq INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);"
 	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);";
+
+/* A file from before origins: its outbox rows are the legacy origin's, with
+ * the block's base_seq as their base, which is what PostgreSQL's per-block
+ * row (now the legacy origin's) was counted against. */
+static const char migrate_outbox_sql[] =
+	"ALTER TABLE outbox ADD COLUMN origin TEXT NOT NULL DEFAULT '" OP_ORIGIN_LEGACY "';"
+	"ALTER TABLE outbox ADD COLUMN base INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE outbox ADD COLUMN after TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE outbox ADD COLUMN after_seq INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE outbox SET base = coalesce((SELECT CAST(value AS INTEGER) FROM meta"
+	" WHERE key = 'base_seq'), 0);";
 
 static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
 	" WHERE o.model = records.model AND o.pk = records.pk)";
-
-int64_t store_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 enum sh_err store_sqlite_err(int rc, int sys_errno)
 {
@@ -111,7 +126,7 @@ static enum sh_err exec_on(sqlite3 *db, const char *path, const char *sql)
 	return SH_OK;
 }
 
-static enum sh_err exec(struct store *st, const char *sql)
+static enum sh_err exec_sql(struct store *st, const char *sql)
 {
 	return exec_on(st->db, st->path, sql);
 }
@@ -166,7 +181,8 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-/* Step a statement that returns no rows, then finalize it. */
+/* Step a statement that returns no rows, then give it back (release: reset
+ * when cached, else finalized). */
 static enum sh_err run(struct store *st, sqlite3_stmt *s)
 {
 	int rc;
@@ -228,13 +244,43 @@ static enum sh_err init_new(struct store *st)
 
 	if (meta_get_int_locked(st, "last_seq", &seq) == SH_OK)
 		return SH_OK;
-	seq = store_now_ns() / 1000;
+	seq = clock_wall_ns() / 1000;
 	err = meta_set_int_locked(st, "base_seq", seq);
 	if (!err)
-		err = meta_set_int_locked(st, "created_ns", store_now_ns());
+		err = meta_set_int_locked(st, "created_ns", clock_wall_ns());
 	if (!err)
-		err = meta_set_int_locked(st, "loaded_ns", store_now_ns());
+		err = meta_set_int_locked(st, "loaded_ns", clock_wall_ns());
 	return err ? err : meta_set_int_locked(st, "last_seq", seq);
+}
+
+static bool outbox_has_origin(struct store *st)
+{
+	sqlite3_stmt *s = NULL;
+	bool has = false;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM pragma_table_info('outbox')"
+			       " WHERE name = 'origin'", -1, &s, NULL) == SQLITE_OK)
+		has = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return has;
+}
+
+/* Bring a file made by an older version up to date, once (another process
+ * may be doing the same: the check is repeated under the write lock). */
+static enum sh_err migrate(struct store *st)
+{
+	enum sh_err err;
+
+	if (outbox_has_origin(st))
+		return SH_OK;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err && !outbox_has_origin(st))
+		err = exec_sql(st, migrate_outbox_sql);
+	if (!err)
+		err = exec_sql(st, "COMMIT");
+	if (err)
+		exec_sql(st, "ROLLBACK");
+	return err;
 }
 
 /* A daemon holds thousands of block connections: none gets SQLite's bulk
@@ -250,13 +296,15 @@ static enum sh_err configure(struct store *st, bool fresh)
 	enum sh_err err;
 
 	sqlite3_busy_timeout(st->db, 5000);
-	err = exec(st, "PRAGMA journal_mode=WAL");
+	err = exec_sql(st, "PRAGMA journal_mode=WAL");
 	if (!err)
-		err = exec(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
+		err = exec_sql(st, "PRAGMA cache_size=-" STORE_CACHE_KIB);
 	if (!err)
-		err = exec(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+		err = exec_sql(st, st->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 	if (!err && fresh)
-		err = exec(st, schema_sql);
+		err = exec_sql(st, schema_sql);
+	if (!err && fresh)
+		err = migrate(st);
 	if (!err && fresh)
 		err = init_new(st);
 	return err;
@@ -286,7 +334,8 @@ static enum sh_err open_db(struct store *st, bool create, bool fresh)
  * parked: its connection closed, after it noted its counts and meta rows,
  * which it answers from memory for as long as its files do not change. Any
  * other call opens it again. A store's lock is taken before lru.lock; a
- * victim's only with trylock, so no two threads wait on each other. */
+ * victim's only with trylock, so no two threads wait on each other (every
+ * lock and its order: docs/architecture.md, "Threads and locks"). */
 
 static struct {
 	pthread_mutex_t lock;
@@ -398,7 +447,7 @@ static void park_locked(struct store *st, bool remember)
 	st->db = NULL;
 	file_sig_read(st->path, "", &st->parked.db);
 	file_sig_read(st->path, "-wal", &st->parked.wal);
-	st->parked.checked_ns = store_now_ns();
+	st->parked.checked_ns = clock_wall_ns();
 }
 
 /* st (open, st->lock held) becomes the most recently used; the least
@@ -438,7 +487,7 @@ static bool parked_fresh_locked(struct store *st)
 {
 	struct parked *pk = &st->parked;
 	struct file_sig db, wal;
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 
 	if (st->db || !pk->valid)
 		return false;
@@ -517,6 +566,8 @@ void store_park(struct store *st, bool remember)
 	pthread_mutex_unlock(&lru.lock);
 	if (st->db)
 		park_locked(st, remember);
+	if (!remember)	/* another process (after a fork): it writes under an origin of its own */
+		st->origin.id[0] = 0;
 	pthread_mutex_unlock(&st->lock);
 }
 
@@ -538,29 +589,37 @@ void store_close(struct store *st)
 	free(st);
 }
 
+/* The stored document of a record (st locked, open); *doc is malloc'd. */
+static enum sh_err get_locked(struct store *st, const char *model, const char *pk, char **doc,
+			      int64_t *mtime_ns)
+{
+	sqlite3_stmt *s = prep(st, "SELECT doc, mtime_ns FROM records WHERE model = ?1 AND pk = ?2");
+	enum sh_err err = SH_ENOENT;
+
+	*doc = NULL;
+	if (!s)
+		return SH_EIO;
+	bind_text(s, 1, model);
+	bind_text(s, 2, pk);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*doc = column_dup(s, 0);
+		if (mtime_ns)
+			*mtime_ns = sqlite3_column_int64(s, 1);
+		err = *doc ? SH_OK : SH_ENOMEM;
+	}
+	release(st, s);
+	return err;
+}
+
 enum sh_err store_get(struct store *st, const char *model, const char *pk, char **doc,
 		      int64_t *mtime_ns)
 {
-	sqlite3_stmt *s;
-	enum sh_err err = SH_ENOENT;
+	enum sh_err err;
 
 	*doc = NULL;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	s = prep(st, "SELECT doc, mtime_ns FROM records WHERE model = ?1 AND pk = ?2");
-	if (!s) {
-		err = SH_EIO;
-	} else {
-		bind_text(s, 1, model);
-		bind_text(s, 2, pk);
-		if (sqlite3_step(s) == SQLITE_ROW) {
-			*doc = column_dup(s, 0);
-			if (mtime_ns)
-				*mtime_ns = sqlite3_column_int64(s, 1);
-			err = *doc ? SH_OK : SH_ENOMEM;
-		}
-		release(st, s);
-	}
+	err = get_locked(st, model, pk, doc, mtime_ns);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -579,7 +638,7 @@ enum sh_err store_cache(struct store *st, const char *model, const char *pk, con
 		bind_text(s, 1, model);
 		bind_text(s, 2, pk);
 		bind_text(s, 3, doc);
-		sqlite3_bind_int64(s, 4, store_now_ns());
+		sqlite3_bind_int64(s, 4, clock_wall_ns());
 	}
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
@@ -612,8 +671,8 @@ static enum sh_err put_record_locked(struct store *st, const char *model, const 
 static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const char *model,
 					const char *pk, const char *doc, int64_t now)
 {
-	sqlite3_stmt *s = prep(st, "INSERT INTO outbox(seq, op, model, pk, doc, mtime_ns)"
-				   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+	sqlite3_stmt *s = prep(st, "INSERT INTO outbox(seq, op, model, pk, doc, mtime_ns, origin,"
+				   " base, after, after_seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
 
 	if (s) {
 		sqlite3_bind_int64(s, 1, seq);
@@ -622,8 +681,95 @@ static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const cha
 		bind_text(s, 4, pk);
 		bind_text(s, 5, doc);
 		sqlite3_bind_int64(s, 6, now);
+		bool first = seq == st->origin.base + 1;	/* only it waits on after */
+
+		bind_text(s, 7, st->origin.id);
+		sqlite3_bind_int64(s, 8, st->origin.base);
+		bind_text(s, 9, first ? st->origin.after : "");
+		sqlite3_bind_int64(s, 10, first ? st->origin.after_seq : 0);
 	}
 	return run(st, s);
+}
+
+/* ---- origins (op.h) ------------------------------------------------------ */
+
+/* A new origin id: 16 hex digits of microseconds, so that the origins of one
+ * file sort in the order they began (at least one after prev, the file's
+ * current one, whatever the clock says), and 64 random bits. */
+static enum sh_err new_origin_id(const char *prev, char *out)
+{
+	uint64_t us = (uint64_t)(clock_wall_ns() / 1000), rnd, prev_us = 0;
+	char head[17];
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return SH_EIO;
+	if (prev && strlen(prev) == OP_ORIGIN_MAX - 1) {
+		snprintf(head, sizeof(head), "%.16s", prev);
+		prev_us = strtoull(head, NULL, 16);
+	}
+	if (us <= prev_us)
+		us = prev_us + 1;
+	snprintf(out, OP_ORIGIN_MAX, "%016" PRIx64 "%016" PRIx64, us, rnd);
+	return SH_OK;
+}
+
+/* The file's last seq and the origin it went out under ("" if none), in one
+ * statement: every write reads both. */
+static enum sh_err last_write_locked(struct store *st, int64_t *last_seq, char *origin)
+{
+	sqlite3_stmt *s = prep(st, "SELECT (SELECT value FROM meta WHERE key = 'last_seq'),"
+				   " (SELECT value FROM meta WHERE key = 'origin')");
+	enum sh_err err = SH_EIO;
+
+	if (!s)
+		return SH_EIO;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		const unsigned char *o = sqlite3_column_text(s, 1);
+
+		*last_seq = sqlite3_column_int64(s, 0);
+		snprintf(origin, OP_ORIGIN_MAX, "%s", o ? (const char *)o : "");
+		err = SH_OK;
+	}
+	release(st, s);
+	return err;
+}
+
+/* The file's last write still in the outbox, if any: a new origin's first
+ * write is applied after it. */
+static void last_pending_locked(struct store *st)
+{
+	sqlite3_stmt *s = prep(st, "SELECT origin, seq FROM outbox ORDER BY seq DESC LIMIT 1");
+
+	st->origin.after[0] = 0;
+	st->origin.after_seq = 0;
+	if (s && sqlite3_step(s) == SQLITE_ROW) {
+		snprintf(st->origin.after, sizeof(st->origin.after), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		st->origin.after_seq = sqlite3_column_int64(s, 1);
+	}
+	release(st, s);
+}
+
+/* Make sure the next write (seq last_seq + 1) goes out under an origin of
+ * ours that the file agrees with: the file's meta names it and its last_seq
+ * is the last seq we wrote. Anything else (no write yet since we opened the
+ * file, another process wrote, the file was restored or rolled back) begins
+ * a new origin, with base last_seq. In the write transaction. */
+static enum sh_err origin_for_write_locked(struct store *st, int64_t last_seq,
+					   const char *current)
+{
+	enum sh_err err;
+
+	if (st->origin.id[0] && strcmp(current, st->origin.id) == 0 &&
+	    st->origin.last_seq == last_seq)
+		return SH_OK;
+	err = new_origin_id(current, st->origin.id);
+	if (err)
+		return err;
+	st->origin.base = last_seq;
+	last_pending_locked(st);
+	err = meta_set_locked(st, "origin", st->origin.id);
+	return err ? err : meta_set_int_locked(st, "origin_base", last_seq);
 }
 
 /* A record deleted and written again before the deletion left for Redis (mv
@@ -646,11 +792,15 @@ static enum sh_err revoke_delete_locked(struct store *st, const char *model, con
 static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
 				const char *doc, int64_t *seq)
 {
-	int64_t now = store_now_ns();
-	enum sh_err err = meta_get_int_locked(st, "last_seq", seq);
+	int64_t now = clock_wall_ns();
+	char current[OP_ORIGIN_MAX];
+	enum sh_err err = last_write_locked(st, seq, current);
 
 	if (err)
-		return err == SH_ENOENT ? SH_EIO : err;
+		return err;
+	err = origin_for_write_locked(st, *seq, current);
+	if (err)
+		return err;
 	(*seq)++;
 	err = meta_set_int_locked(st, "last_seq", *seq);
 	if (!err)
@@ -669,15 +819,50 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		err = write_locked(st, model, pk, doc, seq);
 		if (!err)
-			err = exec(st, "COMMIT");
+			err = exec_sql(st, "COMMIT");
 		if (err)
-			exec(st, "ROLLBACK");
+			exec_sql(st, "ROLLBACK");
+	}
+	if (err)
+		st->origin.id[0] = 0;	/* an origin begun here may not be in the file */
+	else
+		st->origin.last_seq = *seq;
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+/* Read, merge and write under one BEGIN IMMEDIATE: no other writer, in this
+ * process or another, can commit to the record between the read and the write,
+ * so two partial writes of one record compose instead of undoing each other. */
+enum sh_err store_write_merged(struct store *st, const char *model, const char *pk,
+			       store_merge_fn merge, void *ctx, int64_t *seq)
+{
+	char *existing = NULL, *doc = NULL;
+	enum sh_err err;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		err = get_locked(st, model, pk, &existing, NULL);
+		if (err == SH_OK || err == SH_ENOENT)
+			err = merge(ctx, existing, &doc);
+		if (!err && !doc)
+			err = SH_EINVAL;	/* a deletion is store_write's */
+		if (!err)
+			err = write_locked(st, model, pk, doc, seq);
+		if (!err)
+			err = exec_sql(st, "COMMIT");
+		if (err)
+			exec_sql(st, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&st->lock);
+	free(existing);
+	free(doc);
 	return err;
 }
 
@@ -720,6 +905,10 @@ static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t
 		op->model = column_dup(s, 2);
 		op->pk = column_dup(s, 3);
 		op->doc = column_dup(s, 4);
+		snprintf(op->origin, sizeof(op->origin), "%s", (const char *)sqlite3_column_text(s, 5));
+		op->base = sqlite3_column_int64(s, 6);
+		snprintf(op->after, sizeof(op->after), "%s", (const char *)sqlite3_column_text(s, 7));
+		op->after_seq = sqlite3_column_int64(s, 8);
 		if (!op->model || !op->pk || (op->kind == OP_UPSERT && !op->doc)) {
 			op_free_array(arr, i);
 			return SH_ENOMEM;
@@ -762,7 +951,8 @@ enum sh_err store_outbox_to_relay(struct store *st, int64_t resend_before_ns,
 			err = SH_ENOMEM;
 		return err;
 	}
-	s = prep(st, "SELECT seq, op, model, pk, doc FROM outbox WHERE relayed_ns < ?1"
+	s = prep(st, "SELECT seq, op, model, pk, doc, origin, base, after, after_seq FROM outbox"
+		     " WHERE relayed_ns < ?1"
 		     " AND seq < coalesce((SELECT min(seq) FROM outbox WHERE op = 'D'"
 		     " AND relayed_ns = 0 AND mtime_ns > ?3), 9223372036854775807)"
 		     " ORDER BY seq LIMIT ?2");
@@ -822,34 +1012,55 @@ enum sh_err store_outbox_unrelay(struct store *st)
 	return err;
 }
 
-enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq)
+enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq)
 {
-	return run_ints(st, "DELETE FROM outbox WHERE seq <= ?1", upto_seq, 0, 0);
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
+	if (s) {
+		bind_text(s, 1, origin);
+		sqlite3_bind_int64(s, 2, upto_seq);
+	}
+	err = run(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
 }
 
-enum sh_err store_outbox_settle(struct store *st, int64_t upto_seq, int64_t not_applied,
-				int64_t *applied)
+enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t upto_seq,
+				int64_t *not_applied, int64_t *applied)
 {
+	sqlite3_stmt *s;
 	enum sh_err err;
 
 	*applied = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
-		err = run_ints_locked(st, "DELETE FROM outbox WHERE seq <= ?1", upto_seq, 0, 0);
+		s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
+		if (s) {
+			bind_text(s, 1, origin);
+			sqlite3_bind_int64(s, 2, upto_seq);
+		}
+		err = run(st, s);
 		if (!err) {
-			int64_t n = sqlite3_changes(st->db) - not_applied;
+			int64_t n = sqlite3_changes(st->db);
+			int64_t skip = n < *not_applied ? n : *not_applied;
 
-			*applied = n > 0 ? n : 0;
+			*applied = n - skip;
 			err = run_ints_locked(st, "INSERT INTO meta(key, value) VALUES('applied_total', ?1)"
 					      " ON CONFLICT(key) DO UPDATE SET value ="
 					      " CAST(value AS INTEGER) + ?1", *applied, 0, 0);
+			if (!err)
+				err = exec_sql(st, "COMMIT");
+			if (!err)
+				*not_applied -= skip;
 		}
-		if (!err)
-			err = exec(st, "COMMIT");
 		if (err) {
-			exec(st, "ROLLBACK");
+			exec_sql(st, "ROLLBACK");
 			*applied = 0;
 		}
 	}
@@ -880,7 +1091,7 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
 	if (!pending_after_locked(st, model, pk, applied_seq))
-		err = put_record_locked(st, model, pk, doc, store_now_ns());
+		err = put_record_locked(st, model, pk, doc, clock_wall_ns());
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -897,7 +1108,7 @@ static int refresh_one_locked(struct store *st, const struct op *op)
 	bind_text(s, 1, op->model);
 	bind_text(s, 2, op->pk);
 	bind_text(s, 3, op->returned);
-	sqlite3_bind_int64(s, 4, store_now_ns());
+	sqlite3_bind_int64(s, 4, clock_wall_ns());
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		db_fail(st, "refresh");
 		release(st, s);
@@ -914,7 +1125,7 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	for (size_t i = 0; i < n && !err; i++) {
 		int rc = 0;
 
@@ -927,9 +1138,9 @@ enum sh_err store_refresh_batch(struct store *st, const struct op *ops, size_t n
 		changed[i] = rc > 0;
 	}
 	if (!err)
-		err = exec(st, "COMMIT");
+		err = exec_sql(st, "COMMIT");
 	if (err)
-		exec(st, "ROLLBACK");
+		exec_sql(st, "ROLLBACK");
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -959,7 +1170,7 @@ enum sh_err store_drop_synced(struct store *st, int64_t *dropped)
 	*dropped = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, drop_synced_sql);
+	err = exec_sql(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -1073,7 +1284,7 @@ enum sh_err store_remove_if_idle(struct store *st, int64_t *pending, bool *remov
 		return SH_EIO;
 	/* The write lock: a writer of another process (sharded dlq retry) has
 	 * either committed, and is counted, or waits until the files are gone. */
-	err = exec(st, "BEGIN IMMEDIATE");
+	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		*pending = count_or_fail_locked(st, "SELECT count(*) FROM outbox");
 		if (*pending < 0)
@@ -1081,7 +1292,7 @@ enum sh_err store_remove_if_idle(struct store *st, int64_t *pending, bool *remov
 		else if (*pending == 0)
 			unlink_files_locked(st);
 		*removed = !err && *pending == 0;
-		exec(st, "ROLLBACK");
+		exec_sql(st, "ROLLBACK");
 	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
@@ -1199,7 +1410,7 @@ enum sh_err store_load_row(struct store_load *ld, const char *model, const char 
 	sqlite3_bind_text(ld->insert, 1, model, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ld->insert, 2, pk, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ld->insert, 3, doc, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(ld->insert, 4, store_now_ns());
+	sqlite3_bind_int64(ld->insert, 4, clock_wall_ns());
 	rc = sqlite3_step(ld->insert);
 	sqlite3_clear_bindings(ld->insert);
 	if (rc != SQLITE_DONE) {
@@ -1216,8 +1427,6 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 	if (!ld)
 		return SH_OK;
 	sqlite3_finalize(ld->insert);
-	if (ld->st)
-		forget_answers(ld->st);
 	if (ld->db) {
 		if (commit)
 			err = load_exec(ld, "COMMIT");
@@ -1225,6 +1434,10 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 			sqlite3_exec(ld->db, "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close_v2(ld->db);
 	}
+	/* only now: st->lock may be held by a write waiting for the file's
+	 * write lock, which this load held until its COMMIT */
+	if (ld->st)
+		forget_answers(ld->st);
 	free(ld->path);
 	free(ld);
 	return err;
@@ -1237,12 +1450,12 @@ enum sh_err store_expire(struct store *st, int64_t *dropped)
 	*dropped = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
-	err = exec(st, drop_synced_sql);
+	err = exec_sql(st, drop_synced_sql);
 	*dropped = err ? 0 : sqlite3_changes(st->db);
 	if (!err)
-		err = exec(st, "VACUUM");
+		err = exec_sql(st, "VACUUM");
 	if (!err)
-		exec(st, "PRAGMA wal_checkpoint(TRUNCATE)");
+		exec_sql(st, "PRAGMA wal_checkpoint(TRUNCATE)");
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }

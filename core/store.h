@@ -2,15 +2,21 @@
  *
  * Tables (an operator may read them with sqlite3):
  *   records(model, pk, doc, mtime_ns)   the cached rows as JSON documents
- *   outbox(seq, op, model, pk, doc, relayed_ns)
+ *   outbox(seq, op, model, pk, doc, relayed_ns, origin, base, after, after_seq)
  *                                       writes not yet applied to PostgreSQL
  *   meta(key, value)                    block settings and bookkeeping
  *
  * A write changes records and appends to outbox in one transaction, so an
  * acknowledged write is never in one without the other. Sequence numbers
  * start at the block's creation time in microseconds and grow by one per
- * write, so a block deleted and created again never reuses a number that
- * PostgreSQL's sharded_applied already holds for it.
+ * write (meta last_seq). Each write also carries its origin (op.h): meta
+ * origin names the one the file's last write went out under. A process
+ * begins a new origin at its first write to a file it opened from disk, and
+ * whenever the file's origin or last_seq is not what it left there (another
+ * process wrote; the file was restored from a backup or rolled back by a
+ * power loss, parked or not), so a seq counted again never reuses a name
+ * PostgreSQL already holds. Files from before origins are migrated at open:
+ * their outbox rows take OP_ORIGIN_LEGACY with the block's base_seq.
  *
  * Every function is safe to call from any thread: a store serialises its
  * own SQLite connection with a mutex.
@@ -61,11 +67,23 @@ enum sh_err store_get(struct store *st, const char *model, const char *pk, char 
 enum sh_err store_cache(struct store *st, const char *model, const char *pk, const char *doc);
 
 /* A user's write: upsert (doc) or delete (doc NULL) the record and append it
- * to the outbox, in one transaction. *seq receives its sequence number. An
+ * to the outbox, in one transaction. *seq receives its sequence number (its
+ * origin is in meta "origin" once it committed). An
  * upsert also turns a deletion of the record still held back from Redis
  * into this write. */
 enum sh_err store_write(struct store *st, const char *model, const char *pk, const char *doc,
 			int64_t *seq);
+
+/* Builds the document to store from the stored one (existing NULL when the
+ * block does not hold the record): *doc malloc'd, never NULL on SH_OK.
+ * Anything but SH_OK is returned by store_write_merged and nothing is written. */
+typedef enum sh_err (*store_merge_fn)(void *ctx, const char *existing, char **doc);
+
+/* store_write of an upsert whose document is merge's answer, with the read of
+ * the stored record inside the write's transaction (BEGIN IMMEDIATE, under the
+ * store's lock): concurrent partial writes of one record compose. */
+enum sh_err store_write_merged(struct store *st, const char *model, const char *pk,
+			       store_merge_fn merge, void *ctx, int64_t *seq);
 
 /* Call fn for each record of model, in key order; fn returns non-zero to stop. */
 typedef int (*store_list_fn)(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns);
@@ -85,17 +103,18 @@ enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upt
 /* Forget that anything was sent (after Redis lost its data). */
 enum sh_err store_outbox_unrelay(struct store *st);
 
-/* PostgreSQL has applied everything up to seq: drop those outbox entries. */
-enum sh_err store_outbox_applied(struct store *st, int64_t upto_seq);
+/* PostgreSQL has applied origin's writes up to seq: drop those outbox entries. */
+enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq);
 
 /* The same, and count what left the outbox as applied (meta applied_total),
- * in one transaction, less not_applied of them (refused: dead letters).
- * Counting here rather than when a batch commits in PostgreSQL keeps the
- * count exact when that commit's answer was lost (a crash, a cut
- * connection): such writes are found applied on a later pass and leave the
- * outbox then. *applied gets what was counted. */
-enum sh_err store_outbox_settle(struct store *st, int64_t upto_seq, int64_t not_applied,
-				int64_t *applied);
+ * in one transaction, less up to *not_applied of them (refused: dead
+ * letters; *not_applied is lowered by what was taken off). Counting here
+ * rather than when a batch commits in PostgreSQL keeps the count exact when
+ * that commit's answer was lost (a crash, a cut connection): such writes are
+ * found applied on a later pass and leave the outbox then. *applied gets
+ * what was counted. */
+enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t upto_seq,
+				int64_t *not_applied, int64_t *applied);
 
 /* Drop the block's copy of a record unless a write to it is pending (it
  * reads through from PostgreSQL again). */
@@ -158,9 +177,6 @@ enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
 /* Add delta to an integer setting (missing = 0), never going below 0, in one
  * statement: safe against another thread or process doing the same. */
 enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta);
-
-/* CLOCK_REALTIME in nanoseconds. */
-int64_t store_now_ns(void);
 
 /* What a failed SQLite call (extended result code rc, the OS errno SQLite
  * saw) means: SH_ENOSPC when the disk is full (SQLITE_FULL, or an I/O error

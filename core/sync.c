@@ -1,10 +1,14 @@
 /* sync.c - relay (outbox -> Redis) and apply (Redis -> PostgreSQL) workers.
- * See the DESIGN comment in sync.h for the order of events and why. */
+ * Order: within a block, the relay sends outbox entries in seq order and the
+ * apply thread applies only the contiguous run of seqs after what PostgreSQL
+ * has, so each write reaches PostgreSQL once and in its block's seq order; an
+ * entry leaves the outbox only after PostgreSQL committed it, and Redis only
+ * after that. Blocks are independent: no order between them. The DESIGN
+ * comment in sync.h says why. */
 #include "sync.h"
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +18,14 @@
 
 #include "admin.h"
 #include "backoff.h"
+#include "clock.h"
 #include "log.h"
 #include "op.h"
 #include "pg.h"
+#include "plan.h"
 #include "redis.h"
 #include "store.h"
+#include "thread.h"
 
 #define RELAY_BATCH 256
 #define APPLY_BATCH 5000
@@ -46,13 +53,6 @@ struct sync {
 	size_t nforget;
 	int64_t last_claim_ms;		/* apply thread only */
 	int64_t next_cleanup_ms;	/* relay thread only */
-};
-
-/* A stream entry turned into an op, with the id to acknowledge. */
-struct entry {
-	struct op op;
-	int64_t base;
-	char id[48];
 };
 
 static int64_t now_ms(void)
@@ -149,7 +149,7 @@ static void set_backend(struct sync *s, bool *flag, bool up, const char *error, 
 	*flag = up;
 	if (error)
 		snprintf(s->status.last_error, sizeof(s->status.last_error), "%s", error);
-	s->status.retry_at_ns = up ? 0 : store_now_ns() + retry_ms * 1000000;
+	s->status.retry_at_ns = up ? 0 : clock_wall_ns() + retry_ms * 1000000;
 	pthread_mutex_unlock(&s->lock);
 	if (was != up)
 		sh_log(up ? LOG_INFO : LOG_WARNING, "%s", up ? "backend reachable again" : error);
@@ -164,14 +164,17 @@ void sync_get_status(struct sync *s, struct sync_status *out)
 
 /* ---- relay: outbox -> Redis ------------------------------------------- */
 
-static void append_xadd(redisContext *rc, const char *key, const struct op *op, const char *base)
+static void append_xadd(redisContext *rc, const char *key, const struct op *op)
 {
-	char seq[24], kind[2] = { op->kind, 0 };
-	const char *argv[15] = { "XADD", key, "*", "seq", seq, "base", base, "op", kind,
-				 "model", op->model, "pk", op->pk, "doc", op->doc };
-	int argc = op->doc ? 15 : 13;
+	char seq[24], base[24], after_seq[24], kind[2] = { op->kind, 0 };
+	const char *argv[21] = { "XADD", key, "*", "seq", seq, "origin", op_origin(op),
+				 "base", base, "after", op->after, "after_seq", after_seq,
+				 "op", kind, "model", op->model, "pk", op->pk, "doc", op->doc };
+	int argc = op->doc ? 21 : 19;
 
 	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
+	snprintf(base, sizeof(base), "%" PRId64, op->base);
+	snprintf(after_seq, sizeof(after_seq), "%" PRId64, op->after_seq);
 	redisAppendCommandArgv(rc, argc, argv, NULL);
 }
 
@@ -209,12 +212,12 @@ static bool pg_reachable(struct sync *s)
 /* Send one batch of a block's outbox; returns entries sent, -1 on Redis failure. */
 static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *err, size_t errlen)
 {
-	char key[REDIS_KEY_MAX], *base = NULL;
+	char key[REDIS_KEY_MAX];
 	struct op *ops;
 	size_t n;
 	int sent = -1;
 
-	int64_t now = store_now_ns();
+	int64_t now = clock_wall_ns();
 	/* re-send what Redis may have lost only while PostgreSQL takes writes:
 	 * during an outage the stream just holds them, and re-sending would pile
 	 * up copies of a growing backlog */
@@ -223,21 +226,19 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 	if (store_outbox_to_relay(b->store, resend_before, now - DELETE_GRACE_NS, RELAY_BATCH,
 				  &ops, &n))
 		return 0;
-	if (n == 0 || store_meta_get(b->store, "base_seq", &base) != SH_OK) {
+	if (n == 0) {
 		op_free_array(ops, n);
-		free(base);
 		return 0;
 	}
 	redis_key(key, sizeof(key), b->id, "ops");
 	redisAppendCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP);
 	for (size_t i = 0; i < n; i++)
-		append_xadd(rc, key, &ops[i], base);
+		append_xadd(rc, key, &ops[i]);
 	if (drain_replies(rc, n + 1, err, errlen)) {
-		store_outbox_relayed(b->store, ops[0].seq, ops[n - 1].seq, store_now_ns());
+		store_outbox_relayed(b->store, ops[0].seq, ops[n - 1].seq, clock_wall_ns());
 		sent = (int)n;
 	}
 	op_free_array(ops, n);
-	free(base);
 	return sent;
 }
 
@@ -377,35 +378,24 @@ static void *relay_main(void *arg)
 
 /* ---- apply: Redis -> PostgreSQL --------------------------------------- */
 
-static const char *field(redisReply *fields, const char *name)
-{
-	for (size_t i = 0; i + 1 < fields->elements; i += 2)
-		if (strcmp(fields->element[i]->str, name) == 0)
-			return fields->element[i + 1]->str;
-	return NULL;
-}
+#define ENTRY_FIELDS_MAX 32	/* name/value strings of an entry; ours has at most 14 */
 
-static bool parse_entry(redisReply *r, struct entry *e)
+/* One XREADGROUP entry, [id, [name, value, ...]], handed to plan_parse_entry. */
+static bool parse_entry(const redisReply *r, struct plan_entry *e)
 {
-	redisReply *f;
-	const char *seq, *base, *kind, *model, *pk, *doc;
+	const char *fields[ENTRY_FIELDS_MAX];
+	const redisReply *f;
 
 	memset(e, 0, sizeof(*e));
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[1]->type != REDIS_REPLY_ARRAY)
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
 		return false;
-	snprintf(e->id, sizeof(e->id), "%s", r->element[0]->str);
 	f = r->element[1];
-	seq = field(f, "seq"), base = field(f, "base"), kind = field(f, "op");
-	model = field(f, "model"), pk = field(f, "pk"), doc = field(f, "doc");
-	if (!seq || !base || !kind || !model || !pk || (kind[0] == OP_UPSERT && !doc))
+	if (f->elements > ENTRY_FIELDS_MAX)
 		return false;
-	e->op.seq = strtoll(seq, NULL, 10);
-	e->base = strtoll(base, NULL, 10);
-	e->op.kind = kind[0];
-	e->op.model = strdup(model);
-	e->op.pk = strdup(pk);
-	e->op.doc = doc ? strdup(doc) : NULL;
-	return e->op.model && e->op.pk && (!doc || e->op.doc);
+	for (size_t i = 0; i < f->elements; i++)
+		fields[i] = f->element[i]->type == REDIS_REPLY_STRING ? f->element[i]->str : NULL;
+	return plan_parse_entry(r->element[0]->str, fields, f->elements, e);
 }
 
 /* XREADGROUP from one stream; id "0" re-reads our own pending entries.
@@ -428,27 +418,20 @@ static redisReply *entries_of(redisReply *r)
 	return r->element[1]->type == REDIS_REPLY_ARRAY ? r->element[1] : NULL;
 }
 
-static int by_seq(const void *a, const void *b)
+/* Acknowledge and delete the entries that are settled (applied or skipped). */
+static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es,
+			const enum plan_verdict *verdict, size_t n)
 {
-	const struct entry *x = a, *y = b;
+	size_t sent = 0;
 
-	return (x->op.seq > y->op.seq) - (x->op.seq < y->op.seq);
-}
-
-static void free_entries(struct entry *es, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		op_release(&es[i].op);
-	free(es);
-}
-
-static void ack_entries(redisContext *rc, const char *key, const struct entry *es, size_t n)
-{
 	for (size_t i = 0; i < n; i++) {
+		if (verdict[i] == PLAN_WAIT)
+			continue;
 		redisAppendCommand(rc, "XACK %s %s %s", key, REDIS_GROUP, es[i].id);
 		redisAppendCommand(rc, "XDEL %s %s", key, es[i].id);
+		sent += 2;
 	}
-	for (size_t i = 0; i < 2 * n; i++) {
+	for (size_t i = 0; i < sent; i++) {
 		redisReply *r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK)
 			return;	/* left pending: re-read and skipped as applied later */
@@ -522,34 +505,55 @@ static int64_t settle(struct sync *s, struct block *b, redisContext *rc, struct 
 			notify(s, b, op, false);	/* refreshed: still there */
 	}
 	free(changed);
-	set_meta_int(b->store, "last_sync_ns", store_now_ns());
+	set_meta_int(b->store, "last_sync_ns", clock_wall_ns());
 	return dead;
 }
 
-/* Which sorted entries to apply: the contiguous run of seqs after what
- * PostgreSQL has (applied). Copies of one seq (re-sent entries) and seqs
- * already applied are only acknowledged. Fills pick with the indexes to
- * apply; returns how many entries, from the start, are settled (applied or
- * duplicate). Entries after a gap stay pending until the gap is filled. */
-static size_t plan(const struct entry *es, size_t n, int64_t applied, size_t *pick, size_t *npick)
+/* What PostgreSQL has applied of each origin. */
+static enum sh_err read_applied(struct pg *pg, const char *block, struct plan_origin *origins,
+				size_t n)
 {
-	int64_t expect = 0;
-	size_t i;
+	enum sh_err rv;
 
-	*npick = 0;
-	for (i = 0; i < n; i++) {
-		int64_t seq = es[i].op.seq;
+	for (size_t i = 0; i < n; i++)
+		if ((rv = pg_applied_seq(pg, block, origins[i].origin, &origins[i].applied)) != SH_OK)
+			return rv;
+	return SH_OK;
+}
 
-		if (!expect)
-			expect = applied >= es[i].base ? applied + 1 : es[i].base + 1;
-		if (seq < expect)
-			continue;	/* already applied, or a second copy */
-		if (seq != expect)
-			break;		/* gap */
-		pick[(*npick)++] = i;
-		expect++;
+/* Report the first entry that waits (once per entry), and have the outbox
+ * sent again: what is missing may be lost in Redis. */
+static void report_wait(struct block *b, const struct plan_entry *es,
+			const enum plan_verdict *verdict, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (verdict[i] != PLAN_WAIT)
+			continue;
+		if (b->gap_logged != es[i].op.seq) {
+			sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64
+			       " (origin %s), re-sending", b->id, es[i].op.seq, op_origin(&es[i].op));
+			b->gap_logged = es[i].op.seq;
+			store_outbox_unrelay(b->store);
+		}
+		return;
 	}
-	return i;
+}
+
+/* Everything each origin has applied is in PostgreSQL: out of the outbox,
+ * also the copies a crash or a busy block file left there (they come back
+ * as duplicates), counted as applied there, less the dead of this pass.
+ * false when a delete failed. */
+static bool drop_applied(struct block *b, const struct plan_origin *origins, size_t n,
+			 int64_t dead)
+{
+	int64_t counted;
+
+	for (size_t i = 0; i < n; i++)
+		if (origins[i].applied > 0 &&
+		    store_outbox_settle(b->store, origins[i].origin, origins[i].applied, &dead,
+					&counted) != SH_OK)
+			return false;
+	return true;
 }
 
 /* Apply what the stream holds for block b. Returns SH_EREMOTE when
@@ -557,28 +561,27 @@ static size_t plan(const struct entry *es, size_t n, int64_t applied, size_t *pi
  * batch as a whole (e.g. a data exception on its id): that holds back this
  * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
 static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-				 const char *key, struct entry *es, size_t n, char *err, size_t errlen)
+				 const char *key, struct plan_entry *es, size_t n, char *err, size_t errlen)
 {
-	size_t *pick = malloc(n * sizeof(*pick)), npick, settled;
+	size_t *pick = malloc(n * sizeof(*pick)), npick, norigins, waiting;
 	struct op *ops = malloc(n * sizeof(*ops));
-	int64_t applied, upto, dead = 0, counted;
+	struct plan_origin *origins = malloc(2 * n * sizeof(*origins));
+	enum plan_verdict *verdict = malloc(n * sizeof(*verdict));
+	int64_t upto, dead = 0;
 	enum sh_err rv = SH_OK;
 
-	if (!pick || !ops)
+	if (!pick || !ops || !origins || !verdict)
 		goto out;
-	qsort(es, n, sizeof(*es), by_seq);
-	if ((rv = pg_applied_seq(pg, b->id, &applied)) != SH_OK) {
+	plan_sort(es, n);
+	norigins = plan_origins(es, n, origins);
+	if ((rv = read_applied(pg, b->id, origins, norigins)) != SH_OK) {
 		snprintf(err, errlen, rv == SH_EREMOTE ? "postgresql refuses the block's bookkeeping"
 			 " row (see the log)" : "postgresql unreachable");
 		goto out;
 	}
-	settled = plan(es, n, applied, pick, &npick);
-	if (settled < n && b->gap_logged != es[settled].op.seq) {
-		sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64 ", re-sending",
-		       b->id, es[settled].op.seq);
-		b->gap_logged = es[settled].op.seq;
-		store_outbox_unrelay(b->store);
-	}
+	waiting = plan_make(es, n, origins, norigins, verdict, pick, &npick);
+	if (waiting)
+		report_wait(b, es, verdict, n);
 	if (npick) {
 		for (size_t i = 0; i < npick; i++)
 			ops[i] = es[pick[i]].op;
@@ -587,18 +590,17 @@ static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
 		if (rv != SH_OK)
 			goto out;
-		applied = upto;
 		dead = settle(s, b, rc, pg, ops, npick, upto);
 	}
-	/* Everything up to applied is in PostgreSQL: out of the outbox, also the
-	 * copies a crash or a busy block file left there (they come back as
-	 * duplicates), and only then acknowledged in Redis. */
-	if (settled && store_outbox_settle(b->store, applied, dead, &counted) != SH_OK)
-		goto out;	/* not acknowledged: read again, and skipped, next pass */
-	ack_entries(rc, key, es, settled);
+	/* only once out of the outbox are they acknowledged in Redis; if the
+	 * delete fails, they are read again, and skipped, next pass */
+	if (waiting < n && drop_applied(b, origins, norigins, dead))
+		ack_entries(rc, key, es, verdict, n);
 out:
 	free(pick);
 	free(ops);
+	free(origins);
+	free(verdict);
 	if (rv == SH_EREMOTE && pg_sqlstate_of_values(pg_refused_sqlstate(pg)))
 		return SH_EREMOTE;
 	return rv ? SH_EUNAVAIL : SH_OK;	/* e.g. sharded_applied dropped: reconnect, recreate */
@@ -640,9 +642,9 @@ static void unrefuse_block(struct block *b)
 }
 
 /* Append the parsable entries of list to *es (n of them so far). */
-static bool collect(redisReply *list, struct entry **es, size_t *n)
+static bool collect(redisReply *list, struct plan_entry **es, size_t *n)
 {
-	struct entry *grown;
+	struct plan_entry *grown;
 
 	if (!list || list->elements == 0)
 		return true;
@@ -668,7 +670,7 @@ static void ensure_group(redisContext *rc, const char *key)
 
 /* Read our pending entries (left by a failure or a gap) and new ones. */
 static enum pass_result read_block(struct sync *s, struct block *b, redisContext *rc,
-				   const char *key, struct entry **es, size_t *n, char *err,
+				   const char *key, struct plan_entry **es, size_t *n, char *err,
 				   size_t errlen)
 {
 	static const char *const ids[] = { "0", ">" };
@@ -707,7 +709,7 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 				    struct pg *pg, bool claim, char *err, size_t errlen)
 {
 	char key[REDIS_KEY_MAX];
-	struct entry *es = NULL;
+	struct plan_entry *es = NULL;
 	size_t n = 0;
 	enum pass_result r;
 
@@ -725,7 +727,7 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 		else
 			unrefuse_block(b);
 	}
-	free_entries(es, n);
+	plan_free_entries(es, n);
 	return r;
 }
 
@@ -848,21 +850,6 @@ static void *apply_main(void *arg)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
-{
-	sigset_t all, old;
-	int rc;
-
-	/* workers take no signals: the FUSE loop handles them */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc == 0)
-		pthread_setname_np(*t, name);
-	return rc;
-}
-
 static void sync_free(struct sync *s)
 {
 	for (size_t i = 0; i < s->nforget; i++)
@@ -893,11 +880,11 @@ enum sh_err sync_start(const struct sync_config *cfg, struct sync **out)
 		sync_free(s);
 		return SH_ENOMEM;
 	}
-	if (start_thread(&s->relay_thread, relay_main, s, "sharded-relay") != 0) {
+	if (thread_start(&s->relay_thread, "sharded-relay", relay_main, s) != 0) {
 		sync_free(s);
 		return SH_ENOMEM;
 	}
-	if (start_thread(&s->apply_thread, apply_main, s, "sharded-apply") != 0) {
+	if (thread_start(&s->apply_thread, "sharded-apply", apply_main, s) != 0) {
 		pthread_mutex_lock(&s->lock);
 		s->stopping = true;
 		pthread_cond_broadcast(&s->wake);

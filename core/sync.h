@@ -6,9 +6,10 @@
  *   stream, in seq order, and notes when it did. It never deletes anything.
  * apply thread: Redis -> PostgreSQL. For every block with pending writes it
  *   reads the stream in consumer group "sharded" (its own pending entries
- *   first, then new ones), applies the contiguous run of seqs that follows
- *   what PostgreSQL already has (pg_apply), then deletes those entries from
- *   the outbox, and only then XACKs and XDELs them in Redis.
+ *   first, then new ones), applies per origin the contiguous run of seqs
+ *   that follows what PostgreSQL already has of it (plan.h, pg_apply), then
+ *   deletes those entries from the outbox, and only then XACKs and XDELs
+ *   them in Redis.
  * An entry therefore leaves the outbox only after PostgreSQL committed it,
  * and a replay of anything already applied changes nothing. Transient
  * failures of either server are retried forever with capped, jittered

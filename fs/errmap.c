@@ -1,4 +1,8 @@
-/* errmap.c - the one place where core errors become errno values. */
+/* errmap.c - the one place where core errors become errno values.
+ *
+ * fs/'s helpers return enum sh_err like the core does; an operation turns
+ * its result into an errno once, when it replies (reply_err).
+ */
 #include <errno.h>
 
 #include "fs.h"
@@ -16,12 +20,22 @@ static const int errnos[SH_ERR_COUNT] = {
 	[SH_EREMOTE] = EIO,
 	[SH_EPERM] = EPERM,
 	[SH_ENAMETOOLONG] = ENAMETOOLONG,
+	[SH_ENOTDIR] = ENOTDIR,
+	[SH_EISDIR] = EISDIR,
+	[SH_EACCES] = EACCES,
+	[SH_EXDEV] = EXDEV,
+	[SH_EBADMSG] = EBADMSG,
 	[SH_ENOSPC] = ENOSPC,
 };
 
 int sh_errno(enum sh_err err)
 {
-	if ((unsigned)err >= SH_ERR_COUNT)
-		return EIO;
+	if ((unsigned)err >= SH_ERR_COUNT || (err != SH_OK && errnos[err] == 0))
+		return EIO;	/* a code this table lacks must not read as success */
 	return errnos[err];
+}
+
+void reply_err(fuse_req_t req, enum sh_err err)
+{
+	fuse_reply_err(req, sh_errno(err));
 }

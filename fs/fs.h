@@ -11,8 +11,8 @@
 #include <pthread.h>
 
 #include "engine.h"
-#include "error.h"
 #include "nodes.h"
+#include "perm.h"
 #include "wbuf.h"
 
 struct notifier;
@@ -41,6 +41,7 @@ struct fs {
 	pthread_mutex_t open_lock;
 	struct open_file open_files;	/* list head */
 	struct scratches *scratch;	/* temp, swap and backup files (scratch.h) */
+	struct perm perm;	/* owner, group and modes of everything (perm.h) */
 };
 
 void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f));
@@ -50,18 +51,21 @@ void fs_open_release_all(struct fs *fs);
 
 /* Scratch files (scratch_ops.c): requests on NODE_SCRATCH nodes. */
 void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
-		 const char *name, mode_t mode, struct fuse_file_info *fi);
+		 const char *name, struct fuse_file_info *fi);
 void sops_open(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct fuse_file_info *fi);
 void sops_read(fuse_req_t req, struct open_file *of, size_t size, off_t off);
 void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char *buf, size_t size,
 		off_t off, int append);
 void sops_release(fuse_req_t req, struct fs *fs, struct open_file *of);
-int sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st);
+enum sh_err sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st);
 void sops_setattr(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct stat *attr,
 		  int to_set);
 
-/* The one map from the core error enum to errno. */
+/* The one map from the core error enum to errno (errmap.c). */
 int sh_errno(enum sh_err err);
+
+/* Reply to req with err as its errno (0 for SH_OK): how every operation answers with an error. */
+void reply_err(fuse_req_t req, enum sh_err err);
 
 /* Low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops sharded_ops;

@@ -175,7 +175,7 @@ void nodes_free(struct nodes *t)
 	free(t);
 }
 
-int nodes_get(struct nodes *t, uint64_t ino, struct node_ref *ref)
+enum sh_err nodes_get(struct nodes *t, uint64_t ino, struct node_ref *ref)
 {
 	struct node *n;
 
@@ -184,7 +184,7 @@ int nodes_get(struct nodes *t, uint64_t ino, struct node_ref *ref)
 	if (n)
 		copy_ref(n, ref);
 	pthread_mutex_unlock(&t->lock);
-	return n ? 0 : -1;
+	return n ? SH_OK : SH_ENOENT;
 }
 
 static struct node *add(struct nodes *t, uint64_t parent, const char *name,
@@ -214,8 +214,8 @@ static struct node *add(struct nodes *t, uint64_t parent, const char *name,
 	return n;
 }
 
-int nodes_lookup(struct nodes *t, uint64_t parent, const char *name, const struct node_ref *proto,
-		 struct node_ref *ref)
+enum sh_err nodes_lookup(struct nodes *t, uint64_t parent, const char *name,
+			 const struct node_ref *proto, struct node_ref *ref)
 {
 	struct node *n;
 
@@ -228,7 +228,7 @@ int nodes_lookup(struct nodes *t, uint64_t parent, const char *name, const struc
 		copy_ref(n, ref);
 	}
 	pthread_mutex_unlock(&t->lock);
-	return n ? 0 : -1;
+	return n ? SH_OK : SH_ENOMEM;
 }
 
 uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name)
@@ -284,12 +284,12 @@ void nodes_children(struct nodes *t, uint64_t parent,
 	pthread_mutex_unlock(&t->lock);
 }
 
-int nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t newparent,
-		 const char *newname, const struct node_ref *proto)
+enum sh_err nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t newparent,
+			 const char *newname, const struct node_ref *proto)
 {
 	struct node *n, *victim;
 	char *nname = strdup(newname), *npk = strdup(proto->pk);
-	int rc = -1;
+	enum sh_err rc = nname && npk ? SH_ENOENT : SH_ENOMEM;
 
 	pthread_mutex_lock(&t->lock);
 	n = find_name(t, parent, name);
@@ -307,7 +307,7 @@ int nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t ne
 		n->kind = proto->kind;
 		n->model = proto->model;
 		link_name(t, n);
-		rc = 0;
+		rc = SH_OK;
 	}
 	pthread_mutex_unlock(&t->lock);
 	free(nname);

@@ -16,7 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog.h"
 #include "engine.h"
 
 enum node_kind { NODE_ROOT, NODE_BLOCK, NODE_CTL, NODE_MODEL, NODE_RECORD, NODE_SCRATCH };
@@ -39,7 +38,7 @@ struct node {
 struct node_ref {
 	uint64_t ino;
 	enum node_kind kind;
-	char block[BLOCK_ID_MAX + 1];
+	char block[ENGINE_BLOCK_ID_MAX + 1];
 	const struct model *model;
 	char pk[256];
 	enum ctl_file ctl;
@@ -50,13 +49,14 @@ struct nodes;
 struct nodes *nodes_new(void);
 void nodes_free(struct nodes *t);
 
-/* Copy node ino into *ref; -1 when unknown. */
-int nodes_get(struct nodes *t, uint64_t ino, struct node_ref *ref);
+/* Copy node ino into *ref; SH_ENOENT (and *ref untouched) when unknown. */
+enum sh_err nodes_get(struct nodes *t, uint64_t ino, struct node_ref *ref);
 
 /* Find or add the child name of parent, count one lookup, copy it into *ref.
- * The identity fields come from proto (ino and lookups are the table's). */
-int nodes_lookup(struct nodes *t, uint64_t parent, const char *name, const struct node_ref *proto,
-		 struct node_ref *ref);
+ * The identity fields come from proto (ino and lookups are the table's).
+ * SH_ENOMEM when a new node cannot be made. */
+enum sh_err nodes_lookup(struct nodes *t, uint64_t parent, const char *name,
+			 const struct node_ref *proto, struct node_ref *ref);
 
 /* The inode of child name of parent, or 0 when not in the table. */
 uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name);
@@ -66,9 +66,10 @@ void nodes_forget(struct nodes *t, uint64_t ino, uint64_t n);
 
 /* Rename: the node at (parent, name) now answers to (newparent, newname) as
  * proto says (a scratch file renamed onto a record becomes that record). A
- * node already at the new name is unlinked. -1 if no node had the old name. */
-int nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t newparent,
-		 const char *newname, const struct node_ref *proto);
+ * node already at the new name is unlinked. SH_ENOENT if no node had the old
+ * name, SH_ENOMEM when the new name cannot be copied. */
+enum sh_err nodes_rename(struct nodes *t, uint64_t parent, const char *name, uint64_t newparent,
+			 const char *newname, const struct node_ref *proto);
 
 /* The name no longer exists (unlink, rmdir); the inode lives on until forgotten. */
 void nodes_unlink(struct nodes *t, uint64_t parent, const char *name);

@@ -7,13 +7,11 @@
  * attribute timeout still bounds staleness).
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs.h"
-#include "log.h"
 
 #define QUEUE_MAX 4096
 
@@ -85,22 +83,18 @@ static void *notifier_main(void *arg)
 struct notifier *notifier_start(struct fs *fs)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
-	sigset_t all, old;
 
 	if (!n)
 		return NULL;
 	n->fs = fs;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	if (pthread_create(&n->thread, NULL, notifier_main, n) != 0) {
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (thread_start(&n->thread, "sharded-notify", notifier_main, n) != 0) {
+		pthread_cond_destroy(&n->cond);
+		pthread_mutex_destroy(&n->lock);
 		free(n);
 		return NULL;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_setname_np(n->thread, "sharded-notify");
 	return n;
 }
 
@@ -172,7 +166,7 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 		return;
 	}
 	mino = nodes_find(fs->nodes, bino, model);
-	snprintf(name, sizeof(name), "%s.json", pk);
+	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long finds nothing */
 	rino = mino ? nodes_find(fs->nodes, mino, name) : 0;
 	/* the entry too only when the record may be gone (a refused write, a
 	 * dead letter): dropping it would cost a LOOKUP, and the directory's

@@ -6,7 +6,6 @@
  * and a half-written document is never stored. Control files are applied at
  * write() time (sysfs style: a write is the whole value).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,12 +16,9 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "doc.h"
-#include "log.h"
 #include "scratch.h"
 #include "wbuf.h"
 
-#define JSON_SUFFIX ".json"
 #define UNKNOWN_INO 0xffffffffULL
 
 /* One open file. */
@@ -35,11 +31,10 @@ struct handle {
 	int dirty;		/* record: buf holds an uncommitted change */
 	int written;		/* record: write() or truncate happened, not just O_TRUNC */
 	int sequential;		/* record: started empty and every write appended */
-	int write_err;		/* record: EFBIG or ENOSPC refused a write: nothing is
-				 * stored, close() fails with it (logged once) */
+	enum sh_err write_err;	/* record: SH_ETOOBIG or SH_ENOSPC refused a write:
+				 * nothing is stored, close() fails with it (logged once) */
 	struct wbudget *budget;	/* record: what charged was taken from */
 	size_t charged;		/* record: bytes of buf counted in the budget */
-	int err;		/* record: errno of the last failed commit */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -78,27 +73,29 @@ void fs_open_release_all(struct fs *fs)
 
 /* ---- names --------------------------------------------------------------- */
 
-static int ctl_from_name(const char *name, enum ctl_file *f)
+static bool ctl_from_name(const char *name, enum ctl_file *f)
 {
 	for (int i = 0; i < CTL_COUNT; i++) {
 		if (strcmp(ctl_name(i), name) == 0) {
 			*f = i;
-			return 0;
+			return true;
 		}
 	}
-	return -1;
+	return false;
 }
 
 /* ---- attributes ---------------------------------------------------------- */
 
-static void fill_common(struct stat *st, uint64_t ino, mode_t mode)
+/* Owner, group and mode are the mount's (uid=, gid=, umask=), whoever made
+ * the file: widest is what the umask takes bits from (perm.h). */
+static void fill_common(struct fs *fs, struct stat *st, uint64_t ino, mode_t type, mode_t widest)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = mode;
-	st->st_nlink = S_ISDIR(mode) ? 2 : 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_mode = perm_mode(&fs->perm, type, widest);
+	st->st_nlink = S_ISDIR(type) ? 2 : 1;
+	st->st_uid = fs->perm.uid;
+	st->st_gid = fs->perm.gid;
 	st->st_blksize = 4096;
 }
 
@@ -111,7 +108,7 @@ static void set_time(struct stat *st, int64_t ns)
 
 static enum sh_err with_block(struct fs *fs, const char *id, struct block **b)
 {
-	return blockset_get(engine_blocks(fs->engine), id, b);
+	return engine_block_get(fs->engine, id, b);
 }
 
 /* local: from the block alone (a record someone has open was looked up, and
@@ -130,10 +127,10 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 		err = engine_get_local(fs->engine, b, r->model, r->pk, &doc, &mtime);
 	else
 		err = engine_get(fs->engine, b, r->model, r->pk, &doc, &mtime);
-	block_put(b);
+	engine_block_put(b);
 	if (err)
 		return err;
-	fill_common(st, r->ino, S_IFREG | 0644);
+	fill_common(fs, st, r->ino, S_IFREG, 0666);
 	st->st_size = (off_t)strlen(doc) + 1;
 	st->st_blocks = (st->st_size + 511) / 512;
 	set_time(st, mtime);
@@ -150,7 +147,7 @@ static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text
 	if (err)
 		return err;
 	err = engine_ctl_read(fs->engine, b, r->ctl, text);
-	block_put(b);
+	engine_block_put(b);
 	return err;
 }
 
@@ -161,9 +158,9 @@ static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat
 
 	if (err)
 		return err;
-	fill_common(st, r->ino, S_IFREG | (ctl_writable(r->ctl) ? 0644 : 0444));
+	fill_common(fs, st, r->ino, S_IFREG, ctl_writable(r->ctl) ? 0666 : 0444);
 	st->st_size = (off_t)strlen(text);
-	set_time(st, store_now_ns());
+	set_time(st, clock_wall_ns());
 	free(text);
 	return SH_OK;
 }
@@ -174,15 +171,15 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 
 	switch (r->kind) {
 	case NODE_ROOT:
-		fill_common(st, r->ino, S_IFDIR | 0755);
+		fill_common(fs, st, r->ino, S_IFDIR, 0777);
 		set_time(st, fs->mount_ns);
 		return SH_OK;
 	case NODE_BLOCK:
 	case NODE_MODEL:
 		if (with_block(fs, r->block, &b))
 			return SH_ENOENT;
-		block_put(b);
-		fill_common(st, r->ino, S_IFDIR | 0755);
+		engine_block_put(b);
+		fill_common(fs, st, r->ino, S_IFDIR, 0777);
 		set_time(st, fs->mount_ns);
 		return SH_OK;
 	case NODE_CTL:
@@ -190,7 +187,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 	case NODE_RECORD:
 		return record_attr(fs, r, false, st);
 	case NODE_SCRATCH:
-		return sops_stat(fs, r, st) ? SH_ENOENT : SH_OK;
+		return sops_stat(fs, r, st);
 	}
 	return SH_EIO;
 }
@@ -218,15 +215,15 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			proto->ctl = CTL_METRICS;
 			return SH_OK;
 		}
-		if (strlen(name) > BLOCK_ID_MAX || with_block(fs, name, &b))
+		if (strlen(name) > ENGINE_BLOCK_ID_MAX || with_block(fs, name, &b))
 			return SH_ENOENT;
-		block_put(b);
+		engine_block_put(b);
 		snprintf(proto->block, sizeof(proto->block), "%s", name);
 		proto->kind = NODE_BLOCK;
 		return SH_OK;
 	case NODE_BLOCK:
 		proto->kind = NODE_CTL;
-		if (ctl_from_name(name, &proto->ctl) == 0)
+		if (ctl_from_name(name, &proto->ctl))
 			return SH_OK;
 		proto->kind = NODE_MODEL;
 		proto->model = catalog_find(engine_catalog(fs->engine), name);
@@ -241,7 +238,7 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			return SH_OK;
 		}
 		proto->kind = NODE_RECORD;
-		return doc_record_name(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
+		return engine_record_key(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
 	default:
 		return SH_ENOENT;
 	}
@@ -270,30 +267,24 @@ static void enter(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *
 	enum sh_err err;
 
 	err = node_attr(fs, proto, &st);
-	if (err) {
-		fuse_reply_err(req, sh_errno(err));
-		return;
-	}
-	if (nodes_lookup(fs->nodes, parent, name, proto, &ref) != 0) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	reply_entry(req, fs, &ref, &st);
+	if (!err)
+		err = nodes_lookup(fs->nodes, parent, name, proto, &ref);
+	if (err)
+		reply_err(req, err);
+	else
+		reply_entry(req, fs, &ref, &st);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
 	struct node_ref p, proto;
-	enum sh_err err;
+	enum sh_err err = nodes_get(fs->nodes, parent, &p);
 
-	if (nodes_get(fs->nodes, parent, &p) != 0) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	err = resolve(fs, &p, name, &proto);
+	if (!err)
+		err = resolve(fs, &p, name, &proto);
 	if (err) {
-		fuse_reply_err(req, sh_errno(err));
+		reply_err(req, err);
 		return;
 	}
 	proto.ino = 0;
@@ -315,9 +306,9 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 /* The size a record has for a program writing it: what it wrote so far.
  * Lets fstat() of a file just created (not yet a record) succeed. */
-static int written_size(struct fs *fs, uint64_t ino, off_t *size)
+static bool written_size(struct fs *fs, uint64_t ino, off_t *size)
 {
-	int found = 0;
+	bool found = false;
 
 	pthread_mutex_lock(&fs->open_lock);
 	for (struct open_file *f = fs->open_files.next; !found && f != &fs->open_files; f = f->next) {
@@ -328,7 +319,7 @@ static int written_size(struct fs *fs, uint64_t ino, off_t *size)
 		pthread_mutex_lock(&h->lock);
 		if (h->dirty) {
 			*size = (off_t)h->len;
-			found = 1;
+			found = true;
 		}
 		pthread_mutex_unlock(&h->lock);
 	}
@@ -345,8 +336,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	off_t size;
 
 	(void)fi;	/* the kernel rarely sends it: look for writers by inode instead */
-	if (nodes_get(fs->nodes, ino, &r) != 0) {
-		fuse_reply_err(req, ENOENT);
+	err = nodes_get(fs->nodes, ino, &r);
+	if (err) {
+		reply_err(req, err);
 		return;
 	}
 	if (r.kind == NODE_RECORD && written_size(fs, ino, &size))
@@ -356,12 +348,12 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (err == SH_ENOENT && r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
 		/* a record being created shows what was written so far; an existing
 		 * one keeps its stored size until the writer's close() replaces it */
-		fill_common(&st, ino, S_IFREG | 0644);
+		fill_common(fs, &st, ino, S_IFREG, 0666);
 		st.st_size = size;
 		err = SH_OK;
 	}
 	if (err)
-		fuse_reply_err(req, sh_errno(err));
+		reply_err(req, err);
 	else
 		fuse_reply_attr(req, &st, attr_timeout(fs, &r));
 }
@@ -382,19 +374,19 @@ struct listing {
 	int failed;
 };
 
-static int list_grow_ends(struct listing *l)
+static enum sh_err list_grow_ends(struct listing *l)
 {
 	size_t cap = l->ncap ? l->ncap * 2 : 64;
 	size_t *grown;
 
 	if (l->n < l->ncap)
-		return 0;
+		return SH_OK;
 	grown = realloc(l->ends, cap * sizeof(*grown));
 	if (!grown)
-		return -1;
+		return SH_ENOMEM;
 	l->ends = grown;
 	l->ncap = cap;
-	return 0;
+	return SH_OK;
 }
 
 /* Append one entry, growing the buffer; the whole listing is built once at opendir. */
@@ -403,7 +395,7 @@ static void list_add(struct listing *l, const char *name, mode_t mode)
 	struct stat st = { .st_ino = UNKNOWN_INO, .st_mode = mode };
 	size_t need = fuse_add_direntry(l->req, NULL, 0, name, NULL, 0);
 
-	if (l->failed || (l->failed = list_grow_ends(l)))
+	if (l->failed || (l->failed = list_grow_ends(l) != SH_OK))
 		return;
 	if (l->len + need > l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 4096;
@@ -449,7 +441,7 @@ static int list_record(void *ctx, const char *pk, size_t doc_len, int64_t mtime_
 
 	(void)doc_len;
 	(void)mtime_ns;
-	snprintf(name, sizeof(name), "%s" JSON_SUFFIX, pk);
+	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long shows cut */
 	list_add(l, name, S_IFREG);
 	return l->failed;
 }
@@ -459,25 +451,23 @@ static void list_scratch(void *ctx, const char *name)
 	list_add(ctx, name, S_IFREG);
 }
 
+static void list_block(void *ctx, const char *id)
+{
+	list_add(ctx, id, S_IFDIR);
+}
+
 static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct listing *l)
 {
 	const struct catalog *cat = engine_catalog(fs->engine);
-	struct block **blocks, *b;
-	size_t n;
+	struct block *b;
 	enum sh_err err = SH_OK;
 
 	list_add(l, ".", S_IFDIR);
 	list_add(l, "..", S_IFDIR);
 	if (r->kind == NODE_ROOT) {
 		list_add(l, ctl_name(CTL_METRICS), S_IFREG);
-		if (blockset_snapshot(engine_blocks(fs->engine), &blocks, &n))
+		if (engine_block_list(fs->engine, list_block, l))
 			return SH_ENOMEM;
-		for (size_t i = 0; i < n; i++) {
-			if (!atomic_load(&blocks[i]->retiring))	/* removed, still sending */
-				list_add(l, blocks[i]->id, S_IFDIR);
-			block_put(blocks[i]);
-		}
-		free(blocks);
 		return l->failed ? SH_ENOMEM : SH_OK;
 	}
 	if (with_block(fs, r->block, &b))
@@ -491,7 +481,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 		err = engine_list(fs->engine, b, r->model, list_record, l);
 		scratch_list(fs->scratch, r->block, r->model->name, list_scratch, l);
 	}
-	block_put(b);
+	engine_block_put(b);
 	return err ? err : l->failed ? SH_ENOMEM : SH_OK;
 }
 
@@ -503,20 +493,20 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	enum sh_err err;
 
 	if (!l) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, SH_ENOMEM);
 		return;
 	}
 	l->req = req;
 	l->of.kind = OPEN_DIR;
 	pthread_mutex_init(&l->lock, NULL);
-	err = nodes_get(fs->nodes, ino, &r) ? SH_ENOENT : SH_OK;
+	err = nodes_get(fs->nodes, ino, &r);
 	if (!err && r.kind != NODE_ROOT && r.kind != NODE_BLOCK && r.kind != NODE_MODEL)
-		err = SH_EINVAL;
+		err = SH_ENOTDIR;
 	if (!err)
 		err = list_dir(fs, &r, l);
 	if (err) {
 		list_free(l);
-		fuse_reply_err(req, err == SH_EINVAL ? ENOTDIR : sh_errno(err));
+		reply_err(req, err);
 		return;
 	}
 	fs_open_track(fs, &l->of, list_release);
@@ -559,7 +549,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	(void)ino;
 	fs_open_untrack(fs_of(req), &l->of);
 	list_free(l);
-	fuse_reply_err(req, 0);
+	reply_err(req, SH_OK);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -569,13 +559,13 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	enum sh_err err;
 
 	(void)mode;
-	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_ROOT) {
-		fuse_reply_err(req, EPERM);
+	if (nodes_get(fs->nodes, parent, &p) != SH_OK || p.kind != NODE_ROOT) {
+		reply_err(req, SH_EPERM);
 		return;
 	}
 	err = engine_block_create(fs->engine, name);
 	if (err) {
-		fuse_reply_err(req, sh_errno(err));
+		reply_err(req, err);
 		return;
 	}
 	memset(&proto, 0, sizeof(proto));
@@ -588,16 +578,15 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
 	struct node_ref p;
-	enum sh_err err;
+	enum sh_err err = nodes_get(fs->nodes, parent, &p);	/* p is unset when it fails */
 
-	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_ROOT) {
+	if (err || p.kind != NODE_ROOT) {
 		/* a model directory: `rm -r` passes it on the way to the block */
-		int rc = p.kind == NODE_BLOCK && caller_is_recursive_rm(req) &&
-			 catalog_find(engine_catalog(fs->engine), name) ? 0 : EPERM;
-
-		if (!rc)
+		err = !err && p.kind == NODE_BLOCK && caller_is_recursive_rm(req) &&
+		      catalog_find(engine_catalog(fs->engine), name) ? SH_OK : SH_EPERM;
+		if (!err)
 			nodes_unlink(fs->nodes, parent, name);
-		fuse_reply_err(req, rc);
+		reply_err(req, err);
 		return;
 	}
 	err = engine_block_remove(fs->engine, name);
@@ -605,7 +594,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		nodes_unlink(fs->nodes, parent, name);
 		scratch_drop_block(fs->scratch, name);
 	}
-	fuse_reply_err(req, sh_errno(err));
+	reply_err(req, err);
 }
 
 /* ---- files --------------------------------------------------------------- */
@@ -643,32 +632,32 @@ static void handle_release(struct open_file *f)
 }
 
 /* Make buf hold at least n bytes, within the document cap and the budget
- * of all write buffers (ENOSPC beyond it, like scratch files). */
-static int reserve(struct fs *fs, struct handle *h, size_t n)
+ * of all write buffers (SH_ENOSPC beyond it, like scratch files). */
+static enum sh_err reserve(struct fs *fs, struct handle *h, size_t n)
 {
 	char *grown;
 	size_t cap;
 
 	if (n > fs->max_doc)
-		return EFBIG;
+		return SH_ETOOBIG;
 	if (n <= h->cap)
-		return 0;
+		return SH_OK;
 	cap = h->cap ? h->cap : 256;
 	while (cap < n)
 		cap *= 2;
 	if (cap > fs->max_doc)
 		cap = fs->max_doc;
 	if (cap > h->charged && !wbudget_take(&fs->wbuf, cap - h->charged))
-		return ENOSPC;
+		return SH_ENOSPC;
 	h->budget = &fs->wbuf;
 	if (cap > h->charged)
 		h->charged = cap;
 	grown = realloc(h->buf, cap);
 	if (!grown)
-		return ENOMEM;	/* charged stays: it covers the buffer kept */
+		return SH_ENOMEM;	/* charged stays: it covers the buffer kept */
 	h->buf = grown;
 	h->cap = cap;
-	return 0;
+	return SH_OK;
 }
 
 /* Put text (taking ownership) into h as its content. */
@@ -705,7 +694,7 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
 		err = ctl_text(fs, &h->ref, &text);
 	} else if (!(err = with_block(fs, h->ref.block, &b))) {
 		err = engine_get(fs->engine, b, h->ref.model, h->ref.pk, &text, NULL);
-		block_put(b);
+		engine_block_put(b);
 	}
 	if (!err)
 		err = handle_take(h, text, h->ref.kind == NODE_RECORD);
@@ -719,8 +708,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h;
 	enum sh_err err = SH_OK;
 
-	if (nodes_get(fs->nodes, ino, &r) != 0) {
-		fuse_reply_err(req, ENOENT);
+	err = nodes_get(fs->nodes, ino, &r);
+	if (err) {
+		reply_err(req, err);
 		return;
 	}
 	if (r.kind == NODE_SCRATCH) {
@@ -728,16 +718,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (r.kind != NODE_RECORD && r.kind != NODE_CTL) {
-		fuse_reply_err(req, EISDIR);
+		reply_err(req, SH_EISDIR);
 		return;
 	}
 	if (r.kind == NODE_CTL && (fi->flags & O_ACCMODE) != O_RDONLY && !ctl_writable(r.ctl)) {
-		fuse_reply_err(req, EACCES);
+		reply_err(req, SH_EACCES);
 		return;
 	}
 	h = handle_new(&r);
 	if (!h) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, SH_ENOMEM);
 		return;
 	}
 	if (r.kind == NODE_RECORD && (fi->flags & O_TRUNC))
@@ -746,7 +736,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		err = load_content(fs, h);
 	if (err) {
 		handle_free(h);
-		fuse_reply_err(req, sh_errno(err));
+		reply_err(req, err);
 		return;
 	}
 	fs_open_track(fs, &h->of, handle_release);
@@ -771,29 +761,31 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct handle *h;
 	char why[160];
 
-	if (nodes_get(fs->nodes, parent, &p) != 0 || p.kind != NODE_MODEL) {
-		fuse_reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? EPERM : ENOENT);
+	(void)mode;	/* the creator's: every file has the mount's modes (perm.h) */
+	if (nodes_get(fs->nodes, parent, &p) != SH_OK || p.kind != NODE_MODEL) {
+		reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? SH_EPERM : SH_ENOENT);
 		return;
 	}
-	if (!doc_record_name(name, proto.pk, sizeof(proto.pk))) {
-		sops_create(req, fs, parent, &p, name, mode, fi);
+	if (!engine_record_key(name, proto.pk, sizeof(proto.pk))) {
+		sops_create(req, fs, parent, &p, name, fi);
 		return;
 	}
 	if (resolve(fs, &p, name, &proto) != SH_OK ||
-	    doc_check_pk(p.model, proto.pk, why, sizeof(why)) != SH_OK) {
+	    engine_check_key(p.model, proto.pk, why, sizeof(why)) != SH_OK) {
 		engine_refused(fs->engine, p.block, p.model->name, proto.pk,
 			       proto.kind == NODE_RECORD ? why : "not a record name");
-		fuse_reply_err(req, EINVAL);
+		reply_err(req, SH_EINVAL);
 		return;
 	}
-	if (nodes_lookup(fs->nodes, parent, name, &proto, &ref) != 0 || !(h = handle_new(&ref))) {
-		fuse_reply_err(req, ENOMEM);
+	if (nodes_lookup(fs->nodes, parent, name, &proto, &ref) != SH_OK ||
+	    !(h = handle_new(&ref))) {
+		reply_err(req, SH_ENOMEM);
 		return;
 	}
 	h->dirty = h->sequential = 1;
 	memset(&e, 0, sizeof(e));
-	fill_common(&e.attr, ref.ino, S_IFREG | 0644);
-	set_time(&e.attr, store_now_ns());
+	fill_common(fs, &e.attr, ref.ino, S_IFREG, 0666);
+	set_time(&e.attr, clock_wall_ns());
 	e.ino = ref.ino;
 	e.attr_timeout = 0;
 	e.entry_timeout = fs->entry_timeout;
@@ -820,52 +812,54 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_unlock(&h->lock);
 }
 
-static int ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
+static enum sh_err ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t size,
+			     off_t off)
 {
 	struct block *b;
 	enum sh_err err;
 
 	if (!ctl_writable(h->ref.ctl))
-		return EACCES;
+		return SH_EACCES;
 	if (off != 0)
-		return EINVAL;	/* a write is the whole value */
+		return SH_EINVAL;	/* a write is the whole value */
 	err = with_block(fs, h->ref.block, &b);
 	if (!err) {
 		err = engine_ctl_write(fs->engine, b, h->ref.ctl, buf, size);
-		block_put(b);
+		engine_block_put(b);
 	}
-	return sh_errno(err);
+	return err;
 }
 
 /* A writer that started from empty and only appends learns of a document
  * that can never be valid at write() time: shells ignore close() errors. */
-static int check_sequential(struct fs *fs, struct handle *h)
+static enum sh_err check_sequential(struct fs *fs, struct handle *h)
 {
 	struct block *b;
-	enum sh_err err;
+	enum sh_err err = with_block(fs, h->ref.block, &b);
 
-	if (with_block(fs, h->ref.block, &b))
-		return ENOENT;
+	if (err)
+		return err;
 	err = engine_check(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len);
-	block_put(b);
+	engine_block_put(b);
 	if (err)
 		h->dirty = 0;	/* refused here: close() must not store it */
-	return sh_errno(err);
+	return err;
 }
 
-static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t size, off_t off)
+static enum sh_err record_write(struct fs *fs, struct handle *h, const char *buf, size_t size,
+				off_t off)
 {
 	size_t end = (size_t)off + size;
-	int rc = h->write_err;
+	enum sh_err rc = h->write_err;
 
 	if (!rc && wbuf_write_refused((size_t)off, size, fs->max_doc, fs->max_write, fs->page))
-		rc = EFBIG;	/* whole: the kernel would count earlier parts as written */
+		rc = SH_ETOOBIG;	/* whole: the kernel would count earlier parts as written */
 	if (!rc)
 		rc = reserve(fs, h, end);
-	if ((rc == EFBIG || rc == ENOSPC) && !h->write_err) {
+	if ((rc == SH_ETOOBIG || rc == SH_ENOSPC) && !h->write_err) {
 		/* refused once, here; close() must not store what came before */
 		engine_refused(fs->engine, h->ref.block, h->ref.model->name, h->ref.pk,
-			       rc == EFBIG ? "document above the max_doc cap"
+			       rc == SH_ETOOBIG ? "document above the max_doc cap"
 					   : "the write buffers of all open records are full");
 		h->write_err = rc;
 		h->dirty = 0;
@@ -880,7 +874,7 @@ static int record_write(struct fs *fs, struct handle *h, const char *buf, size_t
 	if (end > h->len)
 		h->len = end;
 	h->dirty = h->written = 1;
-	return h->sequential ? check_sequential(fs, h) : 0;
+	return h->sequential ? check_sequential(fs, h) : SH_OK;
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -888,7 +882,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	int rc;
+	enum sh_err rc;
 
 	(void)ino;
 	if (h->of.kind == OPEN_SCRATCH) {
@@ -902,7 +896,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 				     : record_write(fs, h, buf, size, off);
 	pthread_mutex_unlock(&h->lock);
 	if (rc)
-		fuse_reply_err(req, rc);
+		reply_err(req, rc);
 	else
 		fuse_reply_write(req, size);
 }
@@ -911,7 +905,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
  * document is reported once, by the close() that caused it. An open with
  * O_TRUNC and no write leaves the record as it was: the shell's
  * "echo x > f" closes a duplicate of the descriptor before it writes. */
-static int commit(struct fs *fs, struct handle *h)
+static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 {
 	struct block *b;
 	enum sh_err err;
@@ -919,12 +913,12 @@ static int commit(struct fs *fs, struct handle *h)
 	if (h->write_err)
 		return h->write_err;	/* a write was refused: nothing was stored */
 	if (!h->dirty || h->ref.kind != NODE_RECORD || (!h->written && h->len == 0))
-		return 0;
+		return SH_OK;
 	h->dirty = 0;
 	err = with_block(fs, h->ref.block, &b);
 	if (!err) {
 		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
-		block_put(b);
+		engine_block_put(b);
 	}
 	/* The kernel's idea of the size came from the writer, but it marked size
 	 * and mtime stale itself at every write and O_TRUNC open, so the next
@@ -933,21 +927,21 @@ static int commit(struct fs *fs, struct handle *h)
 	 * must not stay in the kernel's directory cache. */
 	if (err)
 		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk, true);
-	return sh_errno(err);
+	return err;
 }
 
 /* flush (every close) and fsync: store what was written, answer with the verdict. */
 static void commit_request(fuse_req_t req, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	int rc = 0;
+	enum sh_err rc = SH_OK;
 
 	if (h->of.kind != OPEN_SCRATCH) {	/* scratch files live in memory only */
 		pthread_mutex_lock(&h->lock);
-		rc = commit(fs_of(req), h);
+		rc = handle_commit(fs_of(req), h);
 		pthread_mutex_unlock(&h->lock);
 	}
-	fuse_reply_err(req, rc);
+	reply_err(req, rc);
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -966,11 +960,11 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	commit(fs_of(req), h);	/* no flush came (e.g. the writer was killed): commit now */
+	handle_commit(fs_of(req), h);	/* no flush came (e.g. the writer was killed) */
 	pthread_mutex_unlock(&h->lock);
 	fs_open_untrack(fs_of(req), &h->of);
 	handle_free(h);
-	fuse_reply_err(req, 0);
+	reply_err(req, SH_OK);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -981,9 +975,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 }
 
 /* Resize what h holds; new bytes read as blanks, which JSON ignores. */
-static int resize_handle(struct fs *fs, struct handle *h, off_t size)
+static enum sh_err resize_handle(struct fs *fs, struct handle *h, off_t size)
 {
-	int rc = 0;
+	enum sh_err rc = SH_OK;
 
 	pthread_mutex_lock(&h->lock);
 	if ((size_t)size > h->len && !(rc = reserve(fs, h, (size_t)size)))
@@ -999,33 +993,33 @@ static int resize_handle(struct fs *fs, struct handle *h, off_t size)
 
 /* truncate(2) of a record nobody has open: a write of the shortened (or
  * blank-padded) document, validated like any other. */
-static int truncate_record(struct fs *fs, const struct node_ref *r, off_t size)
+static enum sh_err truncate_record(struct fs *fs, const struct node_ref *r, off_t size)
 {
 	struct handle *h = handle_new(r);
 	enum sh_err err;
-	int rc;
 
 	if (!h)
-		return ENOMEM;
+		return SH_ENOMEM;
 	err = load_content(fs, h);
-	rc = err ? sh_errno(err) : resize_handle(fs, h, size);
-	if (!rc)
-		rc = commit(fs, h);
+	if (!err)
+		err = resize_handle(fs, h, size);
+	if (!err)
+		err = handle_commit(fs, h);
 	handle_free(h);
-	return rc;
+	return err;
 }
 
 /* chmod/chown that change nothing succeed (cp -p and mv across file systems
  * copy them); any real change is refused. */
-static int same_owner_and_mode(struct fs *fs, const struct node_ref *r, const struct stat *attr,
-			       int to_set)
+static bool same_owner_and_mode(struct fs *fs, const struct node_ref *r, const struct stat *attr,
+				int to_set)
 {
 	struct stat st;
 
 	if (!(to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
-		return 1;
+		return true;
 	if (node_attr(fs, r, &st) != SH_OK)
-		fill_common(&st, r->ino, S_IFREG | 0644);	/* being created */
+		fill_common(fs, &st, r->ino, S_IFREG, 0666);	/* being created */
 	return (!(to_set & FUSE_SET_ATTR_MODE) || (attr->st_mode & 07777) == (st.st_mode & 07777)) &&
 	       (!(to_set & FUSE_SET_ATTR_UID) || attr->st_uid == st.st_uid) &&
 	       (!(to_set & FUSE_SET_ATTR_GID) || attr->st_gid == st.st_gid);
@@ -1037,12 +1031,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct fs *fs = fs_of(req);
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct node_ref r;
-	int rc = 0;
+	enum sh_err rc = SH_OK;
 
 	if (h && h->of.kind != OPEN_FILE)
 		h = NULL;	/* e.g. a scratch file's handle after its rename onto a record */
-	if (nodes_get(fs->nodes, ino, &r) != 0) {
-		fuse_reply_err(req, ENOENT);
+	rc = nodes_get(fs->nodes, ino, &r);
+	if (rc) {
+		reply_err(req, rc);
 		return;
 	}
 	if (r.kind == NODE_SCRATCH) {
@@ -1050,13 +1045,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if (!same_owner_and_mode(fs, &r, attr, to_set))
-		rc = EPERM;	/* a record's mode and owner are the mount's */
+		rc = SH_EPERM;	/* a record's mode and owner are the mount's */
 	else if ((to_set & FUSE_SET_ATTR_SIZE) && r.kind == NODE_RECORD)
 		rc = h ? resize_handle(fs, h, attr->st_size) : truncate_record(fs, &r, attr->st_size);
 	else if ((to_set & FUSE_SET_ATTR_SIZE) && !(r.kind == NODE_CTL && attr->st_size == 0))
-		rc = EPERM;	/* truncating a control file before writing it is harmless */
+		rc = SH_EPERM;	/* truncating a control file before writing it is harmless */
 	if (rc) {
-		fuse_reply_err(req, rc);
+		reply_err(req, rc);
 		return;
 	}
 	/* times are the record's own: accepted and ignored */
@@ -1066,21 +1061,22 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 /* `rm -r` inside a block (caller.c): a record's unlink drops the block's copy
  * of it, never the row; control files and model directories "go" without a
  * change, so that rm reaches the block's rmdir, which drops the rest. */
-static int recursive_unlink(struct fs *fs, const struct node_ref *p, const struct node_ref *proto)
+static enum sh_err recursive_unlink(struct fs *fs, const struct node_ref *p,
+				    const struct node_ref *proto)
 {
 	struct block *b;
 	enum sh_err err;
 
 	if (proto->kind == NODE_CTL)
-		return 0;
+		return SH_OK;
 	if (proto->kind != NODE_RECORD)
-		return EPERM;
+		return SH_EPERM;
 	err = with_block(fs, p->block, &b);
 	if (!err) {
 		err = engine_evict(fs->engine, b, proto->model, proto->pk);
-		block_put(b);
+		engine_block_put(b);
 	}
-	return sh_errno(err);
+	return err;
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1089,45 +1085,47 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node_ref p, proto;
 	struct block *b;
 	enum sh_err err;
-	int rc;
 
-	if (nodes_get(fs->nodes, parent, &p) != 0 || (p.kind != NODE_MODEL && p.kind != NODE_BLOCK)) {
-		fuse_reply_err(req, EPERM);
+	if (nodes_get(fs->nodes, parent, &p) != SH_OK ||
+	    (p.kind != NODE_MODEL && p.kind != NODE_BLOCK)) {
+		reply_err(req, SH_EPERM);
 		return;
 	}
 	err = resolve(fs, &p, name, &proto);
 	if (!err && proto.kind != NODE_SCRATCH && caller_is_recursive_rm(req)) {
-		rc = recursive_unlink(fs, &p, &proto);
-		if (!rc)
+		err = recursive_unlink(fs, &p, &proto);
+		if (!err)
 			nodes_unlink(fs->nodes, parent, name);
-		fuse_reply_err(req, rc);
+		reply_err(req, err);
 		return;
 	}
 	if (p.kind != NODE_MODEL) {
-		fuse_reply_err(req, EPERM);	/* a control file */
+		reply_err(req, SH_EPERM);	/* a control file */
 		return;
 	}
 	if (!err && proto.kind == NODE_SCRATCH) {
-		rc = scratch_unlink(fs->scratch, p.block, p.model->name, name);
-		if (!rc)
+		err = scratch_unlink(fs->scratch, p.block, p.model->name, name);
+		if (!err)
 			nodes_unlink(fs->nodes, parent, name);
-		fuse_reply_err(req, rc);
+		reply_err(req, err);
 		return;
 	}
 	if (!err)
 		err = with_block(fs, p.block, &b);
 	if (!err) {
 		err = engine_delete(fs->engine, b, proto.model, proto.pk);
-		block_put(b);
+		engine_block_put(b);
 	}
 	if (!err)
 		nodes_unlink(fs->nodes, parent, name);
-	fuse_reply_err(req, sh_errno(err));
+	reply_err(req, err);
 }
 
 /* A scratch file renamed onto "<key>.json": a record write of its content.
- * Refused, it changes nothing and the scratch file stays. */
-static int scratch_to_record(struct fs *fs, const struct node_ref *dir, const char *from,
+ * Refused, it changes nothing and the scratch file stays; a refused document
+ * is SH_EBADMSG, because rename(2) callers read EINVAL as "into its own
+ * subdirectory". */
+static enum sh_err scratch_to_record(struct fs *fs, const struct node_ref *dir, const char *from,
 			     const char *pk)
 {
 	struct scratch *sc = scratch_get(fs->scratch, dir->block, dir->model->name, from);
@@ -1137,20 +1135,20 @@ static int scratch_to_record(struct fs *fs, const struct node_ref *dir, const ch
 	enum sh_err err;
 
 	if (!sc)
-		return ENOENT;
+		return SH_ENOENT;
 	body = scratch_copy(sc, &len);
 	scratch_put(fs->scratch, sc);
 	if (!body)
-		return ENOMEM;
+		return SH_ENOMEM;
 	err = with_block(fs, dir->block, &b);
 	if (!err) {
 		err = engine_put(fs->engine, b, dir->model, pk, body, len);
-		block_put(b);
+		engine_block_put(b);
 	}
 	free(body);
 	if (!err)
 		scratch_unlink(fs->scratch, dir->block, dir->model->name, from);
-	return sh_errno(err);
+	return err == SH_EINVAL ? SH_EBADMSG : err;
 }
 
 /* What rename does (README, "Renames"):
@@ -1158,40 +1156,38 @@ static int scratch_to_record(struct fs *fs, const struct node_ref *dir, const ch
  * - scratch -> scratch: a rename, replacing the target;
  * - scratch -> "<key>.json": a validated record write;
  * - a record cannot be renamed (its name is its key): EPERM. */
-static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		     const char *newname, unsigned int flags)
+static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
+			     fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct node_ref p, src, dst;
 	char why[160];
-	int rc;
+	enum sh_err rc;
 
-	if (nodes_get(fs->nodes, parent, &p) != 0)
-		return ENOENT;
+	if (nodes_get(fs->nodes, parent, &p) != SH_OK)
+		return SH_ENOENT;
 	if (p.kind != NODE_MODEL)
-		return EPERM;
+		return SH_EPERM;
 	if (newparent != parent)
-		return EXDEV;
+		return SH_EXDEV;
 	if (flags & RENAME_EXCHANGE)
-		return EINVAL;
+		return SH_EINVAL;
 	if (resolve(fs, &p, name, &src) != SH_OK)
-		return ENOENT;
+		return SH_ENOENT;
 	if (src.kind != NODE_SCRATCH)
-		return EPERM;
+		return SH_EPERM;
 	if (resolve(fs, &p, newname, &dst) != SH_OK)
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
 	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
-		return EEXIST;
-	if (dst.kind == NODE_SCRATCH || !doc_record_name(newname, dst.pk, sizeof(dst.pk))) {
+		return SH_EEXIST;
+	if (dst.kind == NODE_SCRATCH || !engine_record_key(newname, dst.pk, sizeof(dst.pk))) {
 		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
 		dst.kind = NODE_SCRATCH;
 		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);
-	} else if (doc_check_pk(p.model, dst.pk, why, sizeof(why)) != SH_OK) {
+	} else if (engine_check_key(p.model, dst.pk, why, sizeof(why)) != SH_OK) {
 		engine_refused(fs->engine, p.block, p.model->name, dst.pk, why);
-		rc = EBADMSG;
+		rc = SH_EBADMSG;
 	} else {
 		rc = scratch_to_record(fs, &p, name, dst.pk);
-		/* rename(2) callers read EINVAL as "into its own subdirectory" */
-		rc = rc == EINVAL ? EBADMSG : rc;
 	}
 	if (!rc)
 		nodes_rename(fs->nodes, parent, name, newparent, newname, &dst);
@@ -1201,26 +1197,26 @@ static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_in
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	fuse_reply_err(req, do_rename(fs_of(req), parent, name, newparent, newname, flags));
+	reply_err(req, do_rename(fs_of(req), parent, name, newparent, newname, flags));
 }
 
 /* Hard links, symbolic links and device nodes have no meaning here. */
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	(void)ino, (void)newparent, (void)newname;
-	fuse_reply_err(req, EPERM);
+	reply_err(req, SH_EPERM);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	(void)link, (void)parent, (void)name;
-	fuse_reply_err(req, EPERM);
+	reply_err(req, SH_EPERM);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	(void)parent, (void)name, (void)mode, (void)rdev;
-	fuse_reply_err(req, EPERM);
+	reply_err(req, SH_EPERM);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1231,7 +1227,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&st, 0, sizeof(st));
 	st.f_bsize = st.f_frsize = 4096;
 	st.f_namemax = 255;
-	st.f_files = blockset_count(engine_blocks(fs_of(req)->engine));
+	st.f_files = engine_block_count(fs_of(req)->engine);
 	fuse_reply_statfs(req, &st);
 }
 

@@ -1,7 +1,6 @@
 /* scratch.c - in-memory scratch files, in one list under one lock. */
 #include "scratch.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -108,20 +107,21 @@ static void touch(struct scratch *s)
 	s->ctime = s->mtime;
 }
 
-int scratch_create(struct scratches *ss, const char *block, const char *model, const char *name,
-		   mode_t mode, int excl, struct scratch **out)
+enum sh_err scratch_create(struct scratches *ss, const char *block, const char *model,
+			   const char *name, mode_t mode, uid_t uid, gid_t gid, int excl,
+			   struct scratch **out)
 {
 	struct scratch *s;
 
 	if (strlen(name) > SCRATCH_NAME_MAX)
-		return ENAMETOOLONG;
+		return SH_ENAMETOOLONG;
 	pthread_mutex_lock(&ss->lock);
 	s = find_locked(ss, block, model, name);
 	if (s) {
 		s->refs += !excl;
 		pthread_mutex_unlock(&ss->lock);
 		*out = excl ? NULL : s;
-		return excl ? EEXIST : 0;
+		return excl ? SH_EEXIST : SH_OK;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->block = strdup(block)) || !(s->model = strdup(model)) ||
@@ -129,12 +129,12 @@ int scratch_create(struct scratches *ss, const char *block, const char *model, c
 		pthread_mutex_unlock(&ss->lock);
 		if (s)
 			scratch_free(s);
-		return ENOMEM;
+		return SH_ENOMEM;
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	s->mode = S_IFREG | (mode & 07777);
-	s->uid = getuid();
-	s->gid = getgid();
+	s->uid = uid;
+	s->gid = gid;
 	s->refs = 1;
 	s->linked = 1;
 	touch(s);
@@ -142,10 +142,11 @@ int scratch_create(struct scratches *ss, const char *block, const char *model, c
 	ss->head = s;
 	pthread_mutex_unlock(&ss->lock);
 	*out = s;
-	return 0;
+	return SH_OK;
 }
 
-int scratch_unlink(struct scratches *ss, const char *block, const char *model, const char *name)
+enum sh_err scratch_unlink(struct scratches *ss, const char *block, const char *model,
+			   const char *name)
 {
 	struct scratch *s;
 	int gone = 0;
@@ -161,21 +162,21 @@ int scratch_unlink(struct scratches *ss, const char *block, const char *model, c
 	pthread_mutex_unlock(&ss->lock);
 	if (gone)
 		scratch_free(s);
-	return s ? 0 : ENOENT;
+	return s ? SH_OK : SH_ENOENT;
 }
 
-int scratch_rename(struct scratches *ss, const char *block, const char *model, const char *from,
-		   const char *to)
+enum sh_err scratch_rename(struct scratches *ss, const char *block, const char *model,
+			   const char *from, const char *to)
 {
 	struct scratch *s, *victim;
 	char *name;
 	int gone = 0;
 
 	if (strlen(to) > SCRATCH_NAME_MAX)
-		return ENAMETOOLONG;
+		return SH_ENAMETOOLONG;
 	name = strdup(to);
 	if (!name)
-		return ENOMEM;
+		return SH_ENOMEM;
 	pthread_mutex_lock(&ss->lock);
 	s = find_locked(ss, block, model, from);
 	victim = s ? find_locked(ss, block, model, to) : NULL;
@@ -194,29 +195,29 @@ int scratch_rename(struct scratches *ss, const char *block, const char *model, c
 	if (gone)
 		scratch_free(victim);
 	free(name);
-	return s ? 0 : ENOENT;
+	return s ? SH_OK : SH_ENOENT;
 }
 
 /* Grow s to hold n bytes within both caps. */
-static int reserve(struct scratches *ss, struct scratch *s, size_t n)
+static enum sh_err reserve(struct scratches *ss, struct scratch *s, size_t n)
 {
 	size_t cap = s->cap ? s->cap : 256;
 	char *grown;
-	int rc = 0;
+	enum sh_err rc = SH_OK;
 
 	if (n > ss->file_cap)
-		return EFBIG;
+		return SH_ETOOBIG;
 	if (n <= s->cap)
-		return 0;
+		return SH_OK;
 	while (cap < n)
 		cap *= 2;
 	if (cap > ss->file_cap)
 		cap = ss->file_cap;
 	pthread_mutex_lock(&ss->lock);
 	if (ss->total - s->cap + cap > ss->total_cap)
-		rc = ENOSPC;
+		rc = SH_ENOSPC;
 	else if (!(grown = realloc(s->buf, cap)))
-		rc = ENOMEM;
+		rc = SH_ENOMEM;
 	else {
 		ss->total += cap - s->cap;
 		s->buf = grown;
@@ -226,10 +227,11 @@ static int reserve(struct scratches *ss, struct scratch *s, size_t n)
 	return rc;
 }
 
-int scratch_write(struct scratches *ss, struct scratch *s, const char *buf, size_t size, off_t off)
+enum sh_err scratch_write(struct scratches *ss, struct scratch *s, const char *buf, size_t size,
+			  off_t off)
 {
 	size_t end = (size_t)off + size;
-	int rc;
+	enum sh_err rc;
 
 	pthread_mutex_lock(&s->lock);
 	rc = reserve(ss, s, end);
@@ -245,9 +247,9 @@ int scratch_write(struct scratches *ss, struct scratch *s, const char *buf, size
 	return rc;
 }
 
-int scratch_truncate(struct scratches *ss, struct scratch *s, off_t size)
+enum sh_err scratch_truncate(struct scratches *ss, struct scratch *s, off_t size)
 {
-	int rc = 0;
+	enum sh_err rc = SH_OK;
 
 	pthread_mutex_lock(&s->lock);
 	if ((size_t)size > s->len) {

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "engine.h"
+
 /* The longest name, in bytes: what a node_ref's pk holds (nodes.h), so that every
  * scratch file can be looked up, opened and deleted by its name. */
 #define SCRATCH_NAME_MAX 255
@@ -41,18 +43,24 @@ void scratches_free(struct scratches *ss);
 /* A counted reference to the named file, or NULL. */
 struct scratch *scratch_get(struct scratches *ss, const char *block, const char *model,
 			    const char *name);
-/* Create (or, when it exists and excl is 0, open) the named file. errno-style result;
- * on failure nothing was created. A name over SCRATCH_NAME_MAX is ENAMETOOLONG. */
-int scratch_create(struct scratches *ss, const char *block, const char *model, const char *name,
-		   mode_t mode, int excl, struct scratch **out);
+/* Create (or, when it exists and excl is 0, open) the named file, owned by
+ * uid:gid with mode; on failure nothing was created. A name over
+ * SCRATCH_NAME_MAX is SH_ENAMETOOLONG. */
+enum sh_err scratch_create(struct scratches *ss, const char *block, const char *model,
+			   const char *name, mode_t mode, uid_t uid, gid_t gid, int excl,
+			   struct scratch **out);
 void scratch_put(struct scratches *ss, struct scratch *s);
 
-/* 0 or an errno; rename refuses a name over SCRATCH_NAME_MAX (ENAMETOOLONG). */
-int scratch_unlink(struct scratches *ss, const char *block, const char *model, const char *name);
-int scratch_rename(struct scratches *ss, const char *block, const char *model, const char *from,
-		   const char *to);
-int scratch_write(struct scratches *ss, struct scratch *s, const char *buf, size_t size, off_t off);
-int scratch_truncate(struct scratches *ss, struct scratch *s, off_t size);
+/* rename refuses a name over SCRATCH_NAME_MAX (SH_ENAMETOOLONG); write and
+ * truncate refuse to grow a file past its cap (SH_ETOOBIG) or all of them
+ * past theirs (SH_ENOSPC). */
+enum sh_err scratch_unlink(struct scratches *ss, const char *block, const char *model,
+			   const char *name);
+enum sh_err scratch_rename(struct scratches *ss, const char *block, const char *model,
+			   const char *from, const char *to);
+enum sh_err scratch_write(struct scratches *ss, struct scratch *s, const char *buf, size_t size,
+			  off_t off);
+enum sh_err scratch_truncate(struct scratches *ss, struct scratch *s, off_t size);
 /* Copy of the content (malloc'd, *len bytes), for a rename onto a record. */
 char *scratch_copy(struct scratch *s, size_t *len);
 

@@ -1,12 +1,10 @@
 /* scratch_ops.c - FUSE requests on scratch files (see scratch.h). */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs.h"
-#include "log.h"
 #include "scratch.h"
 
 /* One open scratch file: a reference to the shared content. */
@@ -51,31 +49,33 @@ static void scratch_proto(struct node_ref *proto, const struct node_ref *dir, co
 /* Everything that can fail comes before the file exists, and the file is made last:
  * a refused create leaves no name behind (and truncates nothing). */
 void sops_create(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const struct node_ref *dir,
-		 const char *name, mode_t mode, struct fuse_file_info *fi)
+		 const char *name, struct fuse_file_info *fi)
 {
 	struct node_ref proto, ref;
 	struct fuse_entry_param e;
 	struct scratch_handle *h;
 	struct scratch *s;
-	int rc;
+	enum sh_err rc;
 
 	if (strlen(name) > SCRATCH_NAME_MAX) {
-		fuse_reply_err(req, ENAMETOOLONG);
+		reply_err(req, SH_ENAMETOOLONG);
 		return;
 	}
 	scratch_proto(&proto, dir, name);
 	h = calloc(1, sizeof(*h));
-	if (!h || nodes_lookup(fs->nodes, parent, name, &proto, &ref) != 0) {
+	if (!h || nodes_lookup(fs->nodes, parent, name, &proto, &ref) != SH_OK) {
 		free(h);
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, SH_ENOMEM);
 		return;
 	}
-	rc = scratch_create(fs->scratch, dir->block, dir->model->name, name, mode,
+	/* the mount's owner and modes, not the creator's: as records (perm.h) */
+	rc = scratch_create(fs->scratch, dir->block, dir->model->name, name,
+			    perm_mode(&fs->perm, S_IFREG, 0666), fs->perm.uid, fs->perm.gid,
 			    (fi->flags & O_EXCL) != 0, &s);
 	if (rc) {
 		nodes_forget(fs->nodes, ref.ino, 1);	/* the lookup counted above */
 		free(h);
-		fuse_reply_err(req, rc);
+		reply_err(req, rc);
 		return;
 	}
 	if (fi->flags & O_TRUNC)
@@ -95,13 +95,13 @@ void sops_open(fuse_req_t req, struct fs *fs, const struct node_ref *r, struct f
 	struct scratch_handle *h;
 
 	if (!s) {
-		fuse_reply_err(req, ENOENT);
+		reply_err(req, SH_ENOENT);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		scratch_put(fs->scratch, s);
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, SH_ENOMEM);
 		return;
 	}
 	if (fi->flags & O_TRUNC)
@@ -126,7 +126,7 @@ void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char 
 		off_t off, int append)
 {
 	struct scratch *s = ((struct scratch_handle *)of)->s;
-	int rc;
+	enum sh_err rc;
 
 	if (append) {
 		pthread_mutex_lock(&s->lock);
@@ -135,7 +135,7 @@ void sops_write(fuse_req_t req, struct fs *fs, struct open_file *of, const char 
 	}
 	rc = scratch_write(fs->scratch, s, buf, size, off);
 	if (rc)
-		fuse_reply_err(req, rc);
+		reply_err(req, rc);
 	else
 		fuse_reply_write(req, size);
 }
@@ -144,24 +144,25 @@ void sops_release(fuse_req_t req, struct fs *fs, struct open_file *of)
 {
 	fs_open_untrack(fs, of);
 	handle_release(of);
-	fuse_reply_err(req, 0);
+	reply_err(req, SH_OK);
 }
 
-int sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st)
+enum sh_err sops_stat(struct fs *fs, const struct node_ref *r, struct stat *st)
 {
 	struct scratch *s = scratch_get(fs->scratch, r->block, r->model->name, r->pk);
 
 	if (!s)
-		return ENOENT;
+		return SH_ENOENT;
 	scratch_stat(s, r->ino, st);
 	scratch_put(fs->scratch, s);
-	return 0;
+	return SH_OK;
 }
 
 /* Scratch files take what any file takes: size, mode, owner, times. */
-static int apply_attr(struct fs *fs, struct scratch *s, const struct stat *attr, int to_set)
+static enum sh_err apply_attr(struct fs *fs, struct scratch *s, const struct stat *attr,
+			      int to_set)
 {
-	int rc = 0;
+	enum sh_err rc = SH_OK;
 
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		rc = scratch_truncate(fs->scratch, s, attr->st_size);
@@ -185,17 +186,17 @@ void sops_setattr(fuse_req_t req, struct fs *fs, const struct node_ref *r, struc
 {
 	struct scratch *s = scratch_get(fs->scratch, r->block, r->model->name, r->pk);
 	struct stat st;
-	int rc;
+	enum sh_err rc;
 
 	if (!s) {
-		fuse_reply_err(req, ENOENT);
+		reply_err(req, SH_ENOENT);
 		return;
 	}
 	rc = apply_attr(fs, s, attr, to_set);
 	scratch_stat(s, r->ino, &st);
 	scratch_put(fs->scratch, s);
 	if (rc)
-		fuse_reply_err(req, rc);
+		reply_err(req, rc);
 	else
 		fuse_reply_attr(req, &st, 0);
 }

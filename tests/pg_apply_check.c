@@ -303,9 +303,9 @@ static void check_partial_and_delete(struct pg *pg, const struct catalog *cat)
 	op_set(&ops[1], 2, 'U', "Weird Table", "6", "{\"id\":6}");
 	op_set(&ops[2], 3, 'D', "Weird Table", "500", NULL);
 	op_set(&ops[3], 4, 'D', "Weird Table", "424242", NULL);
-	op_set(&ops[4], 5, 'U', "Weird Table", "9", "{\"id\":9,\"n\":1}");
-	op_set(&ops[5], 6, 'D', "Weird Table", "9", NULL);
-	op_set(&ops[6], 7, 'U', "Weird Table", "9", "{\"id\":9,\"n\":99}");
+	op_set(&ops[4], 5, 'U', "Weird Table", "900", "{\"id\":900,\"select\":\"old\",\"n\":1}");
+	op_set(&ops[5], 6, 'D', "Weird Table", "900", NULL);
+	op_set(&ops[6], 7, 'U', "Weird Table", "900", "{\"id\":900,\"n\":99}");
 	op_set(&ops[7], 8, 'D', "Weird Table", "8", NULL);
 	op_set(&ops[8], 9, 'D', "Child Row", "c7", NULL);	/* child of 8: deleted... after it */
 	rc = pg_apply(pg, cat, "partial", ops, 9, &upto, err, sizeof(err));
@@ -320,14 +320,81 @@ static void check_partial_and_delete(struct pg *pg, const struct catalog *cat)
 	check("delete removes the row",
 	      !strcmp(val("SELECT count(*) FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 500"), "0"), "still there");
 	check("delete of a missing row is fine", !ops[3].dead, "dead: %s", ops[3].error ? ops[3].error : "");
-	check("upsert, delete, upsert collapses to the last",
-	      ops[4].superseded && ops[5].superseded && !ops[6].superseded &&
-	      !strcmp(val("SELECT n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 9"), "99"),
-	      "n %s", val("SELECT n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 9"));
+	check("upsert, delete, upsert: the delete, then exactly the new document",
+	      ops[4].superseded && !ops[5].superseded && !ops[6].superseded &&
+	      !strcmp(val("SELECT coalesce(\"select\", '(null)') || '/' || n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 900"), "(null)/99"),
+	      "row %s", val("SELECT coalesce(\"select\", '(null)') || '/' || n FROM \"" SCHEMA "\".\"Weird Table\" WHERE id = 900"));
 	/* the parent's delete comes first and is refused while its child exists */
 	check("delete of a referenced parent is refused alone", ops[7].dead && !ops[8].dead &&
 	      ops[7].error && strstr(ops[7].error, "foreign key"), "dead %d/%d", ops[7].dead, ops[8].dead);
 	op_free_array(ops, 9);
+}
+
+/* A valid write, then a refused one of the same record, in one batch: the
+ * valid one applies, only the refused one is dead. */
+static void check_refused_after_valid(struct pg *pg, const struct catalog *cat)
+{
+	struct op *ops = ops_new(3);
+	char err[512] = "";
+	int64_t upto = 0;
+	enum sh_err rc;
+
+	sql("INSERT INTO \"" SCHEMA "\".\"Child Row\" (id, v) VALUES ('rv', 1)");
+	op_set(&ops[0], 1, 'U', "Child Row", "rv", "{\"id\":\"rv\",\"v\":250}");
+	op_set(&ops[1], 2, 'U', "Child Row", "rv", "{\"id\":\"rv\",\"v\":-1}");
+	op_set(&ops[2], 3, 'U', "Child Row", "other", "{\"id\":\"other\",\"v\":3}");
+	rc = pg_apply(pg, cat, "refused-after-valid", ops, 3, &upto, err, sizeof(err));
+	check("valid then refused write applies", rc == SH_OK && upto == 3, "rc %d %s", rc, err);
+	check("the valid write is in PostgreSQL",
+	      !strcmp(val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'rv'"), "250"),
+	      "v %s", val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'rv'"));
+	check("only the refused write is dead", !ops[0].dead && !ops[0].superseded && ops[0].returned &&
+	      ops[1].dead && !ops[2].dead, "dead %d/%d/%d", ops[0].dead, ops[1].dead, ops[2].dead);
+	op_free_array(ops, 3);
+}
+
+/* A big drain: 8 records written 625 times each, round robin, the last write
+ * of one refused. Collapsing keeps it to a few statements; the refusal costs
+ * the bisection of its group and two tries (the write before it, then it
+ * again), not one per write of that record. */
+static void check_drain_with_refusal(struct pg *pg, const struct catalog *cat)
+{
+	enum { N = 5000, RECS = 8 };
+	struct op *ops = ops_new(N);
+	char err[512] = "", pk[32];
+	int64_t upto = 0;
+	uint64_t before, clean, refused;
+	enum sh_err rc;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(pk, sizeof(pk), "d%d", i % RECS);
+		op_setf(&ops[i], i + 1, "Child Row", pk, "{\"id\":\"d%d\",\"v\":%d}", i % RECS, i);
+	}
+	before = pg_statements(pg);
+	rc = pg_apply(pg, cat, "drain-clean", ops, N, &upto, err, sizeof(err));
+	clean = pg_statements(pg) - before;
+	check("a drain of 5000 writes to 8 records applies", rc == SH_OK && upto == N, "rc %d %s", rc, err);
+	op_free_array(ops, N);
+
+	ops = ops_new(N);
+	for (int i = 0; i < N; i++) {
+		snprintf(pk, sizeof(pk), "d%d", i % RECS);
+		op_setf(&ops[i], i + 1, "Child Row", pk, "{\"id\":\"d%d\",\"v\":%d}", i % RECS,
+			i == N - 1 ? -1 : N + i);
+	}
+	before = pg_statements(pg);
+	rc = pg_apply(pg, cat, "drain-refused", ops, N, &upto, err, sizeof(err));
+	refused = pg_statements(pg) - before;
+	printf("# statements for a drain of 5000 writes to 8 records: %" PRIu64 " clean, %" PRIu64
+	       " with the last write refused\n", clean, refused);
+	check("the drain with a refusal applies", rc == SH_OK && upto == N && ops[N - 1].dead &&
+	      COUNT(ops, N, dead) == 1, "rc %d %s, %zu dead", rc, err, COUNT(ops, N, dead));
+	check("the refused record keeps its last valid write",
+	      !strcmp(val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'd7'"), "9991"),
+	      "v %s", val("SELECT v FROM \"" SCHEMA "\".\"Child Row\" WHERE id = 'd7'"));
+	check("a drain takes few statements, and a refusal few more", clean <= 10 && refused <= clean + 40,
+	      "%" PRIu64 " clean, %" PRIu64 " with a refusal", clean, refused);
+	op_free_array(ops, N);
 }
 
 static void check_fk_order_and_uuid(struct pg *pg, const struct catalog *cat)
@@ -385,9 +452,9 @@ static void check_connection_loss(struct pg *pg, const struct catalog *cat)
 	check("reconnect", rc == SH_OK, "rc %d", rc);
 	rc = pg_apply(pg, cat, "lost", ops, 2, &upto, err, sizeof(err));
 	check("retry applies", rc == SH_OK && upto == 2 && ops[1].returned, "rc %d %s", rc, err);
-	rc = pg_applied_seq(pg, "lost", &seq);
+	rc = pg_applied_seq(pg, "lost", OP_ORIGIN_LEGACY, &seq);
 	check("applied seq", rc == SH_OK && seq == 2, "rc %d seq %" PRId64, rc, seq);
-	rc = pg_applied_seq(pg, "never", &seq);
+	rc = pg_applied_seq(pg, "never", OP_ORIGIN_LEGACY, &seq);
 	check("applied seq of an unknown block is 0", rc == SH_OK && seq == 0, "rc %d seq %" PRId64, rc, seq);
 	op_free_array(ops, 2);
 }
@@ -424,6 +491,8 @@ int main(int argc, char **argv)
 		check_bulk(pg, cat);
 		check_refusals(pg, cat);
 		check_partial_and_delete(pg, cat);
+		check_refused_after_valid(pg, cat);
+		check_drain_with_refusal(pg, cat);
 		check_fk_order_and_uuid(pg, cat);
 		check_connection_loss(pg, cat);
 	}

@@ -60,7 +60,8 @@ check "... naming it" grep -q "unknown option '--bogus'" <<<"$out"
 libfuse_opts="allow_other,default_permissions,debug,fsname=x,subtype=y,auto_unmount,max_read=131072"
 libfuse_opts+=",ro,rw,nosuid,suid,nodev,dev,noexec,exec,atime,noatime,sync,async,dirsync,allow_root"
 libfuse_opts+=",clone_fd,max_idle_threads=4,max_threads=8"
-bad "libfuse options pass the check" 1 "pg=$dead_pg,redis=$REDIS_URL,data=$T/d2,$libfuse_opts"
+# (allow_other needs an owner: uid=, test_permissions.sh)
+bad "libfuse options pass the check" 1 "pg=$dead_pg,redis=$REDIS_URL,data=$T/d2,uid=0,$libfuse_opts"
 check "libfuse options: the failure is the connection" grep -q 'postgresql' <<<"$BAD_OUT"
 check "-s and -d pass the check" bash -c \
   "timeout 20 '$SHARDED_BUILD_DIR/mount.sharded' -s -d -o 'pg=$dead_pg,data=$T/d2' '$T/m-x' 2>&1 | grep -q postgresql"
@@ -78,7 +79,7 @@ mounted_with() {
   return $rc
 }
 check "a mount with libfuse's options works (allow_other, fsname, max_read, noatime, ...)" mounted_with \
-  "$T/m4" "allow_other,default_permissions,fsname=demo,auto_unmount,max_read=131072,nosuid,nodev,noatime" \
+  "$T/m4" "uid=0,allow_other,default_permissions,fsname=demo,auto_unmount,max_read=131072,nosuid,nodev,noatime" \
   '^demo [^ ]+ fuse\.sharded rw,nosuid,nodev,noatime,.*allow_other,max_read=131072' mkdir "$T/m4/b"
 check "-o ro mounts read-only" mounted_with "$T/m5" "ro,subtype=sharded" \
   '^sharded [^ ]+ fuse\.sharded ro,' bash -c "mkdir '$T/m5/b' 2>&1 | grep -q 'Read-only file system'"

@@ -59,6 +59,12 @@ require "cmake --install into a staging prefix" \
 for f in bin/mount.sharded bin/sharded sbin/mount.fuse.sharded; do
   check "installed and executable: $f" test -x "$P/$f"
 done
+# the benchmark is a developer's tool: installed only when asked for
+if grep -q '^INSTALL_BENCH:BOOL=ON$' "$SHARDED_BUILD_DIR/CMakeCache.txt"; then
+  check "installed with -DINSTALL_BENCH=ON: bin/sharded-bench" test -x "$P/bin/sharded-bench"
+else
+  check "not installed without -DINSTALL_BENCH=ON: bin/sharded-bench" test ! -e "$P/bin/sharded-bench"
+fi
 for f in share/man/man8/mount.sharded.8 share/man/man1/sharded.1 \
          lib/systemd/system/sharded@.service share/doc/sharded/examples/mnt-blocks.mount; do
   check "installed: $f" test -s "$P/$f"

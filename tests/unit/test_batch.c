@@ -13,6 +13,9 @@
 
 #define MAX 64
 
+/* batch_collapse's links, for every test's batch (the largest is the group cap's). */
+static size_t prev[BATCH_GROUP_MAX_OPS * 2 + 1];
+
 /* Ops point at string literals: nothing here is freed. */
 static struct op mk(int64_t seq, char kind, const char *model, const char *pk, const char *doc)
 {
@@ -28,7 +31,7 @@ static size_t collapse(struct op *ops, size_t n, size_t *order)
 {
 	size_t norder = 99;
 
-	assert_int_equal(batch_collapse(ops, n, order, &norder), SH_OK);
+	assert_int_equal(batch_collapse(ops, n, order, &norder, prev), SH_OK);
 	return norder;
 }
 
@@ -86,6 +89,8 @@ static void test_collapse_delete_after_insert(void **state)
 	assert_true(ops[0].superseded);
 }
 
+/* Delete, then re-create: the row is deleted, then inserted with exactly the
+ * new document (an upsert alone would keep the old row's other columns). */
 static void test_collapse_insert_after_delete(void **state)
 {
 	struct op ops[] = {
@@ -95,9 +100,63 @@ static void test_collapse_insert_after_delete(void **state)
 	size_t order[MAX];
 
 	(void)state;
-	assert_int_equal(collapse(ops, 2, order), 1);
+	assert_int_equal(collapse(ops, 2, order), 2);
+	assert_int_equal(order[0], 0);
+	assert_int_equal(order[1], 1);
+	assert_false(ops[0].superseded);
+	assert_false(ops[1].superseded);
+	assert_int_equal(prev[0], BATCH_NONE);
+	assert_int_equal(prev[1], 0);
+}
+
+/* A delete stands for everything of its record before it, in its own place:
+ * a child deleted before its parent stays before it. */
+static void test_collapse_delete_in_its_own_place(void **state)
+{
+	struct op ops[] = {
+		mk(1, 'U', "User", "1", "{\"id\":1,\"v\":1}"),
+		mk(2, 'D', "Order", "10", NULL),
+		mk(3, 'D', "User", "1", NULL),
+	};
+	size_t order[MAX];
+
+	(void)state;
+	assert_int_equal(collapse(ops, 3, order), 2);
 	assert_int_equal(order[0], 1);
-	assert_int_equal(ops[order[0]].kind, 'U');
+	assert_int_equal(order[1], 2);
+	assert_true(ops[0].superseded);
+}
+
+/* Upsert, delete, upsert, upsert: the delete, then the re-creation's last
+ * value in the place of its first; delete, upsert, delete: the last delete. */
+static void test_collapse_chains(void **state)
+{
+	struct op a[] = {
+		mk(1, 'U', "User", "1", "{\"id\":1,\"name\":\"x\"}"),
+		mk(2, 'U', "User", "2", "{\"id\":2}"),
+		mk(3, 'D', "User", "1", NULL),
+		mk(4, 'U', "User", "1", "{\"id\":1}"),
+		mk(5, 'U', "User", "3", "{\"id\":3}"),
+		mk(6, 'U', "User", "1", "{\"id\":1,\"email\":\"e\"}"),
+	};
+	struct op b[] = {
+		mk(1, 'D', "User", "1", NULL),
+		mk(2, 'U', "User", "1", "{\"id\":1}"),
+		mk(3, 'D', "User", "1", NULL),
+	};
+	size_t order[MAX];
+
+	(void)state;
+	assert_int_equal(collapse(a, 6, order), 4);
+	assert_int_equal(order[0], 1);	/* User 2 */
+	assert_int_equal(order[1], 2);	/* User 1's delete */
+	assert_int_equal(order[2], 5);	/* its re-creation's last value, in the first one's place */
+	assert_int_equal(order[3], 4);	/* User 3 */
+	assert_true(a[0].superseded && a[3].superseded);
+	assert_false(a[2].superseded || a[5].superseded);
+	assert_int_equal(collapse(b, 3, order), 1);
+	assert_int_equal(order[0], 2);
+	assert_true(b[0].superseded && b[1].superseded);
 }
 
 static void test_collapse_same_pk_other_model(void **state)
@@ -156,8 +215,8 @@ static void test_collapse_cap(void **state)
 	size_t order[1], n;
 
 	(void)state;
-	assert_int_equal(batch_collapse(&op, BATCH_MAX_OPS + 1, order, &n), SH_ETOOBIG);
-	assert_int_equal(batch_collapse(&op, 0, order, &n), SH_OK);
+	assert_int_equal(batch_collapse(&op, BATCH_MAX_OPS + 1, order, &n, prev), SH_ETOOBIG);
+	assert_int_equal(batch_collapse(&op, 0, order, &n, prev), SH_OK);
 	assert_int_equal(n, 0);
 }
 
@@ -237,7 +296,7 @@ static void test_group_size_cap(void **state)
 		snprintf(pks[i], 16, "%d", i);
 		ops[i] = mk(i + 1, 'U', "User", pks[i], "{\"id\":0}");
 	}
-	assert_int_equal(batch_collapse(ops, N, order, &norder), SH_OK);
+	assert_int_equal(batch_collapse(ops, N, order, &norder, prev), SH_OK);
 	assert_int_equal(batch_group(ops, order, norder, g, &ng), SH_OK);
 	assert_int_equal(ng, 3);
 	assert_int_equal(g[0].count, BATCH_GROUP_MAX_OPS);
@@ -577,6 +636,8 @@ int main(void)
 		cmocka_unit_test(test_collapse_keeps_fk_order),
 		cmocka_unit_test(test_collapse_delete_after_insert),
 		cmocka_unit_test(test_collapse_insert_after_delete),
+		cmocka_unit_test(test_collapse_delete_in_its_own_place),
+		cmocka_unit_test(test_collapse_chains),
 		cmocka_unit_test(test_collapse_same_pk_other_model),
 		cmocka_unit_test(test_collapse_ignores_skipped),
 		cmocka_unit_test(test_collapse_many),

@@ -16,6 +16,8 @@
 
 #include "blocks.h"
 
+#include "outbox_util.h"
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
@@ -181,7 +183,7 @@ static void test_blockset_lifecycle(void **state)
 	/* a block with pending writes retires: hidden, its file kept, its id busy */
 	assert_int_equal(store_write(a->store, "User", "1", "{\"id\":1}", &seq), SH_OK);
 	assert_int_equal(store_write(b->store, "User", "9", "{\"id\":9}", &seq), SH_OK);
-	assert_int_equal(store_outbox_applied(b->store, seq), SH_OK);	/* b keeps a synced record */
+	assert_int_equal(outbox_applied(b->store, seq), SH_OK);	/* b keeps a synced record */
 	assert_int_equal(store_write(a->store, "User", "2", NULL, &seq), SH_OK);
 	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
 	assert_true(retired);
@@ -196,12 +198,12 @@ static void test_blockset_lifecycle(void **state)
 	for (size_t i = 0; i < n; i++)
 		block_put(snap[i]);
 	free(snap);
-	assert_int_equal(store_outbox_applied(a->store, seq - 1), SH_OK);
+	assert_int_equal(outbox_applied(a->store, seq - 1), SH_OK);
 	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
 	assert_true(retired);
 
 	/* once everything is applied it goes, with its files */
-	assert_int_equal(store_outbox_applied(a->store, seq), SH_OK);
+	assert_int_equal(outbox_applied(a->store, seq), SH_OK);
 	assert_int_equal(blockset_remove(bs, "a", &retired), SH_OK);
 	assert_false(retired);
 	assert_int_equal(blockset_count(bs), 2);

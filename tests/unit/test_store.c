@@ -13,8 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "op.h"
 #include "store.h"
+
+#include "outbox_util.h"
 
 struct fixture {
 	char dir[64];
@@ -137,7 +140,7 @@ static void test_outbox_order_and_seq(void **state)
 	assert_int_equal(seq[0], base + 1);
 	assert_int_equal(meta_int(f->st, "last_seq"), seq[3]);
 
-	relay(f->st, store_now_ns(), 100, &ops, &n);
+	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 4);
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(ops[i].seq, seq[i]);
@@ -157,12 +160,12 @@ static void test_outbox_order_and_seq(void **state)
 	op_free_array(ops, n);
 
 	/* max limits the batch, from the oldest */
-	relay(f->st, store_now_ns(), 2, &ops, &n);
+	relay(f->st, clock_wall_ns(), 2, &ops, &n);
 	assert_int_equal(n, 2);
 	assert_int_equal(ops[0].seq, seq[0]);
 	assert_int_equal(ops[1].seq, seq[1]);
 	op_free_array(ops, n);
-	relay(f->st, store_now_ns(), 0, &ops, &n);
+	relay(f->st, clock_wall_ns(), 0, &ops, &n);
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
 }
@@ -177,7 +180,7 @@ static void test_outbox_relay_cycle(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(store_write(f->st, "User", "1", "{}", &seq[i]), SH_OK);
 
-	t = store_now_ns();
+	t = clock_wall_ns();
 	assert_int_equal(store_outbox_relayed(f->st, seq[0], seq[1], t), SH_OK);
 	/* relayed entries are hidden until their resend time */
 	relay(f->st, t, 100, &ops, &n);
@@ -218,14 +221,14 @@ static void test_outbox_relay_cycle(void **state)
 	op_free_array(ops, n);
 
 	/* applied drops up to seq, inclusive */
-	assert_int_equal(store_outbox_applied(f->st, seq[1]), SH_OK);
-	relay(f->st, store_now_ns(), 100, &ops, &n);
+	assert_int_equal(outbox_applied(f->st, seq[1]), SH_OK);
+	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 1);
 	assert_int_equal(ops[0].seq, seq[2]);
 	op_free_array(ops, n);
 	assert_true(store_has_pending(f->st, "User", "1"));
-	assert_int_equal(store_outbox_applied(f->st, seq[2]), SH_OK);
-	relay(f->st, store_now_ns(), 100, &ops, &n);
+	assert_int_equal(outbox_applied(f->st, seq[2]), SH_OK);
+	relay(f->st, clock_wall_ns(), 100, &ops, &n);
 	assert_int_equal(n, 0);
 	op_free_array(ops, n);
 	assert_false(store_has_pending(f->st, "User", "1"));
@@ -254,7 +257,7 @@ static void test_refresh(void **state)
 	assert_doc(f->st, "User", "1", "{\"v\":\"local2\"}");
 
 	/* once applied, PostgreSQL's version replaces the cache */
-	assert_int_equal(store_outbox_applied(f->st, s2), SH_OK);
+	assert_int_equal(outbox_applied(f->st, s2), SH_OK);
 	assert_int_equal(store_refresh(f->st, "User", "1", "{\"v\":\"pg\"}", s2), SH_OK);
 	assert_doc(f->st, "User", "1", "{\"v\":\"pg\"}");
 	/* doc NULL: the row is gone */
@@ -313,7 +316,7 @@ static void test_drop_synced(void **state)
 	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
 	assert_int_equal(dropped, 0);
 
-	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
+	assert_int_equal(outbox_applied(f->st, seq), SH_OK);
 	assert_int_equal(store_drop_synced(f->st, &dropped), SH_OK);
 	assert_int_equal(dropped, 1);
 	assert_doc(f->st, "User", "1", NULL);
@@ -324,7 +327,7 @@ static void test_has_pending_and_stats(void **state)
 	struct fixture *f = *state;
 	struct store_stats stats;
 	int64_t pending;
-	int64_t before = store_now_ns(), seq;
+	int64_t before = clock_wall_ns(), seq;
 
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
 	assert_int_equal(stats.pending, 0);
@@ -347,9 +350,9 @@ static void test_has_pending_and_stats(void **state)
 	assert_int_equal(pending, 3);
 	assert_int_equal(stats.records, 2);	/* 1 and 4; 2 was deleted */
 	assert_true(stats.oldest_pending_ns >= before);
-	assert_true(stats.oldest_pending_ns <= store_now_ns());
+	assert_true(stats.oldest_pending_ns <= clock_wall_ns());
 
-	assert_int_equal(store_outbox_applied(f->st, seq), SH_OK);
+	assert_int_equal(outbox_applied(f->st, seq), SH_OK);
 	assert_int_equal(store_stats(f->st, &stats), SH_OK);
 	assert_int_equal(stats.pending, 0);
 	assert_int_equal(store_pending(f->st, &pending), SH_OK);
@@ -436,8 +439,8 @@ static void test_reopen_keeps_everything(void **state)
 	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &s2), SH_OK);
 	assert_int_equal(store_cache(f->st, "User", "3", "{\"id\":3}"), SH_OK);
 	assert_int_equal(store_meta_set(f->st, "k", "v"), SH_OK);
-	assert_int_equal(store_outbox_applied(f->st, s1), SH_OK);
-	assert_int_equal(store_outbox_relayed(f->st, s2, s2, store_now_ns()), SH_OK);
+	assert_int_equal(outbox_applied(f->st, s1), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, s2, s2, clock_wall_ns()), SH_OK);
 	store_close(f->st);
 	f->st = NULL;
 
@@ -518,7 +521,7 @@ static void test_parking(void **state)
 	assert_int_equal(n, 1);
 	op_free_array(ops, n);
 	assert_false(store_is_parked(st[0]));
-	assert_int_equal(store_outbox_applied(st[0], seq + 1000000), SH_OK);
+	assert_int_equal(outbox_applied(st[0], seq + 1000000), SH_OK);
 	assert_doc(st[0], "User", "0", "{\"id\":1}");
 	assert_true(store_open_count() <= 2);
 
@@ -598,7 +601,7 @@ static void test_parked_fresh_count_and_remove(void **state)
 	assert_false(removed);
 	assert_int_equal(access(path, F_OK), 0);
 
-	assert_int_equal(store_outbox_applied(st, seq), SH_OK);
+	assert_int_equal(outbox_applied(st, seq), SH_OK);
 	assert_int_equal(store_remove_if_idle(st, &pending, &removed), SH_OK);
 	assert_int_equal(pending, 0);
 	assert_true(removed);
@@ -614,18 +617,25 @@ static void test_parked_fresh_count_and_remove(void **state)
 static void test_outbox_settle_counts(void **state)
 {
 	struct fixture *f = *state;
-	int64_t seq[4], counted;
+	int64_t seq[4], counted, dead;
+	char *origin = NULL;
 
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(store_write(f->st, "User", "1", "{}", &seq[i]), SH_OK);
-	assert_int_equal(store_outbox_settle(f->st, seq[1], 1, &counted), SH_OK);
+	assert_int_equal(store_meta_get(f->st, "origin", &origin), SH_OK);
+	dead = 1;
+	assert_int_equal(store_outbox_settle(f->st, origin, seq[1], &dead, &counted), SH_OK);
 	assert_int_equal(counted, 1);
+	assert_int_equal(dead, 0);
 	assert_int_equal(meta_int(f->st, "applied_total"), 1);
-	assert_int_equal(store_outbox_settle(f->st, seq[1], 0, &counted), SH_OK);
+	assert_int_equal(store_outbox_settle(f->st, origin, seq[1], &dead, &counted), SH_OK);
 	assert_int_equal(counted, 0);	/* already gone: not counted twice */
-	assert_int_equal(store_outbox_settle(f->st, seq[3], 0, &counted), SH_OK);
-	assert_int_equal(counted, 2);
-	assert_int_equal(meta_int(f->st, "applied_total"), 3);
+	dead = 3;			/* more dead than leave: the rest is carried */
+	assert_int_equal(store_outbox_settle(f->st, origin, seq[3], &dead, &counted), SH_OK);
+	assert_int_equal(counted, 0);
+	assert_int_equal(dead, 1);
+	assert_int_equal(meta_int(f->st, "applied_total"), 1);
+	free(origin);
 }
 
 static void test_sqlite_err(void **state)
@@ -683,7 +693,7 @@ static void test_delete_grace_and_revoke(void **state)
 
 	assert_int_equal(store_write(f->st, "User", "1", "{\"id\":1}", &seq), SH_OK);
 	assert_int_equal(store_write(f->st, "User", "1", NULL, &seq), SH_OK);
-	now = store_now_ns();
+	now = clock_wall_ns();
 	/* within the grace: the upsert goes, the deletion and what follows wait */
 	assert_int_equal(store_outbox_to_relay(f->st, now + 1, now - 1000000000LL, 10, &ops, &n), SH_OK);
 	assert_int_equal(n, 1);
@@ -703,7 +713,7 @@ static void test_delete_grace_and_revoke(void **state)
 	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
 	assert_int_equal(ops[n - 1].kind, OP_DELETE);
 	op_free_array(ops, n);
-	assert_int_equal(store_outbox_relayed(f->st, seq, seq, store_now_ns()), SH_OK);
+	assert_int_equal(store_outbox_relayed(f->st, seq, seq, clock_wall_ns()), SH_OK);
 	assert_int_equal(store_write(f->st, "User", "2", "{\"id\":2}", &seq), SH_OK);
 	assert_int_equal(store_outbox_to_relay(f->st, INT64_MAX, INT64_MAX, 10, &ops, &n), SH_OK);
 	assert_int_equal(ops[n - 2].kind, OP_DELETE);
