@@ -462,6 +462,32 @@ static enum sh_err xdel(redisContext *rc, const char *key, char *const *ids, siz
 	return SH_OK;
 }
 
+/* The identity of the file at path now; false when there is none. */
+static bool file_id(const char *data_dir, const char *block, dev_t *dev, ino_t *ino)
+{
+	char *path = block_path(data_dir, block);
+	struct stat sb;
+	bool yes = path && stat(path, &sb) == 0;
+
+	if (yes) {
+		*dev = sb.st_dev;
+		*ino = sb.st_ino;
+	}
+	free(path);
+	return yes;
+}
+
+/* Is the file st wrote to still the block's file? rmdir unlinks it under
+ * SQLite's write lock (store_remove_if_idle), so a write committed after
+ * that went into a removed file and must not be taken as done. */
+static bool still_the_file(const char *data_dir, const char *block, dev_t dev, ino_t ino)
+{
+	dev_t d;
+	ino_t i;
+
+	return file_id(data_dir, block, &d, &i) && d == dev && i == ino;
+}
+
 /*
  * Retry order and interruption: each dead letter is first written into the
  * block file (store_write: a new seq at the end of the outbox, so the
@@ -472,7 +498,9 @@ static enum sh_err xdel(redisContext *rc, const char *key, char *const *ids, siz
  * document, which is harmless for an upsert (the same row twice) and for a
  * delete (already gone). The opposite order could lose the write. A retry
  * writes the document as it was when it died, over any later change to that
- * record.
+ * record. A block removed (rmdir) during the retry: the write that went into
+ * the removed file is not XDEL'd, the retry stops with SH_ENOENT and the dead
+ * letter stays listed.
  */
 enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *block,
 			    const char *const *ids, size_t nids, admin_progress_fn progress,
@@ -482,11 +510,18 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 	struct admin_dead *list = NULL;
 	struct store *st = NULL;
 	size_t n = 0, *idx = NULL, nidx = 0;
+	dev_t dev = 0;
+	ino_t ino = 0;
 	enum sh_err e;
 
 	*done = 0;
 	if ((e = check_block(block, err, errlen)) || (e = open_store(data_dir, block, &st, err, errlen)))
 		return e;
+	if (!file_id(data_dir, block, &dev, &ino)) {
+		snprintf(err, errlen, "block '%s' was removed", block);
+		store_close(st);
+		return SH_ENOENT;
+	}
 	e = admin_dlq_list(rc, block, &list, &n, err, errlen);
 	if (!e)
 		e = select_dead(block, list, n, ids, nids, &idx, &nidx, err, errlen);
@@ -506,6 +541,12 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 		if (e) {
 			snprintf(err, errlen, "cannot write dead letter '%s' into block '%s': %s",
 				 d->id, block, sh_strerror(e));
+			break;
+		}
+		if (!still_the_file(data_dir, block, dev, ino)) {
+			snprintf(err, errlen, "block '%s' was removed during the retry; dead letter"
+				 " '%s' and those after it are kept", block, d->id);
+			e = SH_ENOENT;
 			break;
 		}
 		e = xdel(rc, key, &d->id, 1, &deleted, err, errlen);

@@ -41,6 +41,10 @@ struct block {
 	 * pending list for the 60 s takeover */
 	size_t held;
 	bool held_checked;
+	/* apply thread only: PostgreSQL refuses this block's bookkeeping or
+	 * batch (not an outage): held back until then, others go on (sync.c) */
+	int64_t refused_until_ms;
+	bool refused_checked;	/* apply thread only: its sync_refused meta was read */
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
 	 * write can never land in a block that is being deleted. */
 	pthread_rwlock_t life;

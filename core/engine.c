@@ -704,6 +704,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 	int64_t total = atomic_load(&b->load_total);
 	int64_t dead = meta_int(b, "dead_total", 0);
 	char *dead_error = dead ? meta_text(b, "last_dead_error") : strdup("-"), totaltext[24];
+	char *refused = meta_text(b, "sync_refused");
 	int64_t last_sync = meta_int(b, "last_sync_ns", 0);
 	int n;
 
@@ -729,7 +730,8 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     "redis %s\n"
 		     "postgres %s\n"
 		     "last_error %s\n"
-		     "last_dead_error %s\n",
+		     "last_dead_error %s\n"
+		     "refused %s\n",
 		     life_state_name(block_state(b)), st.pending, st.in_flight,
 		     meta_int(b, "applied_total", 0), dead, st.records,
 		     (long long)atomic_load(&b->load_rows), totaltext, last_sync / 1000000000,
@@ -737,8 +739,9 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,
 		     ss.redis_up ? "up" : "down", ss.pg_up ? "up" : "down",
 		     ss.last_error[0] && !(ss.redis_up && ss.pg_up) ? ss.last_error : "-",
-		     dead_error ? dead_error : "-");
+		     dead_error ? dead_error : "-", refused ? refused : "-");
 	free(dead_error);
+	free(refused);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 

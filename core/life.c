@@ -285,6 +285,11 @@ static void maybe_expire(struct life *l, struct block *b, int64_t now_ns)
 	}
 	b->state = BLOCK_LOADING;	/* requests wait while the records go */
 	pthread_mutex_unlock(&b->state_lock);
+	/* a parked store's remembered 0 may predate another process's write */
+	if (store_pending_fresh(b->store, &pending) != SH_OK || pending > 0) {
+		set_state(b, BLOCK_READY);
+		return;
+	}
 	if (store_expire(b->store, &dropped) == SH_OK)
 		sh_log(LOG_INFO, "block '%s': expired after %" PRId64 " s idle, %" PRId64 " records dropped",
 		       b->id, ttl, dropped);

@@ -30,6 +30,7 @@ struct pg {
 	uint64_t statements;	/* sent, for tests and statistics */
 	char *prepared[PG_PREPARED_MAX];	/* model of statement "sharded_fetch_<i>" */
 	int nprepared;
+	char refused_state[6];	/* SQLSTATE of the last permanent refusal */
 };
 
 /* ---- errors ---- */
@@ -86,6 +87,23 @@ bool pg_sqlstate_transient(const char *s)
 	return false;
 }
 
+bool pg_sqlstate_of_values(const char *s)
+{
+	static const char *const classes[] = { "22", "23", "54" };
+
+	if (!s || strlen(s) != 5)
+		return false;
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(s, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
+const char *pg_refused_sqlstate(const struct pg *pg)
+{
+	return pg->refused_state;
+}
+
 static bool result_ok(const PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
@@ -96,10 +114,13 @@ static bool result_ok(const PGresult *res)
 /* A failed result: worth retrying (SH_EUNAVAIL) or a refusal (SH_EREMOTE)? */
 static enum sh_err classify(struct pg *pg, const PGresult *res)
 {
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
 	if (!res || PQstatus(pg->conn) != CONNECTION_OK)
 		return SH_EUNAVAIL;
-	if (pg_sqlstate_transient(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+	if (pg_sqlstate_transient(state))
 		return SH_EUNAVAIL;
+	snprintf(pg->refused_state, sizeof(pg->refused_state), "%s", state ? state : "");
 	return SH_EREMOTE;
 }
 

@@ -98,4 +98,13 @@ enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const ch
 /* Is this SQLSTATE worth retrying (class 08, 40, 53, 57, 58, 55P03 ...)? */
 bool pg_sqlstate_transient(const char *sqlstate);
 
+/* Is this SQLSTATE a refusal of the values sent (class 22 data exception, 23
+ * integrity, 54 program limit) rather than of the database's state (a table
+ * missing, a privilege)? The sync holds back only the block such a refusal of
+ * its bookkeeping is about; other refusals are taken as an outage of all. */
+bool pg_sqlstate_of_values(const char *sqlstate);
+
+/* The SQLSTATE of the last statement refused for good on this connection. */
+const char *pg_refused_sqlstate(const struct pg *pg);
+
 #endif

@@ -1,6 +1,7 @@
 /* store.c - a block's SQLite file: records, outbox and meta. */
 #include "store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -92,10 +94,23 @@ static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
 	" WHERE o.model = records.model AND o.pk = records.pk)";
 
+enum sh_err store_sqlite_err(int rc, int sys_errno)
+{
+	if ((rc & 0xff) == SQLITE_FULL || ((rc & 0xff) == SQLITE_IOERR && sys_errno == ENOSPC))
+		return SH_ENOSPC;
+	return SH_EIO;
+}
+
+/* The error of db's last failed call: a full disk is told apart (ENOSPC). */
+static enum sh_err db_err(sqlite3 *db)
+{
+	return store_sqlite_err(sqlite3_extended_errcode(db), sqlite3_system_errno(db));
+}
+
 static enum sh_err db_fail(struct store *st, const char *what)
 {
 	sh_log(LOG_ERR, "block file '%s': %s: %s", st->path, what, sqlite3_errmsg(st->db));
-	return SH_EIO;
+	return db_err(st->db);
 }
 
 /* Run SQL without parameters or results on db (of the block file at path). */
@@ -106,7 +121,7 @@ static enum sh_err exec_on(sqlite3 *db, const char *path, const char *sql)
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		sh_log(LOG_ERR, "block file '%s': %s", path, msg ? msg : "error");
 		sqlite3_free(msg);
-		return SH_EIO;
+		return db_err(db);
 	}
 	return SH_OK;
 }
@@ -176,9 +191,10 @@ static enum sh_err run(struct store *st, sqlite3_stmt *s)
 		return SH_EIO;
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		db_fail(st, "write");
+		enum sh_err err = db_fail(st, "write");
+
 		release(st, s);
-		return SH_EIO;
+		return err;
 	}
 	release(st, s);
 	return SH_OK;
@@ -1045,6 +1061,45 @@ enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], s
 	return err;
 }
 
+enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t upto_seq,
+				int64_t *not_applied, int64_t *applied)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	*applied = 0;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
+		if (s) {
+			bind_text(s, 1, origin);
+			sqlite3_bind_int64(s, 2, upto_seq);
+		}
+		err = run(st, s);
+		if (!err) {
+			int64_t n = sqlite3_changes(st->db);
+			int64_t skip = n < *not_applied ? n : *not_applied;
+
+			*applied = n - skip;
+			err = run_ints_locked(st, "INSERT INTO meta(key, value) VALUES('applied_total', ?1)"
+					      " ON CONFLICT(key) DO UPDATE SET value ="
+					      " CAST(value AS INTEGER) + ?1", *applied, 0, 0);
+			if (!err)
+				err = exec_sql(st, "COMMIT");
+			if (!err)
+				*not_applied -= skip;
+		}
+		if (err) {
+			exec_sql(st, "ROLLBACK");
+			*applied = 0;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
 int64_t store_own_upto(struct store *st, const struct op *ops, size_t n)
 {
 	sqlite3_stmt *s;
@@ -1187,6 +1242,18 @@ static int64_t count_locked(struct store *st, const char *sql)
 	return v;
 }
 
+/* count_locked for a decision that deletes: -1 when the count failed. */
+static int64_t count_or_fail_locked(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = prep(st, sql);
+	int64_t v = -1;
+
+	if (s && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	release(st, s);
+	return v;
+}
+
 static void stats_locked(struct store *st, struct store_stats *stats)
 {
 	stats->pending = count_locked(st, "SELECT count(*) FROM outbox");
@@ -1233,6 +1300,57 @@ enum sh_err store_pending(struct store *st, int64_t *pending)
 			  : count_locked(st, "SELECT count(*) FROM outbox");
 	pthread_mutex_unlock(&st->lock);
 	return SH_OK;
+}
+
+enum sh_err store_pending_fresh(struct store *st, int64_t *pending)
+{
+	*pending = 0;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	*pending = count_or_fail_locked(st, "SELECT count(*) FROM outbox");
+	pthread_mutex_unlock(&st->lock);
+	return *pending < 0 ? SH_EIO : SH_OK;
+}
+
+/* Unlink the block's files; SQLite is told to keep its WAL, so that closing
+ * this connection later never deletes, by name, the WAL of a new block file
+ * created at the same path in the meantime. */
+static void unlink_files_locked(struct store *st)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	int persist = 1;
+	char buf[4096];
+
+	sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s", st->path, suffixes[i]);
+		if (unlink(buf) != 0 && errno != ENOENT)
+			sh_log(LOG_WARNING, "cannot remove '%s': %s", buf, strerror(errno));
+	}
+}
+
+enum sh_err store_remove_if_idle(struct store *st, int64_t *pending, bool *removed)
+{
+	enum sh_err err;
+
+	*pending = 0;
+	*removed = false;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	/* The write lock: a writer of another process (sharded dlq retry) has
+	 * either committed, and is counted, or waits until the files are gone. */
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		*pending = count_or_fail_locked(st, "SELECT count(*) FROM outbox");
+		if (*pending < 0)
+			err = SH_EIO;
+		else if (*pending == 0)
+			unlink_files_locked(st);
+		*removed = !err && *pending == 0;
+		exec_sql(st, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
 }
 
 enum sh_err store_meta_get(struct store *st, const char *key, char **value)

@@ -48,6 +48,7 @@
 #define FORGET_MAX 256
 #define OWN_ORIGINS_MAX 16	/* origins of one outbox asked about per pass; usually 1 or 2 */
 #define GAP_RESEND_MS 3000	/* a wait this old is a loss in Redis, not another node's turn */
+#define REFUSED_RETRY_MS 10000	/* a block PostgreSQL refuses is tried again this often */
 
 struct sync {
 	struct sync_config cfg;
@@ -495,14 +496,16 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 }
 
 /* After commit: refresh from RETURNING (one SQLite transaction; the kernel
- * hears only of records that now read differently), bury the dead, count. */
-static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-		   struct op *ops, size_t n)
+ * hears only of records that now read differently), bury the dead. Returns
+ * how many were dead: the applied count is taken when the outbox lets go of
+ * them (store_outbox_settle). */
+static int64_t settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+		      struct op *ops, size_t n)
 {
 	bool *changed = calloc(n ? n : 1, sizeof(*changed));
 	/* the batch may hold other nodes' writes: only this file's seqs tell
 	 * which of its own pending writes of a record come after the batch */
-	int64_t applied = 0, upto = store_own_upto(b->store, ops, n);
+	int64_t dead = 0, upto = store_own_upto(b->store, ops, n);
 
 	if (changed && store_refresh_batch(b->store, ops, n, upto, changed) != SH_OK)
 		memset(changed, 0, n * sizeof(*changed));
@@ -511,24 +514,27 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 
 		if (op->skipped)
 			continue;
-		applied++;
-		if (op->dead)
+		if (op->dead) {
 			bury(s, b, rc, pg, op, upto);
-		else if (changed && changed[i])
+			dead++;
+		} else if (changed && changed[i])
 			notify(s, b, op, false);	/* refreshed: still there */
 	}
 	free(changed);
-	store_meta_add(b->store, "applied_total", applied);
 	set_meta_int(b->store, "last_sync_ns", clock_wall_ns());
+	return dead;
 }
 
 /* What PostgreSQL has applied of each origin. */
-static bool read_applied(struct pg *pg, const char *block, struct plan_origin *origins, size_t n)
+static enum sh_err read_applied(struct pg *pg, const char *block, struct plan_origin *origins,
+				size_t n)
 {
+	enum sh_err rv;
+
 	for (size_t i = 0; i < n; i++)
-		if (pg_applied_seq(pg, block, origins[i].origin, &origins[i].applied) != SH_OK)
-			return false;
-	return true;
+		if ((rv = pg_applied_seq(pg, block, origins[i].origin, &origins[i].applied)) != SH_OK)
+			return rv;
+	return SH_OK;
 }
 
 static bool is_own(const char (*own)[OP_ORIGIN_MAX], size_t nown, const char *origin)
@@ -596,32 +602,43 @@ static size_t add_own_origins(struct plan_origin *origins, size_t n,
 
 /* Everything each origin has applied is in PostgreSQL: out of the outbox,
  * also the copies a crash or a busy block file left there (they come back
- * as duplicates). false when a delete failed. */
-static bool drop_applied(struct block *b, const struct plan_origin *origins, size_t n)
+ * as duplicates), counted as applied there, less the dead of this pass.
+ * false when a delete failed. */
+static bool drop_applied(struct block *b, const struct plan_origin *origins, size_t n,
+			 int64_t dead)
 {
+	int64_t counted;
+
 	for (size_t i = 0; i < n; i++)
 		if (origins[i].applied > 0 &&
-		    store_outbox_applied(b->store, origins[i].origin, origins[i].applied) != SH_OK)
+		    store_outbox_settle(b->store, origins[i].origin, origins[i].applied, &dead,
+					&counted) != SH_OK)
 			return false;
 	return true;
 }
 
-/* Apply what the stream holds for block b. Returns false on a transient failure. */
-static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-			  const char *key, struct plan_entry *es, size_t n, char *err, size_t errlen)
+/* Apply what the stream holds for block b. Returns SH_EREMOTE when
+ * PostgreSQL answered but refuses the values of this block's bookkeeping or
+ * batch as a whole (e.g. a data exception on its id): that holds back this
+ * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
+static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+				 const char *key, struct plan_entry *es, size_t n, char *err,
+				 size_t errlen)
 {
 	/* n may be 0: an outbox to compare with PostgreSQL, nothing read */
 	size_t *pick = malloc((n + 1) * sizeof(*pick)), npick, norigins, waiting;
 	struct op *ops = malloc((n + 1) * sizeof(*ops));
 	struct plan_origin *origins = malloc((2 * n + OWN_ORIGINS_MAX) * sizeof(*origins));
 	enum plan_verdict *verdict = malloc((n + 1) * sizeof(*verdict));
-	int64_t upto;
+	int64_t upto, dead = 0;
 	char own[OWN_ORIGINS_MAX][OP_ORIGIN_MAX];
 	size_t nown = 0;
-	bool ok = true;
+	enum sh_err rv = SH_OK;
 
-	if (!pick || !ops || !origins || !verdict)
+	if (!pick || !ops || !origins || !verdict) {
+		rv = SH_ENOMEM;
 		goto out;
+	}
 	plan_sort(es, n);
 	norigins = plan_origins(es, n, origins);
 	/* also what PostgreSQL has of our own origins when another node applied
@@ -629,9 +646,9 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 	if (store_outbox_origins(b->store, own, OWN_ORIGINS_MAX, &nown) != SH_OK)
 		nown = 0;
 	norigins = add_own_origins(origins, norigins, own, nown);
-	if (!read_applied(pg, b->id, origins, norigins)) {
-		snprintf(err, errlen, "postgresql unreachable");
-		ok = false;
+	if ((rv = read_applied(pg, b->id, origins, norigins)) != SH_OK) {
+		snprintf(err, errlen, rv == SH_EREMOTE ? "postgresql refuses the block's bookkeeping"
+			 " row (see the log)" : "postgresql unreachable");
 		goto out;
 	}
 	waiting = plan_make(es, n, origins, norigins, verdict, pick, &npick);
@@ -641,23 +658,60 @@ static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, str
 	if (npick) {
 		for (size_t i = 0; i < npick; i++)
 			ops[i] = es[pick[i]].op;
-		ok = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen) == SH_OK;
+		rv = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen);
 		for (size_t i = 0; i < npick; i++)
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
-		if (!ok)
+		if (rv != SH_OK)
 			goto out;
-		settle(s, b, rc, pg, ops, npick);
+		dead = settle(s, b, rc, pg, ops, npick);
 	}
 	/* only once out of the outbox are they acknowledged in Redis; if the
 	 * delete fails, they are read again, and skipped, next pass */
-	if (drop_applied(b, origins, norigins) && waiting < n)
+	if (drop_applied(b, origins, norigins, dead) && waiting < n)
 		ack_entries(rc, key, es, verdict, n);
 out:
 	free(pick);
 	free(ops);
 	free(origins);
 	free(verdict);
-	return ok;
+	if (rv == SH_EREMOTE && pg_sqlstate_of_values(pg_refused_sqlstate(pg)))
+		return SH_EREMOTE;
+	return rv ? SH_EUNAVAIL : SH_OK;	/* e.g. sharded_applied dropped: reconnect, recreate */
+}
+
+/* PostgreSQL refuses block b as a whole: an outage of this block only. Its
+ * writes stay pending (nothing is lost or reordered), it is reported in its
+ * sync-status and the log, and it is tried again every REFUSED_RETRY_MS
+ * while every other block goes on. */
+static void refuse_block(struct block *b, const char *why)
+{
+	char *was = NULL;
+
+	b->refused_until_ms = now_ms() + REFUSED_RETRY_MS;
+	b->refused_checked = true;
+	if (store_meta_get(b->store, "sync_refused", &was) != SH_OK || strcmp(was, why) != 0) {
+		sh_log(LOG_ERR, "block '%s': postgresql refuses its writes: %s; the block is held"
+		       " back (its writes stay pending, retried every %d s), other blocks go on",
+		       b->id, why, REFUSED_RETRY_MS / 1000);
+		store_meta_set(b->store, "sync_refused", why);
+	}
+	free(was);
+}
+
+/* b was applied: whatever refusal it had is over. */
+static void unrefuse_block(struct block *b)
+{
+	char *was = NULL;
+
+	if (b->refused_checked && !b->refused_until_ms)
+		return;
+	if (store_meta_get(b->store, "sync_refused", &was) == SH_OK && was[0]) {
+		sh_log(LOG_NOTICE, "block '%s': postgresql takes its writes again", b->id);
+		store_meta_set(b->store, "sync_refused", "");
+	}
+	free(was);
+	b->refused_until_ms = 0;
+	b->refused_checked = true;
 }
 
 /* Append the parsable entries of list to *es (n of them so far). */
@@ -745,9 +799,16 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 		b->held = 0;
 	/* with nothing read, a pending outbox may still be in PostgreSQL: another
 	 * node's consumer read and applied it */
-	if ((r == PASS_WORKED || (r == PASS_IDLE && pending)) &&
-	    !apply_entries(s, b, rc, pg, key, es, n, err, errlen))
-		r = PASS_PG_DOWN;
+	if (r == PASS_WORKED || (r == PASS_IDLE && pending)) {
+		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+
+		if (rv == SH_EREMOTE)
+			refuse_block(b, err);
+		else if (rv != SH_OK)
+			r = PASS_PG_DOWN;
+		else
+			unrefuse_block(b);
+	}
 	plan_free_entries(es, n);
 	return r;
 }
@@ -785,6 +846,8 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 			pending = 0;
 		if (known && pending == 0 && atomic_load(&b->retiring)) {
 			finish_retiring(s, b);
+		} else if (b->refused_until_ms > now_ms()) {
+			/* held back: refused by PostgreSQL, not an outage */
 		} else if (result <= PASS_WORKED &&
 			   (pending > 0 || b->held > 0 || !b->held_checked)) {
 			enum pass_result r = apply_block(s, b, rc, pg, claim, pending > 0, err,

@@ -18,7 +18,11 @@
  * An entry therefore leaves the outbox only after PostgreSQL committed it,
  * and a replay of anything already applied changes nothing. Transient
  * failures of either server are retried forever with capped, jittered
- * exponential backoff; both threads block no request.
+ * exponential backoff; both threads block no request. A block whose
+ * bookkeeping or batch PostgreSQL refuses for its values (SQLSTATE class 22,
+ * 23, 54: e.g. an id it cannot store) is no outage: that block alone is held
+ * back, its entries kept in order, and tried again every REFUSED_RETRY_MS,
+ * while the pass goes on to the others.
  * Every CLAIM_EVERY_MS the apply thread also takes over entries that another
  * consumer (a daemon that died) left pending for over CLAIM_IDLE_MS
  * (XAUTOCLAIM), so they are applied too.
