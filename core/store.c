@@ -1107,8 +1107,6 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 	if (!ld)
 		return SH_OK;
 	sqlite3_finalize(ld->insert);
-	if (ld->st)
-		forget_answers(ld->st);
 	if (ld->db) {
 		if (commit)
 			err = load_exec(ld, "COMMIT");
@@ -1116,6 +1114,11 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 			sqlite3_exec(ld->db, "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close_v2(ld->db);
 	}
+	/* Only now, with SQLite's write lock released: a writer may hold st's
+	 * lock while it waits for that write lock (busy timeout), so taking
+	 * st's lock before the COMMIT made both wait out the timeout. */
+	if (ld->st)
+		forget_answers(ld->st);
 	free(ld->path);
 	free(ld);
 	return err;
