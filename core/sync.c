@@ -32,6 +32,15 @@
 #define BACKOFF_CAP_MS 500	/* retries of a server that is down: a probe is cheap, a late drain is not */
 #define FORGET_MAX 256
 
+/* The apply connection's deadlines: a locked table ends a batch after
+ * lock_ms (retried with backoff), a server that answers nothing is dropped
+ * after wait_ms and reported down. A batch statement that PostgreSQL works
+ * on legitimately for longer than statement_ms is retried forever, so the
+ * limits are generous. */
+static const struct pg_limits apply_limits = {
+	.statement_ms = 20000, .lock_ms = 10000, .wait_ms = 25000,
+};
+
 struct sync {
 	struct sync_config cfg;
 	char *pg_conninfo, *redis_url, *consumer;
@@ -39,6 +48,7 @@ struct sync {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
+	atomic_bool abort_pg;		/* set with stopping: cut a wait for PostgreSQL */
 	bool relay_kicked, apply_kicked;	/* work for that thread; under lock */
 	struct sync_status status;	/* under lock */
 	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
@@ -734,6 +744,7 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 	*pg = NULL;
 	if (pg_connect(s->pg_conninfo, pg, err, sizeof(err)) != SH_OK)
 		goto down_pg;
+	pg_set_limits(*pg, &apply_limits, &s->abort_pg);
 	if (pg_ensure_tables(*pg) != SH_OK) {	/* e.g. mounted from a catalog file while down */
 		snprintf(err, sizeof(err), "cannot create table sharded_applied");
 		goto down_pg;
@@ -893,6 +904,7 @@ void sync_stop(struct sync *s, int drain_ms)
 		       left);
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
+	atomic_store(&s->abort_pg, true);
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->relay_thread, NULL);
