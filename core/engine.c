@@ -388,10 +388,26 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 	return rv;
 }
 
+static enum block_state block_state(struct block *b);
+
+/* A block whose load runs (after its mkdir returned, or an invalidate) is
+ * not removed under the load's feet: EBUSY until the load ends. */
+static bool loading(struct engine *e, const char *id)
+{
+	struct block *b;
+	bool busy = false;
+
+	if (blockset_get(e->blocks, id, &b) == SH_OK) {
+		busy = block_state(b) == BLOCK_LOADING;
+		block_put(b);
+	}
+	return busy;
+}
+
 enum sh_err engine_block_remove(struct engine *e, const char *id)
 {
 	bool retired;
-	enum sh_err rv = blockset_remove(e->blocks, id, &retired);
+	enum sh_err rv = loading(e, id) ? SH_EBUSY : blockset_remove(e->blocks, id, &retired);
 
 	if (rv == SH_OK && retired)
 		sh_log(LOG_INFO, "block '%s': removed; its file goes once its pending writes are in "
