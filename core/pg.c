@@ -457,19 +457,22 @@ void pg_close(struct pg *pg)
 	free(pg);
 }
 
-/* The session's server-side timeouts, as pg->limits says. */
+/* The session's server-side timeouts, as pg->limits says; a 0 keeps the
+ * server's own setting (a DBA's statement_timeout is not lifted). */
 static enum sh_err apply_limits(struct pg *pg)
 {
 	char stmt[24], lock[24], reason[512];
-	const char *vals[] = { stmt, lock };
+	const char *vals[] = { pg->limits.statement_ms ? stmt : NULL, pg->limits.lock_ms ? lock : NULL };
 	enum sh_err rc;
 
 	if (!pg->limits.statement_ms && !pg->limits.lock_ms)
 		return SH_OK;
 	snprintf(stmt, sizeof(stmt), "%d", pg->limits.statement_ms);
 	snprintf(lock, sizeof(lock), "%d", pg->limits.lock_ms);
-	rc = command(pg, "SELECT set_config('statement_timeout', $1, false), "
-		     "set_config('lock_timeout', $2, false)", 2, vals, reason, sizeof(reason));
+	rc = command(pg, "SELECT set_config('statement_timeout', "
+		     "coalesce($1, current_setting('statement_timeout')), false), "
+		     "set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), false)",
+		     2, vals, reason, sizeof(reason));
 	if (rc)
 		sh_log(LOG_WARNING, "setting the session's timeouts: %s", reason);
 	return rc;
@@ -1282,9 +1285,11 @@ enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const ch
 	}
 	/* wait_ms bounds each wait for the next rows, not the whole load */
 	while (rc == SH_OK ? await_result(pg) : (drop_rest(pg), false)) {
+		ExecStatusType st;
+
 		if (!(res = PQgetResult(pg->conn)))
 			break;
-		ExecStatusType st = PQresultStatus(res);
+		st = PQresultStatus(res);
 
 		if (st == PGRES_SINGLE_TUPLE && rc == SH_OK) {
 			rc = fn(ctx, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));

@@ -108,7 +108,10 @@ enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *co
 
 /* Stream the rows of a pg_loader_sql() query one at a time (libpq single-row
  * mode: memory stays bounded whatever the size). fn returns SH_OK to go on;
- * anything else stops the query and is returned. */
+ * anything else stops the query and is returned. After any failure the
+ * session is cut (no cancel request: that waits for the server too): call
+ * pg_reconnect before using the connection again. wait_ms (pg_set_limits)
+ * bounds each wait for more rows, not the whole query. */
 typedef enum sh_err (*pg_row_fn)(void *ctx, const char *pk, const char *doc);
 enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const char *const *vals,
 			   pg_row_fn fn, void *ctx, char *err, size_t errlen);
