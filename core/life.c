@@ -203,7 +203,10 @@ static void drop_failed(struct life *l, struct block *b)
 	if (atomic_load(&l->abort) || atomic_load(&b->removed))
 		return;
 	blockset_remove(l->blocks, b->id, &retired);	/* nothing written yet: never retires */
-	set_state(b, BLOCK_EXPIRED);	/* wake readers: they find it removed */
+	pthread_mutex_lock(&b->state_lock);	/* wake readers: they find it removed */
+	b->state = BLOCK_EXPIRED;	/* (not in its meta: the file is gone) */
+	pthread_cond_broadcast(&b->state_cond);
+	pthread_mutex_unlock(&b->state_lock);
 	sh_log(LOG_WARNING, "block '%s': its load failed after mkdir returned; block removed",
 	       b->id);
 	if (l->on_change)

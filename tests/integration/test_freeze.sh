@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A stuck PostgreSQL never freezes what is local (issue 11, items 8, 9, 10):
-# - a table locked (LOCK TABLE in a psql session) while uncached reads pile up, more of them
+# - a table locked (LOCK TABLE in a psql session): a mkdir whose loader reads it returns within
+#   1 s and the block goes once the load fails (lock_timeout); uncached reads pile up, more of them
 #   than the daemon has FUSE threads: every local probe (cached read of another block,
 #   sync-status, ls of the root, metrics, mkdir of a block without a loader rule) answers
 #   within 1 s, the stuck reads end with EAGAIN, and once the lock goes they read again;
@@ -19,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BIG_ROWS=${BIG_ROWS:-150000}
 PILE=40              # uncached reads started at once: more than the FUSE threads (32)
-INV_ROWS=5000        # rows of the block invalidated under writers
+INV_ROWS=2000        # rows of the block invalidated under writers
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -135,6 +136,8 @@ psql_q "insert into \"User\" (id, email) select g, 'u' || g || '@example.com'
 cat >"$T/loaders" <<'EOF'
 block big-{n}
     Big where "id" >= $n
+block user-{n}
+    User where "id" = $n
 EOF
 start_redis
 mount_sharded "loaders=$T/loaders"
@@ -154,6 +157,14 @@ track_pid $!
 locked() { [[ $(psql_q "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
                          where c.relname = 'User' and l.mode = 'AccessExclusiveLock' and l.granted") == 1 ]]; }
 require "the table is locked" wait_for 10 locked
+mark=$(stat -c %s "$T/daemon.log")
+mk_start=$(now_ms)
+mk_rc=0
+timeout 10 mkdir "$MNT/user-1" || mk_rc=$?
+mk_ms=$(($(now_ms) - mk_start))
+check_eq "mkdir M/user-1 (its loader reads the locked table) returns 0 within 1 s (took $mk_ms ms)" \
+  "0 yes" "$mk_rc $( ((mk_ms < 1000)) && echo yes || echo no)"
+check_eq "user-1's sync-status says loading" loading "$(status_of user-1 state)"
 started=$(now_ms)
 pile 100 "$PILE"
 sleep 1
@@ -171,6 +182,10 @@ check "a read stuck behind the lock fails with EAGAIN (not ENOENT: the row exist
   grep -q "Resource temporarily unavailable" <(cat "$T"/pile.1[0-3]?.err)
 check_eq "no read stuck behind the lock said ENOENT" "" \
   "$(grep -l "No such file" "$T"/pile.1[0-3]?.err 2>/dev/null || true)"
+gone() { ! timeout 5 ls "$MNT" | grep -qx "$1"; }
+check "user-1's load failed on lock_timeout (10 s): the block is removed" wait_for 15 gone user-1
+check "the daemon logged it" grep -q "block 'user-1': its load failed after mkdir returned" \
+  <(tail -c +"$((mark + 1))" "$T/daemon.log")
 psql_q "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'freeze-locker'" >/dev/null
 check "the lock released, a read waiting for it reads again (p0/User/120.json)" \
   wait_for 15 grep -q u120@example.com "$MNT/p0/User/120.json"
