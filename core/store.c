@@ -1005,13 +1005,19 @@ enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upt
 			    " AND relayed_ns < ?3", from_seq, upto_seq, now_ns);
 }
 
+static int64_t count_or_fail_locked(struct store *st, const char *sql);
+
 enum sh_err store_outbox_unrelay(struct store *st)
 {
 	enum sh_err err;
 
 	if (!lock_outbox(st, &err))
 		return err;
-	err = run_ints_locked(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0", 0, 0, 0);
+	/* a read first: an UPDATE takes SQLite's write lock even when it changes
+	 * nothing, and would wait out a load's transaction holding st->lock */
+	if (count_or_fail_locked(st, "SELECT EXISTS (SELECT 1 FROM outbox WHERE relayed_ns > 0)"))
+		err = run_ints_locked(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0",
+				      0, 0, 0);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -1489,8 +1495,9 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 			sqlite3_exec(ld->db, "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close_v2(ld->db);
 	}
-	/* only now: st->lock may be held by a write waiting for the file's
-	 * write lock, which this load held until its COMMIT */
+	/* Only now, with SQLite's write lock released: a writer may hold st's
+	 * lock while it waits for that write lock (busy timeout), so taking
+	 * st's lock before the COMMIT made both wait out the timeout. */
 	if (ld->st)
 		forget_answers(ld->st);
 	free(ld->path);

@@ -50,6 +50,15 @@
 #define GAP_RESEND_MS 3000	/* a wait this old is a loss in Redis, not another node's turn */
 #define REFUSED_RETRY_MS 10000	/* a block PostgreSQL refuses is tried again this often */
 
+/* The apply connection's deadlines: a locked table ends a batch after
+ * lock_ms (retried with backoff), a server that answers nothing is dropped
+ * after wait_ms and reported down. A batch statement that PostgreSQL works
+ * on legitimately for longer than statement_ms is retried forever, so the
+ * limits are generous. */
+static const struct pg_limits apply_limits = {
+	.statement_ms = 20000, .lock_ms = 10000, .wait_ms = 25000,
+};
+
 struct sync {
 	struct sync_config cfg;
 	char *pg_conninfo, *redis_url, *consumer;
@@ -57,6 +66,7 @@ struct sync {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
+	atomic_bool abort_pg;		/* set with stopping: cut a wait for PostgreSQL */
 	bool relay_kicked, apply_kicked;	/* work for that thread; under lock */
 	struct sync_status status;	/* under lock */
 	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
@@ -763,7 +773,8 @@ static enum pass_result read_block(struct sync *s, struct block *b, redisContext
 			/* NOGROUP: the stream or group is gone (Redis lost its data) */
 			freeReplyObject(r);
 			ensure_group(rc, key);
-			store_outbox_unrelay(b->store);
+			if (mine_too)	/* nothing of ours to send again otherwise */
+				store_outbox_unrelay(b->store);
 			return PASS_WORKED;
 		}
 		ok = collect(entries_of(r), es, n);
@@ -877,6 +888,7 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 	*pg = NULL;
 	if (pg_connect(s->pg_conninfo, pg, err, sizeof(err)) != SH_OK)
 		goto down_pg;
+	pg_set_limits(*pg, &apply_limits, &s->abort_pg);
 	if (pg_ensure_tables(*pg) != SH_OK) {	/* e.g. mounted from a catalog file while down */
 		snprintf(err, sizeof(err), "cannot create table sharded_applied");
 		goto down_pg;
@@ -1021,6 +1033,7 @@ void sync_stop(struct sync *s, int drain_ms)
 		       left);
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
+	atomic_store(&s->abort_pg, true);
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->relay_thread, NULL);

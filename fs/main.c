@@ -154,6 +154,8 @@ static void free_options(struct options *o)
 	free(o->write_buffers);
 }
 
+#define FUSE_THREADS_MIN 32
+
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 {
 	struct fuse_loop_config *loop;
@@ -171,7 +173,10 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 	sh_log(LOG_INFO, "mounted at '%s'", cl->mountpoint);
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_max_threads(loop, cl->max_threads > 0 ? (unsigned)cl->max_threads : 10);
+	/* Requests waiting on PostgreSQL (read-through, waiting for a load) take at
+	 * most 16 threads (engine.c, life.c): the rest stay free for what is local. */
+	fuse_loop_cfg_set_max_threads(loop, cl->max_threads > FUSE_THREADS_MIN ?
+					    (unsigned)cl->max_threads : FUSE_THREADS_MIN);
 	if (cl->max_idle_threads <= 100000)	/* (unsigned)-1 means unset */
 		fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
 	rc = cl->singlethread ? fuse_session_loop(fs->se) : fuse_session_loop_mt(fs->se, loop);
