@@ -20,6 +20,67 @@ const struct column *model_column(const struct model *m, const char *name)
 	return NULL;
 }
 
+bool model_is_key(const struct model *m, size_t col)
+{
+	for (size_t k = 0; k < m->nkey; k++)
+		if (m->key[k] == col)
+			return true;
+	return false;
+}
+
+/* The one place the parts of a key become a file name (and back, below). */
+enum sh_err key_join(const char *const *parts, size_t n, char *out, size_t outlen)
+{
+	size_t len = 0;
+
+	if (!outlen)
+		return SH_ETOOBIG;
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		size_t plen = strlen(parts[i]);
+
+		if (len + plen + (i > 0) >= outlen)
+			return SH_ETOOBIG;
+		if (i > 0)
+			out[len++] = KEY_SEP;
+		memcpy(out + len, parts[i], plen + 1);
+		len += plen;
+	}
+	return SH_OK;
+}
+
+enum sh_err key_split(const struct model *m, const char *pk, char *buf, size_t buflen,
+		      const char **parts)
+{
+	size_t n = 0, len = strlen(pk);
+	char *p = buf;
+
+	if (len >= buflen)
+		return SH_ETOOBIG;
+	memcpy(buf, pk, len + 1);
+	if (m->nkey <= 1) {	/* a one-column key is the whole name, ',' and all */
+		parts[0] = buf;
+		return SH_OK;
+	}
+	for (;;) {
+		char *sep = strchr(p, KEY_SEP);
+
+		if (n == m->nkey)
+			return SH_EINVAL;
+		parts[n++] = p;
+		if (!sep)
+			break;
+		*sep = '\0';
+		p = sep + 1;
+	}
+	if (n != m->nkey)
+		return SH_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!parts[i][0])
+			return SH_EINVAL;
+	return SH_OK;
+}
+
 static const struct {
 	const char *typname;
 	enum col_kind kind;
@@ -89,7 +150,6 @@ struct model *catalog_add_model(struct catalog *cat, const char *name)
 	m->name = strdup(name);
 	if (!m->name)
 		return NULL;
-	m->pk = SIZE_MAX;
 	cat->nmodels++;
 	return m;
 }
@@ -117,9 +177,57 @@ int model_add_column(struct model *m, const char *name, const char *type,
 	c->kind = col_kind_from_typname(typname, &c->min, &c->max);
 	c->not_null = not_null;
 	c->has_default = has_default;
-	if (is_pk)
-		m->pk = m->ncols;
+	if (is_pk) {
+		if (m->nkey == MODEL_KEY_MAX) {
+			free(c->name);
+			free(c->type);
+			free(c->typname);
+			return -1;
+		}
+		m->key[m->nkey++] = m->ncols;
+	}
 	m->ncols++;
+	return 0;
+}
+
+int model_set_key(struct model *m, const char *const *names, size_t n)
+{
+	size_t key[MODEL_KEY_MAX];
+
+	if (n == 0 || n > MODEL_KEY_MAX)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		const struct column *c = model_column(m, names[k]);
+
+		if (!c)
+			return -1;
+		key[k] = (size_t)(c - m->cols);
+		for (size_t j = 0; j < k; j++)
+			if (key[j] == key[k])
+				return -1;
+	}
+	memcpy(m->key, key, n * sizeof(key[0]));
+	m->nkey = n;
+	return 0;
+}
+
+int catalog_add_skipped(struct catalog *cat, const char *name, const char *reason)
+{
+	struct skipped_table *grown = realloc(cat->skipped, (cat->nskipped + 1) * sizeof(*grown));
+	struct skipped_table *t;
+
+	if (!grown)
+		return -1;
+	cat->skipped = grown;
+	t = &cat->skipped[cat->nskipped];
+	t->name = strdup(name);
+	t->reason = strdup(reason);
+	if (!t->name || !t->reason) {
+		free(t->name);
+		free(t->reason);
+		return -1;
+	}
+	cat->nskipped++;
 	return 0;
 }
 
@@ -141,6 +249,11 @@ void catalog_free(struct catalog *cat)
 	for (size_t i = 0; i < cat->nmodels; i++)
 		model_release(&cat->models[i]);
 	free(cat->models);
+	for (size_t i = 0; i < cat->nskipped; i++) {
+		free(cat->skipped[i].name);
+		free(cat->skipped[i].reason);
+	}
+	free(cat->skipped);
 	free(cat->schema);
 	free(cat);
 }

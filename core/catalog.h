@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
+
 /* How a column's JSON value is checked. */
 enum col_kind {
 	COL_BOOL,	/* JSON true/false */
@@ -34,30 +36,64 @@ struct column {
 	enum col_kind kind;
 	int64_t min, max;	/* range for COL_INT */
 	bool not_null;
-	bool has_default;
+	bool has_default;	/* PostgreSQL fills it when a new record lacks it */
+	bool generated;		/* GENERATED ALWAYS (AS ... STORED, or AS IDENTITY) outside
+				 * the key: shown, never written */
 };
+
+#define MODEL_KEY_MAX 32	/* columns in a primary key: PostgreSQL's INDEX_MAX_KEYS */
+#define KEY_SEP ','		/* between the parts of a composite key in a file name */
 
 struct model {
 	char *name;		/* table name, unquoted, e.g. "User" */
 	struct column *cols;
 	size_t ncols;
-	size_t pk;		/* index of the primary-key column in cols */
+	size_t key[MODEL_KEY_MAX];	/* the primary-key columns (indexes into cols),
+					 * in primary-key order */
+	size_t nkey;
 	bool local;		/* -o local=: a record a block does not hold does not exist */
+};
+
+/* A table of the schema that is not a model, and why (shown at mount and by
+ * `sharded generate`). */
+struct skipped_table {
+	char *name;
+	char *reason;		/* e.g. "no primary key", "a view" */
 };
 
 struct catalog {
 	char *schema;		/* PostgreSQL schema, e.g. "public" */
 	struct model *models;
 	size_t nmodels;
+	struct skipped_table *skipped;
+	size_t nskipped;
 };
 
 /* Look-ups; NULL when absent. */
 const struct model *catalog_find(const struct catalog *cat, const char *name);
 const struct column *model_column(const struct model *m, const char *name);
-static inline const struct column *model_pk(const struct model *m)
+
+/* The primary key: nkey columns, in key order. */
+static inline size_t model_nkey(const struct model *m)
 {
-	return &m->cols[m->pk];
+	return m->nkey;
 }
+static inline const struct column *model_key_col(const struct model *m, size_t k)
+{
+	return &m->cols[m->key[k]];
+}
+bool model_is_key(const struct model *m, size_t col);
+
+/* A record's file name (without ".json") from its key parts, in key order,
+ * joined by KEY_SEP; one part is the name as it is. SH_ETOOBIG when it does
+ * not fit in outlen. */
+enum sh_err key_join(const char *const *parts, size_t n, char *out, size_t outlen);
+
+/* The inverse: split pk into exactly m's nkey parts. buf (buflen bytes) holds
+ * the parts, parts[] points into it. SH_EINVAL when pk has another number of
+ * parts or a part is empty; SH_ETOOBIG when pk does not fit in buf. */
+enum sh_err key_split(const struct model *m, const char *pk, char *buf, size_t buflen,
+		      const char **parts);
 
 /* Map a PostgreSQL type name (pg_type.typname, e.g. "int8", "_text") to a kind and range. */
 enum col_kind col_kind_from_typname(const char *typname, int64_t *min, int64_t *max);
@@ -65,8 +101,13 @@ enum col_kind col_kind_from_typname(const char *typname, int64_t *min, int64_t *
 /* Building (used by pg.c and by unit tests). Return 0, or -1 on allocation failure. */
 struct catalog *catalog_new(const char *schema);
 struct model *catalog_add_model(struct catalog *cat, const char *name);
+/* is_pk appends the column to the primary key (key order = call order). */
 int model_add_column(struct model *m, const char *name, const char *type,
 		     const char *typname, bool not_null, bool has_default, bool is_pk);
+/* Set the primary key to the columns named (in that order); -1 when a name is
+ * not a column, repeats, or there are more than MODEL_KEY_MAX. */
+int model_set_key(struct model *m, const char *const *names, size_t n);
+int catalog_add_skipped(struct catalog *cat, const char *name, const char *reason);
 
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);

@@ -11,7 +11,8 @@
  *     "models": [                       the exposed tables, in order
  *       {
  *         "name": "User",               table name, unquoted
- *         "primary_key": "id",          the one primary-key column
+ *         "primary_key": "id",          the primary-key column, or an array of
+ *                                       them in key order: ["book_id", "author_id"]
  *         "columns": [                  every column, in table order
  *           {
  *             "name": "id",             column name, unquoted
@@ -19,19 +20,24 @@
  *             "typname": "int8",        pg_type.typname ("_text" for text[]): decides
  *                                       how values are checked (catalog.h)
  *             "not_null": true,         NOT NULL
- *             "has_default": false      a default, identity or generated column
+ *             "has_default": false,     a default, identity or generated column
+ *             "generated": true         optional, false when absent: GENERATED
+ *                                       ALWAYS outside the key, never written
  *           }, ...
  *         ]
  *       }, ...
+ *     ],
+ *     "skipped": [                      optional: tables that are not models
+ *       { "name": "Log", "reason": "no primary key" }, ...
  *     ]
  *   }
  *
  * Reading is strict: another format or version, a missing, unknown or
  * mistyped key, an empty or over-long name (PostgreSQL's 63 bytes), a
- * duplicate model or column, a primary key that is not one NOT NULL column of
- * its model, trailing text after the JSON, or a file above CATALOG_FILE_MAX is
- * refused with SH_EINVAL (SH_ETOOBIG for the size) and a message naming the
- * file and the place.
+ * duplicate model or column, a primary key that is not one or more distinct
+ * NOT NULL columns of its model, trailing text after the JSON, or a file
+ * above CATALOG_FILE_MAX is refused with SH_EINVAL (SH_ETOOBIG for the size)
+ * and a message naming the file and the place.
  */
 #ifndef SHARDED_CATALOG_FILE_H
 #define SHARDED_CATALOG_FILE_H

@@ -248,14 +248,24 @@ static enum sh_err mark_local(struct catalog *cat, const char *list, char *err, 
 	return rv;
 }
 
+/* A table the user expects as a directory and does not find is named, with why. */
+static void log_skipped(const struct catalog *cat)
+{
+	for (size_t i = 0; i < cat->nskipped; i++)
+		sh_log(LOG_NOTICE, "table \"%s\" is not a model: %s", cat->skipped[i].name,
+		       cat->skipped[i].reason);
+}
+
 static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
 			       size_t errlen)
 {
 	enum sh_err rv = cfg->catalog ? open_from_file(e, cfg, err, errlen)
 				      : open_from_pg(e, cfg, err, errlen);
 
+	if (!rv)
+		log_skipped(e->cat);
 	if (!rv && e->cat->nmodels == 0) {
-		snprintf(err, errlen, "no table with a one-column primary key in schema '%s'",
+		snprintf(err, errlen, "no table with a primary key in schema '%s'",
 			 e->cat->schema);
 		rv = SH_EINVAL;
 	}

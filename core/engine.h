@@ -37,7 +37,7 @@ struct engine_config {
 	const char *pg;		/* libpq conninfo or URI; NULL: $DATABASE_URL, else PG* defaults */
 	const char *redis;	/* redis:// URL; NULL: $REDIS_URL, else redis://127.0.0.1:6379 */
 	const char *data_dir;	/* block files */
-	const char *models;	/* "User,Order"; NULL: every table with a one-column primary key */
+	const char *models;	/* "User,Order"; NULL: every table with a primary key */
 	const char *schema;	/* PostgreSQL schema; NULL: public */
 	const char *node;	/* this daemon's consumer name; NULL: the host name */
 	int64_t ttl;		/* default idle TTL of a block, seconds; 0 = never */

@@ -161,24 +161,28 @@ static void check_catalog(struct pg *pg)
 	check("load catalog", rc == SH_OK && cat, "rc %d %s", rc, err);
 	if (!cat)
 		return;
-	check("catalog has exactly the three single-key tables", cat->nmodels == 3,
+	check("catalog has exactly the four keyed tables", cat->nmodels == 4,
 	      "nmodels %zu", cat->nmodels);
 	w = catalog_find(cat, "Weird Table");
 	c = catalog_find(cat, "Child Row");
-	check("catalog skips sharded_*, keyless and two-key tables",
+	check("catalog skips sharded_* and keyless tables, keeps two-key ones",
 	      !catalog_find(cat, "sharded_internal") && !catalog_find(cat, "nopk") &&
-	      !catalog_find(cat, "twokeys") && w && c && catalog_find(cat, "Key\"Quote"), "missing or extra");
+	      catalog_find(cat, "twokeys") && catalog_find(cat, "twokeys")->nkey == 2 && w && c &&
+	      catalog_find(cat, "Key\"Quote"), "missing or extra");
+	check("keyless table named as skipped", cat->nskipped == 1 &&
+	      !strcmp(cat->skipped[0].name, "nopk") &&
+	      !strcmp(cat->skipped[0].reason, "no primary key"), "nskipped %zu", cat->nskipped);
 	if (w) {
-		check("columns in order with pk", w->ncols == 5 && w->pk == 0 &&
+		check("columns in order with pk", w->ncols == 5 && w->nkey == 1 && w->key[0] == 0 &&
 		      !strcmp(w->cols[1].name, "select") && !strcmp(w->cols[0].type, "bigint") &&
-		      w->cols[0].kind == COL_INT, "ncols %zu pk %zu", w->ncols, w->pk);
+		      w->cols[0].kind == COL_INT, "ncols %zu key %zu", w->ncols, w->key[0]);
 		check("not null and defaults", w->cols[0].not_null && w->cols[3].not_null &&
 		      w->cols[3].has_default && w->cols[2].has_default && !w->cols[1].has_default &&
 		      !w->cols[4].not_null, "flags wrong");
 	}
 	if (c)
-		check("text pk and quoted column", c->pk == 0 && c->cols[0].kind == COL_TEXT &&
-		      !strcmp(c->cols[1].name, "parent id"), "pk %zu", c->pk);
+		check("text pk and quoted column", c->nkey == 1 && c->key[0] == 0 && c->cols[0].kind == COL_TEXT &&
+		      !strcmp(c->cols[1].name, "parent id"), "key %zu", c->key[0]);
 	w = catalog_find(cat, "Key\"Quote");
 	if (w)
 		check("uuid and array kinds", w->cols[0].kind == COL_UUID && w->cols[2].kind == COL_ARRAY &&

@@ -125,13 +125,16 @@ static const char help_invalidate[] =
 static const char help_generate[] =
 	"usage: sharded generate [--models A,B | --all-models] [--schema-name NAME]\n"
 	"                        [--schema FILE.prisma | --pg CONNINFO] [-o FILE]\n"
+	"                        [--skipped]\n"
 	"\n"
 	"Writes the catalog of the exposed models (tables, columns, types, primary\n"
 	"keys) as JSON, for the mount's '-o catalog=FILE': with it the filesystem\n"
 	"mounts, and serves its blocks, while PostgreSQL is unreachable.\n"
 	"\n"
 	"By default the catalog comes from PostgreSQL: every table of the schema with\n"
-	"a one-column primary key, as the mount sees them.\n"
+	"a primary key (one column or several; a partitioned table is one model, its\n"
+	"partitions are not models), as the mount sees them. The tables left out\n"
+	"(no primary key, views, partitions) are named on standard error.\n"
 	"  --pg CONNINFO       libpq connection string or URI (default $DATABASE_URL,\n"
 	"                      else libpq's PG* variables)\n"
 	"  --schema FILE       read a Prisma schema (schema.prisma) instead: models,\n"
@@ -141,12 +144,15 @@ static const char help_generate[] =
 	"  --models A,B        only these tables (names as in PostgreSQL, i.e. after\n"
 	"                      @@map); a name that is not there is an error\n"
 	"  --all-models        every table (the default)\n"
+	"  --skipped           print the tables left out instead, one a line:\n"
+	"                      NAME<TAB>REASON\n"
 	"  -o, --output FILE   write to FILE (replaced whole, atomically) instead of\n"
 	"                      standard output\n"
 	"\n"
 	"The format: {\"format\": \"sharded-catalog\", \"version\": 1, \"schema\": NAME,\n"
 	"\"models\": [{\"name\", \"primary_key\", \"columns\": [{\"name\", \"type\",\n"
-	"\"typname\", \"not_null\", \"has_default\"}]}]} (see core/catalog_file.h).\n";
+	"\"typname\", \"not_null\", \"has_default\", \"generated\"}]}], \"skipped\":\n"
+	"[{\"name\", \"reason\"}]} (see core/catalog_file.h).\n";
 
 /* ---- arguments ---------------------------------------------------------- */
 
@@ -161,7 +167,7 @@ static const char *const generate_opts[] = { "--models", "--schema-name", "--sch
 struct args {
 	const char *data, *redis, *mount;
 	const char *models, *schema_name, *schema_file, *pg, *output;	/* generate */
-	bool json, all, include_dead, dry_run, help, verbose, all_models;
+	bool json, all, include_dead, dry_run, help, verbose, all_models, skipped;
 	const char **pos;	/* positionals, in order */
 	int npos;
 };
@@ -226,6 +232,7 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *cmd, 
 			{ "--include-dead", F_INCLUDE_DEAD, &a->include_dead },
 			{ "--dry-run", F_DRY_RUN, &a->dry_run },
 			{ "--all-models", F_GENERATE, &a->all_models },
+			{ "--skipped", F_GENERATE, &a->skipped },
 		};
 		const char **gen_targets[] = { &a->models, &a->schema_name, &a->schema_file,
 					       &a->pg, &a->output, &a->output };
@@ -766,10 +773,17 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 			continue;
 		if (!(c = catalog_add_model(out, m->name)))
 			rv = fail("out of memory");
-		for (size_t j = 0; c && j < m->ncols && !rv; j++)
+		for (size_t j = 0; c && j < m->ncols && !rv; j++) {
 			if (model_add_column(c, m->cols[j].name, m->cols[j].type, m->cols[j].typname,
-					     m->cols[j].not_null, m->cols[j].has_default, j == m->pk))
+					     m->cols[j].not_null, m->cols[j].has_default, false))
 				rv = fail("out of memory");
+			else
+				c->cols[j].generated = m->cols[j].generated;
+		}
+		if (c && !rv) {
+			memcpy(c->key, m->key, sizeof(c->key));
+			c->nkey = m->nkey;
+		}
 	}
 	free(names);
 	free(keep);
@@ -863,6 +877,16 @@ fail:
 	return fail(err);
 }
 
+/* --skipped: the tables that are not models, NAME<TAB>REASON a line. */
+static int print_skipped(const struct catalog *cat)
+{
+	for (size_t i = 0; i < cat->nskipped; i++)
+		printf("%s\t%s\n", cat->skipped[i].name, cat->skipped[i].reason);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return fail("writing the list: output error");
+	return 0;
+}
+
 static int cmd_generate(struct args *a)
 {
 	const char *schema = a->schema_name ? a->schema_name : "public";
@@ -890,9 +914,17 @@ static int cmd_generate(struct args *a)
 		catalog_free(cat);
 		return rv;
 	}
+	if (a->skipped) {
+		rv = print_skipped(cat);
+		catalog_free(cat);
+		return rv;
+	}
+	for (size_t i = 0; i < cat->nskipped; i++)
+		fprintf(stderr, "sharded: table \"%s\" is not a model: %s\n", cat->skipped[i].name,
+			cat->skipped[i].reason);
 	if (cat->nmodels == 0) {
-		fprintf(stderr, "sharded: no model to expose: %s%s%s has no table with a one-column "
-			"primary key\n", source ? source : "schema \"", source ? "" : schema,
+		fprintf(stderr, "sharded: no model to expose: %s%s%s has no table with a primary "
+			"key\n", source ? source : "schema \"", source ? "" : schema,
 			source ? "" : "\"");
 		catalog_free(cat);
 		return EXIT_FAILURE;

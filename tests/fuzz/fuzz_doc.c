@@ -169,10 +169,10 @@ static void check_refusal(enum sh_err err, const char *out, const char *why, siz
 /* The document holds the file name's key. */
 static void check_key(const struct model *m, const char *pk, const char *doc)
 {
-	char *key = doc_get_text(doc, model_pk(m)->name);
+	char *key = doc_get_text(doc, model_key_col(m, 0)->name);
 
 	check(key != NULL, "an accepted document without its key", doc);
-	if (model_pk(m)->kind == COL_UUID)
+	if (model_key_col(m, 0)->kind == COL_UUID)
 		check(strcasecmp(key, pk) == 0, "an accepted document with another key", doc);
 	else
 		check(strcmp(key, pk) == 0, "an accepted document with another key", doc);

@@ -222,7 +222,7 @@ static void check_model(const char *name)
  * column, the canonical spelling of a number in its range. */
 static void check_pk(const struct model *m, const char *pk)
 {
-	const struct column *c = model_pk(m);
+	const struct column *c = model_key_col(m, 0);
 	char why[160] = "", canon[32];
 	enum sh_err err = doc_check_pk(m, pk, why, sizeof(why));
 	size_t len = strlen(pk);

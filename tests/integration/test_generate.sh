@@ -70,10 +70,11 @@ check_eq "an unknown model: exit 1" 1 "$(status_of gen --pg "$PG_URL" --models U
 check "... with a message naming it" grep -q '"Nope"' "$T/gen.err"
 psql_q 'create table "NoKey" (a int, b int)' >/dev/null
 psql_q 'create table "TwoKeys" (a int, b int, primary key (a, b))' >/dev/null
-check_eq "a table without a one-column key cannot be asked for: exit 1" 1 \
-  "$(status_of gen --pg "$PG_URL" --models TwoKeys)"
+check_eq "a table without a primary key cannot be asked for: exit 1" 1 \
+  "$(status_of gen --pg "$PG_URL" --models NoKey)"
+check "... saying why" grep -q '"NoKey".*no primary key' "$T/gen.err"
 out=$(gen --pg "$PG_URL") || true
-check_eq "... and is not in the full catalog" "Event Order User" \
+check_eq "... and is not in the full catalog; a two-column key is" "Event Order TwoKeys User" \
   "$(jq -r '[.models[].name] | sort | join(" ")' <<<"$out")"
 psql_q 'create schema empty' >/dev/null
 check_eq "a schema without tables: exit 1" 1 "$(status_of gen --pg "$PG_URL" --schema-name empty)"

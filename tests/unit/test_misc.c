@@ -251,12 +251,12 @@ static void test_catalog(void **state)
 	assert_int_equal(catalog_find(cat, "M7")->cols[0].max, INT32_MAX);
 
 	assert_int_equal(u->ncols, 3);
-	assert_int_equal(u->pk, 0);
-	assert_string_equal(model_pk(u)->name, "id");
-	assert_int_equal(model_pk(u)->kind, COL_INT);
-	assert_int_equal(e->pk, 1);
-	assert_string_equal(model_pk(e)->name, "id");
-	assert_int_equal(model_pk(e)->kind, COL_UUID);
+	assert_int_equal(u->key[0], 0);
+	assert_string_equal(model_key_col(u, 0)->name, "id");
+	assert_int_equal(model_key_col(u, 0)->kind, COL_INT);
+	assert_int_equal(e->key[0], 1);
+	assert_string_equal(model_key_col(e, 0)->name, "id");
+	assert_int_equal(model_key_col(e, 0)->kind, COL_UUID);
 
 	c = model_column(u, "email");
 	assert_non_null(c);

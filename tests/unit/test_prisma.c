@@ -163,7 +163,7 @@ static void test_full_schema(void **state)
 
 	m = catalog_find(cat, "users");
 	assert_int_equal(14, m->ncols);		/* posts and profile are relations */
-	assert_string_equal("id", model_pk(m)->name);
+	assert_string_equal("id", model_key_col(m, 0)->name);
 	col_is(m, "id", "int4", "integer", true, true);
 	col_is(m, "email", "text", "text", true, false);
 	col_is(m, "name", "text", "text", false, false);
@@ -187,9 +187,9 @@ static void test_full_schema(void **state)
 
 	m = catalog_find(cat, "Post");
 	assert_int_equal(10, m->ncols);
-	assert_string_equal("uid", model_pk(m)->name);
+	assert_string_equal("uid", model_key_col(m, 0)->name);
 	col_is(m, "uid", "uuid", "uuid", true, true);
-	assert_int_equal(COL_UUID, model_pk(m)->kind);
+	assert_int_equal(COL_UUID, model_key_col(m, 0)->kind);
 	col_is(m, "title", "varchar", "character varying(200)", true, false);
 	col_is(m, "code", "bpchar", "character(4)", true, false);
 	col_is(m, "at", "timestamptz", "timestamp(6) with time zone", true, false);
@@ -201,7 +201,7 @@ static void test_full_schema(void **state)
 	col_is(m, "author_id", "int4", "integer", true, false);
 
 	m = catalog_find(cat, "Profile");
-	assert_string_equal("userId", model_pk(m)->name);
+	assert_string_equal("userId", model_key_col(m, 0)->name);
 	assert_int_equal(2, m->ncols);
 
 	m = catalog_find(cat, "Mooded");
@@ -233,7 +233,7 @@ static void test_edge_forms(void **state)
 	assert_int_equal(2, cat->nmodels);
 	m = catalog_find(cat, "A");
 	assert_int_equal(1, m->ncols);
-	assert_string_equal("the key", model_pk(m)->name);
+	assert_string_equal("the key", model_key_col(m, 0)->name);
 	m = catalog_find(cat, "B2");
 	assert_int_equal(2, m->ncols);
 	catalog_free(cat);
