@@ -38,9 +38,11 @@ enum sh_err pg_reconnect(struct pg *pg);
 enum sh_err pg_ensure_tables(struct pg *pg);
 
 /* Load the catalog of schema: every ordinary or partitioned table with a
- * single-column primary key, except sharded_* tables; or only those named in
- * models_csv ("User,Order"; NULL or "" = all). A name in models_csv that is
- * not such a table is an error (SH_EINVAL, reason in err). */
+ * primary key of any number of columns, except sharded_* tables and
+ * partitions; or only those named in models_csv ("User,Order"; NULL or "" =
+ * all). The tables that are not models (no primary key, views, partitions...)
+ * go to cat->skipped with the reason. A name in models_csv that is not a
+ * model is an error (SH_EINVAL, the reason in err). */
 enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
 			    struct catalog **out, char *err, size_t errlen);
 
@@ -58,7 +60,8 @@ enum sh_err pg_applied_seq(struct pg *pg, const char *block, const char *origin,
  *   ops at or below their origin's sharded_applied seq are marked skipped;
  * - collapse the rest per (model, pk), last write wins (op->superseded);
  * - apply them in batched statements (json_populate_recordset, ON CONFLICT
- *   (pk) DO UPDATE of the columns present, RETURNING row_to_json);
+ *   (every key column) DO UPDATE of the columns present, generated columns
+ *   left out, RETURNING row_to_json);
  * - a permanent error is isolated by bisecting under savepoints: the one bad
  *   op gets dead = true and error = PostgreSQL's message, the rest apply;
  * - raise each origin's sharded_applied seq to its highest seq in ops, commit.

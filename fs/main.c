@@ -64,7 +64,7 @@ static void usage(const char *prog)
 	       "    -o redis=URL        redis://[:password@]host:port[/db] (default $REDIS_URL,\n"
 	       "                        else redis://127.0.0.1:6379)\n"
 	       "    -o data=DIR         block files (default /var/lib/sharded)\n"
-	       "    -o models=A,B       tables to expose (default: all with a one-column primary key)\n"
+	       "    -o models=A,B       tables to expose (default: all with a primary key)\n"
 	       "    -o schema=NAME      PostgreSQL schema (default public)\n"
 	       "    -o ttl=SECONDS      default idle TTL of a block (default 0 = never)\n"
 	       "    -o loaders=FILE     loader rules: what a new block holds (see the README)\n"

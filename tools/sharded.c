@@ -758,7 +758,7 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 		if (!*n)
 			continue;
 		if (!(m = catalog_find(in, n))) {
-			fprintf(stderr, "sharded: model \"%s\" is not in %s (or has no one-column "
+			fprintf(stderr, "sharded: model \"%s\" is not in %s (or has no "
 				"primary key)\n", n, source);
 			rv = EXIT_FAILURE;
 		} else {
