@@ -812,6 +812,17 @@ static void add_columns(struct sbuf *sb, PGconn *conn, const struct model *m,
 	}
 }
 
+/* The column a no-op update sets to itself: one outside the key where there
+ * is one, since a key that is an identity GENERATED ALWAYS "can only be
+ * updated to DEFAULT". */
+static const char *noop_column(const struct model *m)
+{
+	for (size_t c = 0; c < m->ncols; c++)
+		if (!model_is_key(m, c) && !m->cols[c].generated)
+			return m->cols[c].name;
+	return model_key_col(m, 0)->name;
+}
+
 static void add_update_set(struct sbuf *sb, PGconn *conn, const struct model *m, const bool *present)
 {
 	bool first = true;
@@ -826,10 +837,12 @@ static void add_update_set(struct sbuf *sb, PGconn *conn, const struct model *m,
 		first = false;
 	}
 	if (first) {	/* key only: a no-op update, so that RETURNING still has the row */
+		const char *col = noop_column(m);
+
 		sb_add(sb, " ");
-		sb_ident(sb, conn, model_key_col(m, 0)->name);
-		sb_add(sb, " = EXCLUDED.");
-		sb_ident(sb, conn, model_key_col(m, 0)->name);
+		sb_ident(sb, conn, col);
+		sb_add(sb, " = t.");
+		sb_ident(sb, conn, col);
 	}
 }
 
