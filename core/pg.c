@@ -491,7 +491,8 @@ static const char skipped_sql[] =
 	" ORDER BY c.relname";
 
 /* Why a row of skipped_sql is not a model; NULL when it is one. */
-static const char *skip_reason(const PGresult *res, int r, char *buf, size_t len)
+static const char *skip_reason(const struct catalog *cat, const PGresult *res, int r, char *buf,
+			       size_t len)
 {
 	char kind = *PQgetvalue(res, r, 1);
 
@@ -502,8 +503,10 @@ static const char *skip_reason(const PGresult *res, int r, char *buf, size_t len
 	if (kind == 'f')
 		return "a foreign table";
 	if (*PQgetvalue(res, r, 2) == 't') {
-		snprintf(buf, len, "a partition of \"%s\" (the partitioned table is the model)",
-			 PQgetvalue(res, r, 4));
+		const char *parent = PQgetvalue(res, r, 4);
+
+		snprintf(buf, len, "a partition of \"%s\"%s", parent,
+			 catalog_find(cat, parent) ? " (the partitioned table is the model)" : "");
 		return buf;
 	}
 	if (*PQgetvalue(res, r, 3) != 't')
@@ -517,7 +520,7 @@ static enum sh_err skipped_fill(struct catalog *cat, const PGresult *res, const 
 		const char *rel = PQgetvalue(res, r, 0), *why;
 		char buf[256];
 
-		if (!wanted_has(w, rel) || !(why = skip_reason(res, r, buf, sizeof(buf))))
+		if (!wanted_has(w, rel) || !(why = skip_reason(cat, res, r, buf, sizeof(buf))))
 			continue;
 		if (catalog_add_skipped(cat, rel, why))
 			return SH_ENOMEM;
