@@ -329,6 +329,9 @@ static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm
 		if (json_object_object_get_ex(jc, "generated", &gen) &&
 		    !json_object_is_type(gen, json_type_boolean))
 			return bad(r, cwhere, "\"generated\" must be a boolean");
+		if (gen && json_object_get_boolean(gen) && name_in(cname, key, nkey))
+			return bad(r, cwhere, "a primary-key column cannot be \"generated\": "
+				   "the file name gives its value");
 		if (model_add_column(m, cname, type, typname, json_object_get_boolean(nn),
 				     json_object_get_boolean(def), false))
 			return SH_ENOMEM;

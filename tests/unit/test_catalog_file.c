@@ -245,6 +245,9 @@ static void test_refusals(void **state)
 	refuses(HEAD "[{'name':'A','primary_key':'id','columns':[{'name':'id','type':'bigint',"
 		"'typname':'int8','not_null':true,'has_default':false,'generated':1}]}]}",
 		"\"generated\" must be a boolean");
+	refuses(HEAD "[{'name':'A','primary_key':'id','columns':[{'name':'id','type':'bigint',"
+		"'typname':'int8','not_null':true,'has_default':true,'generated':true}]}]}",
+		"a primary-key column cannot be \"generated\"");
 	refuses(HEAD "[], 'skipped':[{'name':'v'}]}", "skipped[0]: missing \"reason\"");
 	refuses(HEAD "[], 'skipped':{}}", "\"skipped\" must be an array");
 	refuses(HEAD "[{'name':'A','primary_key':'nope','columns':[" COL("id") "]}]}",
