@@ -242,6 +242,14 @@ static void model_release(struct model *m)
 	free(m->name);
 }
 
+const char *catalog_skip_reason(const struct catalog *cat, const char *name)
+{
+	for (size_t i = 0; cat && i < cat->nskipped; i++)
+		if (strcmp(cat->skipped[i].name, name) == 0)
+			return cat->skipped[i].reason;
+	return NULL;
+}
+
 void catalog_free(struct catalog *cat)
 {
 	if (!cat)

@@ -108,6 +108,8 @@ int model_add_column(struct model *m, const char *name, const char *type,
  * not a column, repeats, or there are more than MODEL_KEY_MAX. */
 int model_set_key(struct model *m, const char *const *names, size_t n);
 int catalog_add_skipped(struct catalog *cat, const char *name, const char *reason);
+/* Why table name is not a model; NULL when it is not among the tables left out. */
+const char *catalog_skip_reason(const struct catalog *cat, const char *name);
 
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);

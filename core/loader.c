@@ -166,8 +166,12 @@ static enum sh_err add_step(struct parser *p, char *line)
 	st = &grown[r->nsteps];
 	memset(st, 0, sizeof(*st));
 	st->line = p->line;
-	if (!(st->model = catalog_find(p->cat, model)))
-		return fail(p, "unknown model '%s'", model);
+	if (!(st->model = catalog_find(p->cat, model))) {
+		const char *why = catalog_skip_reason(p->cat, model);
+
+		return why ? fail(p, "table '%s' is not a model: %s", model, why)
+			   : fail(p, "unknown model '%s'", model);
+	}
 	for (size_t i = 0; i < r->nsteps; i++)
 		if (r->steps[i].model == st->model)
 			return fail(p, "model '%s' appears twice in one rule", model);

@@ -588,15 +588,12 @@ static enum sh_err wanted_check(const struct wanted *w, const struct catalog *ca
 	char msg[512];
 
 	for (size_t i = 0; i < w->n; i++) {
-		const char *why = "no such table";
+		const char *why = catalog_skip_reason(cat, w->names[i]);
 
 		if (catalog_find(cat, w->names[i]))
 			continue;
-		for (size_t s = 0; s < cat->nskipped; s++)
-			if (strcmp(cat->skipped[s].name, w->names[i]) == 0)
-				why = cat->skipped[s].reason;
 		snprintf(msg, sizeof(msg), "model \"%.64s\" cannot be a model of the schema: %s",
-			 w->names[i], why);
+			 w->names[i], why ? why : "no such table");
 		set_err(err, errlen, "%s", msg);
 		return SH_EINVAL;
 	}

@@ -13,6 +13,7 @@
 
 #include "catalog.h"
 #include "doc.h"
+#include "loader.h"
 
 static struct catalog *cat;
 
@@ -38,7 +39,7 @@ static int build(void **state)
 	    model_add_column(m, "serial_no", "bigint", "int8", true, true, false))
 		return -1;
 	m->cols[2].generated = m->cols[3].generated = true;
-	return 0;
+	return catalog_add_skipped(cat, "Log", "no primary key");
 }
 
 static int teardown(void **state)
@@ -191,6 +192,27 @@ static void test_generated_refused(void **state)
 	assert_non_null(strstr(why, "\"title_upper\""));
 }
 
+/* A loader line naming a composite table is a rule; naming a table left out
+ * says why it is not a model. */
+static void test_loader_lines(void **state)
+{
+	struct loaders *l = NULL;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(SH_OK, loaders_parse_text("block book-{id}\n"
+						   "    BookAuthor where \"book_id\" = $id\n",
+						   "rules", cat, &l, err, sizeof(err)));
+	loaders_free(l);
+	l = NULL;
+	assert_int_equal(SH_EINVAL, loaders_parse_text("block log-{id}\n    Log where true\n",
+						       "rules", cat, &l, err, sizeof(err)));
+	assert_null(l);
+	assert_non_null(strstr(err, "table 'Log' is not a model: no primary key"));
+	assert_string_equal("no primary key", catalog_skip_reason(cat, "Log"));
+	assert_null(catalog_skip_reason(cat, "Book"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -200,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_create_composite),
 		cmocka_unit_test(test_generated_as_read),
 		cmocka_unit_test(test_generated_refused),
+		cmocka_unit_test(test_loader_lines),
 	};
 
 	return cmocka_run_group_tests(tests, build, teardown);
