@@ -860,12 +860,14 @@ static void add_key_list(struct sbuf *sb, PGconn *conn, const struct model *m, c
  * WITH ins AS (INSERT INTO s.t AS t (cols) OVERRIDING SYSTEM VALUE
  *              SELECT cols FROM json_populate_recordset(NULL::s.t, $1::json)
  *              ON CONFLICT (k1, k2) DO UPDATE SET col = EXCLUDED.col ...
- *              RETURNING ROW(t.k1, t.k2) AS k, row_to_json(t.*)::text AS j)
+ *              RETURNING t.k1 AS k1, t.k2 AS k2, row_to_json(t.*)::text AS j)
  * SELECT e.n, ins.j FROM ins JOIN json_array_elements($1::json) WITH ORDINALITY AS e(v, n)
- *   ON (SELECT ROW(x.k1, x.k2) FROM json_populate_record(NULL::s.t, e.v) AS x) = ins.k
+ *   ON (json_populate_record(NULL::s.t, e.v)).k1 = ins.k1
+ *  AND (json_populate_record(NULL::s.t, e.v)).k2 = ins.k2
  *
  * The join gives each returned row the position of its document, compared
- * as values of the key's types rather than as text.
+ * as values of the key's types rather than as text; each condition is an
+ * equality of one side with the other, so PostgreSQL can hash the join.
  */
 static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
 		       const struct model *m, json_object *doc, bool *present)
@@ -888,14 +890,27 @@ static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
 	add_key_list(sb, conn, m, "");
 	sb_add(sb, ") DO UPDATE SET");
 	add_update_set(sb, conn, m, present);
-	sb_add(sb, " RETURNING ROW(");
-	add_key_list(sb, conn, m, "t.");
-	sb_add(sb, ") AS k, row_to_json(t.*)::text AS j) SELECT e.n, ins.j FROM ins JOIN "
-	       "json_array_elements($1::json) WITH ORDINALITY AS e(v, n) ON (SELECT ROW(");
-	add_key_list(sb, conn, m, "x.");
-	sb_add(sb, ") FROM json_populate_record(NULL::");
-	sb_table(sb, conn, cat->schema, m->name);
-	sb_add(sb, ", e.v) AS x) = ins.k");
+	sb_add(sb, " RETURNING");
+	for (size_t k = 0; k < m->nkey; k++) {
+		char alias[32];
+
+		sb_add(sb, " t.");
+		sb_ident(sb, conn, model_key_col(m, k)->name);
+		snprintf(alias, sizeof(alias), " AS k%zu,", k + 1);
+		sb_add(sb, alias);
+	}
+	sb_add(sb, " row_to_json(t.*)::text AS j) SELECT e.n, ins.j FROM ins JOIN "
+	       "json_array_elements($1::json) WITH ORDINALITY AS e(v, n) ON");
+	for (size_t k = 0; k < m->nkey; k++) {
+		char alias[32];
+
+		sb_add(sb, k ? " AND (json_populate_record(NULL::" : " (json_populate_record(NULL::");
+		sb_table(sb, conn, cat->schema, m->name);
+		sb_add(sb, ", e.v)).");
+		sb_ident(sb, conn, model_key_col(m, k)->name);
+		snprintf(alias, sizeof(alias), " = ins.k%zu", k + 1);
+		sb_add(sb, alias);
+	}
 }
 
 /* A document that is not a JSON object is refused like PostgreSQL would. */
