@@ -146,15 +146,14 @@ static int is_decimal_text(const char *s)
 }
 
 /* "book_id,author_id": the key's columns, for messages. */
-static const char *key_names(const struct model *m)
+static const char *key_names(const struct model *m, char *names, size_t len)
 {
-	static __thread char names[256];
-	size_t len = 0;
+	size_t used = 0;
 
 	names[0] = '\0';
-	for (size_t k = 0; k < m->nkey && len < sizeof(names); k++)
-		len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", k ? "," : "",
-					model_key_col(m, k)->name);
+	for (size_t k = 0; k < m->nkey && used < len; k++)
+		used += (size_t)snprintf(names + used, len - used, "%s%s", k ? "," : "",
+					 model_key_col(m, k)->name);
 	return names;
 }
 
@@ -185,7 +184,7 @@ static enum sh_err check_key_part(const struct column *c, const char *part, char
 enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen)
 {
 	const char *parts[MODEL_KEY_MAX];
-	char buf[PK_TEXT_MAX + 1];
+	char buf[PK_TEXT_MAX + 1], names[256];
 	enum sh_err err;
 
 	if (!pk[0] || strlen(pk) > PK_TEXT_MAX)
@@ -197,7 +196,7 @@ enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_
 			return refuse(why, whylen, "key has a control character");
 	if (key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
 		return refuse(why, whylen, "'%s' is not %zu non-empty key parts joined by '%c' "
-			      "(%s)", pk, m->nkey, KEY_SEP, key_names(m));
+			      "(%s)", pk, m->nkey, KEY_SEP, key_names(m, names, sizeof(names)));
 	for (size_t k = 0; k < m->nkey; k++)
 		if ((err = check_key_part(model_key_col(m, k), parts[k], why, whylen)))
 			return err;

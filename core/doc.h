@@ -25,14 +25,17 @@
  * that is doc_check_pk(). */
 bool doc_record_name(const char *name, char *pk, size_t pklen);
 
-/* Is name (a file name without ".json") a valid primary key for m?
- * SH_EINVAL with a reason in why when not. */
+/* Is name (a file name without ".json") a valid primary key for m? For a
+ * key of several columns: exactly that many parts joined by KEY_SEP
+ * (catalog.h), each valid for its column. SH_EINVAL with a reason in why
+ * when not. */
 enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen);
 
 /* Validate body (len bytes, not NUL-terminated) as the new content of record
  * pk of model m. existing is the stored document or NULL for a new record:
  * keys absent from body keep their existing values; a new record must carry
- * every NOT NULL column without a default. On SH_OK *out is the canonical
+ * every NOT NULL column without a default; a generated column (catalog.h)
+ * may appear only with the value existing holds. On SH_OK *out is the canonical
  * document (malloc'd, no trailing newline). On failure *out is NULL, the
  * return is SH_EINVAL or SH_ETOOBIG, and why holds a one-line reason. */
 enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,

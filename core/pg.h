@@ -47,7 +47,8 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 			    struct catalog **out, char *err, size_t errlen);
 
 /* Read one row as JSON (row_to_json). *doc is malloc'd on SH_OK.
- * SH_ENOENT: no such row, or pk cannot be a value of the key's type.
+ * SH_ENOENT: no such row, or pk cannot be a value of the key's type (or
+ * has another number of parts than m has key columns).
  * SH_EUNAVAIL: transient failure. */
 enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
 			 const char *pk, char **doc);
