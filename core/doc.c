@@ -168,6 +168,18 @@ bool doc_record_name(const char *name, char *pk, size_t pklen)
 	return true;
 }
 
+static int value_fits(const struct column *c, struct json_object *v);
+
+/* A key part of a date or time column: what a document may hold there. */
+static int time_part_fits(const struct column *c, const char *part)
+{
+	struct json_object *s = json_object_new_string(part);
+	int fits = s && value_fits(c, s);
+
+	json_object_put(s);
+	return fits;
+}
+
 /* One part of a key: a valid value of its column's type, as PostgreSQL prints it. */
 static enum sh_err check_key_part(const struct column *c, const char *part, char *why,
 				  size_t whylen)
@@ -178,6 +190,9 @@ static enum sh_err check_key_part(const struct column *c, const char *part, char
 		return refuse(why, whylen, "'%s' is not a valid %s key", part, c->type);
 	if (c->kind == COL_UUID && !is_uuid(part))
 		return refuse(why, whylen, "'%s' is not a valid uuid key", part);
+	if ((c->kind == COL_DATE || c->kind == COL_TIMESTAMP || c->kind == COL_TIME) &&
+	    !time_part_fits(c, part))
+		return refuse(why, whylen, "'%s' is not a valid %s key", part, c->type);
 	return SH_OK;
 }
 

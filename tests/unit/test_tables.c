@@ -39,6 +39,10 @@ static int build(void **state)
 	    model_add_column(m, "serial_no", "bigint", "int8", true, true, false))
 		return -1;
 	m->cols[2].generated = m->cols[3].generated = true;
+	if (!(m = catalog_add_model(cat, "Sale")) ||
+	    model_add_column(m, "sold_at", "date", "date", true, false, true) ||
+	    model_add_column(m, "id", "bigint", "int8", true, false, true))
+		return -1;
 	return catalog_add_skipped(cat, "Log", "no primary key");
 }
 
@@ -123,6 +127,12 @@ static void test_check_composite_pk(void **state)
 	assert_int_equal(SH_OK, doc_check_pk(m, "3000000000,1", why, sizeof(why)));
 	assert_int_equal(SH_EINVAL, doc_check_pk(m, "1,3000000000", why, sizeof(why)));
 	assert_int_equal(SH_EINVAL, doc_check_pk(m, "1,2,3", why, sizeof(why)));
+	/* a date part is a date */
+	m = model("Sale");
+	assert_int_equal(SH_OK, doc_check_pk(m, "2024-03-01,7", why, sizeof(why)));
+	assert_int_equal(SH_EINVAL, doc_check_pk(m, "2024-13-01,7", why, sizeof(why)));
+	assert_non_null(strstr(why, "'2024-13-01' is not a valid date key"));
+	assert_int_equal(SH_EINVAL, doc_check_pk(m, "7,2024-03-01", why, sizeof(why)));
 }
 
 static void test_create_composite(void **state)
