@@ -144,3 +144,10 @@ void catalog_free(struct catalog *cat)
 	free(cat->schema);
 	free(cat);
 }
+
+void catalog_remove(struct catalog *cat, size_t i)
+{
+	model_release(&cat->models[i]);
+	memmove(&cat->models[i], &cat->models[i + 1], (cat->nmodels - i - 1) * sizeof(*cat->models));
+	cat->nmodels--;
+}

@@ -68,6 +68,9 @@ struct model *catalog_add_model(struct catalog *cat, const char *name);
 int model_add_column(struct model *m, const char *name, const char *type,
 		     const char *typname, bool not_null, bool has_default, bool is_pk);
 
+/* Drop model i (pointers to later models move). */
+void catalog_remove(struct catalog *cat, size_t i);
+
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);
 
