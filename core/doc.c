@@ -192,8 +192,8 @@ enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_
 	if (c->kind == COL_UUID && !uuid_canonical(pk, canon))
 		return refuse(why, whylen, "'%s' is not a valid uuid key", pk);
 	if (c->kind == COL_UUID && strcmp(canon, pk) != 0)
-		return refuse(why, whylen, "'%s' is another spelling of uuid %s: its one file name "
-			      "is %s" DOC_SUFFIX, pk, canon, canon);
+		return refuse(why, whylen, "'%s' is another spelling: its one file name is %s"
+			      DOC_SUFFIX, pk, canon);
 	return SH_OK;
 }
 
@@ -207,8 +207,8 @@ static enum sh_err check_pk_fits(const char *pk, char *why, size_t whylen)
 	if (keyname_from_key(pk, name))
 		return SH_OK;
 	return refuse(why, whylen, "a key of %zu bytes does not fit in a file name (%d bytes with "
-		      "\"" DOC_SUFFIX "\", after %%XX encoding): it is read as '%s' but cannot be "
-		      "written through the mount", strlen(pk), KEYNAME_MAX, name);
+		      "\"" DOC_SUFFIX "\", after %%XX encoding): read it under its long name, "
+		      "write it in PostgreSQL", strlen(pk), KEYNAME_MAX);
 }
 
 static int int_in_range(struct json_object *v, const struct column *c)

@@ -746,10 +746,11 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why)
 {
-	char name[KEYNAME_MAX + 1];
+	char name[KEYNAME_MAX + 1] = "";
 
 	atomic_fetch_add(&e->refusals, 1);
-	(void)keyname_from_key(pk, name);
+	if (pk)
+		(void)keyname_from_key(pk, name);
 	sh_log(LOG_WARNING, "block '%s': write to %s/%s refused: %s", block, model, name, why);
 }
 

@@ -146,7 +146,8 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 			 const char *pk, const char *body, size_t len);
 
 /* A refusal decided outside the engine (e.g. the FUSE layer's size cap):
- * log it with the block and file, and count it in the metrics. */
+ * log it with the block and file, and count it in the metrics. pk NULL: a
+ * name that is no key's (why names it). */
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why);
 

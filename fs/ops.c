@@ -754,7 +754,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	case SH_OK:
 		break;
 	case SH_EINVAL:
-		engine_refused(fs->engine, p.block, p.model->name, name, why);
+		engine_refused(fs->engine, p.block, p.model->name, NULL, why);
 		reply_err(req, SH_EINVAL);
 		return;
 	default:
@@ -1166,7 +1166,7 @@ static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
 	rc = engine_record_key(fs->engine, p.block, p.model, newname, dst.pk, sizeof(dst.pk), why,
 			       sizeof(why));
 	if (rc == SH_EINVAL) {
-		engine_refused(fs->engine, p.block, p.model->name, newname, why);
+		engine_refused(fs->engine, p.block, p.model->name, NULL, why);
 		rc = SH_EBADMSG;
 	} else if (dst.kind == NODE_SCRATCH || rc != SH_OK) {
 		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
