@@ -21,7 +21,7 @@ setup_tmp
 start_postgres
 start_redis
 psql_q "CREATE DOMAIN bigint_domain AS bigint;
-CREATE TABLE \"Tag\" (name text PRIMARY KEY, note text);
+CREATE TABLE \"Tag\" (name text PRIMARY KEY, note text CHECK (note <> 'die'));
 CREATE TABLE \"Thing\" (id uuid PRIMARY KEY, note text);
 CREATE TABLE \"Dom\" (id bigint_domain PRIMARY KEY, note text);
 CREATE TABLE \"Num\" (id bigint PRIMARY KEY, note text);
@@ -135,6 +135,17 @@ check "PostgreSQL has them" pg_is 'canon|d2' \
 # ---- loader rules quote a model name with a space ----
 check "mkdir oi-1 loads through the quoted rule" mkdir "$MNT/oi-1"
 check_eq "the Order Item row is in the block" "1.json" "$(ls "$MNT/oi-1/Order Item")"
+
+# ---- the sharded tool names a dead letter's key as its file name does ----
+require "mkdir dl" mkdir "$MNT/dl"
+check "a write PostgreSQL will refuse, under an encoded name" put "$MNT/dl/Tag/d%2Fie%0A.json" '{"note":"die"}'
+check "it goes dead" wait_for 20 bash -c "[[ \$(sed -n 's/^dead //p' '$MNT/dl/sync-status') == 1 ]]"
+list=$(timeout 30 "$SHARDED_BUILD_DIR/sharded" --data "$DATA" --redis "$REDIS_URL" dlq list dl 2>&1) || true
+check "dlq list shows the key encoded, on one line" grep -Eq ' Tag +d%2Fie%0A +.*check' <<<"$list"
+check_eq "dlq list: a header and one line" 2 "$(wc -l <<<"$list")"
+json=$(timeout 30 "$SHARDED_BUILD_DIR/sharded" --data "$DATA" --redis "$REDIS_URL" dlq list dl --json 2>&1) || true
+check "dlq list --json gives the key and its file name" jq -e \
+  '.[0].pk == "d/ie\n" and .[0].file == "d%2Fie%0A.json"' <<<"$json"
 
 for b in tags b1 oi-1; do
   check_eq "dead 0 in $b" 0 "$(block_status "$MNT/$b" dead)"
