@@ -147,6 +147,13 @@ json=$(timeout 30 "$SHARDED_BUILD_DIR/sharded" --data "$DATA" --redis "$REDIS_UR
 check "dlq list --json gives the key and its file name" jq -e \
   '.[0].pk == "d/ie\n" and .[0].file == "d%2Fie%0A.json"' <<<"$json"
 
+# ---- a table asked for by name that cannot be a directory refuses the mount ----
+mkdir -p "$T/mnt2" "$T/data2"
+out=$(timeout 20 "$SHARDED_BUILD_DIR/mount.sharded" -f \
+  -o "pg=$PG_URL,redis=$REDIS_URL,data=$T/data2,models=ttl" "$T/mnt2" 2>&1 </dev/null) && rc=0 || rc=$?
+check "models=ttl refuses the mount" test "$rc" -ne 0 -a "$rc" -ne 124
+check "naming the table and why" grep -q 'table "ttl" cannot be mounted: every block has a control file of that name' <<<"$out"
+
 for b in tags b1 oi-1; do
   check_eq "dead 0 in $b" 0 "$(block_status "$MNT/$b" dead)"
 done
