@@ -588,9 +588,13 @@ static enum sh_err fetch_row(struct engine *e, struct block *b, const struct mod
 	if (rv == SH_EUNAVAIL && e->readers[i].pg && pg_reconnect(e->readers[i].pg) == SH_OK)
 		rv = pg_fetch_row(e->readers[i].pg, e->cat, m, pk, doc);
 	pthread_mutex_unlock(&e->readers[i].lock);
-	if (rv == SH_EUNAVAIL && atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now)
-		sh_log(LOG_WARNING, "block '%s': %s/%s.json: postgresql unreachable, records not "
-		       "in a block read as absent for now", b->id, m->name, pk);
+	if (rv == SH_EUNAVAIL && atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now) {
+		char name[KEYNAME_MAX + 1];
+
+		(void)keyname_from_key(pk, name);
+		sh_log(LOG_WARNING, "block '%s': %s/%s: postgresql unreachable, records not "
+		       "in a block read as absent for now", b->id, m->name, name);
+	}
 	return rv;
 }
 
