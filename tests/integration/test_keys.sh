@@ -128,9 +128,13 @@ check_eq "the domain-typed key reads as a number" 1 "$(timeout 10 jq .id "$B/Dom
 check "the document as read is accepted back" \
   bash -c "doc=\$(cat '$B/Dom/1.json') && printf '%s\n' \"\$doc\" > '$B/Dom/1.json'"
 check "sed -i of the domain-keyed record" timeout 10 sed -i 's/"note":"d"/"note":"d2"/' "$B/Dom/1.json"
+check "a new domain-keyed record without its key in the body" put "$B/Dom/2.json" '{"note":"two"}'
+check "a new domain-keyed record with its key as a number" put "$B/Dom/3.json" '{"id":3,"note":"three"}'
 check "the thing and domain writes drain" wait_for 20 drained "$B"
+check "PostgreSQL has the new domain-keyed rows" pg_is '2|two 3|three' \
+  "select string_agg(id || '|' || note, ' ' order by id) from \"Dom\" where id > 1"
 check "PostgreSQL has them" pg_is 'canon|d2' \
-  "select (select note from \"Thing\") || '|' || (select note from \"Dom\")"
+  "select (select note from \"Thing\") || '|' || (select note from \"Dom\" where id = 1)"
 
 # ---- loader rules quote a model name with a space ----
 check "mkdir oi-1 loads through the quoted rule" mkdir "$MNT/oi-1"
