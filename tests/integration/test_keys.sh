@@ -102,6 +102,10 @@ check_eq "they reach PostgreSQL with the decoded keys" \
   "$(printf '%s\n' '.new|new dot' 'n\nl|new newline' 'p%,|new pct' 'x/y|new slash' | sort)" \
   "$(psql_q "select replace(name, E'\\n', '\\n') || '|' || note from \"Tag\" where note like 'new %'" | sort)"
 check_eq "no row for the refused names" 0 "$(psql_q "select count(*) from \"Tag\" where name like 'q%'")"
+check "a scratch file" put "$B/Tag/tmp1" '{"note":"renamed"}'
+check_fails "cannot be renamed onto a name that is not the encoder's" mv "$B/Tag/tmp1" "$B/Tag/r%2fy.json"
+check "but onto the encoded name" mv "$B/Tag/tmp1" "$B/Tag/r%2Fy.json"
+check "which reads back the decoded key" bash -c "[[ \$(jq -r .name '$B/Tag/r%2Fy.json') == r/y ]]"
 check "an editor's hidden swap file stays a scratch file" put "$B/Tag/.x.json.swp" 'junk'
 check "and is listed" test -e "$B/Tag/.x.json.swp"
 check "rm of the scratch file" rm "$B/Tag/.x.json.swp"
