@@ -1,5 +1,6 @@
 /* catalog.c - building and querying the model catalog. */
 #include "catalog.h"
+#include "keyname.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ bool model_is_key(const struct model *m, size_t col)
 	return false;
 }
 
-/* The one place the parts of a key become a file name (and back, below). */
+/* The one place the parts of a key become the key (and back, below): each
+ * part in keyname's encoding, so a ',' inside a text part stays in it. */
 enum sh_err key_join(const char *const *parts, size_t n, char *out, size_t outlen)
 {
 	size_t len = 0;
@@ -36,15 +38,21 @@ enum sh_err key_join(const char *const *parts, size_t n, char *out, size_t outle
 	if (!outlen)
 		return SH_ETOOBIG;
 	out[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		size_t plen = strlen(parts[i]);
-
-		if (len + plen + (i > 0) >= outlen)
+	if (n == 1) {	/* a one-column key is the value as it is */
+		if (strlen(parts[0]) >= outlen)
 			return SH_ETOOBIG;
-		if (i > 0)
+		memcpy(out, parts[0], strlen(parts[0]) + 1);
+		return SH_OK;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0) {
+			if (len + 1 >= outlen)
+				return SH_ETOOBIG;
 			out[len++] = KEY_SEP;
-		memcpy(out + len, parts[i], plen + 1);
-		len += plen;
+		}
+		len += keyname_encode_part(parts[i], strlen(parts[i]), out + len, outlen - len);
+		if (len >= outlen)
+			return SH_ETOOBIG;
 	}
 	return SH_OK;
 }
@@ -53,32 +61,26 @@ enum sh_err key_split(const struct model *m, const char *pk, char *buf, size_t b
 		      const char **parts)
 {
 	size_t n = 0, len = strlen(pk);
-	char *p = buf;
 
-	if (len >= buflen)
+	if (len >= buflen)	/* a decoded key is never longer than its encoding */
 		return SH_ETOOBIG;
-	memcpy(buf, pk, len + 1);
 	if (m->nkey <= 1) {	/* a one-column key is the whole name, ',' and all */
+		memcpy(buf, pk, len + 1);
 		parts[0] = buf;
 		return SH_OK;
 	}
-	for (;;) {
-		char *sep = strchr(p, KEY_SEP);
-
-		if (n == m->nkey)
-			return SH_EINVAL;
-		parts[n++] = p;
-		if (!sep)
-			break;
-		*sep = '\0';
-		p = sep + 1;
-	}
-	if (n != m->nkey)
+	if (!keyname_decode_list(pk, len, buf, buflen, &n) || n != m->nkey)
 		return SH_EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (!parts[i][0])
-			return SH_EINVAL;
+	for (size_t i = 0, at = 0; i < n; i++) {
+		parts[i] = buf + at;
+		at += strlen(buf + at) + 1;
+	}
 	return SH_OK;
+}
+
+bool key_file_name(const struct model *m, const char *pk, char name[KEYNAME_MAX + 1])
+{
+	return m->nkey > 1 ? keyname_from_list(pk, name) : keyname_from_key(pk, name);
 }
 
 static const struct {
@@ -264,4 +266,11 @@ void catalog_free(struct catalog *cat)
 	free(cat->skipped);
 	free(cat->schema);
 	free(cat);
+}
+
+void catalog_remove(struct catalog *cat, size_t i)
+{
+	model_release(&cat->models[i]);
+	memmove(&cat->models[i], &cat->models[i + 1], (cat->nmodels - i - 1) * sizeof(*cat->models));
+	cat->nmodels--;
 }

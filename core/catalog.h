@@ -84,16 +84,22 @@ static inline const struct column *model_key_col(const struct model *m, size_t k
 }
 bool model_is_key(const struct model *m, size_t col);
 
-/* A record's file name (without ".json") from its key parts, in key order,
- * joined by KEY_SEP; one part is the name as it is. SH_ETOOBIG when it does
- * not fit in outlen. */
+/* A record's key from its key parts, in key order: one part as it is; parts
+ * of a key of several columns each in keyname_encode_part()'s encoding,
+ * joined by KEY_SEP (so the key is also its file name, without ".json").
+ * SH_ETOOBIG when it does not fit in outlen. */
 enum sh_err key_join(const char *const *parts, size_t n, char *out, size_t outlen);
 
-/* The inverse: split pk into exactly m's nkey parts. buf (buflen bytes) holds
- * the parts, parts[] points into it. SH_EINVAL when pk has another number of
- * parts or a part is empty; SH_ETOOBIG when pk does not fit in buf. */
+/* The inverse: split pk into exactly m's nkey parts, each decoded. buf
+ * (buflen bytes) holds the parts, parts[] points into it. SH_EINVAL when pk
+ * has another number of parts or a part is not canonically encoded (an
+ * empty part is "%00"); SH_ETOOBIG when pk does not fit in buf. */
 enum sh_err key_split(const struct model *m, const char *pk, char *buf, size_t buflen,
 		      const char **parts);
+
+/* The file name of m's record pk (keyname.h), into name[KEYNAME_MAX + 1];
+ * false when it is the long form. */
+bool key_file_name(const struct model *m, const char *pk, char name[256]);
 
 /* Map a PostgreSQL type name (pg_type.typname, e.g. "int8", "_text") to a kind and range. */
 enum col_kind col_kind_from_typname(const char *typname, int64_t *min, int64_t *max);
@@ -110,6 +116,9 @@ int model_set_key(struct model *m, const char *const *names, size_t n);
 int catalog_add_skipped(struct catalog *cat, const char *name, const char *reason);
 /* Why table name is not a model; NULL when it is not among the tables left out. */
 const char *catalog_skip_reason(const struct catalog *cat, const char *name);
+
+/* Drop model i (pointers to later models move). */
+void catalog_remove(struct catalog *cat, size_t i);
 
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);

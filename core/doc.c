@@ -1,5 +1,6 @@
 /* doc.c - parse, validate and merge record documents (json-c). */
 #include "doc.h"
+#include "keyname.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,7 +13,6 @@
 
 #include <json-c/json.h>
 
-#define PK_TEXT_MAX 255
 
 static enum sh_err refuse(char *why, size_t whylen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -157,14 +157,21 @@ static const char *key_names(const struct model *m, char *names, size_t len)
 	return names;
 }
 
-bool doc_record_name(const char *name, char *pk, size_t pklen)
+/* The canonical spelling of a uuid (lower case, dashed) into out[37]; false when s is none. */
+static bool uuid_canonical(const char *s, char out[37])
 {
-	size_t n = strlen(name), s = strlen(DOC_SUFFIX);
+	size_t n = 0;
 
-	if (name[0] == '.' || n <= s || strcmp(name + n - s, DOC_SUFFIX) != 0 || n - s >= pklen)
+	if (!is_uuid(s))
 		return false;
-	memcpy(pk, name, n - s);
-	pk[n - s] = '\0';
+	for (; *s; s++) {
+		if (*s == '-')
+			continue;
+		if (n == 8 || n == 13 || n == 18 || n == 23)
+			out[n++] = '-';
+		out[n++] = (char)tolower((unsigned char)*s);
+	}
+	out[n] = '\0';
 	return true;
 }
 
@@ -180,16 +187,38 @@ static int time_part_fits(const struct column *c, const char *part)
 	return fits;
 }
 
-/* One part of a key: a valid value of its column's type, as PostgreSQL prints it. */
-static enum sh_err check_key_part(const struct column *c, const char *part, char *why,
-				  size_t whylen)
+/* A key that is another spelling of an integer: "007", "+7", "-0". */
+static bool int_other_spelling(const char *pk, int64_t *v)
 {
+	char *end;
+
+	if (!pk[0] || isspace((unsigned char)pk[0]))
+		return false;
+	errno = 0;
+	*v = strtoll(pk, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+/* One part of a key: a valid value of its column's type, in its one
+ * canonical spelling, as PostgreSQL prints it. */
+static enum sh_err check_key_part(const struct column *c, const char *part, bool whole,
+				  char *why, size_t whylen)
+{
+	const char *one = whole ? "file name" : "spelling", *sfx = whole ? DOC_SUFFIX : "";
+	char canon[37];
 	int64_t v;
 
-	if (c->kind == COL_INT && !parse_int_key(part, c->min, c->max, &v))
+	if (c->kind == COL_INT && !parse_int_key(part, c->min, c->max, &v)) {
+		if (int_other_spelling(part, &v) && v >= c->min && v <= c->max)
+			return refuse(why, whylen, "'%s' is another spelling of key %" PRId64
+				      ": its one %s is %" PRId64 "%s", part, v, one, v, sfx);
 		return refuse(why, whylen, "'%s' is not a valid %s key", part, c->type);
-	if (c->kind == COL_UUID && !is_uuid(part))
+	}
+	if (c->kind == COL_UUID && !uuid_canonical(part, canon))
 		return refuse(why, whylen, "'%s' is not a valid uuid key", part);
+	if (c->kind == COL_UUID && strcmp(canon, part) != 0)
+		return refuse(why, whylen, "'%s' is another spelling: its one %s is %s%s",
+			      part, one, canon, sfx);
 	if ((c->kind == COL_DATE || c->kind == COL_TIMESTAMP || c->kind == COL_TIME) &&
 	    !time_part_fits(c, part))
 		return refuse(why, whylen, "'%s' is not a valid %s key", part, c->type);
@@ -199,23 +228,35 @@ static enum sh_err check_key_part(const struct column *c, const char *part, char
 enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen)
 {
 	const char *parts[MODEL_KEY_MAX];
-	char buf[PK_TEXT_MAX + 1], names[256];
+	char buf[KEYNAME_KEY_MAX + 1], names[256];
 	enum sh_err err;
 
-	if (!pk[0] || strlen(pk) > PK_TEXT_MAX)
-		return refuse(why, whylen, "key must be 1 to %d bytes", PK_TEXT_MAX);
-	if (pk[0] == '.' || strchr(pk, '/'))
-		return refuse(why, whylen, "'%s' cannot be a key", pk);
-	for (const char *p = pk; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return refuse(why, whylen, "key has a control character");
+	if (strlen(pk) > KEYNAME_KEY_MAX)
+		return refuse(why, whylen, "key must be at most %d bytes", KEYNAME_KEY_MAX);
 	if (key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
-		return refuse(why, whylen, "'%s' is not %zu non-empty key parts joined by '%c' "
-			      "(%s)", pk, m->nkey, KEY_SEP, key_names(m, names, sizeof(names)));
+		return refuse(why, whylen, "'%s' is not %zu key parts joined by '%c', each "
+			      "encoded as in a file name (%s)", pk, m->nkey, KEY_SEP,
+			      key_names(m, names, sizeof(names)));
 	for (size_t k = 0; k < m->nkey; k++)
-		if ((err = check_key_part(model_key_col(m, k), parts[k], why, whylen)))
+		if ((err = check_key_part(model_key_col(m, k), parts[k], m->nkey == 1, why,
+					   whylen)))
 			return err;
 	return SH_OK;
+}
+
+/* Can the key be written through its file name? A key too long for one is
+ * listed and read under its long form, never written: a write would reach
+ * PostgreSQL under a key no file name can name again. */
+static enum sh_err check_pk_fits(const struct model *m, const char *pk, char *why,
+				   size_t whylen)
+{
+	char name[KEYNAME_MAX + 1];
+
+	if (key_file_name(m, pk, name))
+		return SH_OK;
+	return refuse(why, whylen, "a key of %zu bytes does not fit in a file name (%d bytes with "
+		      "\"" DOC_SUFFIX "\", after %%XX encoding): read it under its long name, "
+		      "write it in PostgreSQL", strlen(pk), KEYNAME_MAX);
 }
 
 static int int_in_range(struct json_object *v, const struct column *c)
@@ -272,11 +313,17 @@ static enum sh_err check_value(const struct column *c, struct json_object *v, ch
 	return SH_OK;
 }
 
-/* Does the key in the body equal the file name? */
+/* Does the key in the body equal the file name? By value: a uuid in any
+ * spelling, and a number for a key whose type sharded does not know (a
+ * domain over an integer reads as "id":1). */
 static int pk_matches(const struct column *c, struct json_object *v, const char *pk)
 {
-	char buf[32];
+	char buf[32], canon[37];
 
+	if (c->kind == COL_OTHER && json_object_is_type(v, json_type_int)) {
+		snprintf(buf, sizeof(buf), "%" PRId64, json_object_get_int64(v));
+		return strcmp(buf, pk) == 0;
+	}
 	if (c->kind == COL_INT) {
 		if (!json_object_is_type(v, json_type_int))
 			return 0;
@@ -285,7 +332,8 @@ static int pk_matches(const struct column *c, struct json_object *v, const char 
 	}
 	if (json_object_is_type(v, json_type_string)) {
 		if (c->kind == COL_UUID)
-			return strcasecmp(json_object_get_string(v), pk) == 0;
+			return uuid_canonical(json_object_get_string(v), canon) &&
+			       strcmp(canon, pk) == 0;
 		return strcmp(json_object_get_string(v), pk) == 0;
 	}
 	return 0;
@@ -582,7 +630,7 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 {
 	struct json_object *obj = NULL, *merged, *stored = NULL;
 	const char *parts[MODEL_KEY_MAX];
-	char buf[PK_TEXT_MAX + 1];
+	char buf[KEYNAME_KEY_MAX + 1];
 	enum sh_err err;
 
 	*out = NULL;
@@ -593,6 +641,8 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 	err = doc_check_pk(m, pk, why, whylen);
 	if (!err && key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
 		err = refuse(why, whylen, "'%s' is not a key", pk);	/* doc_check_pk said it is */
+	if (!err)
+		err = check_pk_fits(m, pk, why, whylen);
 	if (!err)
 		err = parse_object(body, len, &obj, why, whylen);
 	if (!err)

@@ -13,6 +13,7 @@
 #include "blocks.h"
 #include "catalog_file.h"
 #include "doc.h"
+#include "keyname.h"
 #include "life.h"
 #include "loader.h"
 #include "log.h"
@@ -110,16 +111,95 @@ size_t engine_block_count(struct engine *e)
 	return blockset_count(e->blocks);
 }
 
-bool engine_record_key(const char *name, char *pk, size_t pklen)
+_Static_assert(ENGINE_NAME_MAX == KEYNAME_MAX && ENGINE_KEY_MAX == KEYNAME_KEY_MAX,
+	       "engine.h and keyname.h agree on name and key sizes");
+
+struct long_find {
+	const struct model *m;
+	const char *name;
+	char *pk;
+	size_t pklen;
+	bool found;
+};
+
+static int long_match(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns)
 {
-	return doc_record_name(name, pk, pklen);
+	struct long_find *f = ctx;
+	char name[KEYNAME_MAX + 1];
+
+	(void)doc_len;
+	(void)mtime_ns;
+	if (key_file_name(f->m, pk, name) || strcmp(name, f->name) != 0 || strlen(pk) >= f->pklen)
+		return 0;
+	memcpy(f->pk, pk, strlen(pk) + 1);
+	f->found = true;
+	return 1;
 }
 
-bool engine_record_name(const char *pk, char *name, size_t namelen)
+/* A long-form name names no key by itself: find the record it is the name of. */
+static enum sh_err find_long_key(struct engine *e, const char *block, const struct model *m,
+				 const char *name, char *pk, size_t pklen)
 {
-	int n = snprintf(name, namelen, "%s" DOC_SUFFIX, pk);
+	struct long_find f = { .m = m, .name = name, .pk = pk, .pklen = pklen };
+	struct block *b;
 
-	return n >= 0 && (size_t)n < namelen;
+	if (engine_block_get(e, block, &b) != SH_OK)
+		return SH_ENOENT;
+	(void)engine_list(e, b, m, long_match, &f);
+	engine_block_put(b);
+	return f.found ? SH_OK : SH_ENOENT;
+}
+
+/* The key of a model with a key of several columns is its file name as it
+ * is (catalog.h key_join), when each part is in keyname's encoding. */
+static bool list_key(const char *name, char *pk, size_t pklen)
+{
+	size_t len = strlen(name) - strlen(KEYNAME_SUFFIX), n;
+	char parts[KEYNAME_MAX + 1];
+
+	if (len >= pklen || !keyname_decode_list(name, len, parts, sizeof(parts), &n))
+		return false;
+	memcpy(pk, name, len);
+	pk[len] = '\0';
+	return true;
+}
+
+enum sh_err engine_record_key(struct engine *e, const char *block, const struct model *m,
+			      const char *name, char *pk, size_t pklen, char *why, size_t whylen)
+{
+	enum keyname_kind kind = keyname_to_key(name, pk, pklen);
+
+	if (m->nkey > 1 && (kind == KEYNAME_KEY || kind == KEYNAME_BAD))
+		kind = list_key(name, pk, pklen) ? KEYNAME_KEY : KEYNAME_BAD;
+	switch (kind) {
+	case KEYNAME_NONE:
+		return SH_ENOENT;
+	case KEYNAME_KEY:
+		return SH_OK;
+	case KEYNAME_LONG:
+		if (find_long_key(e, block, m, name, pk, pklen) == SH_OK)
+			return SH_OK;
+		snprintf(why, whylen, "'%s' is the long name of a key this block does not hold; "
+			 "a key that long cannot be created through the mount", name);
+		return SH_EINVAL;
+	case KEYNAME_BAD:
+		break;
+	}
+	snprintf(why, whylen, "'%s' is not the file name of any key: '/', ',', '%%', control "
+		 "characters and a leading '.' are written %%XX with upper-case hex, nothing else is",
+		 name);
+	return SH_EINVAL;
+}
+
+bool engine_record_name(const struct model *m, const char *pk, char *name, size_t namelen)
+{
+	char full[KEYNAME_MAX + 1];
+
+	(void)key_file_name(m, pk, full);
+	if (strlen(full) >= namelen)
+		return false;
+	memcpy(name, full, strlen(full) + 1);
+	return true;
 }
 
 enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen)
@@ -256,12 +336,67 @@ static void log_skipped(const struct catalog *cat)
 		       cat->skipped[i].reason);
 }
 
+/* Why a table's name cannot be a directory beside the control files, or NULL. */
+static const char *unnamable(const char *name)
+{
+	if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return "it is not a directory name";
+	if (strchr(name, '/'))
+		return "a directory name cannot hold '/'";
+	if (strlen(name) > KEYNAME_MAX)
+		return "it is longer than a directory name can be";
+	for (int f = 0; f < CTL_COUNT; f++)
+		if (strcmp(name, ctl_name(f)) == 0)
+			return "every block has a control file of that name";
+	return NULL;
+}
+
+static bool listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0' || p[n] == ' '))
+			return true;
+	}
+	return false;
+}
+
+/* A table whose name cannot be a model directory is left out with a log
+ * line (so one odd name never breaks a listing); one asked for by name in
+ * models= refuses the mount instead, since the user expects it there. */
+static enum sh_err drop_unnamable(struct catalog *cat, const char *models, char *err,
+				  size_t errlen)
+{
+	for (size_t i = 0; i < cat->nmodels;) {
+		const char *why = unnamable(cat->models[i].name);
+
+		if (!why) {
+			i++;
+			continue;
+		}
+		if (listed(models, cat->models[i].name)) {
+			snprintf(err, errlen, "table \"%s\" cannot be mounted: %s; rename the table",
+				 cat->models[i].name, why);
+			return SH_EINVAL;
+		}
+		sh_log(LOG_WARNING, "table \"%s\" left out: %s; rename the table to mount it",
+		       cat->models[i].name, why);
+		catalog_remove(cat, i);
+	}
+	return SH_OK;
+}
+
 static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
 			       size_t errlen)
 {
 	enum sh_err rv = cfg->catalog ? open_from_file(e, cfg, err, errlen)
 				      : open_from_pg(e, cfg, err, errlen);
 
+	if (!rv)
+		rv = drop_unnamable(e->cat, cfg->models, err, errlen);
 	if (!rv)
 		log_skipped(e->cat);
 	if (!rv && e->cat->nmodels == 0) {
@@ -482,9 +617,13 @@ static enum sh_err fetch_row(struct engine *e, struct block *b, const struct mod
 	if (rv == SH_EUNAVAIL && e->readers[i].pg && pg_reconnect(e->readers[i].pg) == SH_OK)
 		rv = pg_fetch_row(e->readers[i].pg, e->cat, m, pk, doc);
 	pthread_mutex_unlock(&e->readers[i].lock);
-	if (rv == SH_EUNAVAIL && atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now)
-		sh_log(LOG_WARNING, "block '%s': %s/%s.json: postgresql unreachable, records not "
-		       "in a block read as absent for now", b->id, m->name, pk);
+	if (rv == SH_EUNAVAIL && atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now) {
+		char name[KEYNAME_MAX + 1];
+
+		(void)keyname_from_key(pk, name);
+		sh_log(LOG_WARNING, "block '%s': %s/%s: postgresql unreachable, records not "
+		       "in a block read as absent for now", b->id, m->name, name);
+	}
 	return rv;
 }
 
@@ -564,11 +703,8 @@ static enum sh_err merge_body(struct engine *e, struct block *b, const struct mo
 	char why[256];
 	enum sh_err rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
 
-	if (rv == SH_EINVAL || rv == SH_ETOOBIG) {
-		atomic_fetch_add(&e->refusals, 1);
-		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
-		       pk, why);
-	}
+	if (rv == SH_EINVAL || rv == SH_ETOOBIG)
+		engine_refused(e, b->id, m->name, pk, why);
 	return rv;
 }
 
@@ -643,8 +779,15 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why)
 {
+	const struct model *m = model ? catalog_find(e->cat, model) : NULL;
+	char name[KEYNAME_MAX + 1] = "";
+
 	atomic_fetch_add(&e->refusals, 1);
-	sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", block, model, pk, why);
+	if (pk && m)
+		(void)key_file_name(m, pk, name);
+	else if (pk)
+		(void)keyname_from_key(pk, name);
+	sh_log(LOG_WARNING, "block '%s': write to %s/%s refused: %s", block, model, name, why);
 }
 
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,

@@ -99,13 +99,24 @@ enum sh_err engine_block_list(struct engine *e, engine_block_fn fn, void *ctx);
 /* How many blocks this daemon holds, removed ones still sending included. */
 size_t engine_block_count(struct engine *e);
 
-/* Is name a record's file name ("<pk>.json", not hidden)? Then pk (pklen
- * bytes) gets the key; false when it is not, or the key does not fit. The
- * key itself is not checked: that is engine_check_key(). */
-bool engine_record_key(const char *name, char *pk, size_t pklen);
+/* Record keys become file names through one reversible encoding
+ * (core/keyname.h, README "Keys and file names"): '/', ',', '%', control
+ * bytes and a leading '.' are %XX, the empty key is "%00", and a key too
+ * long for a file name is listed under a long form with a hash. */
+#define ENGINE_KEY_MAX 2048	/* longest key a record node holds */
+#define ENGINE_NAME_MAX 255	/* longest record file name */
 
-/* The file name of record pk into name (namelen bytes); false when it does not fit. */
-bool engine_record_name(const char *pk, char *name, size_t namelen);
+/* The key of record file name name in model m of block block: SH_OK with
+ * the key in pk (pklen bytes); SH_ENOENT when name is not a record's name
+ * at all (hidden, or not ending in ".json": a scratch file); SH_EINVAL when
+ * it ends in ".json" but is not the one name of a key (e.g. "a%2fb.json",
+ * or the long form of a key the block does not hold), the reason in why. */
+enum sh_err engine_record_key(struct engine *e, const char *block, const struct model *m,
+			      const char *name, char *pk, size_t pklen, char *why, size_t whylen);
+
+/* The file name of record pk into name (namelen bytes, ENGINE_NAME_MAX + 1
+ * always does); false when it does not fit. */
+bool engine_record_name(const struct model *m, const char *pk, char *name, size_t namelen);
 
 /* Is pk a valid primary key for m? SH_EINVAL with a reason in why when not. */
 enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen);
@@ -135,7 +146,8 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 			 const char *pk, const char *body, size_t len);
 
 /* A refusal decided outside the engine (e.g. the FUSE layer's size cap):
- * log it with the block and file, and count it in the metrics. */
+ * log it with the block and file, and count it in the metrics. pk NULL: a
+ * name that is no key's (why names it). */
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why);
 

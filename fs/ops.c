@@ -201,6 +201,7 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 {
 	struct scratch *sc;
 	struct block *b;
+	char why[160];
 
 	memset(proto, 0, sizeof(*proto));
 	snprintf(proto->block, sizeof(proto->block), "%s", parent->block);
@@ -234,7 +235,9 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			return SH_OK;
 		}
 		proto->kind = NODE_RECORD;
-		return engine_record_key(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
+		return engine_record_key(fs->engine, parent->block, parent->model, name, proto->pk,
+					 sizeof(proto->pk), why, sizeof(why)) == SH_OK ? SH_OK
+										: SH_ENOENT;
 	default:
 		return SH_ENOENT;
 	}
@@ -366,6 +369,7 @@ struct listing {
 	char *buf;		/* packed entries, as readdir replies carry them */
 	size_t len, cap;
 	size_t *ends;		/* ends[i]: where entry i stops (and i + 1 starts) */
+	const struct model *model;	/* whose records are listed */
 	size_t n, ncap;
 	int failed;
 };
@@ -433,11 +437,11 @@ static void list_free(struct listing *l)
 static int list_record(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns)
 {
 	struct listing *l = ctx;
-	char name[300];
+	char name[ENGINE_NAME_MAX + 1];
 
 	(void)doc_len;
 	(void)mtime_ns;
-	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long shows cut */
+	(void)engine_record_name(l->model, pk, name, sizeof(name));	/* always fits */
 	list_add(l, name, S_IFREG);
 	return l->failed;
 }
@@ -474,6 +478,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 		for (size_t i = 0; i < cat->nmodels; i++)
 			list_add(l, cat->models[i].name, S_IFDIR);
 	} else {
+		l->model = r->model;
 		err = engine_list(fs->engine, b, r->model, list_record, l);
 		scratch_list(fs->scratch, r->block, r->model->name, list_scratch, l);
 	}
@@ -746,7 +751,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? SH_EPERM : SH_ENOENT);
 		return;
 	}
-	if (!engine_record_key(name, proto.pk, sizeof(proto.pk))) {
+	switch (engine_record_key(fs->engine, p.block, p.model, name, proto.pk, sizeof(proto.pk),
+				  why, sizeof(why))) {
+	case SH_OK:
+		break;
+	case SH_EINVAL:
+		engine_refused(fs->engine, p.block, p.model->name, NULL, why);
+		reply_err(req, SH_EINVAL);
+		return;
+	default:
 		sops_create(req, fs, parent, &p, name, fi);
 		return;
 	}
@@ -1152,7 +1165,12 @@ static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
 	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
 		return SH_EEXIST;
-	if (dst.kind == NODE_SCRATCH || !engine_record_key(newname, dst.pk, sizeof(dst.pk))) {
+	rc = engine_record_key(fs->engine, p.block, p.model, newname, dst.pk, sizeof(dst.pk), why,
+			       sizeof(why));
+	if (rc == SH_EINVAL) {
+		engine_refused(fs->engine, p.block, p.model->name, NULL, why);
+		rc = SH_EBADMSG;
+	} else if (dst.kind == NODE_SCRATCH || rc != SH_OK) {
 		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
 		dst.kind = NODE_SCRATCH;
 		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);

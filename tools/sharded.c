@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "blocks.h"
 #include "catalog_file.h"
+#include "keyname.h"
 #include "log.h"
 #include "pg.h"
 #include "prisma.h"
@@ -483,6 +484,12 @@ static json_object *dead_json(const struct admin_dead *d)
 	json_object_object_add(o, "op", d->op ? json_object_new_string(op) : NULL);
 	json_object_object_add(o, "model", d->model ? json_object_new_string(d->model) : NULL);
 	json_object_object_add(o, "pk", d->pk ? json_object_new_string(d->pk) : NULL);
+	if (d->pk) {
+		char name[KEYNAME_MAX + 1];
+
+		(void)keyname_from_key(d->pk, name);
+		json_object_object_add(o, "file", json_object_new_string(name));
+	}
 	json_object_object_add(o, "error", d->error ? json_object_new_string(d->error) : NULL);
 	if (d->doc) {
 		doc = json_tokener_parse(d->doc);
@@ -499,6 +506,7 @@ static int dlq_list(struct args *a, const char *block)
 	redisContext *rc;
 	size_t n;
 	char err[512];
+	char **keys;
 	int w[5] = { 2, 3, 2, 5, 2 };
 	int rv;
 
@@ -518,10 +526,25 @@ static int dlq_list(struct args *a, const char *block)
 		admin_dead_free(list, n);
 		return print_json(arr);
 	}
+	/* the key as in its file name (keyname.h): a newline or '/' in it cannot break the table */
+	keys = calloc(n ? n : 1, sizeof(*keys));
+	if (!keys) {
+		admin_dead_free(list, n);
+		return fail("out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		char name[KEYNAME_MAX + 1];
+
+		if (list[i].pk) {
+			(void)keyname_from_key(list[i].pk, name);
+			name[strlen(name) - strlen(KEYNAME_SUFFIX)] = '\0';
+		}
+		keys[i] = strdup(list[i].pk ? name : "-");
+	}
 	for (size_t i = 0; i < n; i++) {
 		char seq[24];
 		const char *cols[] = { list[i].id, seq, "U", list[i].model ? list[i].model : "-",
-				       list[i].pk ? list[i].pk : "-" };
+				       keys[i] ? keys[i] : "-" };
 		snprintf(seq, sizeof(seq), "%" PRId64, list[i].seq);
 		for (int c = 0; c < 5; c++)
 			if ((int)strlen(cols[c]) > w[c])
@@ -540,9 +563,12 @@ static int dlq_list(struct args *a, const char *block)
 		pad(w[1], seq, true, false);
 		pad(w[2], op, false, false);
 		pad(w[3], list[i].model ? list[i].model : "-", false, false);
-		pad(w[4], list[i].pk ? list[i].pk : "-", false, false);
+		pad(w[4], keys[i] ? keys[i] : "-", false, false);
 		pad(0, list[i].error && *list[i].error ? list[i].error : "-", false, true);
 	}
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
 	admin_dead_free(list, n);
 	return fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
 }

@@ -110,6 +110,17 @@ static void test_join_split(void **state)
 	/* one column: the whole name is the key, ',' and all */
 	assert_int_equal(SH_OK, key_split(one, "a,b", buf, sizeof(buf), got));
 	assert_string_equal("a,b", got[0]);
+	/* parts are encoded as in file names: a ',' or '%' inside a part, an empty part */
+	{
+		const char *odd[] = { "a,b", "" };
+
+		assert_int_equal(SH_OK, key_join(odd, 2, out, sizeof(out)));
+		assert_string_equal("a%2Cb,%00", out);
+		assert_int_equal(SH_OK, key_split(m, out, buf, sizeof(buf), got));
+		assert_string_equal("a,b", got[0]);
+		assert_string_equal("", got[1]);
+		assert_int_equal(SH_EINVAL, key_split(m, "a%2cb,1", buf, sizeof(buf), got));
+	}
 }
 
 static void test_check_composite_pk(void **state)
