@@ -12,6 +12,8 @@
 
 #include <json-c/json.h>
 
+#include "pgtype.h"
+
 #define PK_TEXT_MAX 255
 
 static enum sh_err refuse(char *why, size_t whylen, const char *fmt, ...)
@@ -64,87 +66,6 @@ static int is_uuid(const char *s)
 	return 1;
 }
 
-/* HH:MM[:SS[.frac]]; returns the length consumed, 0 if malformed. */
-static size_t scan_time(const char *s)
-{
-	size_t i = 0;
-
-	if (!all_digits(s, 2) || s[2] != ':' || !all_digits(s + 3, 2))
-		return 0;
-	if (atoi(s) > 24 || atoi(s + 3) > 59)
-		return 0;
-	i = 5;
-	if (s[i] == ':') {
-		if (!all_digits(s + i + 1, 2) || atoi(s + i + 1) > 60)
-			return 0;
-		i += 3;
-		if (s[i] == '.') {
-			size_t f = strspn(s + i + 1, "0123456789");
-			if (!f)
-				return 0;
-			i += 1 + f;
-		}
-	}
-	return i;
-}
-
-/* Z, +HH, +HHMM, +HH:MM or nothing; returns 1 when s is exactly that. */
-static int is_zone(const char *s)
-{
-	if (*s == ' ')
-		s++;
-	if (!*s || strcmp(s, "Z") == 0 || strcmp(s, "z") == 0)
-		return 1;
-	if (*s != '+' && *s != '-')
-		return 0;
-	s++;
-	if (!all_digits(s, 2))
-		return 0;
-	s += 2;
-	if (*s == ':')
-		s++;
-	return !*s || (all_digits(s, 2) && !s[2]);
-}
-
-static int is_date_prefix(const char *s)
-{
-	int month, day;
-
-	if (!all_digits(s, 4) || s[4] != '-' || !all_digits(s + 5, 2) || s[7] != '-' ||
-	    !all_digits(s + 8, 2))
-		return 0;
-	month = atoi(s + 5);
-	day = atoi(s + 8);
-	return month >= 1 && month <= 12 && day >= 1 && day <= 31;
-}
-
-static int is_timestamp(const char *s)
-{
-	size_t t;
-
-	if (strcmp(s, "infinity") == 0 || strcmp(s, "-infinity") == 0)
-		return 1;
-	if (!is_date_prefix(s))
-		return 0;
-	if (!s[10])
-		return 1;
-	if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
-		return 0;
-	t = scan_time(s + 11);
-	return t && is_zone(s + 11 + t);
-}
-
-static int is_decimal_text(const char *s)
-{
-	char *end;
-
-	if (strcmp(s, "NaN") == 0)
-		return 1;
-	errno = 0;
-	strtod(s, &end);
-	return end != s && *end == '\0' && !isspace((unsigned char)s[0]);
-}
-
 bool doc_record_name(const char *name, char *pk, size_t pklen)
 {
 	size_t n = strlen(name), s = strlen(DOC_SUFFIX);
@@ -192,27 +113,106 @@ static int is_finite_number(struct json_object *v)
 	return json_object_is_type(v, json_type_double) && isfinite(json_object_get_double(v));
 }
 
-/* Is v an acceptable JSON value for column c? */
-static int value_fits(const struct column *c, struct json_object *v)
+static int is_label(const struct column *c, const char *s)
+{
+	for (size_t i = 0; i < c->nlabels; i++)
+		if (strcmp(c->labels[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+/* A JSON number's text as PostgreSQL receives it from json_populate_record. */
+static const char *number_text(struct json_object *v)
+{
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+/* Is v, neither null nor an array, a value of kind k (c's type details)? */
+static int scalar_fits(const struct column *c, enum col_kind k, struct json_object *v)
 {
 	enum json_type t = json_object_get_type(v);
 	const char *s = t == json_type_string ? json_object_get_string(v) : NULL;
+	int number = t == json_type_int || t == json_type_double;
 
-	switch (c->kind) {
+	switch (k) {
 	case COL_BOOL: return t == json_type_boolean;
 	case COL_INT: return t == json_type_int && int_in_range(v, c);
-	case COL_FLOAT: return is_finite_number(v);
-	case COL_NUMERIC: return is_finite_number(v) || (s && is_decimal_text(s));
-	case COL_TEXT: return s != NULL;
+	case COL_FLOAT: return is_finite_number(v) || (s && pgt_float_text(s));
+	case COL_NUMERIC:
+		return (number && pgt_numeric(number_text(v), c->typmod)) ||
+		       (s && pgt_numeric(s, c->typmod));
+	case COL_TEXT: return s && pgt_chars(s, c->typmod);
 	case COL_JSON: return 1;
-	case COL_UUID: return s && is_uuid(s);
-	case COL_TIMESTAMP: return s && is_timestamp(s);
-	case COL_DATE: return s && (is_date_prefix(s) && !s[10]);
-	case COL_TIME: { size_t n = s ? scan_time(s) : 0; return n && is_zone(s + n); }
-	case COL_ARRAY: return t == json_type_array || s != NULL;
+	case COL_UUID: return s && pgt_uuid(s);
+	case COL_TIMESTAMP: return s && pgt_timestamp(s);
+	case COL_DATE: return s && pgt_date(s);
+	case COL_TIME: return s && pgt_time(s);
+	case COL_ENUM: return s && is_label(c, s);
+	case COL_INET: return s && pgt_inet(s, false);
+	case COL_CIDR: return s && pgt_inet(s, true);
+	case COL_MACADDR: return s && pgt_macaddr(s);
+	case COL_INTERVAL: return s && pgt_interval(s);
+	case COL_BYTEA: return s && pgt_bytea(s);
+	case COL_MONEY:
+		return (number && pgt_money_number(json_object_get_double(v))) ||
+		       (s && pgt_money(s));
+	case COL_BIT: return s && pgt_bit(s, c->typmod, false);
+	case COL_VARBIT: return s && pgt_bit(s, c->typmod, true);
+	case COL_RANGE: return s && pgt_range(s, c->base);
+	case COL_TSVECTOR: return s && pgt_tsvector(s);
+	case COL_ARRAY: return 0;
 	case COL_OTHER: return t != json_type_object;
 	}
 	return 0;
+}
+
+#define ARRAY_DIMS_MAX 6	/* PostgreSQL's MAXDIM */
+
+/* An array of the shape dims[depth..ndims) whose elements fit c's base. */
+static int array_fits(const struct column *c, struct json_object *v, const size_t *dims,
+		      int depth, int ndims)
+{
+	size_t n = json_object_array_length(v);
+
+	if (n != dims[depth])
+		return 0;	/* PostgreSQL: "malformed JSON array" */
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		int is_array = json_object_is_type(e, json_type_array);
+
+		if (depth + 1 < ndims ? !is_array || !array_fits(c, e, dims, depth + 1, ndims) :
+		    is_array || (e ? !scalar_fits(c, c->base_kind, e) : c->elem_not_null))
+			return 0;
+	}
+	return 1;
+}
+
+/* A JSON array, rectangular, of at most 6 dimensions, of fitting elements;
+ * never a string (PostgreSQL would parse "{...}" but never prints it). */
+static int array_value_fits(const struct column *c, struct json_object *v)
+{
+	size_t dims[ARRAY_DIMS_MAX];
+	int ndims = 0;
+
+	if (!json_object_is_type(v, json_type_array))
+		return 0;
+	for (struct json_object *e = v; json_object_is_type(e, json_type_array);
+	     e = json_object_array_get_idx(e, 0)) {
+		if (ndims == ARRAY_DIMS_MAX)
+			return 0;
+		dims[ndims++] = json_object_array_length(e);
+		if (!dims[ndims - 1])
+			break;
+	}
+	return array_fits(c, v, dims, 0, ndims);
+}
+
+/* Is v an acceptable JSON value for column c? */
+static int value_fits(const struct column *c, struct json_object *v)
+{
+	if (c->kind == COL_ARRAY)
+		return array_value_fits(c, v);
+	return scalar_fits(c, c->kind, v);
 }
 
 static enum sh_err check_value(const struct column *c, struct json_object *v, char *why,
@@ -379,6 +379,51 @@ static int has_nul_escape(const char *body, size_t len)
 	return 0;
 }
 
+static int hex4(const char *p, size_t n, unsigned *cp)
+{
+	char buf[5];
+	char *end;
+
+	if (n < 4)
+		return 0;
+	memcpy(buf, p, 4);
+	buf[4] = '\0';
+	*cp = (unsigned)strtoul(buf, &end, 16);
+	return end == buf + 4 && isxdigit((unsigned char)buf[0]);
+}
+
+/* Does a string in body hold a \uD800-\uDFFF escape that is not half of a
+ * pair? json-c would store U+FFFD instead; PostgreSQL refuses it. */
+static int has_lone_surrogate(const char *body, size_t len)
+{
+	int in_string = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned cp, lo;
+
+		if (body[i] == '"') {
+			in_string = !in_string;
+			continue;
+		}
+		if (!in_string || body[i] != '\\')
+			continue;
+		if (body[i + 1] != 'u' || !hex4(body + i + 2, len - i - 2, &cp)) {
+			i++;
+			continue;
+		}
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return 1;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (len - i < 12 || body[i + 6] != '\\' || body[i + 7] != 'u' ||
+			    !hex4(body + i + 8, len - i - 8, &lo) || lo < 0xdc00 || lo > 0xdfff)
+				return 1;
+			i += 6;
+		}
+		i += 5;
+	}
+	return 0;
+}
+
 static enum sh_err parse_object(const char *body, size_t len, struct json_object **out,
 				char *why, size_t whylen)
 {
@@ -400,6 +445,11 @@ static enum sh_err parse_object(const char *body, size_t len, struct json_object
 	if (has_nul_escape(body, len)) {
 		json_tokener_free(tok);
 		return refuse(why, whylen, "a string holds \\u0000, which PostgreSQL cannot store");
+	}
+	if (has_lone_surrogate(body, len)) {
+		json_tokener_free(tok);
+		return refuse(why, whylen, "a string holds half of a UTF-16 surrogate pair "
+			      "(\\ud800-\\udfff alone), which is no character");
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, body, (int)len);
