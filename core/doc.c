@@ -37,6 +37,15 @@ static int all_digits(const char *s, size_t n)
 	return n > 0;
 }
 
+static size_t span_digits_n(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && isdigit((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
 /* Canonical decimal integer: optional '-', no leading zeros, in [min, max]. */
 static int parse_int_key(const char *s, int64_t min, int64_t max, int64_t *v)
 {
@@ -297,40 +306,158 @@ static int literal_overflows(const char *d, size_t digits, int negative)
 	return digits != n ? digits > n : strncmp(d, limit, n) > 0;
 }
 
-/* Does an integer literal outside strings overflow 64 bits? json-c would
- * silently clamp it, changing the value. */
-static int integer_overflows(const char *body, size_t len)
+/* The integer literals outside strings in body that overflow 64 bits, each
+ * followed by "e0": json-c would clamp such an integer, but keeps the text
+ * of a real number. NULL when there is none (or out of memory: *nomem). */
+static char *mark_big_integers(const char *body, size_t len, size_t *outlen, int *nomem)
 {
 	int in_string = 0;
-	size_t i = 0;
+	size_t i = 0, o = 0, count = 0;
+	char *out = NULL;
 
-	while (i < len) {
-		char c = body[i];
-		size_t start, end;
+	*nomem = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (i = 0, o = 0, in_string = 0; i < len; ) {
+			char c = body[i];
+			size_t start, end;
 
-		if (in_string) {
-			i += c == '\\' ? 2 : 1;
-			in_string = c != '"';
-			continue;
+			if (in_string || c == '"' || (c != '-' && !isdigit((unsigned char)c))) {
+				if (in_string && c == '\\' && i + 1 < len) {
+					if (out)
+						out[o++] = body[i];
+					i++;
+				} else if (c == '"') {
+					in_string = !in_string;
+				}
+				if (out)
+					out[o++] = body[i];
+				i++;
+				continue;
+			}
+			start = c == '-' ? i + 1 : i;
+			end = start;
+			while (end < len && isdigit((unsigned char)body[end]))
+				end++;
+			if (end < len && strchr(".eE", body[end])) {
+				while (end < len && strchr("0123456789.eE+-", body[end]))
+					end++;	/* a real number: json-c keeps its text */
+			} else if (literal_overflows(body + start, end - start, c == '-')) {
+				count++;
+				if (out) {
+					memcpy(out + o, body + i, end - i);
+					o += end - i;
+					memcpy(out + o, "e0", 2);
+					o += 2;
+					i = end;
+					continue;
+				}
+			}
+			if (end == i)
+				end = i + 1;
+			if (out)
+				memcpy(out + o, body + i, end - i);
+			o += end - i;
+			i = end;
 		}
-		if (c == '"' || (c != '-' && !isdigit((unsigned char)c))) {
-			in_string = c == '"';
-			i++;
-			continue;
+		if (pass == 0) {
+			if (!count)
+				return NULL;
+			if (!(out = malloc(len + 2 * count + 1))) {
+				*nomem = 1;
+				return NULL;
+			}
 		}
-		start = c == '-' ? i + 1 : i;
-		end = start;
-		while (end < len && isdigit((unsigned char)body[end]))
-			end++;
-		if (end < len && strchr(".eE", body[end])) {
-			while (end < len && strchr("0123456789.eE+-", body[end]))
-				end++;	/* a real number: json-c keeps its text */
-		} else if (literal_overflows(body + start, end - start, c == '-')) {
-			return 1;
+	}
+	out[o] = '\0';
+	*outlen = o;
+	return out;
+}
+
+/* Is text an integer literal beyond 64 bits followed by "e0" (as marked by
+ * mark_big_integers)? Then its length without the "e0". */
+static size_t big_integer_text(const char *text)
+{
+	size_t n = strlen(text), d = text[0] == '-';
+
+	if (n < 3 || strcmp(text + n - 2, "e0") != 0 || span_digits_n(text + d, n - 2 - d) != n - 2 - d)
+		return 0;
+	return literal_overflows(text + d, n - 2 - d, d) ? n - 2 : 0;
+}
+
+/* Give every marked integer in v back its own text, without the "e0". */
+static int restore_big_integers(struct json_object *v)
+{
+	size_t n;
+
+	if (json_object_is_type(v, json_type_double)) {
+		const char *t = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+		size_t k = big_integer_text(t);
+		char buf[64], *copy, *dup;
+
+		if (!k)
+			return 0;
+		copy = k < sizeof(buf) ? buf : malloc(k + 1);
+		if (!copy)
+			return -1;
+		memcpy(copy, t, k);
+		copy[k] = '\0';
+		dup = strdup(copy);
+		if (copy != buf)
+			free(copy);
+		if (!dup)
+			return -1;
+		json_object_set_serializer(v, json_object_userdata_to_json_string, dup,
+					   json_object_free_userdata);
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_array)) {
+		n = json_object_array_length(v);
+		for (size_t i = 0; i < n; i++)
+			if (restore_big_integers(json_object_array_get_idx(v, i)))
+				return -1;
+	} else if (json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, key, val) {
+			(void)key;
+			if (restore_big_integers(val))
+				return -1;
 		}
-		i = end > i ? end : i + 1;
 	}
 	return 0;
+}
+
+/* Parse text as JSON (strict, UTF-8 checked) with integers of any size:
+ * one beyond 64 bits becomes a number that keeps its exact text. */
+static struct json_object *parse_json(const char *text, size_t len, enum json_tokener_error *jerr,
+				      size_t *end, int *out_of_memory)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *obj;
+	size_t marked_len = 0;
+	int nomem;
+	char *marked = mark_big_integers(text, len, &marked_len, &nomem);
+
+	*out_of_memory = !tok || nomem;
+	*end = 0;
+	*jerr = json_tokener_success;
+	if (*out_of_memory) {
+		json_tokener_free(tok);
+		free(marked);
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, marked ? marked : text, (int)(marked ? marked_len : len));
+	*jerr = json_tokener_get_error(tok);
+	*end = json_tokener_get_parse_end(tok);
+	if (marked && *end == marked_len)
+		*end = len;	/* the whole of it: positions of errors are near enough */
+	json_tokener_free(tok);
+	free(marked);
+	if (obj && restore_big_integers(obj)) {
+		json_object_put(obj);
+		*out_of_memory = 1;
+		return NULL;
+	}
+	return obj;
 }
 
 /* json-c takes NaN and Infinity even in strict mode; JSON (and PostgreSQL)
@@ -340,8 +467,10 @@ static int has_non_finite(struct json_object *v)
 	size_t n;
 
 	switch (json_object_get_type(v)) {
-	case json_type_double:
-		return !isfinite(json_object_get_double(v));
+	case json_type_double:	/* an integer of 400 digits is a number all the same */
+		return !isfinite(json_object_get_double(v)) &&
+		       !isdigit((unsigned char)json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)
+					[json_object_get_double(v) < 0]);
 	case json_type_array:
 		n = json_object_array_length(v);
 		for (size_t i = 0; i < n; i++)
@@ -427,35 +556,21 @@ static int has_lone_surrogate(const char *body, size_t len)
 static enum sh_err parse_object(const char *body, size_t len, struct json_object **out,
 				char *why, size_t whylen)
 {
-	struct json_tokener *tok = json_tokener_new();
 	struct json_object *obj;
 	enum json_tokener_error jerr;
 	size_t end;
+	int nomem;
 
-	if (!tok)
-		return SH_ENOMEM;
-	if (!valid_utf8(body, len)) {
-		json_tokener_free(tok);
+	if (!valid_utf8(body, len))
 		return refuse(why, whylen, "not valid UTF-8");
-	}
-	if (integer_overflows(body, len)) {
-		json_tokener_free(tok);
-		return refuse(why, whylen, "an integer does not fit in 64 bits (write it as a string)");
-	}
-	if (has_nul_escape(body, len)) {
-		json_tokener_free(tok);
+	if (has_nul_escape(body, len))
 		return refuse(why, whylen, "a string holds \\u0000, which PostgreSQL cannot store");
-	}
-	if (has_lone_surrogate(body, len)) {
-		json_tokener_free(tok);
+	if (has_lone_surrogate(body, len))
 		return refuse(why, whylen, "a string holds half of a UTF-16 surrogate pair "
 			      "(\\ud800-\\udfff alone), which is no character");
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, body, (int)len);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
+	obj = parse_json(body, len, &jerr, &end, &nomem);
+	if (nomem)
+		return SH_ENOMEM;
 	if (!obj || jerr != json_tokener_success) {
 		json_object_put(obj);
 		if (jerr == json_tokener_continue)
@@ -526,7 +641,11 @@ static struct json_object *pk_value(const struct model *m, const char *pk)
 static struct json_object *merge(const struct model *m, const char *pk, const char *existing,
 				 struct json_object *body)
 {
-	struct json_object *base = existing ? json_tokener_parse(existing) : NULL;
+	enum json_tokener_error jerr;
+	size_t end;
+	int nomem;
+	struct json_object *base = existing ?
+		parse_json(existing, strlen(existing), &jerr, &end, &nomem) : NULL;
 
 	if (!base || !json_object_is_type(base, json_type_object)) {
 		json_object_put(base);
@@ -558,11 +677,6 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 		err = check_body(m, pk, obj, why, whylen);
 	if (!err && !existing)
 		err = check_required(m, obj, why, whylen);
-	/* json-c would clamp such a number while merging, changing a value the
-	 * writer never touched: better to refuse than to corrupt */
-	if (!err && existing && integer_overflows(existing, strlen(existing)))
-		err = refuse(why, whylen, "the stored record holds an integer beyond 64 bits; "
-			     "write the whole document, with that number as a string");
 	if (err) {
 		json_object_put(obj);
 		return err;
