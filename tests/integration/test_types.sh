@@ -76,6 +76,9 @@ insert into "Typed" values
   '123456789012345678901234567890', '-infinity', null, '2024-01-01 10:00:00.123456',
   '2024-06-01 08:30:00+00', null, null, null, '00:00:00', null, null, null, '(,)', null, null,
   'null', 'null', 1e300, null);
+create domain bigid as bigint not null;
+create table "Dk" (id bigid primary key, v varchar(3));
+insert into "Dk" values (1, 'abc');
 SQL
 before=$(rows)
 start_redis
@@ -99,6 +102,16 @@ for id in 1 2 3; do
   check_eq "Typed/$id: the whole document written back as read" "ok" "$(attempt "$F" "$doc")"
   check "Typed/$id: unchanged by its round trips" same_json "$doc" "$(cat "$F")"
 done
+
+# --- a key of a domain type is its base type's key ---------------------------------------------
+F=$B/Dk/1.json
+require "read Dk/1 (a key of a domain over bigint)" jq -e . "$F"
+doc=$(cat "$F")
+check_eq "Dk/1 reads its key as a number" '{"id":1,"v":"abc"}' "$doc"
+check_eq "Dk/1 written back as read" "ok" "$(attempt "$F" "$doc")"
+check_eq "Dk/1: its varchar(3) refuses 4 characters" "write EINVAL" \
+  "$(attempt "$F" '{"v":"abcd"}')"
+check "Dk/007.json is no record of it" bash -c "! cat '$B/Dk/007.json' 2>/dev/null"
 
 # --- refusals at write() ----------------------------------------------------------------------
 F=$B/Typed/1.json
