@@ -232,9 +232,20 @@ static enum sh_err check_value(const struct column *c, struct json_object *v, ch
 			return refuse(why, whylen, "column \"%s\" is not null", c->name);
 		return SH_OK;
 	}
-	if (!value_fits(c, v))
-		return refuse(why, whylen, "column \"%s\" (%s) cannot hold %.60s", c->name,
-			      c->type, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	if (!value_fits(c, v)) {
+		char labels[160] = "";
+
+		/* an enum's labels say at once what would do */
+		for (size_t i = 0, n = 0; c->base_kind == COL_ENUM && i < c->nlabels &&
+		     n < sizeof(labels); i++)
+			n += (size_t)snprintf(labels + n, sizeof(labels) - n, "%s%s",
+					      i ? ", " : " (labels: ", c->labels[i]);
+		if (labels[0] && strlen(labels) < sizeof(labels) - 1)
+			strcat(labels, ")");
+		return refuse(why, whylen, "column \"%s\" (%s) cannot hold %.60s%s", c->name,
+			      c->type, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
+			      labels);
+	}
 	return SH_OK;
 }
 

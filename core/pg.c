@@ -484,11 +484,23 @@ static enum sh_err parse_labels(const char *text, json_object **arr, const char 
 	return SH_OK;
 }
 
+/* Column att of table rel in cat (being built), or NULL. */
+static struct column *column_of(struct catalog *cat, const char *rel, const char *att)
+{
+	for (size_t i = 0; i < cat->nmodels; i++) {
+		if (strcmp(cat->models[i].name, rel) != 0)
+			continue;
+		for (size_t k = 0; k < cat->models[i].ncols; k++)
+			if (strcmp(cat->models[i].cols[k].name, att) == 0)
+				return &cat->models[i].cols[k];
+	}
+	return NULL;
+}
+
 static enum sh_err types_fill(struct catalog *cat, const PGresult *res)
 {
 	for (int r = 0; r < PQntuples(res); r++) {
-		struct model *m = (struct model *)catalog_find(cat, PQgetvalue(res, r, 0));
-		struct column *c = m ? (struct column *)model_column(m, PQgetvalue(res, r, 1)) : NULL;
+		struct column *c = column_of(cat, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
 		const char **labels;
 		json_object *arr;
 		enum sh_err rc;

@@ -300,6 +300,16 @@ static void test_gate(void **state)
 	assert_int_equal(gate("{\"e\":\"ok\"}"), SH_OK);
 	assert_int_equal(gate("{\"e\":\"meh\"}"), SH_EINVAL);
 	assert_int_equal(gate("{\"e\":\"OK\"}"), SH_EINVAL);
+	{
+		char why[256], *out = NULL;
+		const char *body = "{\"e\":\"meh\"}";
+
+		assert_int_equal(doc_prepare(catalog_find(cat, "T"), "1", body, strlen(body), 1 << 20,
+					     "{\"id\":1,\"d\":1}", &out, why, sizeof(why)),
+				 SH_EINVAL);
+		assert_string_equal(why, "column \"e\" (mood) cannot hold \"meh\" "
+				    "(labels: sad, ok, happy)");
+	}
 	assert_int_equal(gate("{\"ea\":[\"sad\",\"happy\",null]}"), SH_OK);
 	assert_int_equal(gate("{\"ea\":[\"sad\",\"meh\"]}"), SH_EINVAL);
 	assert_int_equal(gate("{\"ea\":\"{sad}\"}"), SH_EINVAL);
