@@ -319,7 +319,8 @@ static int literal_overflows(const char *d, size_t digits, int negative)
 
 /* The integer literals outside strings in body that overflow 64 bits, each
  * followed by "e0": json-c would clamp such an integer, but keeps the text
- * of a real number. NULL when there is none (or out of memory: *nomem). */
+ * of a real number. NULL when there is none, or on failure: *nomem 1 when
+ * out of memory, 2 when such a literal has leading zeros (no JSON). */
 static char *mark_big_integers(const char *body, size_t len, size_t *outlen, int *nomem)
 {
 	int in_string = 0;
@@ -353,6 +354,12 @@ static char *mark_big_integers(const char *body, size_t len, size_t *outlen, int
 				while (end < len && strchr("0123456789.eE+-", body[end]))
 					end++;	/* a real number: json-c keeps its text */
 			} else if (literal_overflows(body + start, end - start, c == '-')) {
+				if (body[start] == '0') {
+					*nomem = 2;	/* leading zeros: not JSON, and json-c
+							 * would take them as a real number */
+					free(out);
+					return NULL;
+				}
 				count++;
 				if (out) {
 					memcpy(out + o, body + i, end - i);
@@ -447,10 +454,10 @@ static struct json_object *parse_json(const char *text, size_t len, enum json_to
 	int nomem;
 	char *marked = mark_big_integers(text, len, &marked_len, &nomem);
 
-	*out_of_memory = !tok || nomem;
+	*out_of_memory = !tok || nomem == 1;
 	*end = 0;
-	*jerr = json_tokener_success;
-	if (*out_of_memory) {
+	*jerr = nomem == 2 ? json_tokener_error_parse_number : json_tokener_success;
+	if (nomem) {
 		json_tokener_free(tok);
 		free(marked);
 		return NULL;
@@ -547,7 +554,7 @@ static int has_lone_surrogate(const char *body, size_t len)
 		}
 		if (!in_string || body[i] != '\\')
 			continue;
-		if (body[i + 1] != 'u' || !hex4(body + i + 2, len - i - 2, &cp)) {
+		if (i + 2 > len || body[i + 1] != 'u' || !hex4(body + i + 2, len - i - 2, &cp)) {
 			i++;
 			continue;
 		}

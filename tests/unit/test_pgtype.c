@@ -283,6 +283,9 @@ static void test_big_integers(void **state)
 	assert_non_null(strstr(out, "\"n\":123456789012345678901234567890"));
 	free(out);
 	assert_int_equal(gate("{\"n\":18446744073709551616}"), SH_OK);
+	/* leading zeros are no JSON, big or not (found by fuzz_doc) */
+	assert_int_equal(gate("{\"n\":000000000014083847773837265619}"), SH_EINVAL);
+	assert_int_equal(gate("{\"n\":-014083847773837265619}"), SH_EINVAL);
 	assert_int_equal(gate("{\"n52\":18446744073709551616}"), SH_EINVAL);
 	assert_int_equal(gate("{\"d\":18446744073709551616}"), SH_EINVAL);
 	assert_int_equal(gate("{\"s\":18446744073709551616}"), SH_EINVAL);
@@ -343,6 +346,15 @@ static void test_gate(void **state)
 	assert_int_equal(gate("{\"s\":\"\\ud800x\"}"), SH_EINVAL);
 	assert_int_equal(gate("{\"s\":\"\\ud800\\u0041\"}"), SH_EINVAL);
 	assert_int_equal(gate("{\"s\":\"\\\\ud800\"}"), SH_OK);	/* an escaped backslash */
+	/* a body cut right after a backslash, not NUL-terminated (found by fuzz_doc) */
+	{
+		char *body = malloc(7), why[256], *out = NULL;
+
+		memcpy(body, "{\"s\":\"\\", 7);
+		assert_int_equal(doc_prepare(catalog_find(cat, "T"), "1", body, 7, 1 << 20, NULL,
+					     &out, why, sizeof(why)), SH_EINVAL);
+		free(body);
+	}
 }
 
 /* The details go through a catalog file and back; a version 1 file (none)
