@@ -436,7 +436,8 @@ static enum sh_err catalog_fill(struct catalog *cat, const PGresult *res, const 
 
 /* The type details of every column (catalog.h): domains resolved to their
  * base type (their typmod, NOT NULL and default), arrays to their element,
- * enums with their labels. One row per column, in no particular order. */
+ * enums with their labels, composite types as "record". One row per column,
+ * in no particular order. */
 static const char types_sql[] =
 	"WITH RECURSIVE r(relname, attname, oid, typmod, arr, nn, enn, def, depth) AS ("
 	" SELECT c.relname, a.attname, a.atttypid, a.atttypmod, false, false, false, false, 0"
@@ -456,7 +457,9 @@ static const char types_sql[] =
 	" FROM r JOIN pg_catalog.pg_type t ON t.oid = r.oid"
 	" WHERE r.depth < 16 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0"
 	" AND t.typlen = -1 AND NOT r.arr)))"
-	" SELECT r.relname, r.attname, t.typname, r.typmod, r.arr, r.nn, r.enn, r.def,"
+	" SELECT r.relname, r.attname,"
+	" CASE WHEN t.typtype = 'c' THEN 'record' ELSE t.typname END,"	/* catalog.c */
+	" r.typmod, r.arr, r.nn, r.enn, r.def,"
 	" (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e"
 	" WHERE e.enumtypid = t.oid)::text"
 	" FROM r JOIN pg_catalog.pg_type t ON t.oid = r.oid"

@@ -2,7 +2,7 @@
 # Column types (issue 12, item 5): a table with a column of every type sharded checks (enum,
 # enum[], a domain over int with NOT NULL, int[], text[][], char(3), varchar(5), numeric(5,2),
 # numeric, date, time, timestamp, timestamptz with infinity and BC, inet, cidr, macaddr,
-# interval, bytea, money, bit(4), int4range, tsvector, uuid, json, jsonb, float8):
+# interval, bytea, money, bit(4), int4range, tsvector, uuid, json, jsonb, float8, a composite):
 # - every row reads, and each column written back as read (and each whole document) is
 #   accepted and applied: a round trip of every type;
 # - what PostgreSQL would refuse for the type alone is refused at write() with EINVAL, and the
@@ -55,27 +55,29 @@ setup_tmp
 start_postgres
 "$PGBIN/psql" -qX -v ON_ERROR_STOP=1 </dev/null >/dev/null <<'SQL' || die "loading the schema failed"
 create type mood as enum ('sad', 'ok', 'happy');
+create type pair as (a int, b text);
 create domain posint as integer not null check (value > 0);
 create table "Typed" (
   id int primary key, e mood, ea mood[], d posint, ia int[], tt text[][], c3 char(3),
   v5 varchar(5), n52 numeric(5,2), n numeric, dt date, tm time, ts timestamp,
   tz timestamptz, ip inet, ci cidr, mac macaddr, iv interval, by bytea, mo money, b4 bit(4),
-  r int4range, tv tsvector, u uuid, j json, jb jsonb, f float8, tmz timetz);
+  r int4range, tv tsvector, u uuid, j json, jb jsonb, f float8, tmz timetz, pr pair);
 insert into "Typed" values
  (1, 'ok', '{sad,happy}', 5, '{1,2,3}', '{{a,b},{c,d}}', 'ab', 'héllo', 123.45,
   123456789012345678901234567890.5, '2024-02-29', '24:00:00', 'infinity', '-infinity',
   '10.0.0.1/8', '10.0.0.0/8', '08:00:2b:01:02:03', '1 year 2 mons 3 days 04:05:06.5',
   '\xdeadbeef', '$1,234.56', '1010', '[1,5)', 'a fat:2 cat',
-  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a":1}', '{"b":[1,2]}', 'NaN', '12:00:00+05:30'),
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a":1}', '{"b":[1,2]}', 'NaN', '12:00:00+05:30',
+  '(1,"x y")'),
  (2, 'happy', '{}', 7, '{{1,2},{3,4}}', '{}', 'abc', 'a', -999.99, 'NaN', '0044-03-15 BC',
   '23:59:59.999999', '0044-03-15 12:00:00 BC', '0044-03-15 12:00:00+00 BC', '::1',
   '2001:db8::/32', '08:00:2b:ff:fe:01', '-1 days +02:00:00', '\x', '-$0.01', '0000',
   'empty', '', '00000000-0000-0000-0000-000000000000', '[1,"x"]', '"s"', 'Infinity',
-  '00:00:00-03'),
+  '00:00:00-03', null),
  (3, null, '{ok,null}', 1, '{1,null}', '{{x}}', null, null, null,
   '123456789012345678901234567890', '-infinity', null, '2024-01-01 10:00:00.123456',
   '2024-06-01 08:30:00+00', null, null, null, '00:00:00', null, null, null, '(,)', null, null,
-  'null', 'null', 1e300, null);
+  'null', 'null', 1e300, null, '(,)');
 create domain bigid as bigint not null;
 create table "Dk" (id bigid primary key, v varchar(3));
 insert into "Dk" values (1, 'abc');

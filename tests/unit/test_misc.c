@@ -192,6 +192,7 @@ static void test_col_kind_from_typname(void **state)
 		{ "inet", COL_INET, 0, 0 },
 		{ "tsvector", COL_TSVECTOR, 0, 0 },
 		{ "int4range", COL_RANGE, 0, 0 },
+		{ "record", COL_JSON, 0, 0 },	/* a composite column (pg.c) */
 		{ "my_enum", COL_OTHER, 0, 0 },
 		{ "INT8", COL_OTHER, 0, 0 },	/* typnames are lowercase */
 		{ "", COL_OTHER, 0, 0 },
