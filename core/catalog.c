@@ -2,6 +2,8 @@
 #include "catalog.h"
 #include "keyname.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +110,25 @@ static const struct {
 	{ "date", COL_DATE, 0, 0 },
 	{ "time", COL_TIME, 0, 0 },
 	{ "timetz", COL_TIME, 0, 0 },
+	{ "inet", COL_INET, 0, 0 },
+	{ "cidr", COL_CIDR, 0, 0 },
+	{ "macaddr", COL_MACADDR, 0, 0 },
+	{ "interval", COL_INTERVAL, 0, 0 },
+	{ "bytea", COL_BYTEA, 0, 0 },
+	{ "money", COL_MONEY, 0, 0 },
+	{ "bit", COL_BIT, 0, 0 },
+	{ "varbit", COL_VARBIT, 0, 0 },
+	{ "int4range", COL_RANGE, 0, 0 },
+	{ "int8range", COL_RANGE, 0, 0 },
+	{ "numrange", COL_RANGE, 0, 0 },
+	{ "daterange", COL_RANGE, 0, 0 },
+	{ "tsrange", COL_RANGE, 0, 0 },
+	{ "tstzrange", COL_RANGE, 0, 0 },
+	{ "tsvector", COL_TSVECTOR, 0, 0 },
+	/* the base of a composite column (pg.c): row_to_json prints it as an
+	 * object, which json_populate_record takes back; its fields are
+	 * PostgreSQL's to check */
+	{ "record", COL_JSON, 0, 0 },
 };
 
 enum col_kind col_kind_from_typname(const char *typname, int64_t *min, int64_t *max)
@@ -156,10 +177,110 @@ struct model *catalog_add_model(struct catalog *cat, const char *name)
 	return m;
 }
 
+static void free_labels(char **labels, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(labels[i]);
+	free(labels);
+}
+
+int column_set_details(struct column *c, const char *base, int32_t typmod, bool array,
+		       bool elem_not_null, const char *const *labels, size_t nlabels)
+{
+	char *b = strdup(base), **l = NULL;
+	int64_t min, max;
+	enum col_kind k;
+
+	if (!b)
+		return -1;
+	if (labels) {
+		l = calloc(nlabels ? nlabels : 1, sizeof(*l));
+		for (size_t i = 0; l && i < nlabels; i++) {
+			if (!(l[i] = strdup(labels[i]))) {
+				free_labels(l, i);
+				l = NULL;
+			}
+		}
+		if (!l) {
+			free(b);
+			return -1;
+		}
+	}
+	k = labels ? COL_ENUM : col_kind_from_typname(base, &min, &max);
+	if (labels)
+		min = max = 0;
+	free(c->base);
+	free_labels(c->labels, c->nlabels);
+	c->base = b;
+	c->labels = l;
+	c->nlabels = labels ? nlabels : 0;
+	c->base_kind = k == COL_ARRAY ? COL_OTHER : k;	/* arrays of arrays: PostgreSQL's word */
+	c->kind = array ? COL_ARRAY : c->base_kind;
+	c->min = min;
+	c->max = max;
+	c->typmod = typmod;
+	c->array = array;
+	c->elem_not_null = elem_not_null;
+	return 0;
+}
+
+/* "name(a)" or "name(a,b)" at the end of type, for one of the names. */
+static int type_args(const char *type, const char *const *names, long *a, long *b)
+{
+	const char *open = strrchr(type, '(');
+	char *end;
+
+	*b = 0;
+	if (!open || open == type)
+		return 0;
+	for (size_t i = 0; names[i]; i++) {
+		size_t n = strlen(names[i]);
+
+		if ((size_t)(open - type) == n && strncmp(type, names[i], n) == 0) {
+			*a = strtol(open + 1, &end, 10);
+			if (*end == ',')
+				*b = strtol(end + 1, &end, 10);
+			return *end == ')' && !end[1] && *a > 0;
+		}
+	}
+	return 0;
+}
+
+int32_t typmod_from_type(const char *base, const char *type)
+{
+	static const char *const varchar[] = { "character varying", "varchar", NULL };
+	static const char *const bpchar[] = { "character", "char", "bpchar", NULL };
+	static const char *const numeric[] = { "numeric", "decimal", NULL };
+	static const char *const bit[] = { "bit", NULL };
+	static const char *const varbit[] = { "bit varying", "varbit", NULL };
+	char t[256];
+	size_t n = strlen(type);
+	long a, b;
+
+	/* the element's typmod is written before the "[]" of an array */
+	while (n >= 2 && strncmp(type + n - 2, "[]", 2) == 0)
+		n -= 2;
+	if (n >= sizeof(t))
+		return -1;
+	memcpy(t, type, n);
+	t[n] = '\0';
+	if ((strcmp(base, "varchar") == 0 && type_args(t, varchar, &a, &b)) ||
+	    (strcmp(base, "bpchar") == 0 && type_args(t, bpchar, &a, &b)))
+		return a <= 10485760 ? (int32_t)a + 4 : -1;
+	if (strcmp(base, "numeric") == 0 && type_args(t, numeric, &a, &b))
+		return a <= 1000 && b >= -1000 && b <= 1000 ?
+		       (int32_t)(((a << 16) | (b & 0xffff)) + 4) : -1;
+	if ((strcmp(base, "bit") == 0 && type_args(t, bit, &a, &b)) ||
+	    (strcmp(base, "varbit") == 0 && type_args(t, varbit, &a, &b)))
+		return a <= 83886080 ? (int32_t)a : -1;
+	return -1;
+}
+
 int model_add_column(struct model *m, const char *name, const char *type,
 		     const char *typname, bool not_null, bool has_default, bool is_pk)
 {
 	struct column *grown = realloc(m->cols, (m->ncols + 1) * sizeof(*grown));
+	const char *base;
 	struct column *c;
 
 	if (!grown)
@@ -176,7 +297,15 @@ int model_add_column(struct model *m, const char *name, const char *type,
 		free(c->typname);
 		return -1;
 	}
-	c->kind = col_kind_from_typname(typname, &c->min, &c->max);
+	/* until told more (column_set_details), details follow from the names */
+	base = typname[0] == '_' ? typname + 1 : typname;
+	if (column_set_details(c, base, typmod_from_type(base, type), typname[0] == '_', false,
+			       NULL, 0)) {
+		free(c->name);
+		free(c->type);
+		free(c->typname);
+		return -1;
+	}
 	c->not_null = not_null;
 	c->has_default = has_default;
 	if (is_pk) {
@@ -239,6 +368,8 @@ static void model_release(struct model *m)
 		free(m->cols[i].name);
 		free(m->cols[i].type);
 		free(m->cols[i].typname);
+		free(m->cols[i].base);
+		free_labels(m->cols[i].labels, m->cols[i].nlabels);
 	}
 	free(m->cols);
 	free(m->name);

@@ -25,8 +25,20 @@ enum col_kind {
 	COL_TIMESTAMP,	/* string, ISO 8601 date and time (timestamp, timestamptz) */
 	COL_DATE,	/* string, YYYY-MM-DD */
 	COL_TIME,	/* string, HH:MM[:SS[.frac]] */
-	COL_ARRAY,	/* JSON array */
-	COL_OTHER	/* any scalar; PostgreSQL has the last word */
+	COL_ARRAY,	/* JSON array of base_kind values */
+	COL_OTHER,	/* any scalar; PostgreSQL has the last word */
+	/* checked as their input functions would (core/pgtype.h) */
+	COL_ENUM,	/* one of labels */
+	COL_INET,	/* inet: IPv4/IPv6 address with optional /bits */
+	COL_CIDR,	/* cidr: a network, no bits right of the mask */
+	COL_MACADDR,	/* macaddr: 6 bytes */
+	COL_INTERVAL,	/* interval: PostgreSQL's or ISO 8601's form */
+	COL_BYTEA,	/* bytea: \x hex or escape form */
+	COL_MONEY,	/* money: a number, or digits with $ , . - ( ) */
+	COL_BIT,	/* bit(n): exactly n bits */
+	COL_VARBIT,	/* bit varying(n): at most n bits */
+	COL_RANGE,	/* built-in range: empty or [lower,upper) */
+	COL_TSVECTOR	/* tsvector as PostgreSQL prints it (or bare words) */
 };
 
 struct column {
@@ -39,6 +51,19 @@ struct column {
 	bool has_default;	/* PostgreSQL fills it when a new record lacks it */
 	bool generated;		/* GENERATED ALWAYS (AS ... STORED, or AS IDENTITY) outside
 				 * the key: shown, never written */
+	/* Type details: what a value is checked against beyond its kind. Set by
+	 * column_set_details() (pg_load_catalog, catalog files); without it they
+	 * derive from typname and type. */
+	char *base;		/* typname the values are checked as: a domain's base type, an
+				 * array's element type (e.g. "varchar" for varchar(5)[]) */
+	enum col_kind base_kind;	/* kind of base: kind itself unless an array */
+	int32_t typmod;		/* base's type modifier (atttypmod): n+4 for varchar(n) and
+				 * char(n), ((p << 16) | s) + 4 for numeric(p,s), n for bit(n);
+				 * -1 for none */
+	bool array;		/* values are arrays of base (also a domain over an array) */
+	bool elem_not_null;	/* array elements cannot be null (a domain NOT NULL) */
+	char **labels;		/* enum labels of base, in order; NULL unless base is an enum */
+	size_t nlabels;
 };
 
 #define MODEL_KEY_MAX 32	/* columns in a primary key: PostgreSQL's INDEX_MAX_KEYS */
@@ -119,6 +144,20 @@ const char *catalog_skip_reason(const struct catalog *cat, const char *name);
 
 /* Drop model i (pointers to later models move). */
 void catalog_remove(struct catalog *cat, size_t i);
+
+/* Set the type details of c (see struct column): base typname, typmod,
+ * whether values are arrays of it, whether elements may be null, and enum
+ * labels (nlabels of them, copied; NULL for a type that is no enum). A
+ * domain's NOT NULL and default are the caller's, through not_null and
+ * has_default. kind and base_kind follow from base. 0, or -1 when out of
+ * memory (c keeps its details). */
+int column_set_details(struct column *c, const char *base, int32_t typmod, bool array,
+		       bool elem_not_null, const char *const *labels, size_t nlabels);
+
+/* The typmod written in a format_type() text such as "character varying(5)",
+ * "numeric(12,2)" or "bit(4)" for base typname base; -1 when none. For
+ * catalogs that carry no typmod (files of version 1, Prisma schemas). */
+int32_t typmod_from_type(const char *base, const char *type);
 
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);

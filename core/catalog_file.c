@@ -42,10 +42,29 @@ static json_object *column_json(const struct column *c)
 	    json_object_object_add(o, "typname", json_object_new_string(c->typname)) ||
 	    json_object_object_add(o, "not_null", json_object_new_boolean(c->not_null)) ||
 	    json_object_object_add(o, "has_default", json_object_new_boolean(c->has_default)) ||
+	    json_object_object_add(o, "base", json_object_new_string(c->base)) ||
+	    json_object_object_add(o, "typmod", json_object_new_int(c->typmod)) ||
+	    json_object_object_add(o, "array", json_object_new_boolean(c->array)) ||
+	    json_object_object_add(o, "elem_not_null", json_object_new_boolean(c->elem_not_null)) ||
 	    (c->generated &&
 	     json_object_object_add(o, "generated", json_object_new_boolean(true)))) {
 		json_object_put(o);
 		return NULL;
+	}
+	if (c->labels) {
+		json_object *l = json_object_new_array();
+
+		for (size_t i = 0; l && i < c->nlabels; i++) {
+			if (json_object_array_add(l, json_object_new_string(c->labels[i]))) {
+				json_object_put(l);
+				l = NULL;
+			}
+		}
+		if (!l || json_object_object_add(o, "labels", l)) {
+			json_object_put(l);
+			json_object_put(o);
+			return NULL;
+		}
 	}
 	return o;
 }
@@ -272,11 +291,62 @@ static bool name_in(const char *name, const char *const *names, size_t n);
 static enum sh_err read_key(struct rd *r, const char *where, json_object *jm,
 			    const char **key, size_t *nkey);
 
+/* The optional type details of a column (version 2); without them the
+ * details stay as model_add_column derived them from typname and type. */
+static enum sh_err read_details(struct rd *r, const char *where, json_object *jc,
+				struct column *c)
+{
+	static const char *const keys[] = { "base", "typmod", "array", "elem_not_null", NULL };
+	static const enum json_type types[] = { json_type_string, json_type_int,
+						json_type_boolean, json_type_boolean };
+	json_object *v[4] = { NULL }, *lv = NULL;
+	const char **labels = NULL;
+	size_t n = 0;
+	enum sh_err rc = SH_OK;
+	int set;
+	int64_t typmod;
+
+	for (size_t i = 0; i < 4; i++)
+		if (json_object_object_get_ex(jc, keys[i], &v[i]) &&
+		    !(v[i] = need(r, where, jc, keys[i], types[i], &rc)))
+			return rc;
+	if (json_object_object_get_ex(jc, "labels", &lv) &&
+	    !(lv = need(r, where, jc, "labels", json_type_array, &rc)))
+		return rc;
+	if (!v[0] && !v[1] && !v[2] && !v[3] && !lv)
+		return SH_OK;
+	if (!v[0] || !need_name(r, where, jc, "base", CATALOG_NAME_MAX, false, &rc))
+		return v[0] ? rc : bad(r, where, "type details without \"base\"");
+	typmod = v[1] ? json_object_get_int64(v[1]) : -1;
+	if (typmod < -1 || typmod > INT32_MAX)
+		return bad(r, where, "\"typmod\" %lld is out of range", (long long)typmod);
+	if (lv) {
+		n = json_object_array_length(lv);
+		if (!(labels = calloc(n ? n : 1, sizeof(*labels))))
+			return SH_ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			json_object *l = json_object_array_get_idx(lv, i);
+
+			if (!json_object_is_type(l, json_type_string)) {
+				free(labels);
+				return bad(r, where, "\"labels\"[%zu] must be a string", i);
+			}
+			labels[i] = json_object_get_string(l);
+		}
+	}
+	set = column_set_details(c, json_object_get_string(v[0]), (int32_t)typmod,
+				 v[2] && json_object_get_boolean(v[2]),
+				 v[3] && json_object_get_boolean(v[3]), labels, n);
+	free(labels);
+	return set ? SH_ENOMEM : SH_OK;
+}
+
 static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm, size_t mi)
 {
 	static const char *const model_keys[] = { "name", "primary_key", "columns", NULL };
 	static const char *const col_keys[] = { "name", "type", "typname", "not_null",
-						"has_default", "generated", NULL };
+						"has_default", "generated", "base", "typmod",
+						"array", "elem_not_null", "labels", NULL };
 	char where[160];
 	enum sh_err rc = SH_OK;
 	const char *name, *key[MODEL_KEY_MAX];
@@ -336,6 +406,8 @@ static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm
 				     json_object_get_boolean(def), false))
 			return SH_ENOMEM;
 		m->cols[m->ncols - 1].generated = gen && json_object_get_boolean(gen);
+		if ((rc = read_details(r, cwhere, jc, &m->cols[m->ncols - 1])))
+			return rc;
 	}
 	for (size_t k = 0; k < nkey; k++)
 		if (!model_column(m, key[k]))
@@ -494,7 +566,8 @@ enum sh_err catalog_parse(const char *text, size_t len, const char *name,
 	}
 	if (!(v = need(&r, NULL, root, "version", json_type_int, &rc)))
 		goto done;
-	if (json_object_get_int64(v) != CATALOG_FILE_VERSION) {
+	if (json_object_get_int64(v) != CATALOG_FILE_VERSION &&
+	    json_object_get_int64(v) != CATALOG_FILE_VERSION_OLD) {
 		rc = bad(&r, NULL, "catalog version %lld is not supported (this sharded reads "
 			 "version %d)", (long long)json_object_get_int64(v), CATALOG_FILE_VERSION);
 		goto done;

@@ -2,11 +2,12 @@
  *
  * `sharded generate` writes it (from PostgreSQL's pg_catalog or from a Prisma
  * schema); the mount can load it instead of asking PostgreSQL, so that it can
- * mount while PostgreSQL is unreachable. The format, version 1:
+ * mount while PostgreSQL is unreachable. The format, version 2 (version 1,
+ * still read, has no type details: they then follow from typname and type):
  *
  *   {
  *     "format": "sharded-catalog",      always this string
- *     "version": 1,                     this format's version
+ *     "version": 2,                     this format's version
  *     "schema": "public",               the PostgreSQL schema of the tables
  *     "models": [                       the exposed tables, in order
  *       {
@@ -21,8 +22,14 @@
  *                                       how values are checked (catalog.h)
  *             "not_null": true,         NOT NULL
  *             "has_default": false,     a default, identity or generated column
- *             "generated": true         optional, false when absent: GENERATED
+ *             "generated": true,        optional, false when absent: GENERATED
  *                                       ALWAYS outside the key, never written
+ *             "base": "int8",           type details (optional; given, "base" is
+ *             "typmod": -1,             needed): the typname values are checked
+ *             "array": false,           as (a domain's base, an array's element),
+ *             "elem_not_null": false,   its atttypmod, whether values are arrays,
+ *             "labels": ["a", "b"]      whether elements may be null, and enum
+ *                                       labels (only for an enum)
  *           }, ...
  *         ]
  *       }, ...
@@ -49,7 +56,8 @@
 #include "error.h"
 
 #define CATALOG_FILE_FORMAT "sharded-catalog"
-#define CATALOG_FILE_VERSION 1
+#define CATALOG_FILE_VERSION 2
+#define CATALOG_FILE_VERSION_OLD 1	/* still read: no type details */
 #define CATALOG_FILE_MAX (16 * 1024 * 1024)	/* bytes */
 #define CATALOG_NAME_MAX 63			/* PostgreSQL's NAMEDATALEN - 1 */
 

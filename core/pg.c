@@ -582,6 +582,116 @@ static enum sh_err catalog_fill(struct catalog *cat, const PGresult *res, const 
 	return rc;
 }
 
+/* The type details of every column (catalog.h): domains resolved to their
+ * base type (their typmod, NOT NULL and default), arrays to their element,
+ * enums with their labels, composite types as "record". One row per column,
+ * in no particular order. */
+static const char types_sql[] =
+	"WITH RECURSIVE r(relname, attname, oid, typmod, arr, nn, enn, def, depth) AS ("
+	" SELECT c.relname, a.attname, a.atttypid, a.atttypmod, false, false, false, false, 0"
+	" FROM pg_catalog.pg_class c"
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
+	" UNION ALL"
+	" SELECT r.relname, r.attname,"
+	" CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END,"
+	" CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE r.typmod END,"
+	" r.arr OR t.typtype <> 'd',"
+	" r.nn OR (t.typtype = 'd' AND t.typnotnull AND NOT r.arr),"
+	" r.enn OR (t.typtype = 'd' AND t.typnotnull AND r.arr),"
+	" r.def OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL AND NOT r.arr),"
+	" r.depth + 1"
+	" FROM r JOIN pg_catalog.pg_type t ON t.oid = r.oid"
+	" WHERE r.depth < 16 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0"
+	" AND t.typlen = -1 AND NOT r.arr)))"
+	" SELECT r.relname, r.attname,"
+	" CASE WHEN t.typtype = 'c' THEN 'record' ELSE t.typname END,"	/* catalog.c */
+	" r.typmod, r.arr, r.nn, r.enn, r.def,"
+	" (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e"
+	" WHERE e.enumtypid = t.oid)::text"
+	" FROM r JOIN pg_catalog.pg_type t ON t.oid = r.oid"
+	" WHERE t.typtype <> 'd' AND NOT (t.typcategory = 'A' AND t.typelem <> 0"
+	" AND t.typlen = -1 AND NOT r.arr)";
+
+/* Enum labels from their JSON array text; *labels NULL for "" (no enum). */
+static enum sh_err parse_labels(const char *text, json_object **arr, const char ***labels,
+				size_t *n)
+{
+	*arr = NULL;
+	*labels = NULL;
+	*n = 0;
+	if (!text[0])
+		return SH_OK;
+	*arr = json_tokener_parse(text);
+	if (!json_object_is_type(*arr, json_type_array))
+		return SH_EIO;
+	*n = json_object_array_length(*arr);
+	*labels = calloc(*n ? *n : 1, sizeof(**labels));
+	if (!*labels)
+		return SH_ENOMEM;
+	for (size_t i = 0; i < *n; i++)
+		(*labels)[i] = json_object_get_string(json_object_array_get_idx(*arr, i));
+	return SH_OK;
+}
+
+/* Column att of table rel in cat (being built), or NULL. */
+static struct column *column_of(struct catalog *cat, const char *rel, const char *att)
+{
+	for (size_t i = 0; i < cat->nmodels; i++) {
+		if (strcmp(cat->models[i].name, rel) != 0)
+			continue;
+		for (size_t k = 0; k < cat->models[i].ncols; k++)
+			if (strcmp(cat->models[i].cols[k].name, att) == 0)
+				return &cat->models[i].cols[k];
+	}
+	return NULL;
+}
+
+static enum sh_err types_fill(struct catalog *cat, const PGresult *res)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct column *c = column_of(cat, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+		const char **labels;
+		json_object *arr;
+		enum sh_err rc;
+		size_t n;
+
+		if (!c)
+			continue;	/* a table or column left out */
+		rc = parse_labels(PQgetvalue(res, r, 8), &arr, &labels, &n);
+		if (rc == SH_OK && column_set_details(c, PQgetvalue(res, r, 2),
+						       (int32_t)atol(PQgetvalue(res, r, 3)),
+						       *PQgetvalue(res, r, 4) == 't',
+						       *PQgetvalue(res, r, 6) == 't', labels, n))
+			rc = SH_ENOMEM;
+		free(labels);
+		json_object_put(arr);
+		if (rc)
+			return rc;
+		c->not_null |= *PQgetvalue(res, r, 5) == 't';
+		c->has_default |= *PQgetvalue(res, r, 7) == 't';
+	}
+	return SH_OK;
+}
+
+static enum sh_err load_types(struct pg *pg, struct catalog *cat, const char *schema,
+			      char *err, size_t errlen)
+{
+	const char *vals[] = { schema };
+	PGresult *res = exec_params(pg, types_sql, 1, vals);
+	enum sh_err rc = SH_OK;
+
+	if (!result_ok(res)) {
+		rc = classify(pg, res);
+		result_reason(pg, res, err, errlen);
+	} else {
+		rc = types_fill(cat, res);
+	}
+	PQclear(res);
+	return rc;
+}
+
 static enum sh_err wanted_check(const struct wanted *w, const struct catalog *cat,
 				char *err, size_t errlen)
 {
@@ -634,6 +744,8 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 		rc = skipped_fill(cat, skipped, &w);
 	if (rc == SH_OK)
 		rc = wanted_check(&w, cat, err, errlen);
+	if (rc == SH_OK)
+		rc = load_types(pg, cat, schema, err, errlen);
 	PQclear(res);
 	PQclear(skipped);
 	free(w.buf);

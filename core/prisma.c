@@ -308,6 +308,8 @@ struct pmodel {
 struct penum {
 	const struct tok *name;
 	char db_name[NAME_BUF];
+	char (*labels)[NAME_BUF];	/* the values as the database has them (@map) */
+	size_t nlabels;
 };
 
 struct tree {
@@ -322,6 +324,8 @@ static void tree_free(struct tree *t)
 	for (size_t i = 0; i < t->nmodels; i++)
 		free(t->models[i].fields);
 	free(t->models);
+	for (size_t i = 0; i < t->nenums; i++)
+		free(t->enums[i].labels);
 	free(t->enums);
 }
 
@@ -580,6 +584,17 @@ static enum sh_err parse_model(struct parser *p, struct tree *tr, const struct t
 	}
 }
 
+/* One more label of e: the value t, until an @map says otherwise. */
+static enum sh_err enum_label(struct parser *p, struct penum *e, const struct tok *t)
+{
+	char (*grown)[NAME_BUF] = realloc(e->labels, (e->nlabels + 1) * sizeof(*grown));
+
+	if (!grown)
+		return SH_ENOMEM;
+	e->labels = grown;
+	return name_of(p, t, e->labels[e->nlabels++]);
+}
+
 static enum sh_err parse_enum(struct parser *p, struct tree *tr, const struct tok *name,
 			      int line)
 {
@@ -592,6 +607,7 @@ static enum sh_err parse_enum(struct parser *p, struct tree *tr, const struct to
 		return SH_ENOMEM;
 	tr->enums = grown;
 	e = &tr->enums[tr->nenums++];
+	memset(e, 0, sizeof(*e));
 	e->name = name;
 	if ((rc = name_of(p, name, e->db_name)))
 		return rc;
@@ -620,10 +636,17 @@ static enum sh_err parse_enum(struct parser *p, struct tree *tr, const struct to
 		if (t->kind != TK_IDENT)
 			return unexpected(p, t, "an enum value, '@@' or '}'");
 		take(p);
+		if ((rc = enum_label(p, e, t)))
+			return rc;
 		nvalues++;
-		while (is_punct(peek(p), '@') && peek(p)->line == t->line)
+		while (is_punct(peek(p), '@') && peek(p)->line == t->line) {
 			if ((rc = parse_attr(p, &a)))
 				return rc;
+			/* @map("x"): the label in the database */
+			if (attr_is(&a, "map") &&
+			    (rc = attr_string(p, &a, e->labels[e->nlabels - 1])))
+				return rc;
+		}
 	}
 }
 
@@ -848,13 +871,14 @@ static enum sh_err model_key(struct parser *p, const struct pmodel *m, const str
 /* Is f a column (SH_OK, *skip false), left out (*skip true), or an error? */
 static enum sh_err field_column(struct parser *p, const struct tree *tr, const struct pmodel *m,
 				const struct pfield *f, bool *skip, char *typname, char *type,
-				size_t typelen)
+				size_t typelen, const struct penum **en)
 {
 	char tn[NAME_BUF], ty[256];
 	const struct penum *e;
 	enum sh_err rc;
 
 	*skip = false;
+	*en = NULL;
 	if (f->relation || find_model(tr, f->type)) {
 		*skip = true;	/* a relation: the key columns are fields of their own */
 		return SH_OK;
@@ -873,6 +897,7 @@ static enum sh_err field_column(struct parser *p, const struct tree *tr, const s
 				       f->native->s);
 		snprintf(tn, sizeof(tn), "%s", e->db_name);
 		quote_type(e->db_name, ty, sizeof(ty));
+		*en = e;
 	} else if (is_scalar(f->type)) {
 		if ((rc = scalar_type(p, f, tn, sizeof(tn), ty, sizeof(ty))))
 			return rc;
@@ -894,6 +919,21 @@ static enum sh_err field_column(struct parser *p, const struct tree *tr, const s
 	return SH_OK;
 }
 
+/* An enum column knows its labels, so that a write of another is refused. */
+static enum sh_err enum_details(struct column *c, const struct penum *e, bool list)
+{
+	const char **labels = calloc(e->nlabels ? e->nlabels : 1, sizeof(*labels));
+	int rc;
+
+	if (!labels)
+		return SH_ENOMEM;
+	for (size_t i = 0; i < e->nlabels; i++)
+		labels[i] = e->labels[i];
+	rc = column_set_details(c, e->db_name, -1, list, false, labels, e->nlabels);
+	free(labels);
+	return rc ? SH_ENOMEM : SH_OK;
+}
+
 static enum sh_err build_model(struct parser *p, const struct tree *tr, const struct pmodel *m,
 			       struct catalog *cat)
 {
@@ -911,9 +951,10 @@ static enum sh_err build_model(struct parser *p, const struct tree *tr, const st
 	for (size_t i = 0; i < m->nfields; i++) {
 		const struct pfield *f = &m->fields[i];
 		char typname[NAME_BUF], type[300];
+		const struct penum *e;
 		bool skip;
 
-		if ((rc = field_column(p, tr, m, f, &skip, typname, type, sizeof(type))))
+		if ((rc = field_column(p, tr, m, f, &skip, typname, type, sizeof(type), &e)))
 			return rc;
 		if (skip) {
 			if (f == key)
@@ -934,6 +975,8 @@ static enum sh_err build_model(struct parser *p, const struct tree *tr, const st
 		if (model_add_column(cm, f->column, type, typname, !f->optional && !f->list,
 				     f->has_default, f == key))
 			return SH_ENOMEM;
+		if (e && (rc = enum_details(&cm->cols[cm->ncols - 1], e, f->list)))
+			return rc;
 	}
 	return SH_OK;
 }

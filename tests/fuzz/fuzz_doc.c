@@ -64,6 +64,7 @@ static void check(int ok, const char *what, const char *doc)
 /* One column of every kind col_kind_from_typname knows, required or not. */
 static int add_item(struct catalog *c)
 {
+	static const char *const moods[] = { "sad", "ok", "happy" };
 	struct model *m = catalog_add_model(c, "Item");
 
 	return !m ||
@@ -87,7 +88,24 @@ static int add_item(struct catalog *c)
 	       model_add_column(m, "tags", "text[]", "_text", false, false, false) ||
 	       model_add_column(m, "starts", "time with time zone", "timetz", false, false, false) ||
 	       model_add_column(m, "addr", "inet", "inet", false, false, false) ||
-	       model_add_column(m, "parent_id", "bigint", "int8", false, false, false);
+	       model_add_column(m, "parent_id", "bigint", "int8", false, false, false) ||
+	       model_add_column(m, "n", "numeric", "numeric", false, false, false) ||
+	       model_add_column(m, "code", "character(3)", "bpchar", false, false, false) ||
+	       model_add_column(m, "net", "cidr", "cidr", false, false, false) ||
+	       model_add_column(m, "mac", "macaddr", "macaddr", false, false, false) ||
+	       model_add_column(m, "span", "interval", "interval", false, false, false) ||
+	       model_add_column(m, "blob", "bytea", "bytea", false, false, false) ||
+	       model_add_column(m, "price", "money", "money", false, false, false) ||
+	       model_add_column(m, "bits", "bit(4)", "bit", false, false, false) ||
+	       model_add_column(m, "vbits", "bit varying(8)", "varbit", false, false, false) ||
+	       model_add_column(m, "r", "int4range", "int4range", false, false, false) ||
+	       model_add_column(m, "tr", "tstzrange", "tstzrange", false, false, false) ||
+	       model_add_column(m, "tv", "tsvector", "tsvector", false, false, false) ||
+	       model_add_column(m, "ints", "integer[]", "_int4", false, false, false) ||
+	       model_add_column(m, "mood", "mood", "mood", false, false, false) ||
+	       column_set_details(&m->cols[m->ncols - 1], "mood", -1, false, false, moods, 3) ||
+	       model_add_column(m, "moods", "mood[]", "_mood", false, false, false) ||
+	       column_set_details(&m->cols[m->ncols - 1], "mood", -1, true, true, moods, 3);
 }
 
 static struct catalog *build_catalog(void)

@@ -37,8 +37,8 @@ load_sample_schema
 # --- from PostgreSQL ------------------------------------------------------------------------
 check "generate from PostgreSQL (--pg)" gen --pg "$PG_URL" -o "$T/pg.json"
 check_eq "it says what it wrote" "sharded: wrote 3 models to $T/pg.json" "$(cat "$T/gen.err")"
-check "the catalog is JSON of format sharded-catalog, version 1, schema public" \
-  jq -e '.format == "sharded-catalog" and .version == 1 and .schema == "public"' "$T/pg.json"
+check "the catalog is JSON of format sharded-catalog, version 2, schema public" \
+  jq -e '.format == "sharded-catalog" and .version == 2 and .schema == "public"' "$T/pg.json"
 check_eq "three models" "Event Order User" "$(jq -r '[.models[].name] | sort | join(" ")' "$T/pg.json")"
 check_eq "their primary keys" "Event:id Order:id User:id" \
   "$(jq -r '[.models[] | "\(.name):\(.primary_key)"] | sort | join(" ")' "$T/pg.json")"

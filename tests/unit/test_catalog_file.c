@@ -89,7 +89,7 @@ static void test_round_trip(void **state)
 
 	(void)state;
 	assert_non_null(strstr(text, "\"format\": \"sharded-catalog\""));
-	assert_non_null(strstr(text, "\"version\": 1"));
+	assert_non_null(strstr(text, "\"version\": 2"));
 	assert_non_null(strstr(text, "\"primary_key\": \"id\""));
 	assert_true(text[strlen(text) - 1] == '\n');
 
@@ -212,8 +212,8 @@ static void test_refusals(void **state)
 	refuses(HEAD "[]} x", "not JSON");
 	refuses("{'version':1,'schema':'public','models':[]}", "format");
 	refuses("{'format':'other','version':1,'schema':'public','models':[]}", "format");
-	refuses("{'format':'sharded-catalog','version':2,'schema':'public','models':[]}",
-		"version 2 is not supported");
+	refuses("{'format':'sharded-catalog','version':3,'schema':'public','models':[]}",
+		"version 3 is not supported");
 	refuses("{'format':'sharded-catalog','version':'1','schema':'public','models':[]}",
 		"\"version\" must be an integer");
 	refuses("{'format':'sharded-catalog','schema':'public','models':[]}", "missing \"version\"");

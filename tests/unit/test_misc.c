@@ -188,8 +188,11 @@ static void test_col_kind_from_typname(void **state)
 		{ "_text", COL_ARRAY, 0, 0 },
 		{ "_int4", COL_ARRAY, 0, 0 },
 		{ "_jsonb", COL_ARRAY, 0, 0 },
-		{ "bytea", COL_OTHER, 0, 0 },
-		{ "inet", COL_OTHER, 0, 0 },
+		{ "bytea", COL_BYTEA, 0, 0 },
+		{ "inet", COL_INET, 0, 0 },
+		{ "tsvector", COL_TSVECTOR, 0, 0 },
+		{ "int4range", COL_RANGE, 0, 0 },
+		{ "record", COL_JSON, 0, 0 },	/* a composite column (pg.c) */
 		{ "my_enum", COL_OTHER, 0, 0 },
 		{ "INT8", COL_OTHER, 0, 0 },	/* typnames are lowercase */
 		{ "", COL_OTHER, 0, 0 },

@@ -181,7 +181,14 @@ static void test_full_schema(void **state)
 	assert_null(model_column(m, "createdAt"));
 	assert_int_equal(COL_INT, model_column(m, "id")->kind);
 	assert_int_equal(INT32_MAX, model_column(m, "id")->max);
-	assert_int_equal(COL_OTHER, model_column(m, "role")->kind);
+	/* an enum knows its labels as the database has them (@map) */
+	assert_int_equal(COL_ENUM, model_column(m, "role")->kind);
+	assert_int_equal(2, model_column(m, "role")->nlabels);
+	assert_string_equal("USER", model_column(m, "role")->labels[0]);
+	assert_string_equal("admin", model_column(m, "role")->labels[1]);
+	assert_int_equal(COL_ARRAY, model_column(m, "roles")->kind);
+	assert_int_equal(COL_ENUM, model_column(m, "roles")->base_kind);
+	assert_string_equal("Role", model_column(m, "roles")->base);
 	assert_int_equal(COL_ARRAY, model_column(m, "tags")->kind);
 	assert_int_equal(COL_TIMESTAMP, model_column(m, "created_at")->kind);
 
@@ -206,6 +213,9 @@ static void test_full_schema(void **state)
 
 	m = catalog_find(cat, "Mooded");
 	col_is(m, "mood", "mood", "mood", true, false);	/* @@map of the enum */
+	assert_string_equal("mood", model_column(m, "mood")->base);
+	assert_int_equal(2, model_column(m, "mood")->nlabels);
+	assert_string_equal("SAD", model_column(m, "mood")->labels[1]);
 	assert_null(model_column(m, "poly"));
 
 	assert_non_null(strstr(warnings, "model 'Membership' left out: its primary key has 2"));
