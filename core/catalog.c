@@ -132,6 +132,7 @@ static void model_release(struct model *m)
 	}
 	free(m->cols);
 	free(m->name);
+	free(m->seq);
 }
 
 void catalog_free(struct catalog *cat)

@@ -43,6 +43,8 @@ struct model {
 	size_t ncols;
 	size_t pk;		/* index of the primary-key column in cols */
 	bool local;		/* -o local=: a record a block does not hold does not exist */
+	char *seq;		/* the key's sequence (serial, identity) as PostgreSQL names it,
+				 * e.g. public."Book_id_seq"; NULL when the key has none */
 };
 
 struct catalog {
