@@ -834,6 +834,7 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 			       store_merge_fn merge, void *ctx, int64_t *seq)
 {
 	char *existing = NULL, *doc = NULL;
+	bool wrote = false;
 	enum sh_err err;
 
 	if (lock_open(st) != SH_OK)
@@ -845,13 +846,21 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 			err = merge(ctx, existing, &doc);
 		if (!err && !doc)
 			err = SH_EINVAL;	/* a deletion is store_write's */
-		if (!err)
+		if (!err) {
+			wrote = true;
 			err = write_locked(st, model, pk, doc, existing == NULL, seq);
+		}
 		if (!err)
 			err = exec_sql(st, "COMMIT");
 		if (err)
 			exec_sql(st, "ROLLBACK");
 	}
+	/* as store_write: else the next write finds last_seq moved and begins a
+	 * new origin, one per write (a refused document began none) */
+	if (err && wrote)
+		st->origin.id[0] = 0;
+	else if (!err)
+		st->origin.last_seq = *seq;
 	pthread_mutex_unlock(&st->lock);
 	free(existing);
 	free(doc);
