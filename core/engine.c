@@ -672,7 +672,8 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 	char *doc = NULL;
 	enum sh_err rv;
 
-	if ((rv = use(e, b)) != SH_OK || (rv = check_new_key(e, b, m, pk)) != SH_OK)
+	if (e->ids_strict && m->seq &&
+	    ((rv = use(e, b)) != SH_OK || (rv = check_new_key(e, b, m, pk)) != SH_OK))
 		return rv;
 	if (len <= e->max_doc && doc_incomplete(body, len))
 		return SH_OK;
@@ -700,10 +701,14 @@ static enum sh_err reserve_ids(struct engine *e, struct block *b, const struct m
 	i = take_reader(e);
 	if (!e->readers[i].pg && pg_connect(e->pg_conninfo, &e->readers[i].pg, why, sizeof(why)))
 		e->readers[i].pg = NULL;
-	rv = e->readers[i].pg ? pg_reserve_ids(e->readers[i].pg, m->seq, IDS_RESERVE, ids)
-			      : SH_EUNAVAIL;
-	if (rv == SH_EUNAVAIL && e->readers[i].pg && pg_reconnect(e->readers[i].pg) == SH_OK)
+	/* a connection from before a restart of PostgreSQL can fail more than
+	 * once after PQreset; one that cannot reconnect fails at once */
+	rv = SH_EUNAVAIL;
+	for (int k = 0; k < 3 && rv == SH_EUNAVAIL && e->readers[i].pg; k++) {
 		rv = pg_reserve_ids(e->readers[i].pg, m->seq, IDS_RESERVE, ids);
+		if (rv == SH_EUNAVAIL && pg_reconnect(e->readers[i].pg) != SH_OK)
+			break;
+	}
 	pthread_mutex_unlock(&e->readers[i].lock);
 	if (rv == SH_EUNAVAIL)
 		atomic_store(&e->pg_down_until, now + RETRY_READ_NS);

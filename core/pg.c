@@ -555,7 +555,11 @@ enum sh_err pg_reserve_ids(struct pg *pg, const char *seq, int n, int64_t *ids)
 	res = exec_params(pg, "SELECT nextval($1::regclass) FROM generate_series(1, $2::int)", 2,
 			  vals);
 	if (!result_ok(res)) {
+		char why[512];
+
 		rc = classify(pg, res);
+		result_reason(pg, res, why, sizeof(why));
+		sh_log(LOG_WARNING, "reserving ids from %s: %s", seq, why);
 		PQclear(res);
 		return rc;
 	}
