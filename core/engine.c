@@ -622,15 +622,16 @@ static bool hold_record(struct engine *e, struct block *b, const struct model *m
 	return rv == SH_OK;
 }
 
-/* ids=strict: a new record of a model keyed by a sequence must carry a key
- * handed out by its .next-id (nothing else is safe from the sequence). */
+/* ids=strict: a new record (one the block does not hold: held false) of a
+ * model keyed by a sequence must carry a key handed out by its .next-id
+ * (nothing else is safe from the sequence). */
 static enum sh_err check_new_key(struct engine *e, struct block *b, const struct model *m,
-				 const char *pk)
+				 const char *pk, bool held)
 {
 	char *end = NULL;
 	long long id;
 
-	if (!e->ids_strict || !m->seq || hold_record(e, b, m, pk))
+	if (!e->ids_strict || !m->seq || held)
 		return SH_OK;
 	errno = 0;
 	id = strtoll(pk, &end, 10);
@@ -655,7 +656,7 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 
 	if (rv)
 		return rv;
-	if (!hold_record(e, b, m, pk) && (rv = check_new_key(e, b, m, pk)) != SH_OK)
+	if ((rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK)
 		return rv;
 	pthread_rwlock_rdlock(&b->life);
 	rv = atomic_load(&b->removed) ? SH_ENOENT
@@ -672,8 +673,8 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 	char *doc = NULL;
 	enum sh_err rv;
 
-	if (e->ids_strict && m->seq &&
-	    ((rv = use(e, b)) != SH_OK || (rv = check_new_key(e, b, m, pk)) != SH_OK))
+	if (e->ids_strict && m->seq && ((rv = use(e, b)) != SH_OK ||
+	    (rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK))
 		return rv;
 	if (len <= e->max_doc && doc_incomplete(body, len))
 		return SH_OK;
