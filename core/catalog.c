@@ -373,6 +373,7 @@ static void model_release(struct model *m)
 	}
 	free(m->cols);
 	free(m->name);
+	free(m->seq);
 }
 
 const char *catalog_skip_reason(const struct catalog *cat, const char *name)

@@ -77,6 +77,8 @@ struct model {
 					 * in primary-key order */
 	size_t nkey;
 	bool local;		/* -o local=: a record a block does not hold does not exist */
+	char *seq;		/* the key's sequence (serial, identity) as PostgreSQL names it,
+				 * e.g. public."Book_id_seq"; NULL when the key has none */
 };
 
 /* A table of the schema that is not a model, and why (shown at mount and by

@@ -27,6 +27,8 @@
 #define DRAIN_MS 3000
 #define READERS 4			/* PostgreSQL connections for read-through */
 #define RETRY_READ_NS 1000000000LL	/* after a failure, read-through waits this long */
+#define IDS_RESERVE 100			/* ids reserved from a sequence at a time, per block */
+#define IDS_LOW (IDS_RESERVE / 2)	/* fewer left: reserve more while PostgreSQL answers */
 
 struct engine {
 	char *pg_conninfo, *redis_url, *node;
@@ -48,13 +50,15 @@ struct engine {
 	struct loaders *loaders;
 	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
+	bool ids_strict;	/* -o ids=strict: new keys of sequence-keyed models come from .next-id */
 };
 
-static const char *const ctl_names[CTL_COUNT + 1] = {
+static const char *const ctl_names[CTL_NEXT_ID + 1] = {
 	[CTL_TTL] = "ttl",
 	[CTL_INVALIDATE] = "invalidate",
 	[CTL_SYNC_STATUS] = "sync-status",
 	[CTL_METRICS] = "metrics",
+	[CTL_NEXT_ID] = ENGINE_NEXT_ID_NAME,
 };
 
 const char *ctl_name(enum ctl_file f)
@@ -280,9 +284,14 @@ static enum sh_err open_from_file(struct engine *e, const struct engine_config *
 	if (rv)
 		return rv;
 	if (pg_connect(e->pg_conninfo, &e->reader, why, sizeof(why)) != SH_OK) {
-		sh_log(LOG_WARNING, "%s; mounting from catalog '%s' all the same", why, cfg->catalog);
+		sh_log(LOG_WARNING, "%s; mounting from catalog '%s' all the same (no .next-id%s "
+		       "until the next mount)", why, cfg->catalog,
+		       cfg->ids_strict ? " and no ids=strict check" : "");
 		return SH_OK;
 	}
+	/* the key sequences are PostgreSQL's to name: the file does not hold them */
+	if (pg_load_sequences(e->reader, e->cat, why, sizeof(why)) != SH_OK)
+		sh_log(LOG_WARNING, "%s; no .next-id until the next mount", why);
 	if (pg_ensure_tables(e->reader) != SH_OK)
 		sh_log(LOG_WARNING, "cannot create table sharded_applied yet; the sync will retry");
 	return SH_OK;
@@ -448,6 +457,7 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	e->redis_url = dup_or_env(cfg->redis, "REDIS_URL", "");
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
 	e->ttl = cfg->ttl;
+	e->ids_strict = cfg->ids_strict;
 	e->cleanup_s = cfg->cleanup_s;
 	e->max_doc = cfg->max_doc ? cfg->max_doc : DOC_MAX_DEFAULT;
 	rv = (!e->pg_conninfo || !e->redis_url || !e->node) ? SH_ENOMEM : SH_OK;
@@ -742,6 +752,44 @@ static enum sh_err put_merge(void *ctx, const char *existing, char **doc)
 	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc);
 }
 
+/* Does the block hold record pk? When not, read it through first (unless
+ * deleted here): a write of a row PostgreSQL has is then an upsert of it,
+ * and only a record PostgreSQL did not have (or could not be asked about)
+ * is written as a create (op.h), even when the kernel wrote to a name it
+ * had not looked up again since the block dropped its copy. */
+static bool hold_record(struct engine *e, struct block *b, const struct model *m, const char *pk)
+{
+	char *doc = NULL;
+	enum sh_err rv = store_get(b->store, m->name, pk, &doc, NULL);
+
+	if (rv == SH_ENOENT && !m->local && read_through(e, b, m, pk, &doc) == SH_OK)
+		rv = store_get(b->store, m->name, pk, &doc, NULL);
+	free(doc);
+	return rv == SH_OK;
+}
+
+/* ids=strict: a new record (one the block does not hold: held false) of a
+ * model keyed by a sequence must carry a key handed out by its .next-id
+ * (nothing else is safe from the sequence). */
+static enum sh_err check_new_key(struct engine *e, struct block *b, const struct model *m,
+				 const char *pk, bool held)
+{
+	char *end = NULL;
+	long long id;
+
+	if (!e->ids_strict || !m->seq || held)
+		return SH_OK;
+	errno = 0;
+	id = strtoll(pk, &end, 10);
+	if (errno == 0 && end && end != pk && !*end && store_ids_handed(b->store, m->name, id))
+		return SH_OK;
+	atomic_fetch_add(&e->refusals, 1);
+	sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: ids=strict and %s is not an id "
+	       "handed out by %s/%s (the sequence %s could give it to someone else)", b->id,
+	       m->name, pk, pk, m->name, ENGINE_NEXT_ID_NAME, m->seq);
+	return SH_EINVAL;
+}
+
 /* The merge reads the stored record inside the transaction that commits the
  * result: read outside it, two writers of different keys of one record could
  * each merge onto the same old copy and the second would undo the first. */
@@ -753,6 +801,8 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 	enum sh_err rv = use(e, b);
 
 	if (rv)
+		return rv;
+	if ((rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK)
 		return rv;
 	pthread_rwlock_rdlock(&b->life);
 	rv = atomic_load(&b->removed) ? SH_ENOENT
@@ -769,11 +819,71 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 	char *doc = NULL;
 	enum sh_err rv;
 
+	if (e->ids_strict && m->seq && ((rv = use(e, b)) != SH_OK ||
+	    (rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK))
+		return rv;
 	if (len <= e->max_doc && doc_incomplete(body, len))
 		return SH_OK;
 	rv = prepare(e, b, m, pk, body, len, &doc);
 	free(doc);
 	return rv;
+}
+
+bool engine_has_next_id(const struct model *m)
+{
+	return m->seq != NULL;
+}
+
+/* Reserve IDS_RESERVE ids from m's sequence into the block, through a
+ * read-through connection (failing fast while PostgreSQL is unreachable). */
+static enum sh_err reserve_ids(struct engine *e, struct block *b, const struct model *m)
+{
+	int64_t ids[IDS_RESERVE], now = clock_wall_ns();
+	char why[256];
+	enum sh_err rv;
+	int i;
+
+	if (now < atomic_load(&e->pg_down_until))
+		return SH_EUNAVAIL;
+	i = take_reader(e);
+	if (!e->readers[i].pg && pg_connect(e->pg_conninfo, &e->readers[i].pg, why, sizeof(why)))
+		e->readers[i].pg = NULL;
+	/* a connection from before a restart of PostgreSQL can fail more than
+	 * once after PQreset; one that cannot reconnect fails at once */
+	rv = SH_EUNAVAIL;
+	for (int k = 0; k < 3 && rv == SH_EUNAVAIL && e->readers[i].pg; k++) {
+		rv = pg_reserve_ids(e->readers[i].pg, m->seq, IDS_RESERVE, ids);
+		if (rv == SH_EUNAVAIL && pg_reconnect(e->readers[i].pg) != SH_OK)
+			break;
+	}
+	pthread_mutex_unlock(&e->readers[i].lock);
+	if (rv == SH_EUNAVAIL)
+		atomic_store(&e->pg_down_until, now + RETRY_READ_NS);
+	return rv ? rv : store_ids_add(b->store, m->name, ids, IDS_RESERVE);
+}
+
+enum sh_err engine_next_id(struct engine *e, struct block *b, const struct model *m, char **text)
+{
+	int64_t id = 0, left = 0;
+	enum sh_err rv;
+
+	*text = NULL;
+	if (!m->seq)
+		return SH_ENOENT;
+	if ((rv = use(e, b)) != SH_OK)
+		return rv;
+	rv = store_ids_take(b->store, m->name, &id, &left);
+	if (rv == SH_ENOENT && (rv = reserve_ids(e, b, m)) == SH_OK)
+		rv = store_ids_take(b->store, m->name, &id, &left);
+	else if (rv == SH_OK && left < IDS_LOW)
+		(void)reserve_ids(e, b, m);	/* ahead of need; later if PostgreSQL is down */
+	if (rv != SH_OK) {
+		sh_log(LOG_WARNING, "block '%s': %s/%s: no reserved id left and none could be "
+		       "reserved from %s: %s", b->id, m->name, ENGINE_NEXT_ID_NAME, m->seq,
+		       sh_strerror(rv));
+		return rv;
+	}
+	return asprintf(text, "%" PRId64 "\n", id) < 0 ? SH_ENOMEM : SH_OK;
 }
 
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
@@ -970,6 +1080,8 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 		return sync_status_text(e, b, text);
 	case CTL_METRICS:
 		return metrics_text(e, text);
+	case CTL_NEXT_ID:
+		return SH_EINVAL;	/* a model's: engine_next_id */
 	}
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }

@@ -47,10 +47,14 @@ struct engine_config {
 	const char *catalog;	/* catalog file (catalog_file.h); NULL: read pg_catalog */
 	int64_t cleanup_s;	/* periodic cleanup of Redis leftovers, seconds; 0 = never */
 	const char *local;	/* "Event,Log": models never read through; NULL: none */
+	bool ids_strict;	/* -o ids=strict: a new record of a model keyed by a sequence
+				 * must carry an id handed out by its ENGINE_NEXT_ID_NAME */
 };
 
-/* The control files of every block, then the mount's own (metrics, at the root). */
-enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT, CTL_METRICS = CTL_COUNT };
+/* The control files of every block, then the mount's own (metrics, at the
+ * root), then each model's .next-id (read with engine_next_id, not engine_ctl_read). */
+enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT, CTL_METRICS = CTL_COUNT,
+		CTL_NEXT_ID };
 
 /* Called from a worker thread after a record (or, with model NULL, a whole
  * block) changed behind the user's back; gone: the record may no longer
@@ -144,6 +148,20 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
  * sequential writer learn of a bad document at write() rather than close(). */
 enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
 			 const char *pk, const char *body, size_t len);
+
+/* <block>/<Model>/.next-id: each open hands out one id, reserved from the
+ * model's key sequence (serial, identity) in blocks kept in the block file,
+ * so that it also hands out while PostgreSQL is down, for a while. The name
+ * is never a record's (no ".json") and a scratch file cannot take it. */
+#define ENGINE_NEXT_ID_NAME ".next-id"
+
+/* Does m have a key sequence, and so a ENGINE_NEXT_ID_NAME file? */
+bool engine_has_next_id(const struct model *m);
+
+/* Hand out the next id of m's sequence reserved for block b: *text is
+ * "<id>\n", malloc'd. SH_ENOENT: m has no sequence. SH_EUNAVAIL: none left
+ * in the block and PostgreSQL is unreachable (logged). */
+enum sh_err engine_next_id(struct engine *e, struct block *b, const struct model *m, char **text);
 
 /* A refusal decided outside the engine (e.g. the FUSE layer's size cap):
  * log it with the block and file, and count it in the metrics. pk NULL: a

@@ -722,6 +722,71 @@ static enum sh_err query(struct pg *pg, const char *sql, const char *schema, PGr
 	return classify(pg, *res);
 }
 
+/* The sequence of each one-column key (serial, identity), as
+ * pg_get_serial_sequence names it: the only sequence the application's
+ * INSERTs draw from, so the only one ids can be reserved from. */
+static const char sequences_sql[] =
+	"SELECT c.relname, pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname)"
+	" FROM pg_catalog.pg_class c"
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1"
+	" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')";
+
+enum sh_err pg_load_sequences(struct pg *pg, struct catalog *cat, char *err, size_t errlen)
+{
+	const char *vals[] = { cat->schema };
+	PGresult *res = exec_params(pg, sequences_sql, 1, vals);
+	enum sh_err rc = SH_OK;
+
+	if (!result_ok(res)) {
+		rc = classify(pg, res);
+		result_reason(pg, res, err, errlen);
+		PQclear(res);
+		return rc;
+	}
+	for (int r = 0; r < PQntuples(res) && rc == SH_OK; r++) {
+		struct model *m = (struct model *)catalog_find(cat, PQgetvalue(res, r, 0));
+
+		if (!m || PQgetisnull(res, r, 1))
+			continue;
+		free(m->seq);
+		m->seq = strdup(PQgetvalue(res, r, 1));
+		rc = m->seq ? SH_OK : SH_ENOMEM;
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum sh_err pg_reserve_ids(struct pg *pg, const char *seq, int n, int64_t *ids)
+{
+	char count[16];
+	const char *vals[] = { seq, count };
+	PGresult *res;
+	enum sh_err rc = SH_OK;
+
+	snprintf(count, sizeof(count), "%d", n);
+	/* nextval, never setval: only nextval is safe against the application's
+	 * concurrent INSERTs, and what it returns is never returned again */
+	res = exec_params(pg, "SELECT nextval($1::regclass) FROM generate_series(1, $2::int)", 2,
+			  vals);
+	if (!result_ok(res)) {
+		char why[512];
+
+		rc = classify(pg, res);
+		result_reason(pg, res, why, sizeof(why));
+		sh_log(LOG_WARNING, "reserving ids from %s: %s", seq, why);
+		PQclear(res);
+		return rc;
+	}
+	if (PQntuples(res) != n)
+		rc = SH_EIO;
+	for (int r = 0; r < n && rc == SH_OK; r++)
+		ids[r] = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+	PQclear(res);
+	return rc;
+}
+
 enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
 			    struct catalog **out, char *err, size_t errlen)
 {
@@ -746,6 +811,8 @@ enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *model
 		rc = wanted_check(&w, cat, err, errlen);
 	if (rc == SH_OK)
 		rc = load_types(pg, cat, schema, err, errlen);
+	if (rc == SH_OK)
+		rc = pg_load_sequences(pg, cat, err, errlen);
 	PQclear(res);
 	PQclear(skipped);
 	free(w.buf);
@@ -980,9 +1047,12 @@ static void add_key_list(struct sbuf *sb, PGconn *conn, const struct model *m, c
  * The join gives each returned row the position of its document, compared
  * as values of the key's types rather than as text; each condition is an
  * equality of one side with the other, so PostgreSQL can hash the join.
+ * A create (OP_CREATE) has no ON CONFLICT: a row with its key that someone
+ * else inserted meanwhile refuses it (unique_violation), and bisection makes
+ * it a dead letter.
  */
 static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
-		       const struct model *m, json_object *doc, bool *present)
+		       const struct model *m, json_object *doc, bool *present, bool create)
 {
 	struct sbuf cols = { 0 };
 
@@ -998,10 +1068,13 @@ static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
 	sb_free(&cols);
 	sb_add(sb, " FROM json_populate_recordset(NULL::");
 	sb_table(sb, conn, cat->schema, m->name);
-	sb_add(sb, ", $1::json) ON CONFLICT (");
-	add_key_list(sb, conn, m, "");
-	sb_add(sb, ") DO UPDATE SET");
-	add_update_set(sb, conn, m, present);
+	sb_add(sb, ", $1::json)");
+	if (!create) {
+		sb_add(sb, " ON CONFLICT (");
+		add_key_list(sb, conn, m, "");
+		sb_add(sb, ") DO UPDATE SET");
+		add_update_set(sb, conn, m, present);
+	}
 	sb_add(sb, " RETURNING");
 	for (size_t k = 0; k < m->nkey; k++) {
 		char alias[32];
@@ -1039,7 +1112,8 @@ static enum sh_err build_upsert(struct apply *a, const struct model *m, const si
 	}
 	present = calloc(m->ncols, sizeof(*present));
 	if (present)
-		upsert_sql(&st->sql, a->pg->conn, a->cat, m, doc, present);
+		upsert_sql(&st->sql, a->pg->conn, a->cat, m, doc, present,
+			   a->ops[idx[0]].kind == OP_CREATE);
 	free(present);
 	json_object_put(doc);
 	if (!present)

@@ -46,6 +46,15 @@ enum sh_err pg_ensure_tables(struct pg *pg);
 enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
 			    struct catalog **out, char *err, size_t errlen);
 
+/* Fill model.seq of cat's models from PostgreSQL (pg_load_catalog does it;
+ * for a catalog read from a file). */
+enum sh_err pg_load_sequences(struct pg *pg, struct catalog *cat, char *err, size_t errlen);
+
+/* Take n values (n >= 1) from sequence seq (a name as pg_get_serial_sequence
+ * gives it) with nextval, into ids: PostgreSQL never hands them out again.
+ * SH_EUNAVAIL: transient failure; SH_EREMOTE: refused (e.g. no such sequence). */
+enum sh_err pg_reserve_ids(struct pg *pg, const char *seq, int n, int64_t *ids);
+
 /* Read one row as JSON (row_to_json). *doc is malloc'd on SH_OK.
  * SH_ENOENT: no such row, or pk cannot be a value of the key's type (or
  * has another number of parts than m has key columns).

@@ -27,7 +27,7 @@
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup, *local, *uid, *gid, *umask;
+	     *cleanup, *local, *uid, *gid, *umask, *ids;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -50,6 +50,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("uid=%s", uid),
 	OPT("gid=%s", gid),
 	OPT("umask=%s", umask),
+	OPT("ids=%s", ids),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -81,7 +82,9 @@ static void usage(const char *prog)
 	       "                        daemon's user; allow_other requires it)\n"
 	       "    -o gid=GROUP        group of everything (default: uid='s primary group)\n"
 	       "    -o umask=OCTAL      taken from 0666 files, 0777 directories (default 022,\n"
-	       "                        027 with allow_other)\n\n",
+	       "                        027 with allow_other)\n"
+	       "    -o ids=any|strict   strict: a new record of a table keyed by a sequence\n"
+	       "                        must use an id read from <Model>/.next-id (default any)\n\n",
 	       prog, ENGINE_MAX_DOC_DEFAULT);
 }
 
@@ -106,6 +109,10 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	    parse_uint(o->cleanup ? o->cleanup : "600", "cleanup", 10LL * 365 * 24 * 3600, &cleanup) ||
 	    parse_uint(o->max_doc, "max_doc", 64 * 1024 * 1024, &max_doc))
 		return -1;
+	if (o->ids && strcmp(o->ids, "any") != 0 && strcmp(o->ids, "strict") != 0) {
+		fprintf(stderr, "mount.sharded: invalid ids '%s' (any or strict)\n", o->ids);
+		return -1;
+	}
 	if (o->sync && strcmp(o->sync, "normal") != 0 && strcmp(o->sync, "full") != 0) {
 		fprintf(stderr, "mount.sharded: invalid sync '%s' (normal or full)\n", o->sync);
 		return -1;
@@ -124,6 +131,7 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->catalog = o->catalog;
 	cfg->cleanup_s = cleanup;
 	cfg->local = o->local;
+	cfg->ids_strict = o->ids && strcmp(o->ids, "strict") == 0;
 	return 0;
 }
 
@@ -145,6 +153,7 @@ static void free_options(struct options *o)
 	free(o->uid);
 	free(o->gid);
 	free(o->umask);
+	free(o->ids);
 }
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)

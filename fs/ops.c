@@ -142,7 +142,10 @@ static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text
 
 	if (err)
 		return err;
-	err = engine_ctl_read(fs->engine, b, r->ctl, text);
+	if (r->ctl == CTL_NEXT_ID)
+		err = engine_next_id(fs->engine, b, r->model, text);
+	else
+		err = engine_ctl_read(fs->engine, b, r->ctl, text);
 	engine_block_put(b);
 	return err;
 }
@@ -150,8 +153,13 @@ static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text
 static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
 {
 	char *text = NULL;
-	enum sh_err err = ctl_text(fs, r, &text);
+	enum sh_err err = SH_OK;
 
+	/* each read of .next-id hands out an id: a stat must not take one */
+	if (r->ctl != CTL_NEXT_ID)
+		err = ctl_text(fs, r, &text);
+	else if (!(text = strdup("")))
+		err = SH_ENOMEM;
 	if (err)
 		return err;
 	fill_common(fs, st, r->ino, S_IFREG, ctl_writable(r->ctl) ? 0666 : 0444);
@@ -227,6 +235,11 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 		return proto->model ? SH_OK : SH_ENOENT;
 	case NODE_MODEL:
 		proto->model = parent->model;
+		if (strcmp(name, ENGINE_NEXT_ID_NAME) == 0) {
+			proto->kind = NODE_CTL;
+			proto->ctl = CTL_NEXT_ID;
+			return engine_has_next_id(parent->model) ? SH_OK : SH_ENOENT;
+		}
 		if (strlen(name) < sizeof(proto->pk) && (sc = scratch_get(fs->scratch, parent->block,
 						parent->model->name, name))) {
 			scratch_put(fs->scratch, sc);
@@ -751,6 +764,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? SH_EPERM : SH_ENOENT);
 		return;
 	}
+	if (strcmp(name, ENGINE_NEXT_ID_NAME) == 0) {
+		reply_err(req, engine_has_next_id(p.model) ? SH_EEXIST : SH_EPERM);
+		return;
+	}
 	switch (engine_record_key(fs->engine, p.block, p.model, name, proto.pk, sizeof(proto.pk),
 				  why, sizeof(why))) {
 	case SH_OK:
@@ -1078,6 +1095,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	err = resolve(fs, &p, name, &proto);
+	if (!err && p.kind == NODE_MODEL && proto.kind == NODE_CTL) {
+		reply_err(req, SH_EPERM);	/* .next-id */
+		return;
+	}
 	if (!err && proto.kind != NODE_SCRATCH && caller_is_recursive_rm(req)) {
 		err = recursive_unlink(fs, &p, &proto);
 		if (!err)
@@ -1163,6 +1184,8 @@ static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
 		return SH_EPERM;
 	if (resolve(fs, &p, newname, &dst) != SH_OK)
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
+	else if (dst.kind == NODE_CTL)
+		return SH_EPERM;	/* .next-id */
 	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
 		return SH_EEXIST;
 	rc = engine_record_key(fs->engine, p.block, p.model, newname, dst.pk, sizeof(dst.pk), why,
