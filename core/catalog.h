@@ -35,6 +35,8 @@ struct column {
 	int64_t min, max;	/* range for COL_INT */
 	bool not_null;
 	bool has_default;
+	char *client_default;	/* Prisma client's default ("cuid", "now", ...; clientdef.h)
+				 * that sharded fills in, or NULL */
 };
 
 struct model {
@@ -67,6 +69,8 @@ struct catalog *catalog_new(const char *schema);
 struct model *catalog_add_model(struct catalog *cat, const char *name);
 int model_add_column(struct model *m, const char *name, const char *type,
 		     const char *typname, bool not_null, bool has_default, bool is_pk);
+/* Give column name of m a client-side default (a clientdef.h spec, copied). */
+int model_set_client_default(struct model *m, const char *name, const char *spec);
 
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);

@@ -13,6 +13,8 @@
 
 #include <json-c/json.h>
 
+#include "clientdef.h"
+
 #define TYPE_MAX 1024	/* a "type" text, e.g. "\"myschema\".\"Role\"[]" */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -41,7 +43,10 @@ static json_object *column_json(const struct column *c)
 	    json_object_object_add(o, "type", json_object_new_string(c->type)) ||
 	    json_object_object_add(o, "typname", json_object_new_string(c->typname)) ||
 	    json_object_object_add(o, "not_null", json_object_new_boolean(c->not_null)) ||
-	    json_object_object_add(o, "has_default", json_object_new_boolean(c->has_default))) {
+	    json_object_object_add(o, "has_default", json_object_new_boolean(c->has_default)) ||
+	    (c->client_default &&
+	     json_object_object_add(o, "client_default",
+				    json_object_new_string(c->client_default)))) {
 		json_object_put(o);
 		return NULL;
 	}
@@ -223,11 +228,30 @@ static const char *need_name(struct rd *r, const char *where, json_object *o, co
 	return s;
 }
 
+/* "client_default", optional: a clientdef.h spec (on a key column it changes
+ * nothing: the file name gives the key). */
+static enum sh_err read_client_default(struct rd *r, const char *where, json_object *jc,
+				       struct model *m, const char *cname)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(jc, "client_default", &v))
+		return SH_OK;
+	if (!json_object_is_type(v, json_type_string) ||
+	    !clientdef_valid(json_object_get_string(v)))
+		return bad(r, where, "\"client_default\" must be one of \"cuid\", \"cuid(2)\", "
+			   "\"uuid\", \"uuid(4)\", \"uuid(7)\", \"nanoid\", \"nanoid(N)\", "
+			   "\"ulid\", \"now\", \"updatedAt\"");
+	if (model_set_client_default(m, cname, json_object_get_string(v)))
+		return SH_ENOMEM;
+	return SH_OK;
+}
+
 static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm, size_t mi)
 {
 	static const char *const model_keys[] = { "name", "primary_key", "columns", NULL };
 	static const char *const col_keys[] = { "name", "type", "typname", "not_null",
-						"has_default", NULL };
+						"has_default", "client_default", NULL };
 	char where[160];
 	enum sh_err rc = SH_OK;
 	const char *name, *pk;
@@ -284,6 +308,8 @@ static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm
 		if (model_add_column(m, cname, type, typname, json_object_get_boolean(nn),
 				     json_object_get_boolean(def), strcmp(cname, pk) == 0))
 			return SH_ENOMEM;
+		if ((rc = read_client_default(r, cwhere, jc, m, cname)))
+			return rc;
 	}
 	if (m->pk >= m->ncols)
 		return bad(r, where, "\"primary_key\" \"%s\" is not one of its columns", pk);

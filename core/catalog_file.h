@@ -20,6 +20,8 @@
  *                                       how values are checked (catalog.h)
  *             "not_null": true,         NOT NULL
  *             "has_default": false      a default, identity or generated column
+ *             "client_default": "cuid"  optional: a default Prisma's client makes,
+ *                                       filled in by sharded (clientdef.h)
  *           }, ...
  *         ]
  *       }, ...

@@ -768,7 +768,9 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 			rv = fail("out of memory");
 		for (size_t j = 0; c && j < m->ncols && !rv; j++)
 			if (model_add_column(c, m->cols[j].name, m->cols[j].type, m->cols[j].typname,
-					     m->cols[j].not_null, m->cols[j].has_default, j == m->pk))
+					     m->cols[j].not_null, m->cols[j].has_default, j == m->pk) ||
+			    (m->cols[j].client_default &&
+			     model_set_client_default(c, m->cols[j].name, m->cols[j].client_default)))
 				rv = fail("out of memory");
 	}
 	free(names);
@@ -784,14 +786,20 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 
 static int catalog_from_prisma(struct args *a, const char *schema, struct catalog **cat)
 {
-	char err[512], *text = read_schema_file(a->schema_file);
+	char err[512], *text;
+	struct stat st;
 	enum sh_err e;
 
-	if (!text)
-		return EXIT_FAILURE;
-	e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat, err,
-			    sizeof(err));
-	free(text);
+	if (stat(a->schema_file, &st) == 0 && S_ISDIR(st.st_mode)) {
+		e = prisma_parse_dir(a->schema_file, schema, prisma_warning,
+				     (void *)a->schema_file, cat, err, sizeof(err));
+	} else {
+		if (!(text = read_schema_file(a->schema_file)))
+			return EXIT_FAILURE;
+		e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat,
+				    err, sizeof(err));
+		free(text);
+	}
 	if (e != SH_OK) {
 		fprintf(stderr, "sharded: %s: %s\n", a->schema_file, err);
 		return EXIT_FAILURE;
