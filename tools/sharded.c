@@ -124,7 +124,7 @@ static const char help_invalidate[] =
 
 static const char help_generate[] =
 	"usage: sharded generate [--models A,B | --all-models] [--schema-name NAME]\n"
-	"                        [--schema FILE.prisma | --pg CONNINFO] [-o FILE]\n"
+	"                        [--schema FILE.prisma|DIR | --pg CONNINFO] [-o FILE]\n"
 	"\n"
 	"Writes the catalog of the exposed models (tables, columns, types, primary\n"
 	"keys) as JSON, for the mount's '-o catalog=FILE': with it the filesystem\n"
@@ -134,9 +134,13 @@ static const char help_generate[] =
 	"a one-column primary key, as the mount sees them.\n"
 	"  --pg CONNINFO       libpq connection string or URI (default $DATABASE_URL,\n"
 	"                      else libpq's PG* variables)\n"
-	"  --schema FILE       read a Prisma schema (schema.prisma) instead: models,\n"
-	"                      scalar fields, @id, @map, @@map, enums, '?'. A model\n"
-	"                      without a one-column key is left out with a warning\n"
+	"  --schema FILE|DIR   read a Prisma schema (schema.prisma, or a schema folder:\n"
+	"                      its .prisma files as one schema) instead: models,\n"
+	"                      scalar fields, @id, @map, @@map, enums, '?'; defaults\n"
+	"                      Prisma's client makes (cuid(), uuid(), nanoid(), now(),\n"
+	"                      @updatedAt) become \"client_default\", filled in by the\n"
+	"                      mount. A model without a key the catalog can hold is\n"
+	"                      left out with a warning\n"
 	"  --schema-name NAME  the PostgreSQL schema (default public)\n"
 	"  --models A,B        only these tables (names as in PostgreSQL, i.e. after\n"
 	"                      @@map); a name that is not there is an error\n"
@@ -146,7 +150,8 @@ static const char help_generate[] =
 	"\n"
 	"The format: {\"format\": \"sharded-catalog\", \"version\": 1, \"schema\": NAME,\n"
 	"\"models\": [{\"name\", \"primary_key\", \"columns\": [{\"name\", \"type\",\n"
-	"\"typname\", \"not_null\", \"has_default\"}]}]} (see core/catalog_file.h).\n";
+	"\"typname\", \"not_null\", \"has_default\"[, \"client_default\"]}]}]}\n"
+	"(see core/catalog_file.h).\n";
 
 /* ---- arguments ---------------------------------------------------------- */
 
