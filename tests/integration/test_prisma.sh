@@ -135,6 +135,13 @@ check "it lands: uid a v4 uuid, slug 21 nanoid characters, times with the zone" 
 check_eq "the document shows the zone as PostgreSQL does" "+00:00" \
   "$(timeout 10 jq -r '.updatedAt[-6:]' "$B/Post/$P.json")"
 
+if jq -e '.models[] | select(.name == "_PostToTag")' "$T/cat.json" >/dev/null; then
+  psql_q 'insert into "Tag" values (1)' >/dev/null
+  check "link the Post and Tag 1 through _PostToTag/A,B" put "$B/_PostToTag/$P,1.json" '{}'
+  check "... the row lands" \
+    wait_for 20 pg_is 1 "select count(*) from \"_PostToTag\" where \"A\" = '$P' and \"B\" = 1"
+fi
+
 check "given values are kept" \
   put "$B/users/u2.json" '{"email":"bob@example.com","ref":"mine","created_at":"2001-02-03T04:05:06.000"}'
 check "... in PostgreSQL too" wait_for 20 pg_is "mine 2001-02-03 04:05:06" \
