@@ -526,7 +526,9 @@ static enum sh_err attr_default(struct parser *p, const struct attr *a, struct p
 			return fail_at(p, a->line, "field '%.*s': @default(%.*s(...)) with an "
 				       "argument this sharded does not know", (int)f->name->len,
 				       f->name->s, (int)t->len, t->s);
-		memcpy(f->client_default, spec, strlen(spec) + 1);
+		/* `@default(now()) @updatedAt` in either order is @updatedAt */
+		if (strcmp(f->client_default, "updatedAt") != 0)
+			memcpy(f->client_default, spec, strlen(spec) + 1);
 		/* the client fills it; the table has no DEFAULT, but for now(), which
 		 * Prisma's migrations make DEFAULT CURRENT_TIMESTAMP */
 		f->has_default = is_word(t, "now");

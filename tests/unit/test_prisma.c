@@ -346,6 +346,8 @@ static const char large[] =
 	"  day    DateTime @default(now()) @db.Date\n"
 	"  seq    Int    @default(autoincrement())\n"
 	"  gen    String @default(dbgenerated(\"gen_random_uuid()\")) @db.Uuid\n"
+	"  up1    DateTime @default(now()) @updatedAt\n"
+	"  up2    DateTime @updatedAt @default(now())\n"
 	"}\n"
 	"model Post {\n"
 	"  id       Int      @id @default(autoincrement())\n"
@@ -415,6 +417,9 @@ static void test_large_schema(void **state)
 	col_is(m, "gen", "uuid", "uuid", true, true);	/* the database's default */
 	client_is(m, "gen", NULL);
 	col_is(m, "user_id", "text", "text", true, false);
+	client_is(m, "up1", "updatedAt");	/* either order */
+	client_is(m, "up2", "updatedAt");
+	col_is(m, "up2", "timestamp", "timestamp(3) without time zone", true, true);
 
 	m = catalog_find(cat, "posts");
 	assert_int_equal(4, m->ncols);
