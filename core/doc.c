@@ -501,9 +501,12 @@ static enum sh_err fill_client_defaults(const struct model *m, const char *exist
 			continue;
 		if ((err = clientdef_make(c, now, value, sizeof(value))))
 			break;
-		if (!(made = json_object_new_string(value)) ||
-		    json_object_object_add(body, c->name, made))
+		if (!(made = json_object_new_string(value))) {
 			err = SH_ENOMEM;
+		} else if (json_object_object_add(body, c->name, made)) {
+			json_object_put(made);
+			err = SH_ENOMEM;
+		}
 	}
 	json_object_put(stored);
 	return err;

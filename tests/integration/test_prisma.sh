@@ -105,6 +105,9 @@ else
     grep -q 'the many-to-many table of .Post. and .Tag. left out (table "_PostToTag", key (A, B))' \
     "$T/gen.err"
 fi
+check_eq "--models keeps the client-side defaults of the models it keeps" "cuid cuid now updatedAt" \
+  "$(timeout 60 "$SHARDED" generate --schema "$S" --models users 2>/dev/null |
+     jq -r '[.models[].columns[] | select(.client_default) | .client_default] | join(" ")')"
 printf 'model Broken {\n  id Int @id\n' >"$S/models/zz.prisma"
 out=$(timeout 60 "$SHARDED" generate --schema "$S" -o "$T/bad.json" 2>&1) || true
 check "an error names the file and its line" grep -q "models/zz.prisma: line 3: missing '}'" <<<"$out"
