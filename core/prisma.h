@@ -1,7 +1,6 @@
-/* prisma.h - a catalog from a Prisma schema (schema.prisma).
- *
- * The subset the original project used, so that its users can carry their
- * schema over to `sharded generate --schema schema.prisma`:
+/* prisma.h - a catalog from a Prisma schema (schema.prisma, or a schema
+ * folder of .prisma files), for `sharded generate --schema`, read as Prisma
+ * reads it for PostgreSQL:
  *
  * - `model X { ... }` blocks, each becoming the table X, or the name of
  *   `@@map("table")`;
@@ -46,9 +45,11 @@
  * @db.Timestamptz(p), @db.Date, @db.Time(p), @db.Timetz(p), @db.Json,
  * @db.JsonB, @db.ByteA, @db.Boolean.
  *
- * Anything else is an error with its line number: a syntax error, an unknown
- * type or native type, two @id fields, two fields on one column, two models
- * on one table, a name longer than PostgreSQL's 63 bytes.
+ * Anything else is an error with its line number (and file, of several): a
+ * syntax error, an unknown type or native type, two @id fields, two fields on
+ * one column, two models on one table (a many-to-many table included), a
+ * name longer than PostgreSQL's 63 bytes, a client default with an argument
+ * Prisma does not give it (uuid(5)).
  */
 #ifndef SHARDED_PRISMA_H
 #define SHARDED_PRISMA_H
