@@ -362,9 +362,22 @@ int catalog_add_skipped(struct catalog *cat, const char *name, const char *reaso
 	return 0;
 }
 
+int model_set_client_default(struct model *m, const char *name, const char *spec)
+{
+	struct column *c = (struct column *)model_column(m, name);
+	char *copy;
+
+	if (!c || !(copy = strdup(spec)))
+		return -1;
+	free(c->client_default);
+	c->client_default = copy;
+	return 0;
+}
+
 static void model_release(struct model *m)
 {
 	for (size_t i = 0; i < m->ncols; i++) {
+		free(m->cols[i].client_default);
 		free(m->cols[i].name);
 		free(m->cols[i].type);
 		free(m->cols[i].typname);

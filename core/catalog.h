@@ -64,6 +64,8 @@ struct column {
 	bool elem_not_null;	/* array elements cannot be null (a domain NOT NULL) */
 	char **labels;		/* enum labels of base, in order; NULL unless base is an enum */
 	size_t nlabels;
+	char *client_default;	/* Prisma client's default ("cuid", "now", ...; clientdef.h)
+				 * that sharded fills in, or NULL */
 };
 
 #define MODEL_KEY_MAX 32	/* columns in a primary key: PostgreSQL's INDEX_MAX_KEYS */
@@ -160,6 +162,9 @@ int column_set_details(struct column *c, const char *base, int32_t typmod, bool 
  * "numeric(12,2)" or "bit(4)" for base typname base; -1 when none. For
  * catalogs that carry no typmod (files of version 1, Prisma schemas). */
 int32_t typmod_from_type(const char *base, const char *type);
+
+/* Give column name of m a client-side default (a clientdef.h spec, copied). */
+int model_set_client_default(struct model *m, const char *name, const char *spec);
 
 /* Accepts NULL. */
 void catalog_free(struct catalog *cat);

@@ -13,6 +13,8 @@
 
 #include <json-c/json.h>
 
+#include "clientdef.h"
+
 #define TYPE_MAX 1024	/* a "type" text, e.g. "\"myschema\".\"Role\"[]" */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -47,7 +49,10 @@ static json_object *column_json(const struct column *c)
 	    json_object_object_add(o, "array", json_object_new_boolean(c->array)) ||
 	    json_object_object_add(o, "elem_not_null", json_object_new_boolean(c->elem_not_null)) ||
 	    (c->generated &&
-	     json_object_object_add(o, "generated", json_object_new_boolean(true)))) {
+	     json_object_object_add(o, "generated", json_object_new_boolean(true))) ||
+	    (c->client_default &&
+	     json_object_object_add(o, "client_default",
+				    json_object_new_string(c->client_default)))) {
 		json_object_put(o);
 		return NULL;
 	}
@@ -341,12 +346,32 @@ static enum sh_err read_details(struct rd *r, const char *where, json_object *jc
 	return set ? SH_ENOMEM : SH_OK;
 }
 
+/* "client_default", optional: a clientdef.h spec (on a key column it changes
+ * nothing: the file name gives the key). */
+static enum sh_err read_client_default(struct rd *r, const char *where, json_object *jc,
+				       struct model *m, const char *cname)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(jc, "client_default", &v))
+		return SH_OK;
+	if (!json_object_is_type(v, json_type_string) ||
+	    !clientdef_valid(json_object_get_string(v)))
+		return bad(r, where, "\"client_default\" must be one of \"cuid\", \"cuid(2)\", "
+			   "\"uuid\", \"uuid(4)\", \"uuid(7)\", \"nanoid\", \"nanoid(N)\", "
+			   "\"ulid\", \"now\", \"updatedAt\"");
+	if (model_set_client_default(m, cname, json_object_get_string(v)))
+		return SH_ENOMEM;
+	return SH_OK;
+}
+
 static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm, size_t mi)
 {
 	static const char *const model_keys[] = { "name", "primary_key", "columns", NULL };
 	static const char *const col_keys[] = { "name", "type", "typname", "not_null",
 						"has_default", "generated", "base", "typmod",
-						"array", "elem_not_null", "labels", NULL };
+						"array", "elem_not_null", "labels",
+						"client_default", NULL };
 	char where[160];
 	enum sh_err rc = SH_OK;
 	const char *name, *key[MODEL_KEY_MAX];
@@ -406,6 +431,8 @@ static enum sh_err read_model(struct rd *r, struct catalog *cat, json_object *jm
 				     json_object_get_boolean(def), false))
 			return SH_ENOMEM;
 		m->cols[m->ncols - 1].generated = gen && json_object_get_boolean(gen);
+		if ((rc = read_client_default(r, cwhere, jc, m, cname)))
+			return rc;
 		if ((rc = read_details(r, cwhere, jc, &m->cols[m->ncols - 1])))
 			return rc;
 	}

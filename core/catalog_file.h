@@ -28,8 +28,10 @@
  *             "typmod": -1,             needed): the typname values are checked
  *             "array": false,           as (a domain's base, an array's element),
  *             "elem_not_null": false,   its atttypmod, whether values are arrays,
- *             "labels": ["a", "b"]      whether elements may be null, and enum
+ *             "labels": ["a", "b"],     whether elements may be null, and enum
  *                                       labels (only for an enum)
+ *             "client_default": "cuid"  optional: a default Prisma's client makes,
+ *                                       filled in by sharded (clientdef.h)
  *           }, ...
  *         ]
  *       }, ...

@@ -14,6 +14,8 @@
 #include <json-c/json.h>
 
 #include "pgtype.h"
+#include "clientdef.h"
+#include "clock.h"
 
 static enum sh_err refuse(char *why, size_t whylen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -761,12 +763,56 @@ static enum sh_err check_required(const struct model *m, struct json_object *bod
 	for (size_t i = 0; i < m->ncols; i++) {
 		const struct column *c = &m->cols[i];
 
-		if (model_is_key(m, i) || !c->not_null || c->has_default)
+		if (model_is_key(m, i) || !c->not_null || c->has_default || c->client_default)
 			continue;
 		if (!json_object_object_get_ex(body, c->name, NULL))
 			return refuse(why, whylen, "new record lacks required column \"%s\"", c->name);
 	}
 	return SH_OK;
+}
+
+/* Does the stored record hold key with the value v? */
+static bool stored_equal(struct json_object *stored, const char *key, struct json_object *v)
+{
+	struct json_object *old;
+
+	return stored && json_object_object_get_ex(stored, key, &old) &&
+	       json_object_equal(old, v);
+}
+
+/* Prisma's client-side defaults into body (clientdef.h): a new record that
+ * lacks one gets it; @updatedAt is set again by every write that leaves it
+ * out or carries it as stored (a `sed -i` of another column). */
+static enum sh_err fill_client_defaults(const struct model *m, const char *existing,
+					struct json_object *body)
+{
+	struct json_object *stored = existing ? json_tokener_parse(existing) : NULL;
+	int64_t now = clock_wall_ns();
+	enum sh_err err = SH_OK;
+
+	for (size_t i = 0; i < m->ncols && err == SH_OK; i++) {
+		const struct column *c = &m->cols[i];
+		struct json_object *v = NULL, *made;
+		char value[CLIENTDEF_VALUE_MAX];
+
+		if (!c->client_default || model_is_key(m, i))
+			continue;
+		if (json_object_object_get_ex(body, c->name, &v) &&
+		    !(clientdef_on_update(c->client_default) && stored_equal(stored, c->name, v)))
+			continue;
+		if (existing && !clientdef_on_update(c->client_default))
+			continue;
+		if ((err = clientdef_make(c, now, value, sizeof(value))))
+			break;
+		if (!(made = json_object_new_string(value))) {
+			err = SH_ENOMEM;
+		} else if (json_object_object_add(body, c->name, made)) {
+			json_object_put(made);
+			err = SH_ENOMEM;
+		}
+	}
+	json_object_put(stored);
+	return err;
 }
 
 static struct json_object *key_value(const struct column *c, const char *part)
@@ -837,6 +883,8 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 		err = check_body(m, parts, pk, obj, stored, why, whylen);
 	if (!err && !existing)
 		err = check_required(m, obj, why, whylen);
+	if (!err && (err = fill_client_defaults(m, existing, obj)) == SH_EINVAL)
+		snprintf(why, whylen, "a client-side default cannot be made for this column's type");
 	if (err) {
 		json_object_put(obj);
 		json_object_put(stored);

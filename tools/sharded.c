@@ -125,7 +125,7 @@ static const char help_invalidate[] =
 
 static const char help_generate[] =
 	"usage: sharded generate [--models A,B | --all-models] [--schema-name NAME]\n"
-	"                        [--schema FILE.prisma | --pg CONNINFO] [-o FILE]\n"
+	"                        [--schema FILE.prisma|DIR | --pg CONNINFO] [-o FILE]\n"
 	"                        [--skipped]\n"
 	"\n"
 	"Writes the catalog of the exposed models (tables, columns, types, primary\n"
@@ -138,9 +138,13 @@ static const char help_generate[] =
 	"(no primary key, views, partitions) are named on standard error.\n"
 	"  --pg CONNINFO       libpq connection string or URI (default $DATABASE_URL,\n"
 	"                      else libpq's PG* variables)\n"
-	"  --schema FILE       read a Prisma schema (schema.prisma) instead: models,\n"
-	"                      scalar fields, @id, @map, @@map, enums, '?'. A model\n"
-	"                      without a one-column key is left out with a warning\n"
+	"  --schema FILE|DIR   read a Prisma schema (schema.prisma, or a schema folder:\n"
+	"                      its .prisma files as one schema) instead: models,\n"
+	"                      scalar fields, @id, @map, @@map, enums, '?'; defaults\n"
+	"                      Prisma's client makes (cuid(), uuid(), nanoid(), now(),\n"
+	"                      @updatedAt) become \"client_default\", filled in by the\n"
+	"                      mount. A model without a key the catalog can hold is\n"
+	"                      left out with a warning\n"
 	"  --schema-name NAME  the PostgreSQL schema (default public)\n"
 	"  --models A,B        only these tables (names as in PostgreSQL, i.e. after\n"
 	"                      @@map); a name that is not there is an error\n"
@@ -152,8 +156,8 @@ static const char help_generate[] =
 	"\n"
 	"The format: {\"format\": \"sharded-catalog\", \"version\": 1, \"schema\": NAME,\n"
 	"\"models\": [{\"name\", \"primary_key\", \"columns\": [{\"name\", \"type\",\n"
-	"\"typname\", \"not_null\", \"has_default\", \"generated\"}]}], \"skipped\":\n"
-	"[{\"name\", \"reason\"}]} (see core/catalog_file.h).\n";
+	"\"typname\", \"not_null\", \"has_default\", \"generated\"[, \"client_default\"]}]}],\n"
+	"\"skipped\": [{\"name\", \"reason\"}]} (see core/catalog_file.h).\n";
 
 /* ---- arguments ---------------------------------------------------------- */
 
@@ -801,7 +805,9 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 			rv = fail("out of memory");
 		for (size_t j = 0; c && j < m->ncols && !rv; j++) {
 			if (model_add_column(c, m->cols[j].name, m->cols[j].type, m->cols[j].typname,
-					     m->cols[j].not_null, m->cols[j].has_default, false))
+					     m->cols[j].not_null, m->cols[j].has_default, false) ||
+			    (m->cols[j].client_default &&
+			     model_set_client_default(c, m->cols[j].name, m->cols[j].client_default)))
 				rv = fail("out of memory");
 			else
 				c->cols[j].generated = m->cols[j].generated;
@@ -824,14 +830,20 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 
 static int catalog_from_prisma(struct args *a, const char *schema, struct catalog **cat)
 {
-	char err[512], *text = read_schema_file(a->schema_file);
+	char err[512], *text;
+	struct stat st;
 	enum sh_err e;
 
-	if (!text)
-		return EXIT_FAILURE;
-	e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat, err,
-			    sizeof(err));
-	free(text);
+	if (stat(a->schema_file, &st) == 0 && S_ISDIR(st.st_mode)) {
+		e = prisma_parse_dir(a->schema_file, schema, prisma_warning,
+				     (void *)a->schema_file, cat, err, sizeof(err));
+	} else {
+		if (!(text = read_schema_file(a->schema_file)))
+			return EXIT_FAILURE;
+		e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat,
+				    err, sizeof(err));
+		free(text);
+	}
 	if (e != SH_OK) {
 		fprintf(stderr, "sharded: %s: %s\n", a->schema_file, err);
 		return EXIT_FAILURE;
