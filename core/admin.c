@@ -462,6 +462,32 @@ static enum sh_err xdel(redisContext *rc, const char *key, char *const *ids, siz
 	return SH_OK;
 }
 
+/* The identity of the file at path now; false when there is none. */
+static bool file_id(const char *data_dir, const char *block, dev_t *dev, ino_t *ino)
+{
+	char *path = block_path(data_dir, block);
+	struct stat sb;
+	bool yes = path && stat(path, &sb) == 0;
+
+	if (yes) {
+		*dev = sb.st_dev;
+		*ino = sb.st_ino;
+	}
+	free(path);
+	return yes;
+}
+
+/* Is the file st wrote to still the block's file? rmdir unlinks it under
+ * SQLite's write lock (store_remove_if_idle), so a write committed after
+ * that went into a removed file and must not be taken as done. */
+static bool still_the_file(const char *data_dir, const char *block, dev_t dev, ino_t ino)
+{
+	dev_t d;
+	ino_t i;
+
+	return file_id(data_dir, block, &d, &i) && d == dev && i == ino;
+}
+
 /*
  * Retry order and interruption: each dead letter is first written into the
  * block file (store_write: a new seq at the end of the outbox, so the
@@ -472,7 +498,9 @@ static enum sh_err xdel(redisContext *rc, const char *key, char *const *ids, siz
  * document, which is harmless for an upsert (the same row twice) and for a
  * delete (already gone). The opposite order could lose the write. A retry
  * writes the document as it was when it died, over any later change to that
- * record.
+ * record. A block removed (rmdir) during the retry: the write that went into
+ * the removed file is not XDEL'd, the retry stops with SH_ENOENT and the dead
+ * letter stays listed.
  */
 enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *block,
 			    const char *const *ids, size_t nids, admin_progress_fn progress,
@@ -482,11 +510,18 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 	struct admin_dead *list = NULL;
 	struct store *st = NULL;
 	size_t n = 0, *idx = NULL, nidx = 0;
+	dev_t dev = 0;
+	ino_t ino = 0;
 	enum sh_err e;
 
 	*done = 0;
 	if ((e = check_block(block, err, errlen)) || (e = open_store(data_dir, block, &st, err, errlen)))
 		return e;
+	if (!file_id(data_dir, block, &dev, &ino)) {
+		snprintf(err, errlen, "block '%s' was removed", block);
+		store_close(st);
+		return SH_ENOENT;
+	}
 	e = admin_dlq_list(rc, block, &list, &n, err, errlen);
 	if (!e)
 		e = select_dead(block, list, n, ids, nids, &idx, &nidx, err, errlen);
@@ -506,6 +541,12 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 		if (e) {
 			snprintf(err, errlen, "cannot write dead letter '%s' into block '%s': %s",
 				 d->id, block, sh_strerror(e));
+			break;
+		}
+		if (!still_the_file(data_dir, block, dev, ino)) {
+			snprintf(err, errlen, "block '%s' was removed during the retry; dead letter"
+				 " '%s' and those after it are kept", block, d->id);
+			e = SH_ENOENT;
 			break;
 		}
 		e = xdel(rc, key, &d->id, 1, &deleted, err, errlen);
@@ -907,6 +948,52 @@ static enum sh_err trim_acked(redisContext *rc, const char *key, bool dry_run, s
 	return e;
 }
 
+/* A stream of a block without a file here goes once nothing in it can still
+ * be needed: it is empty, or its newest entry is older than this. Whoever
+ * holds the block (another node) re-sends what it has not applied every 30 s
+ * while PostgreSQL is up, and its whole outbox when the stream is gone, so
+ * an old stream costs no write; a fresh one may be a live node's entries,
+ * or a dead node's that another node is about to take over. */
+#define STREAM_STALE_MS (10LL * 60 * 1000)
+
+/* DEL key if it is empty or its newest entry's id is older than stale_ms
+ * (Unix ms), atomically: an XADD of another node cannot land between the
+ * check and the delete. */
+static enum sh_err del_if_stale(redisContext *rc, const char *key, int64_t stale_ms, bool dry_run,
+				bool *dropped, char *err, size_t errlen)
+{
+	static const char script[] =
+		"local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) "
+		"if #last > 0 and tonumber(string.match(last[1][1], '^%d+')) >= tonumber(ARGV[1]) "
+		"then return 0 end "
+		"if ARGV[2] == '1' then return 1 end "
+		"return redis.call('DEL', KEYS[1])";
+	char before[24];
+	const char *argv[] = { "EVAL", script, "1", key, before, dry_run ? "1" : "0" };
+	redisReply *r;
+
+	snprintf(before, sizeof(before), "%lld", (long long)stale_ms);
+	*dropped = false;
+	if (!(r = command(rc, err, errlen, 6, argv)))
+		return SH_EUNAVAIL;
+	*dropped = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+	freeReplyObject(r);
+	return SH_OK;
+}
+
+enum sh_err admin_drop_stream(redisContext *rc, const char *key, bool dry_run,
+			      size_t *entries_deleted, bool *dropped, char *err, size_t errlen)
+{
+	enum sh_err e = trim_acked(rc, key, dry_run, entries_deleted, err, errlen);
+
+	*dropped = false;
+	if (e)
+		return e;
+	/* a dry run trimmed nothing: the acknowledged entries still count */
+	return del_if_stale(rc, key, clock_wall_ns() / 1000000 - STREAM_STALE_MS, dry_run, dropped,
+			    err, errlen);
+}
+
 static enum sh_err del_key(redisContext *rc, const char *key, bool dry_run, size_t *count,
 			   char *err, size_t errlen)
 {
@@ -962,7 +1049,15 @@ enum sh_err admin_cleanup(redisContext *rc, const char *data_dir, bool include_d
 				e = trim_acked(rc, keys[i], dry_run, &deleted, err, errlen);
 			res->entries_deleted += deleted;
 		} else if (strcmp(what, "ops") == 0) {
-			e = del_key(rc, keys[i], dry_run, &res->ops_deleted, err, errlen);
+			size_t deleted = 0;
+			bool dropped = false;
+
+			e = admin_drop_stream(rc, keys[i], dry_run, &deleted, &dropped, err, errlen);
+			res->entries_deleted += deleted;
+			if (dropped)
+				res->ops_deleted++;
+			else
+				res->ops_kept++;
 		} else if (include_dead) {
 			e = del_key(rc, keys[i], dry_run, &res->dead_deleted, err, errlen);
 		} else {

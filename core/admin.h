@@ -80,6 +80,7 @@ enum sh_err admin_status(const char *data_dir, const char *block, struct admin_s
 struct admin_cleanup_result {
 	size_t keys_seen;	/* sharded:{*}:* keys found */
 	size_t ops_deleted;	/* ops streams of blocks without a file, deleted */
+	size_t ops_kept;	/* ... kept: entries still wait in them (another node's) */
 	size_t dead_deleted;	/* dead streams of blocks without a file, deleted */
 	size_t dead_kept;	/* ... kept (no include_dead) */
 	size_t entries_deleted;	/* acknowledged entries removed from ops streams of live blocks */
@@ -88,7 +89,18 @@ struct admin_cleanup_result {
 
 /* Delete the Redis leftovers of blocks that have no file in data_dir (dead
  * streams only with include_dead), and acknowledged entries from the ops
- * streams of blocks that do. With dry_run, count without deleting. */
+ * streams of blocks that do. With dry_run, count without deleting.
+ * Several nodes may share the Redis: a block without a file here may be
+ * another node's, so its ops stream loses only its acknowledged entries and
+ * is deleted only once empty or stale (admin_drop_stream). */
+/* Delete the acknowledged entries of the ops stream key, then the stream if
+ * it is empty or its newest entry is over 10 minutes old, in one step (a
+ * script: an XADD of another node cannot land between the check and the
+ * delete). *dropped tells whether it went (with dry_run: would go, not
+ * counting the acknowledged entries a real run deletes first). */
+enum sh_err admin_drop_stream(redisContext *rc, const char *key, bool dry_run,
+			      size_t *entries_deleted, bool *dropped, char *err, size_t errlen);
+
 enum sh_err admin_cleanup(redisContext *rc, const char *data_dir, bool include_dead, bool dry_run,
 			  admin_progress_fn progress, void *ctx, struct admin_cleanup_result *res,
 			  char *err, size_t errlen);

@@ -27,6 +27,42 @@ struct blockset {
 	size_t n, cap;
 };
 
+/* Length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), 0 when it is not one; *cp gets the
+ * code point. PostgreSQL refuses anything else in a text value. */
+static size_t utf8_char(const unsigned char *p, uint32_t *cp)
+{
+	size_t n;
+	uint32_t c;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		c = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		c = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		c = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;	/* also stops at the terminating NUL */
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return n;
+}
+
 enum sh_err block_id_check(const char *id, char *why, size_t whylen)
 {
 	size_t len = strlen(id);
@@ -39,11 +75,21 @@ enum sh_err block_id_check(const char *id, char *why, size_t whylen)
 		snprintf(why, whylen, "block id '%s' may not start with '.' or contain '/'", id);
 		return SH_EINVAL;
 	}
-	for (const char *p = id; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			snprintf(why, whylen, "block id has a control character");
+	for (const unsigned char *p = (const unsigned char *)id; *p;) {
+		uint32_t c;
+		size_t n = utf8_char(p, &c);
+
+		if (!n) {
+			snprintf(why, whylen, "block id is not valid UTF-8 (byte 0x%02x at %zu)",
+				 *p, (size_t)(p - (const unsigned char *)id));
 			return SH_EINVAL;
 		}
+		if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+			snprintf(why, whylen, "block id has a control character (U+%04X at %zu)",
+				 (unsigned)c, (size_t)(p - (const unsigned char *)id));
+			return SH_EINVAL;
+		}
+		p += n;
 	}
 	return SH_OK;
 }
@@ -112,15 +158,34 @@ static enum sh_err insert_at(struct blockset *bs, size_t at, struct block *b)
 	return SH_OK;
 }
 
+/* A block file that could not be made (a full disk): nothing of it may stay,
+ * or it would come back as a block at the next mount. */
+static void unlink_new_files(const char *path)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+	char buf[4096];
+
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s", path, suffixes[i]);
+		if (unlink(buf) != 0 && errno != ENOENT)
+			sh_log(LOG_WARNING, "cannot remove '%s': %s", buf, strerror(errno));
+	}
+}
+
 /* Open block id's file; the registry holds the one reference. */
 static enum sh_err open_block(struct blockset *bs, const char *id, bool create, struct block **out)
 {
 	char *path = block_path(bs, id);
 	struct block *b = calloc(1, sizeof(*b));
 	enum sh_err err = SH_ENOMEM;
+	struct stat sb;
 
 	if (path && b && (b->id = strdup(id))) {
+		bool existed = stat(path, &sb) == 0;
+
 		err = store_open(path, create, bs->sync_full, &b->store);
+		if (err && create && !existed)
+			unlink_new_files(path);
 		pthread_rwlock_init(&b->life, NULL);
 		pthread_mutex_init(&b->state_lock, NULL);
 		pthread_cond_init(&b->state_cond, NULL);
@@ -158,8 +223,12 @@ static enum sh_err add_existing(struct blockset *bs, const char *fname)
 	if (len <= slen || len - slen > BLOCK_ID_MAX || strcmp(fname + len - slen, SUFFIX) != 0)
 		return SH_OK;
 	snprintf(id, sizeof(id), "%.*s", (int)(len - slen), fname);
-	if (block_id_check(id, why, sizeof(why)) != SH_OK)
+	if (block_id_check(id, why, sizeof(why)) != SH_OK) {
+		/* never opened: its writes could not reach PostgreSQL or Redis */
+		sh_log(LOG_ERR, "data directory '%s': file '%s' refused, not opened: %s;"
+		       " rename or remove it", bs->dir, fname, why);
 		return SH_OK;
+	}
 	err = open_block(bs, id, false, &b);
 	if (err) {
 		sh_log(LOG_ERR, "block '%s': cannot open its file: %s", id, sh_strerror(err));
@@ -331,20 +400,6 @@ enum sh_err blockset_create(struct blockset *bs, const char *id, struct block **
 	return err;
 }
 
-static void unlink_files(const struct blockset *bs, const char *id)
-{
-	static const char *const suffixes[] = { "", "-wal", "-shm" };
-	char *path = block_path(bs, id);
-	char buf[4096];
-
-	for (size_t i = 0; path && i < 3; i++) {
-		snprintf(buf, sizeof(buf), "%s%s", path, suffixes[i]);
-		if (unlink(buf) != 0 && errno != ENOENT)
-			sh_log(LOG_WARNING, "block '%s': cannot remove '%s': %s", id, buf, strerror(errno));
-	}
-	free(path);
-}
-
 /* b's writes are pending: hide it, take no more writes, keep syncing. */
 static void retire(struct block *b)
 {
@@ -397,6 +452,7 @@ enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
 	enum sh_err err = SH_OK;
 	int64_t pending;
 	struct block *b;
+	bool gone;
 
 	*retired = false;
 	b = take_for_removal(bs, id);
@@ -405,19 +461,17 @@ enum sh_err blockset_remove(struct blockset *bs, const char *id, bool *retired)
 	/* Not under the set's lock: a slow write in b (a long transaction, a
 	 * busy disk) must not stall the lookups of every other block. */
 	pthread_rwlock_wrlock(&b->life);	/* no write is half done */
-	if (store_pending(b->store, &pending) != SH_OK) {
+	if (store_remove_if_idle(b->store, &pending, &gone) != SH_OK) {
 		err = SH_EIO;
-	} else if (pending > 0) {
+	} else if (!gone) {	/* pending > 0 */
 		retire(b);
 		*retired = true;
 	} else {
 		atomic_store(&b->removed, true);
 	}
 	pthread_rwlock_unlock(&b->life);
-	/* while b still holds its id: a create of it (SH_EBUSY) cannot make a
-	 * file that this would unlink */
-	if (!err && !*retired)
-		unlink_files(bs, id);
+	/* the files went in store_remove_if_idle, while b still held its id: a
+	 * create of it (SH_EBUSY) cannot have made a file that was unlinked */
 	end_removal(bs, b, !err && !*retired);
 	block_put(b);
 	return err;

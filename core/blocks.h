@@ -33,6 +33,18 @@ struct block {
 	atomic_bool retiring;
 	atomic_llong last_access_ns;
 	int64_t gap_logged;	/* apply thread only: last stream gap reported */
+	int64_t gap_seq, gap_since_ms;	/* apply thread only: the wait seen, and since when */
+	/* apply thread only: entries this node read and left pending in Redis
+	 * (they wait for another node's), and whether its pending entries were
+	 * read since the start: a block with either is read even with nothing
+	 * of its own to send, or the other node's writes would wait in our
+	 * pending list for the 60 s takeover */
+	size_t held;
+	bool held_checked;
+	/* apply thread only: PostgreSQL refuses this block's bookkeeping or
+	 * batch (not an outage): held back until then, others go on (sync.c) */
+	int64_t refused_until_ms;
+	bool refused_checked;	/* apply thread only: its sync_refused meta was read */
 	/* Held shared by every writer, exclusively by blockset_remove(), so a
 	 * write can never land in a block that is being deleted. */
 	pthread_rwlock_t life;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blocks.h"
@@ -25,10 +26,25 @@
 #define TTL_MAX (10LL * 365 * 24 * 3600)
 #define CTL_INPUT_MAX 64
 #define DRAIN_MS 3000
+#define MKDIR_WAIT_MS 500	/* a longer load goes on after mkdir returns (life_create) */
 #define READERS 4			/* PostgreSQL connections for read-through */
 #define RETRY_READ_NS 1000000000LL	/* after a failure, read-through waits this long */
 #define IDS_RESERVE 100			/* ids reserved from a sequence at a time, per block */
 #define IDS_LOW (IDS_RESERVE / 2)	/* fewer left: reserve more while PostgreSQL answers */
+
+/* Requests inside a read-through at once (on a connection or waiting for
+ * one). Beyond it a read fails at once with EAGAIN: requests waiting on
+ * PostgreSQL never take more than this many of the FUSE threads (fs/main.c
+ * starts more), so a stuck server leaves the rest for what is local. */
+#define READ_THROUGH_MAX (2 * READERS)
+#define STUCK_SHOWN_NS (15LL * 1000000000)	/* a read-through timeout shows postgres down */
+
+/* A read-through is one short statement: a locked table ends it after
+ * lock_ms/statement_ms (the server says so), a server that answers nothing
+ * after wait_ms (we drop the connection). */
+static const struct pg_limits read_limits = {
+	.statement_ms = 3000, .lock_ms = 2000, .wait_ms = 5000,
+};
 
 struct engine {
 	char *pg_conninfo, *redis_url, *node;
@@ -43,7 +59,11 @@ struct engine {
 		struct pg *pg;		/* NULL until first needed, or after a failure */
 	} readers[READERS];		/* read-through, one request at a time each */
 	atomic_uint next_reader;
+	atomic_int reading;		/* requests in read-through, at most READ_THROUGH_MAX */
 	atomic_llong pg_down_until;	/* read-through does not try before this */
+	atomic_bool pg_stuck;		/* since pg_down_until: no answer in time, not refused */
+	atomic_llong pg_stuck_ns;	/* last read-through that got no answer in time */
+	atomic_bool stopping;		/* cut waits for PostgreSQL */
 	struct sync *sync;
 	engine_change_fn on_change;
 	void *ctx;
@@ -469,9 +489,10 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 			 "cannot open data directory '%s'", cfg->data_dir);
 	if (!rv)
 		init_life(e);
-	if (!rv) {	/* the start-up connection serves read-through from now on */
+	if (!rv && e->reader) {	/* the start-up connection serves read-through from now on */
 		e->readers[0].pg = e->reader;
 		e->reader = NULL;
+		pg_set_limits(e->readers[0].pg, &read_limits, &e->stopping);
 	}
 	if (rv) {
 		engine_close(e);
@@ -514,6 +535,7 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 
 void engine_stop(struct engine *e)
 {
+	atomic_store(&e->stopping, true);
 	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
@@ -557,7 +579,7 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 		       "sending its writes to PostgreSQL", id);
 	if (rv)
 		return rv;
-	rv = life_first_load(&e->lifecycle, b);
+	rv = life_create(&e->lifecycle, b, MKDIR_WAIT_MS);
 	if (rv == SH_OK) {
 		sh_log(LOG_INFO, "block '%s': created", id);
 	} else {
@@ -574,10 +596,26 @@ enum sh_err engine_block_create(struct engine *e, const char *id)
 	return rv;
 }
 
+static enum block_state block_state(struct block *b);
+
+/* A block whose load runs (after its mkdir returned, or an invalidate) is
+ * not removed under the load's feet: EBUSY until the load ends. */
+static bool loading(struct engine *e, const char *id)
+{
+	struct block *b;
+	bool busy = false;
+
+	if (blockset_get(e->blocks, id, &b) == SH_OK) {
+		busy = block_state(b) == BLOCK_LOADING;
+		block_put(b);
+	}
+	return busy;
+}
+
 enum sh_err engine_block_remove(struct engine *e, const char *id)
 {
 	bool retired;
-	enum sh_err rv = blockset_remove(e->blocks, id, &retired);
+	enum sh_err rv = loading(e, id) ? SH_EBUSY : blockset_remove(e->blocks, id, &retired);
 
 	if (rv == SH_OK && retired)
 		sh_log(LOG_INFO, "block '%s': removed; its file goes once its pending writes are in "
@@ -596,58 +634,116 @@ static enum sh_err use(struct engine *e, struct block *b)
 	return life_ready(&e->lifecycle, b);
 }
 
-/* A free read-through connection, locked; waits for one when all are busy. */
+/* A free read-through connection, locked; waits for one while all are busy,
+ * until the read's own deadline. -1 when none came free in time. */
 static int take_reader(struct engine *e)
 {
 	unsigned first = atomic_fetch_add(&e->next_reader, 1) % READERS;
+	struct timespec deadline;
 
 	for (unsigned k = 0; k < READERS; k++)
 		if (pthread_mutex_trylock(&e->readers[(first + k) % READERS].lock) == 0)
 			return (int)((first + k) % READERS);
-	pthread_mutex_lock(&e->readers[first].lock);
-	return (int)first;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += read_limits.wait_ms / 1000;
+	return pthread_mutex_timedlock(&e->readers[first].lock, &deadline) == 0 ? (int)first : -1;
+}
+
+/* The row on connection i (locked): connect or reconnect once as needed. */
+static enum sh_err fetch_on(struct engine *e, int i, const struct model *m, const char *pk,
+			    char **doc, bool *stuck)
+{
+	struct pg **pg = &e->readers[i].pg;
+	char why[256];
+	enum sh_err rv;
+
+	if (!*pg && pg_connect(e->pg_conninfo, pg, why, sizeof(why)) == SH_OK) {
+		pg_set_limits(*pg, &read_limits, &e->stopping);
+	} else if (!*pg) {	/* accepted but said nothing, or refused? */
+		*stuck = strstr(why, "timeout expired") != NULL;
+		return SH_EUNAVAIL;
+	}
+	rv = pg_fetch_row(*pg, e->cat, m, pk, doc);
+	if (rv == SH_EUNAVAIL && *pg && pg_timed_out(*pg)) {
+		*stuck = true;	/* reconnecting now would wait a second time */
+		return rv;
+	}
+	if (rv == SH_EUNAVAIL && *pg && pg_reconnect(*pg) == SH_OK)
+		rv = pg_fetch_row(*pg, e->cat, m, pk, doc);
+	*stuck = rv == SH_EUNAVAIL && *pg && pg_timed_out(*pg);
+	return rv;
 }
 
 /* One row from PostgreSQL. While it is unreachable, fail fast for a while
- * instead of trying to connect on every lookup. */
+ * instead of trying to connect on every lookup. *stuck: it did not answer
+ * in time, or too many reads wait for it already (not: it refused). */
 static enum sh_err fetch_row(struct engine *e, struct block *b, const struct model *m,
-			     const char *pk, char **doc)
+			     const char *pk, char **doc, bool *stuck)
 {
 	int64_t now = clock_wall_ns();
-	char why[256];
-	enum sh_err rv;
+	enum sh_err rv = SH_EUNAVAIL;
 	int i;
 
-	if (now < atomic_load(&e->pg_down_until))
+	*stuck = false;
+	if (now < atomic_load(&e->pg_down_until)) {
+		*stuck = atomic_load(&e->pg_stuck);
 		return SH_EUNAVAIL;
+	}
+	if (atomic_fetch_add(&e->reading, 1) >= READ_THROUGH_MAX) {
+		atomic_fetch_sub(&e->reading, 1);
+		*stuck = true;
+		return SH_EUNAVAIL;
+	}
 	i = take_reader(e);
-	if (!e->readers[i].pg && pg_connect(e->pg_conninfo, &e->readers[i].pg, why, sizeof(why)))
-		e->readers[i].pg = NULL;
-	rv = e->readers[i].pg ? pg_fetch_row(e->readers[i].pg, e->cat, m, pk, doc) : SH_EUNAVAIL;
-	if (rv == SH_EUNAVAIL && e->readers[i].pg && pg_reconnect(e->readers[i].pg) == SH_OK)
-		rv = pg_fetch_row(e->readers[i].pg, e->cat, m, pk, doc);
-	pthread_mutex_unlock(&e->readers[i].lock);
-	if (rv == SH_EUNAVAIL && atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now) {
+	if (i >= 0 && clock_wall_ns() < atomic_load(&e->pg_down_until)) {
+		/* it failed while we waited: fail like those after us, no second wait */
+		*stuck = atomic_load(&e->pg_stuck);
+		pthread_mutex_unlock(&e->readers[i].lock);
+		atomic_fetch_sub(&e->reading, 1);
+		return SH_EUNAVAIL;
+	}
+	if (i >= 0) {
+		rv = fetch_on(e, i, m, pk, doc, stuck);
+		pthread_mutex_unlock(&e->readers[i].lock);
+	} else {
+		*stuck = true;	/* every connection is still waiting for its answer */
+	}
+	atomic_fetch_sub(&e->reading, 1);
+	if (rv != SH_EUNAVAIL) {
+		if (rv == SH_OK || rv == SH_ENOENT)
+			atomic_store(&e->pg_stuck_ns, 0);	/* it answers again */
+		return rv;
+	}
+	now = clock_wall_ns();
+	atomic_store(&e->pg_stuck, *stuck);
+	if (*stuck)
+		atomic_store(&e->pg_stuck_ns, now);
+	if (atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now) {
 		char name[KEYNAME_MAX + 1];
 
-		(void)keyname_from_key(pk, name);
-		sh_log(LOG_WARNING, "block '%s': %s/%s: postgresql unreachable, records not "
-		       "in a block read as absent for now", b->id, m->name, name);
+		(void)key_file_name(m, pk, name);	/* a key with a newline: one log line */
+		sh_log(LOG_WARNING, "block '%s': %s/%s: %s", b->id, m->name, name, *stuck ?
+		       "postgresql does not answer in time, records not in a block fail with EAGAIN "
+		       "for now" : "postgresql unreachable, records not in a block read as absent "
+		       "for now");
 	}
 	return rv;
 }
 
-/* Read the row from PostgreSQL and keep it in the block. */
+/* Read the row from PostgreSQL and keep it in the block. A server that
+ * refuses connections makes the record read as absent; one that does not
+ * answer in time makes it SH_EUNAVAIL (EAGAIN): it may well exist. */
 static enum sh_err read_through(struct engine *e, struct block *b, const struct model *m,
 				const char *pk, char **doc)
 {
 	enum sh_err rv;
+	bool stuck;
 
 	if (store_has_pending(b->store, m->name, pk))
 		return SH_ENOENT;	/* deleted here, not yet in PostgreSQL */
-	rv = fetch_row(e, b, m, pk, doc);
+	rv = fetch_row(e, b, m, pk, doc, &stuck);
 	if (rv)
-		return rv == SH_EUNAVAIL ? SH_ENOENT : rv;
+		return rv == SH_EUNAVAIL && !stuck ? SH_ENOENT : rv;
 	rv = store_cache(b->store, m->name, pk, *doc);
 	free(*doc);
 	*doc = NULL;
@@ -959,6 +1055,22 @@ static enum block_state block_state(struct block *b)
 	return st;
 }
 
+/* The sync workers' view of the servers; PostgreSQL also counts as down
+ * while read-through recently got no answer in time (the apply thread may
+ * have nothing to send, or still be waiting out its own deadline). */
+static void pg_status(struct engine *e, struct sync_status *ss)
+{
+	int64_t stuck = atomic_load(&e->pg_stuck_ns);
+
+	if (e->sync)
+		sync_get_status(e->sync, ss);
+	if (stuck && clock_wall_ns() - stuck < STUCK_SHOWN_NS && ss->pg_up) {
+		ss->pg_up = false;
+		snprintf(ss->last_error, sizeof(ss->last_error),
+			 "postgresql: read-through got no answer within %d ms", read_limits.wait_ms);
+	}
+}
+
 static enum sh_err sync_status_text(struct engine *e, struct block *b, char **text)
 {
 	struct store_stats st = { 0 };
@@ -967,12 +1079,12 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 	int64_t total = atomic_load(&b->load_total);
 	int64_t dead = meta_int(b, "dead_total", 0);
 	char *dead_error = dead ? meta_text(b, "last_dead_error") : strdup("-"), totaltext[24];
+	char *refused = meta_text(b, "sync_refused");
 	int64_t last_sync = meta_int(b, "last_sync_ns", 0);
 	int n;
 
 	store_stats(b->store, &st);
-	if (e->sync)
-		sync_get_status(e->sync, &ss);
+	pg_status(e, &ss);
 	if (total < 0)
 		snprintf(totaltext, sizeof(totaltext), "-");
 	else
@@ -992,7 +1104,8 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     "redis %s\n"
 		     "postgres %s\n"
 		     "last_error %s\n"
-		     "last_dead_error %s\n",
+		     "last_dead_error %s\n"
+		     "refused %s\n",
 		     life_state_name(block_state(b)), st.pending, st.in_flight,
 		     meta_int(b, "applied_total", 0), dead, st.records,
 		     (long long)atomic_load(&b->load_rows), totaltext, last_sync / 1000000000,
@@ -1000,8 +1113,9 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,
 		     ss.redis_up ? "up" : "down", ss.pg_up ? "up" : "down",
 		     ss.last_error[0] && !(ss.redis_up && ss.pg_up) ? ss.last_error : "-",
-		     dead_error ? dead_error : "-");
+		     dead_error ? dead_error : "-", refused ? refused : "-");
 	free(dead_error);
+	free(refused);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 
@@ -1045,8 +1159,7 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 	int n;
 
 	add_totals(e, &t);
-	if (e->sync)
-		sync_get_status(e->sync, &ss);
+	pg_status(e, &ss);
 	n = asprintf(text,
 		     METRIC("gauge", "blocks", "Blocks held by this daemon.", "%" PRId64)
 		     METRIC("gauge", "records", "Records cached in all blocks.", "%" PRId64)
@@ -1058,7 +1171,7 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 		     METRIC("counter", "cache_misses_total", "Record reads that went to PostgreSQL.", "%lld")
 		     METRIC("counter", "refused_writes_total", "Writes, control-file values and block names refused as invalid.", "%lld")
 		     METRIC("gauge", "redis_up", "Whether the sync workers reach Redis.", "%d")
-		     METRIC("gauge", "postgres_up", "Whether the sync workers reach PostgreSQL.", "%d"),
+		     METRIC("gauge", "postgres_up", "Whether PostgreSQL answers the sync workers and read-through in time.", "%d"),
 		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
 		     (long long)atomic_load(&e->cache_hits), (long long)atomic_load(&e->cache_misses),
 		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up);

@@ -27,7 +27,8 @@ enum sh_err {
 	SH_EACCES,	/* access mode not allowed (a read-only control file opened to write) */
 	SH_EXDEV,	/* across directories that do not share content (rename to another) */
 	SH_EBADMSG,	/* a refused document, where SH_EINVAL would mean something else */
-	SH_ENOSPC,	/* a cap on the space of many objects together was reached */
+	SH_ENOSPC,	/* a cap on the space of many objects together was reached,
+			 * or local storage is full (SQLITE_FULL, ENOSPC) */
 	SH_ERR_COUNT
 };
 

@@ -3,7 +3,12 @@
  * a block's records only when the block is ready, idle past its TTL and has
  * nothing pending, and marks it loading first, so no request sees it half
  * dropped and no pending write is ever lost. A load commits in one SQLite
- * transaction: requests see the block before it or after it. */
+ * transaction: requests see the block before it or after it.
+ *
+ * Threads: the expiry thread (one pass a second, blocks in id order), and
+ * one detached thread per first load that outlives its mkdir (see
+ * life_create): each works on its own block only; life_stop cuts their
+ * waits for PostgreSQL and waits for them. */
 #include "life.h"
 
 #include <inttypes.h>
@@ -19,11 +24,20 @@
 #include "thread.h"
 
 #define RELOAD_RETRY_NS (5LL * 1000000000)	/* an expired block whose reload failed */
+#define LOAD_WAITERS_MAX 8	/* requests waiting for loads at once (each holds a FUSE thread) */
+
+/* A load may run long (a big block), so no statement timeout; a table
+ * locked by someone else ends it after lock_ms, and a server that sends
+ * nothing for wait_ms (each wait for the next rows) is dropped. */
+static const struct pg_limits load_limits = {
+	.statement_ms = 0, .lock_ms = 10000, .wait_ms = 30000,
+};
 
 struct load_ctx {
 	struct block *b;
 	struct store_load *ld;
 	const char *model;
+	const atomic_bool *abort;
 };
 
 const char *life_state_name(enum block_state s)
@@ -48,7 +62,8 @@ static void set_state(struct block *b, enum block_state s)
 static enum sh_err take_row(void *arg, const char *pk, const char *doc)
 {
 	struct load_ctx *c = arg;
-	enum sh_err rv = store_load_row(c->ld, c->model, pk, doc);
+	enum sh_err rv = atomic_load(c->abort) ? SH_EUNAVAIL
+					       : store_load_row(c->ld, c->model, pk, doc);
 
 	if (!rv)
 		atomic_fetch_add(&c->b->load_rows, 1);
@@ -108,12 +123,14 @@ static enum sh_err stream_steps(struct pg *pg, const struct catalog *cat, const 
 static enum sh_err run_rule(struct life *l, struct block *b, const struct load_rule *r,
 			    char **values, struct store_load *ld)
 {
-	struct load_ctx c = { .b = b, .ld = ld };
+	struct load_ctx c = { .b = b, .ld = ld, .abort = &l->abort };
 	char err[512] = "";
 	struct pg *pg;
 	int64_t total;
 	enum sh_err rv = pg_connect(l->pg_conninfo, &pg, err, sizeof(err));
 
+	if (!rv)
+		rv = pg_set_limits(pg, &load_limits, &l->abort);
 	if (!rv)
 		rv = count_rows(pg, l->cat, r, values, err, sizeof(err), &total);
 	if (!rv) {
@@ -170,17 +187,149 @@ enum sh_err life_first_load(struct life *l, struct block *b)
 	return rv;
 }
 
-/* Wait while b loads; true when it is ready, false on timeout. Called locked. */
-static bool wait_loaded(struct block *b)
+/* A first load handed to a thread of its own: the mkdir waits for it a
+ * short while only, since the kernel holds the root directory's lock for
+ * the whole mkdir (no lookup, ls or sync-status under the root meanwhile). */
+struct first_load {
+	struct life *l;
+	struct block *b;	/* a reference of its own */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done, abandoned;	/* under lock; abandoned: the mkdir returned */
+	enum sh_err rv;
+};
+
+/* A first load failed after its mkdir returned: remove the block, as a
+ * failed mkdir would have. Not when it failed because we are stopping: its
+ * meta says "loading", so it loads again on first use after the restart. */
+static void drop_failed(struct life *l, struct block *b)
+{
+	bool retired;
+
+	if (atomic_load(&l->abort) || atomic_load(&b->removed))
+		return;
+	blockset_remove(l->blocks, b->id, &retired);	/* nothing written yet: never retires */
+	pthread_mutex_lock(&b->state_lock);	/* wake readers: they find it removed */
+	b->state = BLOCK_EXPIRED;	/* (not in its meta: the file is gone) */
+	pthread_cond_broadcast(&b->state_cond);
+	pthread_mutex_unlock(&b->state_lock);
+	sh_log(LOG_WARNING, "block '%s': its load failed after mkdir returned; block removed",
+	       b->id);
+	if (l->on_change)
+		l->on_change(l->ctx, b->id);
+}
+
+static void *first_load_main(void *arg)
+{
+	struct first_load *fl = arg;
+	struct life *l = fl->l;
+	struct block *b = fl->b;
+	enum sh_err rv = life_first_load(l, b);
+	bool abandoned;
+
+	pthread_mutex_lock(&fl->lock);
+	fl->done = true;
+	fl->rv = rv;
+	abandoned = fl->abandoned;
+	pthread_cond_broadcast(&fl->cond);
+	pthread_mutex_unlock(&fl->lock);
+	if (abandoned) {	/* the mkdir is gone: the rest is ours */
+		if (rv)
+			drop_failed(l, b);
+		pthread_mutex_destroy(&fl->lock);
+		pthread_cond_destroy(&fl->cond);
+		free(fl);
+	}
+	block_put(b);
+	pthread_mutex_lock(&l->lock);
+	l->loads--;
+	pthread_cond_broadcast(&l->wake);
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+static enum sh_err start_first_load(struct first_load *fl)
+{
+	struct life *l = fl->l;
+	pthread_t t;
+
+	pthread_mutex_lock(&l->lock);
+	l->loads++;
+	pthread_mutex_unlock(&l->lock);
+	atomic_fetch_add(&fl->b->refs, 1);
+	if (thread_start(&t, "sharded-load", first_load_main, fl) == 0) {
+		pthread_detach(t);	/* life_stop waits on l->loads, not on the thread */
+		return SH_OK;
+	}
+	block_put(fl->b);
+	pthread_mutex_lock(&l->lock);
+	l->loads--;
+	pthread_mutex_unlock(&l->lock);
+	return SH_ENOMEM;
+}
+
+enum sh_err life_create(struct life *l, struct block *b, int wait_ms)
+{
+	struct first_load *fl;
+	struct timespec deadline;
+	enum sh_err rv;
+
+	if (!l->running)	/* no expiry thread (tests): nothing to wait for us either */
+		return life_first_load(l, b);
+	if (!(fl = calloc(1, sizeof(*fl))))
+		return SH_ENOMEM;
+	fl->l = l;
+	fl->b = b;
+	pthread_mutex_init(&fl->lock, NULL);
+	pthread_cond_init(&fl->cond, NULL);
+	if ((rv = start_first_load(fl)) != SH_OK) {
+		pthread_mutex_destroy(&fl->lock);
+		pthread_cond_destroy(&fl->cond);
+		free(fl);
+		return rv;
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+	deadline.tv_sec += wait_ms / 1000 + deadline.tv_nsec / 1000000000;
+	deadline.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&fl->lock);
+	while (!fl->done && pthread_cond_timedwait(&fl->cond, &fl->lock, &deadline) == 0)
+		;
+	if (!fl->done) {
+		fl->abandoned = true;
+		pthread_mutex_unlock(&fl->lock);
+		sh_log(LOG_INFO, "block '%s': still loading after %d ms; mkdir returns, the load "
+		       "goes on", b->id, wait_ms);
+		return SH_OK;
+	}
+	rv = fl->rv;
+	pthread_mutex_unlock(&fl->lock);
+	pthread_mutex_destroy(&fl->lock);
+	pthread_cond_destroy(&fl->cond);
+	free(fl);
+	return rv;
+}
+
+/* Wait while b loads; true when it is ready, false on timeout or when
+ * LOAD_WAITERS_MAX requests wait already (a load stuck on PostgreSQL must
+ * not take every request thread). Called locked. */
+static bool wait_loaded(struct life *l, struct block *b)
 {
 	struct timespec deadline;
+	bool ok = true;
 
+	if (b->state != BLOCK_LOADING)
+		return true;
+	if (atomic_fetch_add(&l->waiting, 1) >= LOAD_WAITERS_MAX) {
+		atomic_fetch_sub(&l->waiting, 1);
+		return false;
+	}
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += LIFE_WAIT_MS / 1000;
-	while (b->state == BLOCK_LOADING)
-		if (pthread_cond_timedwait(&b->state_cond, &b->state_lock, &deadline) != 0)
-			return false;
-	return true;
+	while (ok && b->state == BLOCK_LOADING)
+		ok = pthread_cond_timedwait(&b->state_cond, &b->state_lock, &deadline) == 0;
+	atomic_fetch_sub(&l->waiting, 1);
+	return ok || b->state != BLOCK_LOADING;
 }
 
 /* Reload b; the caller has made it BLOCK_LOADING. Back to from on failure. */
@@ -197,9 +346,10 @@ static enum sh_err reload_from(struct life *l, struct block *b, enum block_state
 enum sh_err life_ready(struct life *l, struct block *b)
 {
 	pthread_mutex_lock(&b->state_lock);
-	if (!wait_loaded(b)) {
+	if (!wait_loaded(l, b)) {
 		pthread_mutex_unlock(&b->state_lock);
-		sh_log(LOG_WARNING, "block '%s': still loading after %d ms", b->id, LIFE_WAIT_MS);
+		sh_log(LOG_WARNING, "block '%s': still loading (waited up to %d ms, or %d requests "
+		       "wait already)", b->id, LIFE_WAIT_MS, LOAD_WAITERS_MAX);
 		return SH_EUNAVAIL;
 	}
 	if (atomic_load(&b->removed)) {
@@ -226,7 +376,7 @@ enum sh_err life_reload(struct life *l, struct block *b)
 	enum block_state from;
 
 	pthread_mutex_lock(&b->state_lock);
-	if (!wait_loaded(b)) {
+	if (!wait_loaded(l, b)) {
 		pthread_mutex_unlock(&b->state_lock);
 		return SH_EUNAVAIL;
 	}
@@ -285,6 +435,11 @@ static void maybe_expire(struct life *l, struct block *b, int64_t now_ns)
 	}
 	b->state = BLOCK_LOADING;	/* requests wait while the records go */
 	pthread_mutex_unlock(&b->state_lock);
+	/* a parked store's remembered 0 may predate another process's write */
+	if (store_pending_fresh(b->store, &pending) != SH_OK || pending > 0) {
+		set_state(b, BLOCK_READY);
+		return;
+	}
 	if (store_expire(b->store, &dropped) == SH_OK)
 		sh_log(LOG_INFO, "block '%s': expired after %" PRId64 " s idle, %" PRId64 " records dropped",
 		       b->id, ttl, dropped);
@@ -340,9 +495,12 @@ void life_stop(struct life *l)
 {
 	if (!l->running)
 		return;
+	atomic_store(&l->abort, true);	/* loads stop waiting for PostgreSQL */
 	pthread_mutex_lock(&l->lock);
 	l->stopping = true;
-	pthread_cond_signal(&l->wake);
+	pthread_cond_broadcast(&l->wake);
+	while (l->loads > 0)
+		pthread_cond_wait(&l->wake, &l->lock);
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->thread, NULL);
 	pthread_cond_destroy(&l->wake);

@@ -10,6 +10,7 @@
 #ifndef SHARDED_LIFE_H
 #define SHARDED_LIFE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,8 +35,11 @@ struct life {
 	/* the expiry thread */
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	pthread_cond_t wake;		/* the expiry thread; also: a first load ended */
 	bool running, stopping;
+	int loads;			/* first loads running in threads of their own; under lock */
+	atomic_bool abort;		/* stopping: loads stop, waits for PostgreSQL end */
+	atomic_int waiting;		/* requests waiting for a load */
 };
 
 /* Run the loader of b (state must be BLOCK_LOADING, set by the caller).
@@ -46,7 +50,16 @@ enum sh_err life_load(struct life *l, struct block *b, bool replace);
  * On failure the caller removes the block. */
 enum sh_err life_first_load(struct life *l, struct block *b);
 
-/* Before any request on b: wait while it loads, reload it if expired. */
+/* mkdir: life_first_load in a thread of its own, waited for up to wait_ms.
+ * Its result when it ended by then (on failure the caller removes the
+ * block); else SH_OK, the block stays BLOCK_LOADING (readers wait for it,
+ * sync-status shows its progress), and should the load fail later the
+ * block is removed then. */
+enum sh_err life_create(struct life *l, struct block *b, int wait_ms);
+
+/* Before any request on b: wait while it loads, reload it if expired. A
+ * request does not wait beyond LIFE_WAIT_MS, nor when LOAD_WAITERS_MAX
+ * (life.c) others wait already: SH_EUNAVAIL. */
 enum sh_err life_ready(struct life *l, struct block *b);
 
 /* invalidate: drop what is synced and reload now. */

@@ -9,10 +9,13 @@
 #include "pg.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
@@ -26,11 +29,18 @@
 #define PG_KEY_MAX 4096	/* a record's key as text, parts and separators */
 #define PG_PREPARED_MAX 64	/* models whose row fetch is prepared, per connection */
 
+#define POLL_SLICE_MS 100	/* how often a wait looks at its cancel flag */
+
 struct pg {
 	PGconn *conn;
 	uint64_t statements;	/* sent, for tests and statistics */
 	char *prepared[PG_PREPARED_MAX];	/* model of statement "sharded_fetch_<i>" */
 	int nprepared;
+	char refused_state[6];	/* SQLSTATE of the last permanent refusal */
+	struct pg_limits limits;	/* all 0 until pg_set_limits */
+	const atomic_bool *cancel;	/* NULL: never */
+	bool timed_out;		/* the last statement got no answer in time */
+	bool cut;		/* we shut the session down: only pg_reconnect helps */
 };
 
 /* ---- errors ---- */
@@ -58,11 +68,28 @@ static void conn_reason(PGconn *conn, char *err, size_t errlen)
 	set_err(err, errlen, "postgresql: %s", line[0] ? line : "no answer from server");
 }
 
+/* The connection failed, or we cut it (set_timed_out): say which. */
+static void lost_reason(struct pg *pg, char *err, size_t errlen)
+{
+	char ms[24];
+
+	if (!pg->timed_out) {
+		conn_reason(pg->conn, err, errlen);
+		return;
+	}
+	snprintf(ms, sizeof(ms), "%d", pg->limits.wait_ms);
+	set_err(err, errlen, "postgresql: no answer within %s ms (connection dropped)", ms);
+}
+
 static void result_reason(struct pg *pg, const PGresult *res, char *err, size_t errlen)
 {
 	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	char line[512];
 
+	if (!msg && pg->timed_out) {
+		lost_reason(pg, err, errlen);
+		return;
+	}
 	if (!msg) {
 		conn_reason(pg->conn, err, errlen);
 		return;
@@ -87,6 +114,23 @@ bool pg_sqlstate_transient(const char *s)
 	return false;
 }
 
+bool pg_sqlstate_of_values(const char *s)
+{
+	static const char *const classes[] = { "22", "23", "54" };
+
+	if (!s || strlen(s) != 5)
+		return false;
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(s, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
+const char *pg_refused_sqlstate(const struct pg *pg)
+{
+	return pg->refused_state;
+}
+
 static bool result_ok(const PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
@@ -94,20 +138,146 @@ static bool result_ok(const PGresult *res)
 	return res && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
 }
 
-/* A failed result: worth retrying (SH_EUNAVAIL) or a refusal (SH_EREMOTE)? */
+/* A failed result: worth retrying (SH_EUNAVAIL) or a refusal (SH_EREMOTE)?
+ * The server's own deadlines (statement_timeout, lock_timeout) count as no
+ * answer in time, like ours (pg_timed_out). */
 static enum sh_err classify(struct pg *pg, const PGresult *res)
 {
-	if (!res || PQstatus(pg->conn) != CONNECTION_OK)
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (!res || pg->cut || PQstatus(pg->conn) != CONNECTION_OK)
 		return SH_EUNAVAIL;
-	if (pg_sqlstate_transient(PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+	if (state && (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0))
+		pg->timed_out = true;
+	if (pg_sqlstate_transient(state))
 		return SH_EUNAVAIL;
+	snprintf(pg->refused_state, sizeof(pg->refused_state), "%s", state ? state : "");
 	return SH_EREMOTE;
+}
+
+/* ---- waiting with a deadline ---- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* No answer in time (or told to stop): the session is in an unknown state,
+ * so cut it. Its socket is shut down rather than the PGconn freed: every
+ * later call fails at once as a lost connection (SH_EUNAVAIL), and
+ * pg_reconnect starts a new session. The server notices the loss itself;
+ * its statement_timeout ends what it was running. */
+static void set_timed_out(struct pg *pg)
+{
+	int fd = PQsocket(pg->conn);
+
+	pg->timed_out = true;
+	pg->cut = true;
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+}
+
+/* libpq's connect_timeout ran out (a server that accepts but says nothing). */
+static bool connect_timed_out(PGconn *conn)
+{
+	return strstr(PQerrorMessage(conn), "timeout expired") != NULL;
+}
+
+/* Send what is queued and wait until a result can be read without blocking.
+ * A server that answers nothing (stopped, a dead network) would otherwise
+ * hold the calling thread forever: past limits.wait_ms, or when *cancel is
+ * set, the connection is cut (set_timed_out) and false returned. */
+static bool await_result(struct pg *pg)
+{
+	int64_t deadline = pg->limits.wait_ms > 0 ? mono_ms() + pg->limits.wait_ms : 0;
+
+	for (;;) {
+		int flushing = PQflush(pg->conn);
+		struct pollfd pfd = { .fd = PQsocket(pg->conn), .events = POLLIN };
+		int slice = -1;
+
+		if (flushing < 0 || pfd.fd < 0)
+			return false;	/* lost: PQgetResult says so */
+		if (!flushing && !PQisBusy(pg->conn))
+			return true;
+		if (pg->cancel && atomic_load(pg->cancel)) {
+			set_timed_out(pg);
+			return false;
+		}
+		if (deadline) {
+			int64_t left = deadline - mono_ms();
+
+			if (left <= 0) {
+				set_timed_out(pg);
+				return false;
+			}
+			slice = (int)left;
+		}
+		if (pg->cancel && (slice < 0 || slice > POLL_SLICE_MS))
+			slice = POLL_SLICE_MS;
+		if (flushing)
+			pfd.events |= POLLOUT;
+		if (poll(&pfd, 1, slice) > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP)) &&
+		    !PQconsumeInput(pg->conn))
+			return false;
+	}
+}
+
+/* After a PQsend*: the result as PQexec would give it (the first error, else
+ * the last result); NULL when the connection failed or timed out. */
+static PGresult *take_result(struct pg *pg)
+{
+	PGresult *keep = NULL, *res;
+
+	for (;;) {
+		if (!await_result(pg)) {
+			PQclear(keep);
+			return NULL;
+		}
+		if (!(res = PQgetResult(pg->conn)))
+			return keep;
+		if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+			PQclear(res);
+			continue;
+		}
+		PQclear(keep);
+		keep = res;
+	}
+}
+
+/* Sending goes non-blocking so that a full socket buffer (a big batch to a
+ * server that reads nothing) is waited out by await_result, not inside libpq. */
+static bool send_ready(struct pg *pg)
+{
+	pg->timed_out = false;
+	return !pg->cut && PQstatus(pg->conn) == CONNECTION_OK &&
+	       PQsetnonblocking(pg->conn, 1) == 0;
 }
 
 static PGresult *exec_params(struct pg *pg, const char *sql, int n, const char *const *vals)
 {
 	pg->statements++;
-	return PQexecParams(pg->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	if (!send_ready(pg) || !PQsendQueryParams(pg->conn, sql, n, NULL, vals, NULL, NULL, 0))
+		return NULL;
+	return take_result(pg);
+}
+
+static PGresult *exec_prepared(struct pg *pg, const char *name, int n, const char *const *vals)
+{
+	pg->statements++;
+	if (!send_ready(pg) || !PQsendQueryPrepared(pg->conn, name, n, vals, NULL, NULL, 0))
+		return NULL;
+	return take_result(pg);
+}
+
+static PGresult *prepare(struct pg *pg, const char *name, const char *sql, int n)
+{
+	if (!send_ready(pg) || !PQsendPrepare(pg->conn, name, sql, n, NULL))
+		return NULL;
+	return take_result(pg);
 }
 
 /* Run a statement whose rows are not needed; err gets the reason on failure. */
@@ -307,14 +477,50 @@ void pg_close(struct pg *pg)
 	free(pg);
 }
 
+/* The session's server-side timeouts, as pg->limits says; a 0 keeps the
+ * server's own setting (a DBA's statement_timeout is not lifted). */
+static enum sh_err apply_limits(struct pg *pg)
+{
+	char stmt[24], lock[24], reason[512];
+	const char *vals[] = { pg->limits.statement_ms ? stmt : NULL, pg->limits.lock_ms ? lock : NULL };
+	enum sh_err rc;
+
+	if (!pg->limits.statement_ms && !pg->limits.lock_ms)
+		return SH_OK;
+	snprintf(stmt, sizeof(stmt), "%d", pg->limits.statement_ms);
+	snprintf(lock, sizeof(lock), "%d", pg->limits.lock_ms);
+	rc = command(pg, "SELECT set_config('statement_timeout', "
+		     "coalesce($1, current_setting('statement_timeout')), false), "
+		     "set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), false)",
+		     2, vals, reason, sizeof(reason));
+	if (rc)
+		sh_log(LOG_WARNING, "setting the session's timeouts: %s", reason);
+	return rc;
+}
+
+enum sh_err pg_set_limits(struct pg *pg, const struct pg_limits *limits, const atomic_bool *cancel)
+{
+	pg->limits = *limits;
+	pg->cancel = cancel;
+	return apply_limits(pg);
+}
+
+bool pg_timed_out(const struct pg *pg)
+{
+	return pg->timed_out;
+}
+
 enum sh_err pg_reconnect(struct pg *pg)
 {
 	char reason[512];
 
 	forget_prepared(pg);	/* a new session has none */
+	pg->timed_out = pg->cut = false;
+	PQsetnonblocking(pg->conn, 0);	/* libpq connects in blocking mode */
 	PQreset(pg->conn);
 	if (PQstatus(pg->conn) == CONNECTION_OK)
-		return SH_OK;
+		return apply_limits(pg);
+	pg->timed_out = connect_timed_out(pg->conn);
 	conn_reason(pg->conn, reason, sizeof(reason));
 	sh_log(LOG_WARNING, "reconnect failed: %s", reason);
 	return SH_EUNAVAIL;
@@ -865,21 +1071,23 @@ static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const stru
 		;
 	snprintf(name, sizeof(name), "sharded_fetch_%d", i);
 	if (i < pg->nprepared) {
-		pg->statements++;
-		return PQexecPrepared(pg->conn, name, nvals, vals, NULL, NULL, 0);
+		return exec_prepared(pg, name, nvals, vals);
 	}
 	if (!(sql = fetch_sql(pg, cat, m)))
 		return NULL;
 	if (i < PG_PREPARED_MAX) {
-		res = PQprepare(pg->conn, name, sql, nvals, NULL);
+		res = prepare(pg, name, sql, nvals);
 		if (result_ok(res) && (pg->prepared[i] = strdup(m->name))) {
 			PQclear(res);
 			free(sql);
 			pg->nprepared++;
-			pg->statements++;
-			return PQexecPrepared(pg->conn, name, nvals, vals, NULL, NULL, 0);
+			return exec_prepared(pg, name, nvals, vals);
 		}
 		PQclear(res);	/* not prepared: the plain statement says why */
+		if (!res) {	/* no answer: do not wait a second time */
+			free(sql);
+			return NULL;
+		}
 	}
 	res = exec_params(pg, sql, nvals, vals);
 	free(sql);
@@ -900,7 +1108,7 @@ enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct 
 	if (key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
 		return SH_ENOENT;	/* not a name of this model's records */
 	res = exec_fetch(pg, cat, m, parts);
-	if (!res && PQstatus(pg->conn) == CONNECTION_OK)
+	if (!res && !pg->cut && PQstatus(pg->conn) == CONNECTION_OK)
 		return SH_ENOMEM;
 	if (result_ok(res)) {
 		if (PQntuples(res) == 0)
@@ -1527,7 +1735,7 @@ enum sh_err pg_check_sql(struct pg *pg, const char *sql, int nparams, char *err,
 	enum sh_err rc = SH_OK;
 
 	pg->statements++;
-	res = PQprepare(pg->conn, "", sql, nparams, NULL);
+	res = prepare(pg, "", sql, nparams);
 	if (!result_ok(res)) {
 		rc = classify(pg, res) == SH_EUNAVAIL ? SH_EUNAVAIL : SH_EINVAL;
 		result_reason(pg, res, err, errlen);
@@ -1552,14 +1760,13 @@ enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *co
 	return rc;
 }
 
-/* Read what is left of a query after an early stop, so the connection can be reused. */
-static void drain_results(struct pg *pg)
+/* After an early stop the rest of the query is not wanted: cut the session
+ * (a cancel request would wait for an answer from the server, which may be
+ * the one not answering); the next use reconnects. */
+static void drop_rest(struct pg *pg)
 {
-	PGresult *res;
-
-	PQrequestCancel(pg->conn);
-	while ((res = PQgetResult(pg->conn)))
-		PQclear(res);
+	set_timed_out(pg);
+	pg->timed_out = false;	/* not a timeout: the receiver stopped */
 }
 
 /* A row of pg_loader_sql: the key's parts, then the document. */
@@ -1588,13 +1795,18 @@ enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const ch
 	enum sh_err rc = SH_OK;
 
 	pg->statements++;
-	if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, vals, NULL, NULL, 0) ||
+	if (!send_ready(pg) || !PQsendQueryParams(pg->conn, sql, nparams, NULL, vals, NULL, NULL, 0) ||
 	    !PQsetSingleRowMode(pg->conn)) {
-		conn_reason(pg->conn, err, errlen);
+		lost_reason(pg, err, errlen);
 		return SH_EUNAVAIL;
 	}
-	while ((res = PQgetResult(pg->conn))) {
-		ExecStatusType st = PQresultStatus(res);
+	/* wait_ms bounds each wait for the next rows, not the whole load */
+	while (rc == SH_OK ? await_result(pg) : (drop_rest(pg), false)) {
+		ExecStatusType st;
+
+		if (!(res = PQgetResult(pg->conn)))
+			break;
+		st = PQresultStatus(res);
 
 		if (st == PGRES_SINGLE_TUPLE && rc == SH_OK) {
 			rc = take_row(res, fn, ctx);
@@ -1605,10 +1817,10 @@ enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const ch
 			result_reason(pg, res, err, errlen);
 		}
 		PQclear(res);
-		if (rc && rc != SH_EREMOTE && rc != SH_EUNAVAIL) {
-			drain_results(pg);
-			break;
-		}
+	}
+	if (rc == SH_OK && (pg->cut || PQstatus(pg->conn) != CONNECTION_OK)) {
+		lost_reason(pg, err, errlen);
+		rc = SH_EUNAVAIL;
 	}
 	return rc;
 }

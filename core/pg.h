@@ -10,6 +10,7 @@
 #ifndef SHARDED_PG_H
 #define SHARDED_PG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,8 +28,30 @@ enum sh_err pg_connect(const char *conninfo, struct pg **out, char *err, size_t 
 /* Accepts NULL. */
 void pg_close(struct pg *pg);
 
-/* Drop a broken connection and try once to connect again. */
+/* Drop a broken connection and try once to connect again (the limits, if
+ * set, apply to the new session too). */
 enum sh_err pg_reconnect(struct pg *pg);
+
+/* Deadlines of one connection. A server that is stuck (a table locked by a
+ * migration) ends the statement itself after statement_ms / lock_ms (SQLSTATE
+ * 57014 / 55P03: SH_EUNAVAIL); a server that answers nothing at all (stopped,
+ * a dead network) is given wait_ms for each answer, after which the
+ * connection is dropped, the call returns SH_EUNAVAIL and pg_timed_out()
+ * says so. 0 means no limit (the server's default, or wait forever). */
+struct pg_limits {
+	int statement_ms;
+	int lock_ms;
+	int wait_ms;
+};
+
+/* Set the limits (a round trip to set the session's timeouts). While
+ * *cancel (if not NULL) is set, every wait ends at once as a timeout: a
+ * stopping daemon does not wait for a server that answers nothing. */
+enum sh_err pg_set_limits(struct pg *pg, const struct pg_limits *limits, const atomic_bool *cancel);
+
+/* Did the last call end without an answer in time: wait_ms passed (or the
+ * wait was cancelled), or the server's statement_timeout or lock_timeout? */
+bool pg_timed_out(const struct pg *pg);
 
 /* Create sharded's own bookkeeping table if missing:
  *   sharded_applied(block, origin, seq, applied_at), primary key (block, origin):
@@ -103,12 +126,24 @@ enum sh_err pg_count(struct pg *pg, const char *sql, int nparams, const char *co
 
 /* Stream the rows of a pg_loader_sql() query one at a time (libpq single-row
  * mode: memory stays bounded whatever the size). fn returns SH_OK to go on;
- * anything else stops the query and is returned. */
+ * anything else stops the query and is returned. After any failure the
+ * session is cut (no cancel request: that waits for the server too): call
+ * pg_reconnect before using the connection again. wait_ms (pg_set_limits)
+ * bounds each wait for more rows, not the whole query. */
 typedef enum sh_err (*pg_row_fn)(void *ctx, const char *pk, const char *doc);
 enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const char *const *vals,
 			   pg_row_fn fn, void *ctx, char *err, size_t errlen);
 
 /* Is this SQLSTATE worth retrying (class 08, 40, 53, 57, 58, 55P03 ...)? */
 bool pg_sqlstate_transient(const char *sqlstate);
+
+/* Is this SQLSTATE a refusal of the values sent (class 22 data exception, 23
+ * integrity, 54 program limit) rather than of the database's state (a table
+ * missing, a privilege)? The sync holds back only the block such a refusal of
+ * its bookkeeping is about; other refusals are taken as an outage of all. */
+bool pg_sqlstate_of_values(const char *sqlstate);
+
+/* The SQLSTATE of the last statement refused for good on this connection. */
+const char *pg_refused_sqlstate(const struct pg *pg);
 
 #endif

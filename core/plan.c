@@ -104,10 +104,12 @@ void plan_sort(struct plan_entry *es, size_t n)
 		qsort(es, n, sizeof(*es), by_origin_seq);
 }
 
-static int by_origin(const void *a, const void *b)
+int plan_origin_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct plan_origin *)a)->origin, ((const struct plan_origin *)b)->origin);
 }
+
+#define by_origin plan_origin_cmp
 
 size_t plan_origins(const struct plan_entry *es, size_t n, struct plan_origin *out)
 {

@@ -62,6 +62,9 @@ void plan_sort(struct plan_entry *es, size_t n);
  * sorted, applied 0. out must hold 2 n; returns how many. */
 size_t plan_origins(const struct plan_entry *es, size_t n, struct plan_origin *out);
 
+/* qsort/bsearch order of struct plan_origin: by origin. */
+int plan_origin_cmp(const void *a, const void *b);
+
 /* Decide for each of the sorted es (verdict[i]); pick[0..*npick) receives the
  * indexes of the entries to apply, in the order to apply them. origins come
  * from plan_origins with applied filled in; on return each origin's applied

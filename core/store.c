@@ -1,6 +1,7 @@
 /* store.c - a block's SQLite file: records, outbox and meta. */
 #include "store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -94,10 +96,23 @@ static const char drop_synced_sql[] =
 	"DELETE FROM records WHERE NOT EXISTS (SELECT 1 FROM outbox o"
 	" WHERE o.model = records.model AND o.pk = records.pk)";
 
+enum sh_err store_sqlite_err(int rc, int sys_errno)
+{
+	if ((rc & 0xff) == SQLITE_FULL || ((rc & 0xff) == SQLITE_IOERR && sys_errno == ENOSPC))
+		return SH_ENOSPC;
+	return SH_EIO;
+}
+
+/* The error of db's last failed call: a full disk is told apart (ENOSPC). */
+static enum sh_err db_err(sqlite3 *db)
+{
+	return store_sqlite_err(sqlite3_extended_errcode(db), sqlite3_system_errno(db));
+}
+
 static enum sh_err db_fail(struct store *st, const char *what)
 {
 	sh_log(LOG_ERR, "block file '%s': %s: %s", st->path, what, sqlite3_errmsg(st->db));
-	return SH_EIO;
+	return db_err(st->db);
 }
 
 /* Run SQL without parameters or results on db (of the block file at path). */
@@ -108,7 +123,7 @@ static enum sh_err exec_on(sqlite3 *db, const char *path, const char *sql)
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		sh_log(LOG_ERR, "block file '%s': %s", path, msg ? msg : "error");
 		sqlite3_free(msg);
-		return SH_EIO;
+		return db_err(db);
 	}
 	return SH_OK;
 }
@@ -178,9 +193,10 @@ static enum sh_err run(struct store *st, sqlite3_stmt *s)
 		return SH_EIO;
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		db_fail(st, "write");
+		enum sh_err err = db_fail(st, "write");
+
 		release(st, s);
-		return SH_EIO;
+		return err;
 	}
 	release(st, s);
 	return SH_OK;
@@ -1002,13 +1018,19 @@ enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upt
 			    " AND relayed_ns < ?3", from_seq, upto_seq, now_ns);
 }
 
+static int64_t count_or_fail_locked(struct store *st, const char *sql);
+
 enum sh_err store_outbox_unrelay(struct store *st)
 {
 	enum sh_err err;
 
 	if (!lock_outbox(st, &err))
 		return err;
-	err = run_ints_locked(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0", 0, 0, 0);
+	/* a read first: an UPDATE takes SQLite's write lock even when it changes
+	 * nothing, and would wait out a load's transaction holding st->lock */
+	if (count_or_fail_locked(st, "SELECT EXISTS (SELECT 1 FROM outbox WHERE relayed_ns > 0)"))
+		err = run_ints_locked(st, "UPDATE outbox SET relayed_ns = 0 WHERE relayed_ns > 0",
+				      0, 0, 0);
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -1028,6 +1050,96 @@ enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t u
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
 	return err;
+}
+
+enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
+				 size_t *n)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+	int rc;
+
+	*n = 0;
+	if (!lock_outbox(st, &err))	/* parked with nothing pending */
+		return err;
+	/* only what went to Redis can have been applied by anyone */
+	s = prep(st, "SELECT DISTINCT origin FROM outbox WHERE relayed_ns > 0 ORDER BY origin"
+		     " LIMIT ?1");
+	if (!s) {
+		pthread_mutex_unlock(&st->lock);
+		return SH_EIO;
+	}
+	sqlite3_bind_int64(s, 1, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+		const unsigned char *o = sqlite3_column_text(s, 0);
+		snprintf(out[(*n)++], OP_ORIGIN_MAX, "%s", o ? (const char *)o : "");
+	}
+	err = rc == SQLITE_DONE || rc == SQLITE_ROW ? SH_OK : db_fail(st, "outbox origins");
+	release(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t upto_seq,
+				int64_t *not_applied, int64_t *applied)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+
+	*applied = 0;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
+		if (s) {
+			bind_text(s, 1, origin);
+			sqlite3_bind_int64(s, 2, upto_seq);
+		}
+		err = run(st, s);
+		if (!err) {
+			int64_t n = sqlite3_changes(st->db);
+			int64_t skip = n < *not_applied ? n : *not_applied;
+
+			*applied = n - skip;
+			err = run_ints_locked(st, "INSERT INTO meta(key, value) VALUES('applied_total', ?1)"
+					      " ON CONFLICT(key) DO UPDATE SET value ="
+					      " CAST(value AS INTEGER) + ?1", *applied, 0, 0);
+			if (!err)
+				err = exec_sql(st, "COMMIT");
+			if (!err)
+				*not_applied -= skip;
+		}
+		if (err) {
+			exec_sql(st, "ROLLBACK");
+			*applied = 0;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+int64_t store_own_upto(struct store *st, const struct op *ops, size_t n)
+{
+	sqlite3_stmt *s;
+	int64_t upto = 0;
+	enum sh_err err;
+
+	if (!lock_outbox(st, &err))
+		return 0;
+	s = prep(st, "SELECT 1 FROM outbox WHERE seq = ?1 AND origin = ?2");
+	for (size_t i = 0; s && i < n; i++) {
+		if (ops[i].seq <= upto)
+			continue;
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, ops[i].seq);
+		bind_text(s, 2, op_origin(&ops[i]));
+		if (sqlite3_step(s) == SQLITE_ROW)
+			upto = ops[i].seq;
+	}
+	release(st, s);
+	pthread_mutex_unlock(&st->lock);
+	return upto;
 }
 
 static bool pending_after_locked(struct store *st, const char *model, const char *pk, int64_t seq)
@@ -1149,6 +1261,18 @@ static int64_t count_locked(struct store *st, const char *sql)
 	return v;
 }
 
+/* count_locked for a decision that deletes: -1 when the count failed. */
+static int64_t count_or_fail_locked(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = prep(st, sql);
+	int64_t v = -1;
+
+	if (s && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	release(st, s);
+	return v;
+}
+
 static void stats_locked(struct store *st, struct store_stats *stats)
 {
 	stats->pending = count_locked(st, "SELECT count(*) FROM outbox");
@@ -1195,6 +1319,57 @@ enum sh_err store_pending(struct store *st, int64_t *pending)
 			  : count_locked(st, "SELECT count(*) FROM outbox");
 	pthread_mutex_unlock(&st->lock);
 	return SH_OK;
+}
+
+enum sh_err store_pending_fresh(struct store *st, int64_t *pending)
+{
+	*pending = 0;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	*pending = count_or_fail_locked(st, "SELECT count(*) FROM outbox");
+	pthread_mutex_unlock(&st->lock);
+	return *pending < 0 ? SH_EIO : SH_OK;
+}
+
+/* Unlink the block's files; SQLite is told to keep its WAL, so that closing
+ * this connection later never deletes, by name, the WAL of a new block file
+ * created at the same path in the meantime. */
+static void unlink_files_locked(struct store *st)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	int persist = 1;
+	char buf[4096];
+
+	sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s", st->path, suffixes[i]);
+		if (unlink(buf) != 0 && errno != ENOENT)
+			sh_log(LOG_WARNING, "cannot remove '%s': %s", buf, strerror(errno));
+	}
+}
+
+enum sh_err store_remove_if_idle(struct store *st, int64_t *pending, bool *removed)
+{
+	enum sh_err err;
+
+	*pending = 0;
+	*removed = false;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	/* The write lock: a writer of another process (sharded dlq retry) has
+	 * either committed, and is counted, or waits until the files are gone. */
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		*pending = count_or_fail_locked(st, "SELECT count(*) FROM outbox");
+		if (*pending < 0)
+			err = SH_EIO;
+		else if (*pending == 0)
+			unlink_files_locked(st);
+		*removed = !err && *pending == 0;
+		exec_sql(st, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&st->lock);
+	return err;
 }
 
 enum sh_err store_meta_get(struct store *st, const char *key, char **value)
@@ -1333,8 +1508,9 @@ enum sh_err store_load_end(struct store_load *ld, bool commit)
 			sqlite3_exec(ld->db, "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close_v2(ld->db);
 	}
-	/* only now: st->lock may be held by a write waiting for the file's
-	 * write lock, which this load held until its COMMIT */
+	/* Only now, with SQLite's write lock released: a writer may hold st's
+	 * lock while it waits for that write lock (busy timeout), so taking
+	 * st's lock before the COMMIT made both wait out the timeout. */
 	if (ld->st)
 		forget_answers(ld->st);
 	free(ld->path);

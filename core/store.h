@@ -109,6 +109,28 @@ enum sh_err store_outbox_unrelay(struct store *st);
 /* PostgreSQL has applied origin's writes up to seq: drop those outbox entries. */
 enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq);
 
+/* The same, and count what left the outbox as applied (meta applied_total),
+ * in one transaction, less up to *not_applied of them (refused: dead
+ * letters; *not_applied is lowered by what was taken off). Counting here
+ * rather than when a batch commits in PostgreSQL keeps the count exact when
+ * that commit's answer was lost (a crash, a cut connection): such writes are
+ * found applied on a later pass and leave the outbox then. *applied gets
+ * what was counted. */
+enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t upto_seq,
+				int64_t *not_applied, int64_t *applied);
+
+/* The distinct origins of the outbox entries sent to Redis (at most max, in
+ * origin order) into out[0..*n): what to ask PostgreSQL about when another
+ * node may have applied this file's writes (the stream is shared by every
+ * node holding the block). */
+enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
+				 size_t *n);
+
+/* The highest seq among ops[0..n) that this file wrote ((origin, seq) in its
+ * outbox), 0 when none: a batch also holds other nodes' writes, whose seqs
+ * are another file's counter and say nothing about this one's. */
+int64_t store_own_upto(struct store *st, const struct op *ops, size_t n);
+
 /* Drop the block's copy of a record unless a write to it is pending (it
  * reads through from PostgreSQL again). */
 enum sh_err store_evict(struct store *st, const char *model, const char *pk);
@@ -144,6 +166,18 @@ enum sh_err store_stats(struct store *st, struct store_stats *stats);
  * which ask of every block several times a second). */
 enum sh_err store_pending(struct store *st, int64_t *pending);
 
+/* The outbox count read from the file now, never a parked store's remembered
+ * one (another process, such as sharded dlq retry, may have written since):
+ * for decisions that drop data, such as expiry. */
+enum sh_err store_pending_fresh(struct store *st, int64_t *pending);
+
+/* rmdir's decision: count the outbox under SQLite's write lock and, when it
+ * is empty, unlink the block's files before letting the lock go, so that a
+ * write committed by another process is either counted (*pending > 0,
+ * nothing removed) or made after the files are gone (that process sees its
+ * file unlinked). */
+enum sh_err store_remove_if_idle(struct store *st, int64_t *pending, bool *removed);
+
 /* Loading rows from PostgreSQL in one transaction, on a connection of its
  * own so that readers of the block (and its sync-status) are not held up.
  * Rows for records with a pending write are skipped: the local write wins. */
@@ -166,5 +200,10 @@ enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
 /* Add delta to an integer setting (missing = 0), never going below 0, in one
  * statement: safe against another thread or process doing the same. */
 enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta);
+
+/* What a failed SQLite call (extended result code rc, the OS errno SQLite
+ * saw) means: SH_ENOSPC when the disk is full (SQLITE_FULL, or an I/O error
+ * with ENOSPC), so that a writer learns the cause; SH_EIO otherwise. */
+enum sh_err store_sqlite_err(int rc, int sys_errno);
 
 #endif

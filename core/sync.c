@@ -4,7 +4,15 @@
  * has, so each write reaches PostgreSQL once and in its block's seq order; an
  * entry leaves the outbox only after PostgreSQL committed it, and Redis only
  * after that. Blocks are independent: no order between them. The DESIGN
- * comment in sync.h says why. */
+ * comment in sync.h says why.
+ * Several nodes on one block: every node's relay adds to the block's one
+ * stream and every node's apply thread reads it in the one consumer group,
+ * so a node applies other nodes' writes too. The run of seqs is per origin
+ * (each node's file writes under origins of its own), PostgreSQL's
+ * sharded_applied and the block's advisory lock decide what is applied, and
+ * a node compares its outbox's own origins with PostgreSQL on every pass, so
+ * it drops what another node applied for it. Each node's writes keep its
+ * order; between nodes the order is PostgreSQL's commit order. */
 #include "sync.h"
 
 #include <inttypes.h>
@@ -38,6 +46,18 @@
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_CAP_MS 500	/* retries of a server that is down: a probe is cheap, a late drain is not */
 #define FORGET_MAX 256
+#define OWN_ORIGINS_MAX 16	/* origins of one outbox asked about per pass; usually 1 or 2 */
+#define GAP_RESEND_MS 3000	/* a wait this old is a loss in Redis, not another node's turn */
+#define REFUSED_RETRY_MS 10000	/* a block PostgreSQL refuses is tried again this often */
+
+/* The apply connection's deadlines: a locked table ends a batch after
+ * lock_ms (retried with backoff), a server that answers nothing is dropped
+ * after wait_ms and reported down. A batch statement that PostgreSQL works
+ * on legitimately for longer than statement_ms is retried forever, so the
+ * limits are generous. */
+static const struct pg_limits apply_limits = {
+	.statement_ms = 20000, .lock_ms = 10000, .wait_ms = 25000,
+};
 
 struct sync {
 	struct sync_config cfg;
@@ -46,6 +66,7 @@ struct sync {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
+	atomic_bool abort_pg;		/* set with stopping: cut a wait for PostgreSQL */
 	bool relay_kicked, apply_kicked;	/* work for that thread; under lock */
 	struct sync_status status;	/* under lock */
 	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
@@ -286,7 +307,8 @@ void sync_forget_block(struct sync *s, const char *id)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Drop the streams of deleted blocks, unless the block exists again. */
+/* Drop the streams of deleted blocks, unless the block exists again, and
+ * only once empty: another node may hold the block and write to it. */
 static void forget_blocks(struct sync *s, redisContext *rc)
 {
 	char *ids[FORGET_MAX], key[REDIS_KEY_MAX];
@@ -302,8 +324,12 @@ static void forget_blocks(struct sync *s, redisContext *rc)
 		if (blockset_get(s->cfg.blocks, ids[i], &b) == SH_OK) {
 			block_put(b);
 		} else {
+			size_t deleted;
+			bool dropped;
+			char err[256];
+
 			redis_key(key, sizeof(key), ids[i], "ops");
-			freeReplyObject(redisCommand(rc, "DEL %s", key));
+			admin_drop_stream(rc, key, false, &deleted, &dropped, err, sizeof(err));
 		}
 		free(ids[i]);
 	}
@@ -480,12 +506,16 @@ static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *p
 }
 
 /* After commit: refresh from RETURNING (one SQLite transaction; the kernel
- * hears only of records that now read differently), bury the dead, count. */
-static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-		   struct op *ops, size_t n, int64_t upto)
+ * hears only of records that now read differently), bury the dead. Returns
+ * how many were dead: the applied count is taken when the outbox lets go of
+ * them (store_outbox_settle). */
+static int64_t settle(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+		      struct op *ops, size_t n)
 {
 	bool *changed = calloc(n ? n : 1, sizeof(*changed));
-	int64_t applied = 0;
+	/* the batch may hold other nodes' writes: only this file's seqs tell
+	 * which of its own pending writes of a record come after the batch */
+	int64_t dead = 0, upto = store_own_upto(b->store, ops, n);
 
 	if (changed && store_refresh_batch(b->store, ops, n, upto, changed) != SH_OK)
 		memset(changed, 0, n * sizeof(*changed));
@@ -494,99 +524,204 @@ static void settle(struct sync *s, struct block *b, redisContext *rc, struct pg 
 
 		if (op->skipped)
 			continue;
-		applied++;
-		if (op->dead)
+		if (op->dead) {
 			bury(s, b, rc, pg, op, upto);
-		else if (changed && changed[i])
+			dead++;
+		} else if (changed && changed[i])
 			notify(s, b, op, false);	/* refreshed: still there */
 	}
 	free(changed);
-	store_meta_add(b->store, "applied_total", applied);
 	set_meta_int(b->store, "last_sync_ns", clock_wall_ns());
+	return dead;
 }
 
 /* What PostgreSQL has applied of each origin. */
-static bool read_applied(struct pg *pg, const char *block, struct plan_origin *origins, size_t n)
+static enum sh_err read_applied(struct pg *pg, const char *block, struct plan_origin *origins,
+				size_t n)
 {
+	enum sh_err rv;
+
 	for (size_t i = 0; i < n; i++)
-		if (pg_applied_seq(pg, block, origins[i].origin, &origins[i].applied) != SH_OK)
-			return false;
-	return true;
+		if ((rv = pg_applied_seq(pg, block, origins[i].origin, &origins[i].applied)) != SH_OK)
+			return rv;
+	return SH_OK;
 }
 
-/* Report the first entry that waits (once per entry), and have the outbox
- * sent again: what is missing may be lost in Redis. */
+static bool is_own(const char (*own)[OP_ORIGIN_MAX], size_t nown, const char *origin)
+{
+	for (size_t i = 0; i < nown; i++)
+		if (strcmp(own[i], origin) == 0)
+			return true;
+	return false;
+}
+
+/* The first entry that waits. With several nodes on a block a wait is
+ * routine (another node's consumer holds the entries before it and is about
+ * to apply them), so only a wait on one of our own origins that lasts
+ * GAP_RESEND_MS is a gap: then what is missing may be lost in Redis, and the
+ * outbox is sent again. Another node's gap is its own relay's to heal (its
+ * 30 s re-send). */
 static void report_wait(struct block *b, const struct plan_entry *es,
-			const enum plan_verdict *verdict, size_t n)
+			const enum plan_verdict *verdict, size_t n,
+			const char (*own)[OP_ORIGIN_MAX], size_t nown)
 {
 	for (size_t i = 0; i < n; i++) {
+		const struct op *op = &es[i].op;
+
 		if (verdict[i] != PLAN_WAIT)
 			continue;
-		if (b->gap_logged != es[i].op.seq) {
-			sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64
-			       " (origin %s), re-sending", b->id, es[i].op.seq, op_origin(&es[i].op));
-			b->gap_logged = es[i].op.seq;
+		if (!is_own(own, nown, op_origin(op)))
+			continue;
+		if (b->gap_seq != op->seq) {
+			b->gap_seq = op->seq;
+			b->gap_since_ms = now_ms();
+		} else if (now_ms() - b->gap_since_ms >= GAP_RESEND_MS) {
+			if (b->gap_logged != op->seq)
+				sh_log(LOG_WARNING, "block '%s': gap in the stream before seq %" PRId64
+				       " (origin %s), re-sending", b->id, op->seq, op_origin(op));
+			b->gap_logged = op->seq;
+			b->gap_since_ms = now_ms();
 			store_outbox_unrelay(b->store);
 		}
 		return;
 	}
 }
 
+/* Add this file's own origins (from its outbox) to origins[0..n), sorted and
+ * unique as plan_origins left them; returns the new count. origins has room
+ * for nown more. */
+static size_t add_own_origins(struct plan_origin *origins, size_t n,
+			      const char (*own)[OP_ORIGIN_MAX], size_t nown)
+{
+	size_t k = n;
+
+	for (size_t i = 0; i < nown; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < n && !found; j++)
+			found = strcmp(origins[j].origin, own[i]) == 0;
+		if (!found) {
+			snprintf(origins[k].origin, OP_ORIGIN_MAX, "%s", own[i]);
+			origins[k++].applied = 0;
+		}
+	}
+	if (k > n)
+		qsort(origins, k, sizeof(*origins), plan_origin_cmp);
+	return k;
+}
+
 /* Everything each origin has applied is in PostgreSQL: out of the outbox,
  * also the copies a crash or a busy block file left there (they come back
- * as duplicates). false when a delete failed. */
-static bool drop_applied(struct block *b, const struct plan_origin *origins, size_t n)
+ * as duplicates), counted as applied there, less the dead of this pass.
+ * false when a delete failed. */
+static bool drop_applied(struct block *b, const struct plan_origin *origins, size_t n,
+			 int64_t dead)
 {
+	int64_t counted;
+
 	for (size_t i = 0; i < n; i++)
 		if (origins[i].applied > 0 &&
-		    store_outbox_applied(b->store, origins[i].origin, origins[i].applied) != SH_OK)
+		    store_outbox_settle(b->store, origins[i].origin, origins[i].applied, &dead,
+					&counted) != SH_OK)
 			return false;
 	return true;
 }
 
-/* Apply what the stream holds for block b. Returns false on a transient failure. */
-static bool apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-			  const char *key, struct plan_entry *es, size_t n, char *err, size_t errlen)
+/* Apply what the stream holds for block b. Returns SH_EREMOTE when
+ * PostgreSQL answered but refuses the values of this block's bookkeeping or
+ * batch as a whole (e.g. a data exception on its id): that holds back this
+ * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
+static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+				 const char *key, struct plan_entry *es, size_t n, char *err,
+				 size_t errlen)
 {
-	size_t *pick = malloc(n * sizeof(*pick)), npick, norigins, waiting;
-	struct op *ops = malloc(n * sizeof(*ops));
-	struct plan_origin *origins = malloc(2 * n * sizeof(*origins));
-	enum plan_verdict *verdict = malloc(n * sizeof(*verdict));
-	int64_t upto;
-	bool ok = true;
+	/* n may be 0: an outbox to compare with PostgreSQL, nothing read */
+	size_t *pick = malloc((n + 1) * sizeof(*pick)), npick, norigins, waiting;
+	struct op *ops = malloc((n + 1) * sizeof(*ops));
+	struct plan_origin *origins = malloc((2 * n + OWN_ORIGINS_MAX) * sizeof(*origins));
+	enum plan_verdict *verdict = malloc((n + 1) * sizeof(*verdict));
+	int64_t upto, dead = 0;
+	char own[OWN_ORIGINS_MAX][OP_ORIGIN_MAX];
+	size_t nown = 0;
+	enum sh_err rv = SH_OK;
 
-	if (!pick || !ops || !origins || !verdict)
+	if (!pick || !ops || !origins || !verdict) {
+		rv = SH_ENOMEM;
 		goto out;
+	}
 	plan_sort(es, n);
 	norigins = plan_origins(es, n, origins);
-	if (!read_applied(pg, b->id, origins, norigins)) {
-		snprintf(err, errlen, "postgresql unreachable");
-		ok = false;
+	/* also what PostgreSQL has of our own origins when another node applied
+	 * them: their entries went to its consumer, not ours */
+	if (store_outbox_origins(b->store, own, OWN_ORIGINS_MAX, &nown) != SH_OK)
+		nown = 0;
+	norigins = add_own_origins(origins, norigins, own, nown);
+	if ((rv = read_applied(pg, b->id, origins, norigins)) != SH_OK) {
+		snprintf(err, errlen, rv == SH_EREMOTE ? "postgresql refuses the block's bookkeeping"
+			 " row (see the log)" : "postgresql unreachable");
 		goto out;
 	}
 	waiting = plan_make(es, n, origins, norigins, verdict, pick, &npick);
+	b->held = waiting;
 	if (waiting)
-		report_wait(b, es, verdict, n);
+		report_wait(b, es, verdict, n, own, nown);
 	if (npick) {
 		for (size_t i = 0; i < npick; i++)
 			ops[i] = es[pick[i]].op;
-		ok = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen) == SH_OK;
+		rv = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen);
 		for (size_t i = 0; i < npick; i++)
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
-		if (!ok)
+		if (rv != SH_OK)
 			goto out;
-		settle(s, b, rc, pg, ops, npick, upto);
+		dead = settle(s, b, rc, pg, ops, npick);
 	}
 	/* only once out of the outbox are they acknowledged in Redis; if the
 	 * delete fails, they are read again, and skipped, next pass */
-	if (waiting < n && drop_applied(b, origins, norigins))
+	if (drop_applied(b, origins, norigins, dead) && waiting < n)
 		ack_entries(rc, key, es, verdict, n);
 out:
 	free(pick);
 	free(ops);
 	free(origins);
 	free(verdict);
-	return ok;
+	if (rv == SH_EREMOTE && pg_sqlstate_of_values(pg_refused_sqlstate(pg)))
+		return SH_EREMOTE;
+	return rv ? SH_EUNAVAIL : SH_OK;	/* e.g. sharded_applied dropped: reconnect, recreate */
+}
+
+/* PostgreSQL refuses block b as a whole: an outage of this block only. Its
+ * writes stay pending (nothing is lost or reordered), it is reported in its
+ * sync-status and the log, and it is tried again every REFUSED_RETRY_MS
+ * while every other block goes on. */
+static void refuse_block(struct block *b, const char *why)
+{
+	char *was = NULL;
+
+	b->refused_until_ms = now_ms() + REFUSED_RETRY_MS;
+	b->refused_checked = true;
+	if (store_meta_get(b->store, "sync_refused", &was) != SH_OK || strcmp(was, why) != 0) {
+		sh_log(LOG_ERR, "block '%s': postgresql refuses its writes: %s; the block is held"
+		       " back (its writes stay pending, retried every %d s), other blocks go on",
+		       b->id, why, REFUSED_RETRY_MS / 1000);
+		store_meta_set(b->store, "sync_refused", why);
+	}
+	free(was);
+}
+
+/* b was applied: whatever refusal it had is over. */
+static void unrefuse_block(struct block *b)
+{
+	char *was = NULL;
+
+	if (b->refused_checked && !b->refused_until_ms)
+		return;
+	if (store_meta_get(b->store, "sync_refused", &was) == SH_OK && was[0]) {
+		sh_log(LOG_NOTICE, "block '%s': postgresql takes its writes again", b->id);
+		store_meta_set(b->store, "sync_refused", "");
+	}
+	free(was);
+	b->refused_until_ms = 0;
+	b->refused_checked = true;
 }
 
 /* Append the parsable entries of list to *es (n of them so far). */
@@ -616,14 +751,17 @@ static void ensure_group(redisContext *rc, const char *key)
 	freeReplyObject(redisCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP));
 }
 
-/* Read our pending entries (left by a failure or a gap) and new ones. */
+/* Read our pending entries (left by a failure, a gap, or entries that wait
+ * for another node's) and, with mine_too (writes of ours are pending), new
+ * ones: a node with nothing of its own to send leaves new entries to the
+ * nodes that have. */
 static enum pass_result read_block(struct sync *s, struct block *b, redisContext *rc,
-				   const char *key, struct plan_entry **es, size_t *n, char *err,
-				   size_t errlen)
+				   const char *key, bool mine_too, struct plan_entry **es, size_t *n,
+				   char *err, size_t errlen)
 {
 	static const char *const ids[] = { "0", ">" };
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < (mine_too ? 2u : 1u); i++) {
 		redisReply *r = read_stream(rc, key, s->consumer, ids[i]);
 		bool ok;
 
@@ -635,7 +773,8 @@ static enum pass_result read_block(struct sync *s, struct block *b, redisContext
 			/* NOGROUP: the stream or group is gone (Redis lost its data) */
 			freeReplyObject(r);
 			ensure_group(rc, key);
-			store_outbox_unrelay(b->store);
+			if (mine_too)	/* nothing of ours to send again otherwise */
+				store_outbox_unrelay(b->store);
 			return PASS_WORKED;
 		}
 		ok = collect(entries_of(r), es, n);
@@ -654,7 +793,8 @@ static void claim_stale(struct sync *s, redisContext *rc, const char *key)
 }
 
 static enum pass_result apply_block(struct sync *s, struct block *b, redisContext *rc,
-				    struct pg *pg, bool claim, char *err, size_t errlen)
+				    struct pg *pg, bool claim, bool pending, char *err,
+				    size_t errlen)
 {
 	char key[REDIS_KEY_MAX];
 	struct plan_entry *es = NULL;
@@ -664,9 +804,22 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 	redis_key(key, sizeof(key), b->id, "ops");
 	if (claim)
 		claim_stale(s, rc, key);
-	r = read_block(s, b, rc, key, &es, &n, err, errlen);
-	if (r == PASS_WORKED && n && !apply_entries(s, b, rc, pg, key, es, n, err, errlen))
-		r = PASS_PG_DOWN;
+	r = read_block(s, b, rc, key, pending, &es, &n, err, errlen);
+	b->held_checked = true;
+	if (r == PASS_IDLE)
+		b->held = 0;
+	/* with nothing read, a pending outbox may still be in PostgreSQL: another
+	 * node's consumer read and applied it */
+	if (r == PASS_WORKED || (r == PASS_IDLE && pending)) {
+		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+
+		if (rv == SH_EREMOTE)
+			refuse_block(b, err);
+		else if (rv != SH_OK)
+			r = PASS_PG_DOWN;
+		else
+			unrefuse_block(b);
+	}
 	plan_free_entries(es, n);
 	return r;
 }
@@ -696,15 +849,22 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 	if (claim)
 		s->last_claim_ms = now_ms();
 	for (size_t i = 0; i < n; i++) {
+		struct block *b = blocks[i];
 		int64_t pending;
+		bool known = store_pending(b->store, &pending) == SH_OK;
 
-		if (result <= PASS_WORKED && store_pending(blocks[i]->store, &pending) == SH_OK &&
-		    pending > 0) {
-			enum pass_result r = apply_block(s, blocks[i], rc, pg, claim, err, errlen);
+		if (!known)
+			pending = 0;
+		if (known && pending == 0 && atomic_load(&b->retiring)) {
+			finish_retiring(s, b);
+		} else if (b->refused_until_ms > now_ms()) {
+			/* held back: refused by PostgreSQL, not an outage */
+		} else if (result <= PASS_WORKED &&
+			   (pending > 0 || b->held > 0 || !b->held_checked)) {
+			enum pass_result r = apply_block(s, b, rc, pg, claim, pending > 0, err,
+							 errlen);
 			if (r > result)
 				result = r;
-		} else if (atomic_load(&blocks[i]->retiring)) {
-			finish_retiring(s, blocks[i]);
 		}
 		block_put(blocks[i]);
 	}
@@ -728,6 +888,7 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 	*pg = NULL;
 	if (pg_connect(s->pg_conninfo, pg, err, sizeof(err)) != SH_OK)
 		goto down_pg;
+	pg_set_limits(*pg, &apply_limits, &s->abort_pg);
 	if (pg_ensure_tables(*pg) != SH_OK) {	/* e.g. mounted from a catalog file while down */
 		snprintf(err, sizeof(err), "cannot create table sharded_applied");
 		goto down_pg;
@@ -872,6 +1033,7 @@ void sync_stop(struct sync *s, int drain_ms)
 		       left);
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
+	atomic_store(&s->abort_pg, true);
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->relay_thread, NULL);

@@ -4,16 +4,25 @@
  * relay thread: outbox -> Redis. For every block it XADDs outbox entries not
  *   yet sent (or sent long ago, in case Redis lost them) to the block's
  *   stream, in seq order, and notes when it did. It never deletes anything.
- * apply thread: Redis -> PostgreSQL. For every block with pending writes it
+ * apply thread: Redis -> PostgreSQL. For every block with pending writes (or
+ *   with entries it read and left waiting, or not read since the start) it
  *   reads the stream in consumer group "sharded" (its own pending entries
  *   first, then new ones), applies per origin the contiguous run of seqs
  *   that follows what PostgreSQL already has of it (plan.h, pg_apply), then
- *   deletes those entries from the outbox, and only then XACKs and XDELs
- *   them in Redis.
+ *   deletes from the outbox what PostgreSQL has of the batch's origins and of
+ *   the outbox's own (another node sharing the stream may have applied
+ *   those), and only then XACKs and XDELs the entries in Redis. A wait is a
+ *   gap (the outbox is sent again) only when it is one of our own origins'
+ *   and lasts GAP_RESEND_MS: with several nodes on a block, the entries
+ *   before it are often in another node's hands, about to be applied.
  * An entry therefore leaves the outbox only after PostgreSQL committed it,
  * and a replay of anything already applied changes nothing. Transient
  * failures of either server are retried forever with capped, jittered
- * exponential backoff; both threads block no request.
+ * exponential backoff; both threads block no request. A block whose
+ * bookkeeping or batch PostgreSQL refuses for its values (SQLSTATE class 22,
+ * 23, 54: e.g. an id it cannot store) is no outage: that block alone is held
+ * back, its entries kept in order, and tried again every REFUSED_RETRY_MS,
+ * while the pass goes on to the others.
  * Every CLAIM_EVERY_MS the apply thread also takes over entries that another
  * consumer (a daemon that died) left pending for over CLAIM_IDLE_MS
  * (XAUTOCLAIM), so they are applied too.

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "nodes.h"
 #include "perm.h"
+#include "wbuf.h"
 
 struct notifier;
 
@@ -34,6 +35,8 @@ struct fs {
 	double entry_timeout;
 	double attr_timeout;
 	size_t max_doc;
+	size_t max_write, page;	/* the kernel's largest write request; the page size */
+	struct wbudget wbuf;	/* all record write buffers (wbuf.h) */
 	int64_t mount_ns;	/* directories show this as their times */
 	pthread_mutex_t open_lock;
 	struct open_file open_files;	/* list head */

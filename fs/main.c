@@ -24,10 +24,12 @@
 /* Scratch files (editors' and tools' temporary files) live in memory. */
 #define SCRATCH_FILE_CAP(max_doc) ((max_doc) * 4 > 16u << 20 ? (max_doc) * 4 : 16u << 20)
 #define SCRATCH_TOTAL_CAP (256u << 20)
+/* Documents being written, in memory until close(): all of them together. */
+#define WRITE_BUFFERS_DEFAULT (256u << 20)
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup, *local, *uid, *gid, *umask, *ids;
+	     *cleanup, *local, *uid, *gid, *umask, *ids, *write_buffers;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -51,6 +53,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("gid=%s", gid),
 	OPT("umask=%s", umask),
 	OPT("ids=%s", ids),
+	OPT("write_buffers=%s", write_buffers),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -73,6 +76,9 @@ static void usage(const char *prog)
 	       "                        the mount then starts while PostgreSQL is down\n"
 	       "    -o sync=normal|full full: fsync SQLite on every write (default normal)\n"
 	       "    -o max_doc=BYTES    largest record document (default %d)\n"
+	       "    -o write_buffers=BYTES  memory for documents being written, all open\n"
+	       "                        records together; beyond it write() fails with\n"
+	       "                        ENOSPC (default %u)\n"
 	       "    -o node=NAME        this daemon's name in Redis (default the host name)\n"
 	       "    -o cleanup=SECONDS  remove leftover Redis streams this often (default 600,\n"
 	       "                        0 = never)\n"
@@ -85,7 +91,7 @@ static void usage(const char *prog)
 	       "                        027 with allow_other)\n"
 	       "    -o ids=any|strict   strict: a new record of a table keyed by a sequence\n"
 	       "                        must use an id read from <Model>/.next-id (default any)\n\n",
-	       prog, ENGINE_MAX_DOC_DEFAULT);
+	       prog, ENGINE_MAX_DOC_DEFAULT, WRITE_BUFFERS_DEFAULT);
 }
 
 static int parse_uint(const char *s, const char *what, int64_t max, int64_t *out)
@@ -154,7 +160,10 @@ static void free_options(struct options *o)
 	free(o->gid);
 	free(o->umask);
 	free(o->ids);
+	free(o->write_buffers);
 }
+
+#define FUSE_THREADS_MIN 32
 
 static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 {
@@ -173,7 +182,10 @@ static int serve(struct fs *fs, struct fuse_cmdline_opts *cl)
 	sh_log(LOG_INFO, "mounted at '%s'", cl->mountpoint);
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_max_threads(loop, cl->max_threads > 0 ? (unsigned)cl->max_threads : 10);
+	/* Requests waiting on PostgreSQL (read-through, waiting for a load) take at
+	 * most 16 threads (engine.c, life.c): the rest stay free for what is local. */
+	fuse_loop_cfg_set_max_threads(loop, cl->max_threads > FUSE_THREADS_MIN ?
+					    (unsigned)cl->max_threads : FUSE_THREADS_MIN);
 	if (cl->max_idle_threads <= 100000)	/* (unsigned)-1 means unset */
 		fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
 	rc = cl->singlethread ? fuse_session_loop(fs->se) : fuse_session_loop_mt(fs->se, loop);
@@ -207,6 +219,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	/* long timeouts: every change behind the kernel's back is told to it (notify.c) */
 	struct fs fs = { .entry_timeout = 60.0, .attr_timeout = 60.0 };
 	char err[512];
+	int64_t write_buffers;
 	int rc = 1;
 
 	if (build_config(o, &cfg))
@@ -217,6 +230,10 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 		fprintf(stderr, "mount.sharded: %s\n", err);
 		return 2;
 	}
+	if (parse_uint(o->write_buffers, "write_buffers", 1LL << 40, &write_buffers))
+		return 2;
+	wbudget_init(&fs.wbuf, o->write_buffers ? (size_t)write_buffers : WRITE_BUFFERS_DEFAULT);
+	fs.page = (size_t)sysconf(_SC_PAGESIZE);
 	fs.mount_ns = clock_wall_ns();
 	pthread_mutex_init(&fs.open_lock, NULL);
 	fs.open_files.next = fs.open_files.prev = &fs.open_files;

@@ -17,6 +17,7 @@
 
 #include "fs.h"
 #include "scratch.h"
+#include "wbuf.h"
 
 #define UNKNOWN_INO 0xffffffffULL
 
@@ -30,7 +31,10 @@ struct handle {
 	int dirty;		/* record: buf holds an uncommitted change */
 	int written;		/* record: write() or truncate happened, not just O_TRUNC */
 	int sequential;		/* record: started empty and every write appended */
-	int too_big;		/* record: a write went past max_doc (reported once) */
+	enum sh_err write_err;	/* record: SH_ETOOBIG or SH_ENOSPC refused a write:
+				 * nothing is stored, close() fails with it (logged once) */
+	struct wbudget *budget;	/* record: what charged was taken from */
+	size_t charged;		/* record: bytes of buf counted in the budget */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -624,8 +628,17 @@ static struct handle *handle_new(const struct node_ref *r)
 	return h;
 }
 
+/* buf goes: its bytes go back to the budget of write buffers. */
+static void handle_uncharge(struct handle *h)
+{
+	if (h->budget && h->charged)
+		wbudget_give(h->budget, h->charged);
+	h->charged = 0;
+}
+
 static void handle_free(struct handle *h)
 {
+	handle_uncharge(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
@@ -636,24 +649,30 @@ static void handle_release(struct open_file *f)
 	handle_free((struct handle *)f);
 }
 
-/* Make buf hold at least n bytes, within the document cap. */
-static enum sh_err reserve(struct handle *h, size_t n, size_t max)
+/* Make buf hold at least n bytes, within the document cap and the budget
+ * of all write buffers (SH_ENOSPC beyond it, like scratch files). */
+static enum sh_err reserve(struct fs *fs, struct handle *h, size_t n)
 {
 	char *grown;
 	size_t cap;
 
-	if (n > max)
+	if (n > fs->max_doc)
 		return SH_ETOOBIG;
 	if (n <= h->cap)
 		return SH_OK;
 	cap = h->cap ? h->cap : 256;
 	while (cap < n)
 		cap *= 2;
-	if (cap > max)
-		cap = max;
+	if (cap > fs->max_doc)
+		cap = fs->max_doc;
+	if (cap > h->charged && !wbudget_take(&fs->wbuf, cap - h->charged))
+		return SH_ENOSPC;
+	h->budget = &fs->wbuf;
+	if (cap > h->charged)
+		h->charged = cap;
 	grown = realloc(h->buf, cap);
 	if (!grown)
-		return SH_ENOMEM;
+		return SH_ENOMEM;	/* charged stays: it covers the buffer kept */
 	h->buf = grown;
 	h->cap = cap;
 	return SH_OK;
@@ -664,6 +683,7 @@ static enum sh_err handle_take(struct handle *h, char *text, int add_newline)
 {
 	size_t n = strlen(text);
 
+	handle_uncharge(h);	/* a document read in is not a write buffer */
 	free(h->buf);
 	if (add_newline) {
 		char *grown = realloc(text, n + 2);
@@ -860,13 +880,18 @@ static enum sh_err record_write(struct fs *fs, struct handle *h, const char *buf
 				off_t off)
 {
 	size_t end = (size_t)off + size;
-	enum sh_err rc = h->too_big ? SH_ETOOBIG : reserve(h, end, fs->max_doc);
+	enum sh_err rc = h->write_err;
 
-	if (rc == SH_ETOOBIG && !h->too_big) {
+	if (!rc && wbuf_write_refused((size_t)off, size, fs->max_doc, fs->max_write, fs->page))
+		rc = SH_ETOOBIG;	/* whole: the kernel would count earlier parts as written */
+	if (!rc)
+		rc = reserve(fs, h, end);
+	if ((rc == SH_ETOOBIG || rc == SH_ENOSPC) && !h->write_err) {
 		/* refused once, here; close() must not store what came before */
 		engine_refused(fs->engine, h->ref.block, h->ref.model->name, h->ref.pk,
-			       "document above the max_doc cap");
-		h->too_big = 1;
+			       rc == SH_ETOOBIG ? "document above the max_doc cap"
+					   : "the write buffers of all open records are full");
+		h->write_err = rc;
 		h->dirty = 0;
 	}
 	if (rc)
@@ -915,6 +940,8 @@ static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 	struct block *b;
 	enum sh_err err;
 
+	if (h->write_err)
+		return h->write_err;	/* a write was refused: nothing was stored */
 	if (!h->dirty || h->ref.kind != NODE_RECORD || (!h->written && h->len == 0))
 		return SH_OK;
 	h->dirty = 0;
@@ -983,7 +1010,7 @@ static enum sh_err resize_handle(struct fs *fs, struct handle *h, off_t size)
 	enum sh_err rc = SH_OK;
 
 	pthread_mutex_lock(&h->lock);
-	if ((size_t)size > h->len && !(rc = reserve(h, (size_t)size, fs->max_doc)))
+	if ((size_t)size > h->len && !(rc = reserve(fs, h, (size_t)size)))
 		memset(h->buf + h->len, ' ', (size_t)size - h->len);
 	if (!rc) {
 		h->len = (size_t)size;
@@ -1247,7 +1274,9 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+
+	fs->max_write = conn->max_write;	/* the largest piece of a write() */
 	/* O_TRUNC comes with the open: without it the kernel sends a truncate
 	 * that names no handle, which cannot be told from truncate(2) */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)

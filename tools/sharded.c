@@ -106,8 +106,10 @@ static const char help_cleanup[] =
 	"\n"
 	"Removes Redis leftovers, found with SCAN:\n"
 	"  - the ops streams (sharded:{X}:ops) of blocks X that have no file in the\n"
-	"    data directory; this never loses a write, as every write not yet in\n"
-	"    PostgreSQL is still in its block's file and is sent again;\n"
+	"    data directory: their acknowledged entries first, then the stream once\n"
+	"    empty or untouched for 10 minutes (X may be another node's block, whose\n"
+	"    fresh entries are still needed); no write is lost, the outbox in the\n"
+	"    block file is the source and is sent again;\n"
 	"  - acknowledged entries of the ops streams of existing blocks (entries not\n"
 	"    yet acknowledged stay).\n"
 	"\n"
@@ -674,6 +676,9 @@ static int cmd_cleanup(struct args *a)
 	printf("%zu keys scanned%s\n", r.keys_seen, a->dry_run ? " (dry run: nothing removed)" : "");
 	printf("%zu ops streams of deleted blocks %s\n", r.ops_deleted,
 	       a->dry_run ? "to remove" : "removed");
+	if (r.ops_kept)
+		printf("%zu ops streams of blocks without a file kept: entries wait in them "
+		       "(another node's block, or not yet applied)\n", r.ops_kept);
 	printf("%zu dead-letter streams of deleted blocks %s\n", r.dead_deleted,
 	       a->dry_run ? "to remove" : "removed");
 	if (r.dead_kept)

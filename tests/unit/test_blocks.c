@@ -75,6 +75,20 @@ static void test_block_id_check(void **state)
 	id_ok("A_b.c-9");
 	id_ok("a..b");
 	id_ok("caf\xc3\xa9");
+	id_ok("\xe2\x82\xac-\xf0\x9f\x98\x80");	/* 3- and 4-byte forms */
+	id_ok("\xef\xbf\xbd\xf4\x8f\xbf\xbf");	/* U+FFFD, U+10FFFF */
+	/* not UTF-8: PostgreSQL refuses such a text value (22021) */
+	id_bad("0bad\xff", SH_EINVAL);
+	id_bad("bad\x80", SH_EINVAL);		/* a lone continuation byte */
+	id_bad("bad\xc3", SH_EINVAL);		/* cut short */
+	id_bad("bad\xc3x", SH_EINVAL);
+	id_bad("bad\xc0\xaf", SH_EINVAL);	/* overlong '/' */
+	id_bad("bad\xe0\x80\xaf", SH_EINVAL);	/* overlong, 3 bytes */
+	id_bad("bad\xed\xa0\x80", SH_EINVAL);	/* a surrogate */
+	id_bad("bad\xf4\x90\x80\x80", SH_EINVAL);	/* above U+10FFFF */
+	id_bad("bad\xf8\x88\x80\x80\x80", SH_EINVAL);	/* 5-byte form */
+	id_bad("x\xc2\x85", SH_EINVAL);		/* U+0085, a C1 control character */
+	id_bad("x\xc2\x9f", SH_EINVAL);
 	id_bad("", SH_EINVAL);
 	id_bad(".", SH_EINVAL);
 	id_bad("..", SH_EINVAL);

@@ -47,12 +47,28 @@ static void test_permanent(void **state)
 		assert_false(pg_sqlstate_transient(codes[i]));
 }
 
+/* Refusals of the values sent hold back one block; others are an outage. */
+static void test_of_values(void **state)
+{
+	static const char *const values[] = { "22021", "22P02", "22001", "23505", "23514", "54000" };
+	static const char *const others[] = { "42P01", "42501", "XX000", "25P02", "08006", "",
+					      "22", "220210" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		assert_true(pg_sqlstate_of_values(values[i]));
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		assert_false(pg_sqlstate_of_values(others[i]));
+	assert_false(pg_sqlstate_of_values(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_transient),
 		cmocka_unit_test(test_no_answer_is_transient),
 		cmocka_unit_test(test_permanent),
+		cmocka_unit_test(test_of_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

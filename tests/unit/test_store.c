@@ -572,6 +572,83 @@ static void test_parking(void **state)
 	assert_true(store_open_count() <= 1);	/* at most the fixture's own */
 }
 
+/* rmdir and expiry must not trust a parked store's remembered "pending 0"
+ * when another process (sharded dlq retry) has written to its file since
+ * (issue 11 item 5): the fresh count and the removal look at the file. */
+static void test_parked_fresh_count_and_remove(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st, *other;
+	int64_t pending, seq;
+	bool removed;
+	char path[192];
+
+	snprintf(path, sizeof(path), "%s/r.sqlite", f->dir);
+	assert_int_equal(store_open(path, true, false, &st), SH_OK);
+	store_park(st, true);
+	assert_int_equal(store_pending(st, &pending), SH_OK);	/* remembered from now on */
+	assert_int_equal(pending, 0);
+	assert_int_equal(store_open(path, false, false, &other), SH_OK);
+	assert_int_equal(store_write(other, "User", "1", "{\"id\":1}", &seq), SH_OK);
+	store_close(other);
+	assert_int_equal(store_pending(st, &pending), SH_OK);
+	assert_int_equal(pending, 0);	/* within a second: still the remembered answer */
+	assert_int_equal(store_pending_fresh(st, &pending), SH_OK);
+	assert_int_equal(pending, 1);
+	store_park(st, true);
+	assert_int_equal(store_remove_if_idle(st, &pending, &removed), SH_OK);
+	assert_int_equal(pending, 1);
+	assert_false(removed);
+	assert_int_equal(access(path, F_OK), 0);
+
+	assert_int_equal(outbox_applied(st, seq), SH_OK);
+	assert_int_equal(store_remove_if_idle(st, &pending, &removed), SH_OK);
+	assert_int_equal(pending, 0);
+	assert_true(removed);
+	assert_int_equal(access(path, F_OK), -1);
+	store_close(st);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/r.sqlite-wal", f->dir);
+	assert_int_equal(access(path, F_OK), -1);	/* nothing comes back at close */
+}
+
+/* applied_total counts what leaves the outbox, less the dead, once: also
+ * writes found applied on a later pass (an answer lost after COMMIT). */
+static void test_outbox_settle_counts(void **state)
+{
+	struct fixture *f = *state;
+	int64_t seq[4], counted, dead;
+	char *origin = NULL;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_write(f->st, "User", "1", "{}", &seq[i]), SH_OK);
+	assert_int_equal(store_meta_get(f->st, "origin", &origin), SH_OK);
+	dead = 1;
+	assert_int_equal(store_outbox_settle(f->st, origin, seq[1], &dead, &counted), SH_OK);
+	assert_int_equal(counted, 1);
+	assert_int_equal(dead, 0);
+	assert_int_equal(meta_int(f->st, "applied_total"), 1);
+	assert_int_equal(store_outbox_settle(f->st, origin, seq[1], &dead, &counted), SH_OK);
+	assert_int_equal(counted, 0);	/* already gone: not counted twice */
+	dead = 3;			/* more dead than leave: the rest is carried */
+	assert_int_equal(store_outbox_settle(f->st, origin, seq[3], &dead, &counted), SH_OK);
+	assert_int_equal(counted, 0);
+	assert_int_equal(dead, 1);
+	assert_int_equal(meta_int(f->st, "applied_total"), 1);
+	free(origin);
+}
+
+static void test_sqlite_err(void **state)
+{
+	(void)state;
+	assert_int_equal(store_sqlite_err(13 /* SQLITE_FULL */, 0), SH_ENOSPC);
+	assert_int_equal(store_sqlite_err(10 | (3 << 8) /* SQLITE_IOERR_WRITE */, 28 /* ENOSPC */),
+			 SH_ENOSPC);
+	assert_int_equal(store_sqlite_err(10 | (3 << 8), 5 /* EIO */), SH_EIO);
+	assert_int_equal(store_sqlite_err(5 /* SQLITE_BUSY */, 28), SH_EIO);
+	assert_int_equal(store_sqlite_err(11 /* SQLITE_CORRUPT */, 0), SH_EIO);
+}
+
 static void test_open_missing(void **state)
 {
 	struct fixture *f = *state;
@@ -659,6 +736,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parking, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parked_fresh_count_and_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_settle_counts, setup, teardown),
+		cmocka_unit_test(test_sqlite_err),
 		cmocka_unit_test_setup_teardown(test_new_blocks_do_not_reuse_seqs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_grace_and_revoke, setup, teardown),
 	};
