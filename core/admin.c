@@ -329,7 +329,7 @@ static bool parse_dead(const redisReply *e, struct admin_dead *d)
 	if (is_str(v))
 		d->seq = strtoll(v->str, NULL, 10);
 	v = field(f, "op");
-	if (is_str(v) && (v->str[0] == 'U' || v->str[0] == 'D') && !v->str[1])
+	if (is_str(v) && (op_kind_writes(v->str[0]) || v->str[0] == OP_DELETE) && !v->str[1])
 		d->op = v->str[0];
 	d->model = field_dup(f, "model", &oom);
 	d->pk = field_dup(f, "pk", &oom);
@@ -531,13 +531,13 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 		int64_t seq;
 		size_t deleted;
 
-		if (!d->model || !d->pk || !d->op || (d->op == 'U' && !d->doc)) {
+		if (!d->model || !d->pk || !d->op || (op_kind_writes(d->op) && !d->doc)) {
 			snprintf(err, errlen, "dead letter '%s' of block '%s' lacks its model, key"
 				 " or document; stopped before it", d->id, block);
 			e = SH_EINVAL;
 			break;
 		}
-		e = store_write(st, d->model, d->pk, d->op == 'U' ? d->doc : NULL, &seq);
+		e = store_write(st, d->model, d->pk, op_kind_writes(d->op) ? d->doc : NULL, &seq);
 		if (e) {
 			snprintf(err, errlen, "cannot write dead letter '%s' into block '%s': %s",
 				 d->id, block, sh_strerror(e));

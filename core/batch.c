@@ -46,6 +46,7 @@ static size_t table_size(size_t n)
 struct chain {
 	size_t del, ups;
 	size_t last;
+	char run_kind;	/* the kind of the first op of the current run of writes */
 };
 
 /* The chain of ops[i]'s record; a new one when the record is new. */
@@ -81,12 +82,16 @@ static void add_to_chain(struct op *ops, size_t i, struct chain *c, size_t *orde
 		c->del = *len;
 		c->ups = 0;
 	} else if (c->ups) {
-		/* the run's last value, in the run's first place */
+		/* the run's last value, in the run's first place, and of the run's
+		 * first kind: writes after a create are part of the create until
+		 * PostgreSQL has it (never merged into a row someone else made) */
 		ops[order[c->ups - 1]].superseded = true;
 		order[c->ups - 1] = i;
+		ops[i].kind = c->run_kind;
 	} else {
 		order[(*len)++] = i;
 		c->ups = *len;
+		c->run_kind = ops[i].kind;
 	}
 }
 
@@ -252,7 +257,7 @@ static bool joins(const struct op *a, const struct op *b, struct keysets *ks)
 {
 	if (a->kind != b->kind || strcmp(a->model, b->model) != 0)
 		return false;
-	if (a->kind != OP_UPSERT)
+	if (!op_kind_writes(a->kind))
 		return true;
 	return same_keys(ks->cur, ks->ncur, ks->prev, ks->nprev);
 }
@@ -290,7 +295,7 @@ enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder
 	for (size_t i = 0; i < norder; i++) {
 		const struct op *op = &ops[order[i]];
 
-		ks.ncur = op->kind == OP_UPSERT ? batch_doc_keys(op->doc, ks.cur, BATCH_MAX_KEYS) : 0;
+		ks.ncur = op_kind_writes(op->kind) ? batch_doc_keys(op->doc, ks.cur, BATCH_MAX_KEYS) : 0;
 		if (!g || !joins(op, &ops[order[i - 1]], &ks) || group_full(g, bytes, op)) {
 			g = &groups[(*ngroups)++];
 			g->first = i;
@@ -306,20 +311,39 @@ enum sh_err batch_group(const struct op *ops, const size_t *order, size_t norder
 }
 
 static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
-				 void *ctx);
+				 void *ctx, bool *applied);
 
-/* Try op j alone, over the state its record had before j's segment. */
-static enum sh_err apply_alone(size_t j, const struct batch_bisect_ops *ops, void *ctx)
+/* Try op j alone, over the state its record had before j's segment;
+ * *applied: j was applied in the end (else it is dead). */
+static enum sh_err apply_alone(size_t j, const struct batch_bisect_ops *ops, void *ctx,
+			       bool *applied)
 {
 	char *why = NULL;
 	enum sh_err rc = ops->try_range(ctx, &j, 1, &why);
 
+	*applied = true;
 	if (rc != SH_OK) {
 		free(why);
 		return rc;
 	}
 	ops->ops[j].superseded = false;
-	return why ? refused_alone(j, why, ops, ctx) : SH_OK;
+	return why ? refused_alone(j, why, ops, ctx, applied) : SH_OK;
+}
+
+/* i and p, the op before it, are writes of one run that began with a create
+ * (batch_collapse gave them its kind): i follows p only if p was applied,
+ * and then over the row p inserted, as an upsert. */
+static bool follow_create(size_t i, bool create_run, bool p_applied,
+			  const struct batch_bisect_ops *ops, void *ctx)
+{
+	if (!create_run)
+		return true;
+	if (!p_applied) {
+		ops->dead(ctx, i, strdup("not applied: the create of this record before it was refused"));
+		return false;
+	}
+	ops->ops[i].kind = OP_UPSERT;
+	return true;
 }
 
 /* Op i is refused on its own. When it stands for earlier writes of its
@@ -332,28 +356,35 @@ static enum sh_err apply_alone(size_t j, const struct batch_bisect_ops *ops, voi
  * stands for the rest. The recursion is as deep as the refused writes of one
  * record in a row (at most a batch). */
 static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_ops *ops,
-				 void *ctx)
+				 void *ctx, bool *applied)
 {
 	size_t p = ops->prev ? ops->prev[i] : BATCH_NONE, d = p;
+	bool p_applied = true, d_applied, create_run;
 	enum sh_err rc;
 
-	if (p == BATCH_NONE || (ops->ops[i].kind == OP_UPSERT && ops->ops[p].kind == OP_DELETE)) {
+	*applied = false;
+	if (p == BATCH_NONE || (op_kind_writes(ops->ops[i].kind) && ops->ops[p].kind == OP_DELETE)) {
 		ops->dead(ctx, i, why);	/* stands for itself only */
 		return SH_OK;
 	}
 	free(why);
+	create_run = ops->ops[i].kind == OP_CREATE && ops->ops[p].kind == OP_CREATE;
 	/* a delete stands for all before it: for the delete before p's run too */
-	while (ops->ops[i].kind == OP_DELETE && d != BATCH_NONE && ops->ops[d].kind == OP_UPSERT)
+	while (ops->ops[i].kind == OP_DELETE && d != BATCH_NONE && op_kind_writes(ops->ops[d].kind))
 		d = ops->prev[d];
-	rc = d != p && d != BATCH_NONE && ops->ops[i].kind == OP_DELETE ? apply_alone(d, ops, ctx) : SH_OK;
+	rc = d != p && d != BATCH_NONE && ops->ops[i].kind == OP_DELETE
+		     ? apply_alone(d, ops, ctx, &d_applied) : SH_OK;
 	if (rc == SH_OK)
-		rc = apply_alone(p, ops, ctx);
+		rc = apply_alone(p, ops, ctx, &p_applied);
 	if (rc != SH_OK)
 		return rc;
+	if (!follow_create(i, create_run, p_applied, ops, ctx))
+		return SH_OK;
 	why = NULL;
 	rc = ops->try_range(ctx, &i, 1, &why);
 	if (rc != SH_OK || !why) {
 		free(why);
+		*applied = rc == SH_OK;
 		return rc;
 	}
 	ops->dead(ctx, i, why);
@@ -367,6 +398,7 @@ enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bis
 {
 	char *why = NULL;
 	size_t half = count / 2;
+	bool applied;
 	enum sh_err rc;
 
 	if (count == 0)
@@ -377,7 +409,7 @@ enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bis
 		return rc;
 	}
 	if (count == 1)
-		return refused_alone(idx[0], why, ops, ctx);
+		return refused_alone(idx[0], why, ops, ctx, &applied);
 	free(why);
 	if (ops->reset)
 		ops->reset(ctx, idx, count);

@@ -11,6 +11,8 @@
  *        carries every key the earlier ones of the run carried;
  *      - a delete stands for itself and every op of the record before it,
  *        in its own place (a child deleted before its parent stays before);
+ *      - a run takes the kind of its first op: a run that begins with a
+ *        create (OP_CREATE) is a create, whatever its last write was;
  *      - upserts after a delete (a re-creation) start a new run after it:
  *        the row is deleted, then inserted with exactly the new document,
  *        and a refused insert does not undo the delete.
@@ -100,7 +102,9 @@ struct batch_bisect_ops {
  * (prev set) falls back to them: the op just before it in its record's chain
  * (and the delete before that op's run) is applied first, falling back the
  * same way when refused, then the op is tried again and is dead if refused
- * still. Ops tried are no longer superseded; a refused run of upserts costs
+ * still. In a run that began with a create, the op is tried again only when
+ * the one before it was applied (as an upsert over the row that one
+ * inserted), and is dead otherwise: it never lands on someone else's row. Ops tried are no longer superseded; a refused run of upserts costs
  * about two tries per refused write, a valid one before them stops the walk.
  * An error from a try is returned at once: nothing is tried or reported dead
  * after it. count 0 tries nothing. */

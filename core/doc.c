@@ -1,5 +1,6 @@
 /* doc.c - parse, validate and merge record documents (json-c). */
 #include "doc.h"
+#include "keyname.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,7 +13,9 @@
 
 #include <json-c/json.h>
 
-#define PK_TEXT_MAX 255
+#include "pgtype.h"
+#include "clientdef.h"
+#include "clock.h"
 
 static enum sh_err refuse(char *why, size_t whylen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -33,6 +36,15 @@ static int all_digits(const char *s, size_t n)
 		if (!isdigit((unsigned char)s[i]))
 			return 0;
 	return n > 0;
+}
+
+static size_t span_digits_n(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && isdigit((unsigned char)s[i]))
+		i++;
+	return i;
 }
 
 /* Canonical decimal integer: optional '-', no leading zeros, in [min, max]. */
@@ -64,115 +76,118 @@ static int is_uuid(const char *s)
 	return 1;
 }
 
-/* HH:MM[:SS[.frac]]; returns the length consumed, 0 if malformed. */
-static size_t scan_time(const char *s)
+/* "book_id,author_id": the key's columns, for messages. */
+static const char *key_names(const struct model *m, char *names, size_t len)
 {
-	size_t i = 0;
+	size_t used = 0;
 
-	if (!all_digits(s, 2) || s[2] != ':' || !all_digits(s + 3, 2))
-		return 0;
-	if (atoi(s) > 24 || atoi(s + 3) > 59)
-		return 0;
-	i = 5;
-	if (s[i] == ':') {
-		if (!all_digits(s + i + 1, 2) || atoi(s + i + 1) > 60)
-			return 0;
-		i += 3;
-		if (s[i] == '.') {
-			size_t f = strspn(s + i + 1, "0123456789");
-			if (!f)
-				return 0;
-			i += 1 + f;
-		}
+	names[0] = '\0';
+	for (size_t k = 0; k < m->nkey && used < len; k++)
+		used += (size_t)snprintf(names + used, len - used, "%s%s", k ? "," : "",
+					 model_key_col(m, k)->name);
+	return names;
+}
+
+/* The canonical spelling of a uuid (lower case, dashed) into out[37]; false when s is none. */
+static bool uuid_canonical(const char *s, char out[37])
+{
+	size_t n = 0;
+
+	if (!is_uuid(s))
+		return false;
+	for (; *s; s++) {
+		if (*s == '-')
+			continue;
+		if (n == 8 || n == 13 || n == 18 || n == 23)
+			out[n++] = '-';
+		out[n++] = (char)tolower((unsigned char)*s);
 	}
-	return i;
+	out[n] = '\0';
+	return true;
 }
 
-/* Z, +HH, +HHMM, +HH:MM or nothing; returns 1 when s is exactly that. */
-static int is_zone(const char *s)
+static int value_fits(const struct column *c, struct json_object *v);
+
+/* A key part of a date or time column: what a document may hold there. */
+static int time_part_fits(const struct column *c, const char *part)
 {
-	if (*s == ' ')
-		s++;
-	if (!*s || strcmp(s, "Z") == 0 || strcmp(s, "z") == 0)
-		return 1;
-	if (*s != '+' && *s != '-')
-		return 0;
-	s++;
-	if (!all_digits(s, 2))
-		return 0;
-	s += 2;
-	if (*s == ':')
-		s++;
-	return !*s || (all_digits(s, 2) && !s[2]);
+	struct json_object *s = json_object_new_string(part);
+	int fits = s && value_fits(c, s);
+
+	json_object_put(s);
+	return fits;
 }
 
-static int is_date_prefix(const char *s)
-{
-	int month, day;
-
-	if (!all_digits(s, 4) || s[4] != '-' || !all_digits(s + 5, 2) || s[7] != '-' ||
-	    !all_digits(s + 8, 2))
-		return 0;
-	month = atoi(s + 5);
-	day = atoi(s + 8);
-	return month >= 1 && month <= 12 && day >= 1 && day <= 31;
-}
-
-static int is_timestamp(const char *s)
-{
-	size_t t;
-
-	if (strcmp(s, "infinity") == 0 || strcmp(s, "-infinity") == 0)
-		return 1;
-	if (!is_date_prefix(s))
-		return 0;
-	if (!s[10])
-		return 1;
-	if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
-		return 0;
-	t = scan_time(s + 11);
-	return t && is_zone(s + 11 + t);
-}
-
-static int is_decimal_text(const char *s)
+/* A key that is another spelling of an integer: "007", "+7", "-0". */
+static bool int_other_spelling(const char *pk, int64_t *v)
 {
 	char *end;
 
-	if (strcmp(s, "NaN") == 0)
-		return 1;
+	if (!pk[0] || isspace((unsigned char)pk[0]))
+		return false;
 	errno = 0;
-	strtod(s, &end);
-	return end != s && *end == '\0' && !isspace((unsigned char)s[0]);
+	*v = strtoll(pk, &end, 10);
+	return errno == 0 && *end == '\0';
 }
 
-bool doc_record_name(const char *name, char *pk, size_t pklen)
+/* One part of a key: a valid value of its column's type, in its one
+ * canonical spelling, as PostgreSQL prints it. */
+static enum sh_err check_key_part(const struct column *c, const char *part, bool whole,
+				  char *why, size_t whylen)
 {
-	size_t n = strlen(name), s = strlen(DOC_SUFFIX);
+	const char *one = whole ? "file name" : "spelling", *sfx = whole ? DOC_SUFFIX : "";
+	char canon[37];
+	int64_t v;
 
-	if (name[0] == '.' || n <= s || strcmp(name + n - s, DOC_SUFFIX) != 0 || n - s >= pklen)
-		return false;
-	memcpy(pk, name, n - s);
-	pk[n - s] = '\0';
-	return true;
+	if (c->kind == COL_INT && !parse_int_key(part, c->min, c->max, &v)) {
+		if (int_other_spelling(part, &v) && v >= c->min && v <= c->max)
+			return refuse(why, whylen, "'%s' is another spelling of key %" PRId64
+				      ": its one %s is %" PRId64 "%s", part, v, one, v, sfx);
+		return refuse(why, whylen, "'%s' is not a valid %s key", part, c->type);
+	}
+	if (c->kind == COL_UUID && !uuid_canonical(part, canon))
+		return refuse(why, whylen, "'%s' is not a valid uuid key", part);
+	if (c->kind == COL_UUID && strcmp(canon, part) != 0)
+		return refuse(why, whylen, "'%s' is another spelling: its one %s is %s%s",
+			      part, one, canon, sfx);
+	if ((c->kind == COL_DATE || c->kind == COL_TIMESTAMP || c->kind == COL_TIME) &&
+	    !time_part_fits(c, part))
+		return refuse(why, whylen, "'%s' is not a valid %s key", part, c->type);
+	return SH_OK;
 }
 
 enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen)
 {
-	const struct column *c = model_pk(m);
-	int64_t v;
+	const char *parts[MODEL_KEY_MAX];
+	char buf[KEYNAME_KEY_MAX + 1], names[256];
+	enum sh_err err;
 
-	if (!pk[0] || strlen(pk) > PK_TEXT_MAX)
-		return refuse(why, whylen, "key must be 1 to %d bytes", PK_TEXT_MAX);
-	if (pk[0] == '.' || strchr(pk, '/'))
-		return refuse(why, whylen, "'%s' cannot be a key", pk);
-	for (const char *p = pk; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return refuse(why, whylen, "key has a control character");
-	if (c->kind == COL_INT && !parse_int_key(pk, c->min, c->max, &v))
-		return refuse(why, whylen, "'%s' is not a valid %s key", pk, c->type);
-	if (c->kind == COL_UUID && !is_uuid(pk))
-		return refuse(why, whylen, "'%s' is not a valid uuid key", pk);
+	if (strlen(pk) > KEYNAME_KEY_MAX)
+		return refuse(why, whylen, "key must be at most %d bytes", KEYNAME_KEY_MAX);
+	if (key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
+		return refuse(why, whylen, "'%s' is not %zu key parts joined by '%c', each "
+			      "encoded as in a file name (%s)", pk, m->nkey, KEY_SEP,
+			      key_names(m, names, sizeof(names)));
+	for (size_t k = 0; k < m->nkey; k++)
+		if ((err = check_key_part(model_key_col(m, k), parts[k], m->nkey == 1, why,
+					   whylen)))
+			return err;
 	return SH_OK;
+}
+
+/* Can the key be written through its file name? A key too long for one is
+ * listed and read under its long form, never written: a write would reach
+ * PostgreSQL under a key no file name can name again. */
+static enum sh_err check_pk_fits(const struct model *m, const char *pk, char *why,
+				   size_t whylen)
+{
+	char name[KEYNAME_MAX + 1];
+
+	if (key_file_name(m, pk, name))
+		return SH_OK;
+	return refuse(why, whylen, "a key of %zu bytes does not fit in a file name (%d bytes with "
+		      "\"" DOC_SUFFIX "\", after %%XX encoding): read it under its long name, "
+		      "write it in PostgreSQL", strlen(pk), KEYNAME_MAX);
 }
 
 static int int_in_range(struct json_object *v, const struct column *c)
@@ -192,27 +207,106 @@ static int is_finite_number(struct json_object *v)
 	return json_object_is_type(v, json_type_double) && isfinite(json_object_get_double(v));
 }
 
-/* Is v an acceptable JSON value for column c? */
-static int value_fits(const struct column *c, struct json_object *v)
+static int is_label(const struct column *c, const char *s)
+{
+	for (size_t i = 0; i < c->nlabels; i++)
+		if (strcmp(c->labels[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+/* A JSON number's text as PostgreSQL receives it from json_populate_record. */
+static const char *number_text(struct json_object *v)
+{
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+/* Is v, neither null nor an array, a value of kind k (c's type details)? */
+static int scalar_fits(const struct column *c, enum col_kind k, struct json_object *v)
 {
 	enum json_type t = json_object_get_type(v);
 	const char *s = t == json_type_string ? json_object_get_string(v) : NULL;
+	int number = t == json_type_int || t == json_type_double;
 
-	switch (c->kind) {
+	switch (k) {
 	case COL_BOOL: return t == json_type_boolean;
 	case COL_INT: return t == json_type_int && int_in_range(v, c);
-	case COL_FLOAT: return is_finite_number(v);
-	case COL_NUMERIC: return is_finite_number(v) || (s && is_decimal_text(s));
-	case COL_TEXT: return s != NULL;
+	case COL_FLOAT: return is_finite_number(v) || (s && pgt_float_text(s));
+	case COL_NUMERIC:
+		return (number && pgt_numeric(number_text(v), c->typmod)) ||
+		       (s && pgt_numeric(s, c->typmod));
+	case COL_TEXT: return s && pgt_chars(s, c->typmod);
 	case COL_JSON: return 1;
-	case COL_UUID: return s && is_uuid(s);
-	case COL_TIMESTAMP: return s && is_timestamp(s);
-	case COL_DATE: return s && (is_date_prefix(s) && !s[10]);
-	case COL_TIME: { size_t n = s ? scan_time(s) : 0; return n && is_zone(s + n); }
-	case COL_ARRAY: return t == json_type_array || s != NULL;
+	case COL_UUID: return s && pgt_uuid(s);
+	case COL_TIMESTAMP: return s && pgt_timestamp(s);
+	case COL_DATE: return s && pgt_date(s);
+	case COL_TIME: return s && pgt_time(s);
+	case COL_ENUM: return s && is_label(c, s);
+	case COL_INET: return s && pgt_inet(s, false);
+	case COL_CIDR: return s && pgt_inet(s, true);
+	case COL_MACADDR: return s && pgt_macaddr(s);
+	case COL_INTERVAL: return s && pgt_interval(s);
+	case COL_BYTEA: return s && pgt_bytea(s);
+	case COL_MONEY:
+		return (number && pgt_money_number(json_object_get_double(v))) ||
+		       (s && pgt_money(s));
+	case COL_BIT: return s && pgt_bit(s, c->typmod, false);
+	case COL_VARBIT: return s && pgt_bit(s, c->typmod, true);
+	case COL_RANGE: return s && pgt_range(s, c->base);
+	case COL_TSVECTOR: return s && pgt_tsvector(s);
+	case COL_ARRAY: return 0;
 	case COL_OTHER: return t != json_type_object;
 	}
 	return 0;
+}
+
+#define ARRAY_DIMS_MAX 6	/* PostgreSQL's MAXDIM */
+
+/* An array of the shape dims[depth..ndims) whose elements fit c's base. */
+static int array_fits(const struct column *c, struct json_object *v, const size_t *dims,
+		      int depth, int ndims)
+{
+	size_t n = json_object_array_length(v);
+
+	if (n != dims[depth])
+		return 0;	/* PostgreSQL: "malformed JSON array" */
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		int is_array = json_object_is_type(e, json_type_array);
+
+		if (depth + 1 < ndims ? !is_array || !array_fits(c, e, dims, depth + 1, ndims) :
+		    is_array || (e ? !scalar_fits(c, c->base_kind, e) : c->elem_not_null))
+			return 0;
+	}
+	return 1;
+}
+
+/* A JSON array, rectangular, of at most 6 dimensions, of fitting elements;
+ * never a string (PostgreSQL would parse "{...}" but never prints it). */
+static int array_value_fits(const struct column *c, struct json_object *v)
+{
+	size_t dims[ARRAY_DIMS_MAX];
+	int ndims = 0;
+
+	if (!json_object_is_type(v, json_type_array))
+		return 0;
+	for (struct json_object *e = v; json_object_is_type(e, json_type_array);
+	     e = json_object_array_get_idx(e, 0)) {
+		if (ndims == ARRAY_DIMS_MAX)
+			return 0;
+		dims[ndims++] = json_object_array_length(e);
+		if (!dims[ndims - 1])
+			break;
+	}
+	return array_fits(c, v, dims, 0, ndims);
+}
+
+/* Is v an acceptable JSON value for column c? */
+static int value_fits(const struct column *c, struct json_object *v)
+{
+	if (c->kind == COL_ARRAY)
+		return array_value_fits(c, v);
+	return scalar_fits(c, c->kind, v);
 }
 
 static enum sh_err check_value(const struct column *c, struct json_object *v, char *why,
@@ -223,17 +317,34 @@ static enum sh_err check_value(const struct column *c, struct json_object *v, ch
 			return refuse(why, whylen, "column \"%s\" is not null", c->name);
 		return SH_OK;
 	}
-	if (!value_fits(c, v))
-		return refuse(why, whylen, "column \"%s\" (%s) cannot hold %.60s", c->name,
-			      c->type, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	if (!value_fits(c, v)) {
+		char labels[160] = "";
+
+		/* an enum's labels say at once what would do */
+		for (size_t i = 0, n = 0; c->base_kind == COL_ENUM && i < c->nlabels &&
+		     n < sizeof(labels); i++)
+			n += (size_t)snprintf(labels + n, sizeof(labels) - n, "%s%s",
+					      i ? ", " : " (labels: ", c->labels[i]);
+		if (labels[0] && strlen(labels) < sizeof(labels) - 1)
+			strcat(labels, ")");
+		return refuse(why, whylen, "column \"%s\" (%s) cannot hold %.60s%s", c->name,
+			      c->type, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
+			      labels);
+	}
 	return SH_OK;
 }
 
-/* Does the key in the body equal the file name? */
+/* Does the key in the body equal the file name? By value: a uuid in any
+ * spelling, and a number for a key whose type sharded does not know (a
+ * domain over an integer reads as "id":1). */
 static int pk_matches(const struct column *c, struct json_object *v, const char *pk)
 {
-	char buf[32];
+	char buf[32], canon[37];
 
+	if (c->kind == COL_OTHER && json_object_is_type(v, json_type_int)) {
+		snprintf(buf, sizeof(buf), "%" PRId64, json_object_get_int64(v));
+		return strcmp(buf, pk) == 0;
+	}
 	if (c->kind == COL_INT) {
 		if (!json_object_is_type(v, json_type_int))
 			return 0;
@@ -242,7 +353,8 @@ static int pk_matches(const struct column *c, struct json_object *v, const char 
 	}
 	if (json_object_is_type(v, json_type_string)) {
 		if (c->kind == COL_UUID)
-			return strcasecmp(json_object_get_string(v), pk) == 0;
+			return uuid_canonical(json_object_get_string(v), canon) &&
+			       strcmp(canon, pk) == 0;
 		return strcmp(json_object_get_string(v), pk) == 0;
 	}
 	return 0;
@@ -297,40 +409,165 @@ static int literal_overflows(const char *d, size_t digits, int negative)
 	return digits != n ? digits > n : strncmp(d, limit, n) > 0;
 }
 
-/* Does an integer literal outside strings overflow 64 bits? json-c would
- * silently clamp it, changing the value. */
-static int integer_overflows(const char *body, size_t len)
+/* The integer literals outside strings in body that overflow 64 bits, each
+ * followed by "e0": json-c would clamp such an integer, but keeps the text
+ * of a real number. NULL when there is none, or on failure: *nomem 1 when
+ * out of memory, 2 when such a literal has leading zeros (no JSON). */
+static char *mark_big_integers(const char *body, size_t len, size_t *outlen, int *nomem)
 {
 	int in_string = 0;
-	size_t i = 0;
+	size_t i = 0, o = 0, count = 0;
+	char *out = NULL;
 
-	while (i < len) {
-		char c = body[i];
-		size_t start, end;
+	*nomem = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (i = 0, o = 0, in_string = 0; i < len; ) {
+			char c = body[i];
+			size_t start, end;
 
-		if (in_string) {
-			i += c == '\\' ? 2 : 1;
-			in_string = c != '"';
-			continue;
+			if (in_string || c == '"' || (c != '-' && !isdigit((unsigned char)c))) {
+				if (in_string && c == '\\' && i + 1 < len) {
+					if (out)
+						out[o++] = body[i];
+					i++;
+				} else if (c == '"') {
+					in_string = !in_string;
+				}
+				if (out)
+					out[o++] = body[i];
+				i++;
+				continue;
+			}
+			start = c == '-' ? i + 1 : i;
+			end = start;
+			while (end < len && isdigit((unsigned char)body[end]))
+				end++;
+			if (end < len && strchr(".eE", body[end])) {
+				while (end < len && strchr("0123456789.eE+-", body[end]))
+					end++;	/* a real number: json-c keeps its text */
+			} else if (literal_overflows(body + start, end - start, c == '-')) {
+				if (body[start] == '0') {
+					*nomem = 2;	/* leading zeros: not JSON, and json-c
+							 * would take them as a real number */
+					free(out);
+					return NULL;
+				}
+				count++;
+				if (out) {
+					memcpy(out + o, body + i, end - i);
+					o += end - i;
+					memcpy(out + o, "e0", 2);
+					o += 2;
+					i = end;
+					continue;
+				}
+			}
+			if (end == i)
+				end = i + 1;
+			if (out)
+				memcpy(out + o, body + i, end - i);
+			o += end - i;
+			i = end;
 		}
-		if (c == '"' || (c != '-' && !isdigit((unsigned char)c))) {
-			in_string = c == '"';
-			i++;
-			continue;
+		if (pass == 0) {
+			if (!count)
+				return NULL;
+			if (!(out = malloc(len + 2 * count + 1))) {
+				*nomem = 1;
+				return NULL;
+			}
 		}
-		start = c == '-' ? i + 1 : i;
-		end = start;
-		while (end < len && isdigit((unsigned char)body[end]))
-			end++;
-		if (end < len && strchr(".eE", body[end])) {
-			while (end < len && strchr("0123456789.eE+-", body[end]))
-				end++;	/* a real number: json-c keeps its text */
-		} else if (literal_overflows(body + start, end - start, c == '-')) {
-			return 1;
+	}
+	out[o] = '\0';
+	*outlen = o;
+	return out;
+}
+
+/* Is text an integer literal beyond 64 bits followed by "e0" (as marked by
+ * mark_big_integers)? Then its length without the "e0". */
+static size_t big_integer_text(const char *text)
+{
+	size_t n = strlen(text), d = text[0] == '-';
+
+	if (n < 3 || strcmp(text + n - 2, "e0") != 0 || span_digits_n(text + d, n - 2 - d) != n - 2 - d)
+		return 0;
+	return literal_overflows(text + d, n - 2 - d, d) ? n - 2 : 0;
+}
+
+/* Give every marked integer in v back its own text, without the "e0". */
+static int restore_big_integers(struct json_object *v)
+{
+	size_t n;
+
+	if (json_object_is_type(v, json_type_double)) {
+		const char *t = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+		size_t k = big_integer_text(t);
+		char buf[64], *copy, *dup;
+
+		if (!k)
+			return 0;
+		copy = k < sizeof(buf) ? buf : malloc(k + 1);
+		if (!copy)
+			return -1;
+		memcpy(copy, t, k);
+		copy[k] = '\0';
+		dup = strdup(copy);
+		if (copy != buf)
+			free(copy);
+		if (!dup)
+			return -1;
+		json_object_set_serializer(v, json_object_userdata_to_json_string, dup,
+					   json_object_free_userdata);
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_array)) {
+		n = json_object_array_length(v);
+		for (size_t i = 0; i < n; i++)
+			if (restore_big_integers(json_object_array_get_idx(v, i)))
+				return -1;
+	} else if (json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, key, val) {
+			(void)key;
+			if (restore_big_integers(val))
+				return -1;
 		}
-		i = end > i ? end : i + 1;
 	}
 	return 0;
+}
+
+/* Parse text as JSON (strict, UTF-8 checked) with integers of any size:
+ * one beyond 64 bits becomes a number that keeps its exact text. */
+static struct json_object *parse_json(const char *text, size_t len, enum json_tokener_error *jerr,
+				      size_t *end, int *out_of_memory)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *obj;
+	size_t marked_len = 0;
+	int nomem;
+	char *marked = mark_big_integers(text, len, &marked_len, &nomem);
+
+	*out_of_memory = !tok || nomem == 1;
+	*end = 0;
+	*jerr = nomem == 2 ? json_tokener_error_parse_number : json_tokener_success;
+	if (nomem) {
+		json_tokener_free(tok);
+		free(marked);
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, marked ? marked : text, (int)(marked ? marked_len : len));
+	*jerr = json_tokener_get_error(tok);
+	*end = json_tokener_get_parse_end(tok);
+	if (marked && *end == marked_len)
+		*end = len;	/* the whole of it: positions of errors are near enough */
+	json_tokener_free(tok);
+	free(marked);
+	if (obj && restore_big_integers(obj)) {
+		json_object_put(obj);
+		*out_of_memory = 1;
+		return NULL;
+	}
+	return obj;
 }
 
 /* json-c takes NaN and Infinity even in strict mode; JSON (and PostgreSQL)
@@ -340,8 +577,10 @@ static int has_non_finite(struct json_object *v)
 	size_t n;
 
 	switch (json_object_get_type(v)) {
-	case json_type_double:
-		return !isfinite(json_object_get_double(v));
+	case json_type_double:	/* an integer of 400 digits is a number all the same */
+		return !isfinite(json_object_get_double(v)) &&
+		       !isdigit((unsigned char)json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)
+					[json_object_get_double(v) < 0]);
 	case json_type_array:
 		n = json_object_array_length(v);
 		for (size_t i = 0; i < n; i++)
@@ -379,33 +618,69 @@ static int has_nul_escape(const char *body, size_t len)
 	return 0;
 }
 
+static int hex4(const char *p, size_t n, unsigned *cp)
+{
+	char buf[5];
+	char *end;
+
+	if (n < 4)
+		return 0;
+	memcpy(buf, p, 4);
+	buf[4] = '\0';
+	*cp = (unsigned)strtoul(buf, &end, 16);
+	return end == buf + 4 && isxdigit((unsigned char)buf[0]);
+}
+
+/* Does a string in body hold a \uD800-\uDFFF escape that is not half of a
+ * pair? json-c would store U+FFFD instead; PostgreSQL refuses it. */
+static int has_lone_surrogate(const char *body, size_t len)
+{
+	int in_string = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned cp, lo;
+
+		if (body[i] == '"') {
+			in_string = !in_string;
+			continue;
+		}
+		if (!in_string || body[i] != '\\')
+			continue;
+		if (i + 2 > len || body[i + 1] != 'u' || !hex4(body + i + 2, len - i - 2, &cp)) {
+			i++;
+			continue;
+		}
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return 1;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (len - i < 12 || body[i + 6] != '\\' || body[i + 7] != 'u' ||
+			    !hex4(body + i + 8, len - i - 8, &lo) || lo < 0xdc00 || lo > 0xdfff)
+				return 1;
+			i += 6;
+		}
+		i += 5;
+	}
+	return 0;
+}
+
 static enum sh_err parse_object(const char *body, size_t len, struct json_object **out,
 				char *why, size_t whylen)
 {
-	struct json_tokener *tok = json_tokener_new();
 	struct json_object *obj;
 	enum json_tokener_error jerr;
 	size_t end;
+	int nomem;
 
-	if (!tok)
-		return SH_ENOMEM;
-	if (!valid_utf8(body, len)) {
-		json_tokener_free(tok);
+	if (!valid_utf8(body, len))
 		return refuse(why, whylen, "not valid UTF-8");
-	}
-	if (integer_overflows(body, len)) {
-		json_tokener_free(tok);
-		return refuse(why, whylen, "an integer does not fit in 64 bits (write it as a string)");
-	}
-	if (has_nul_escape(body, len)) {
-		json_tokener_free(tok);
+	if (has_nul_escape(body, len))
 		return refuse(why, whylen, "a string holds \\u0000, which PostgreSQL cannot store");
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, body, (int)len);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
+	if (has_lone_surrogate(body, len))
+		return refuse(why, whylen, "a string holds half of a UTF-16 surrogate pair "
+			      "(\\ud800-\\udfff alone), which is no character");
+	obj = parse_json(body, len, &jerr, &end, &nomem);
+	if (nomem)
+		return SH_ENOMEM;
 	if (!obj || jerr != json_tokener_success) {
 		json_object_put(obj);
 		if (jerr == json_tokener_continue)
@@ -431,20 +706,51 @@ static enum sh_err parse_object(const char *body, size_t len, struct json_object
 	return SH_OK;
 }
 
+/* The part of the file name that is column c's, or NULL when c is not in the key. */
+static const char *key_part_of(const struct model *m, const struct column *c,
+			       const char *const *parts)
+{
+	for (size_t k = 0; k < m->nkey; k++)
+		if (model_key_col(m, k) == c)
+			return parts[k];
+	return NULL;
+}
+
+/* A generated column is never written: the document may carry it only with
+ * the value stored, as it was read. */
+static enum sh_err check_generated(const struct column *c, struct json_object *val,
+				   struct json_object *stored, char *why, size_t whylen)
+{
+	struct json_object *was = NULL;
+
+	if (stored && json_object_object_get_ex(stored, c->name, &was) &&
+	    json_object_equal(was, val))
+		return SH_OK;
+	return refuse(why, whylen, "column \"%s\" is generated by PostgreSQL and cannot be "
+		      "written: leave it out, or keep it as it was read", c->name);
+}
+
 /* Check every key of body; the primary key must match the file name. */
-static enum sh_err check_body(const struct model *m, const char *pk, struct json_object *body,
+static enum sh_err check_body(const struct model *m, const char *const *parts,
+			      const char *pk, struct json_object *body, struct json_object *stored,
 			      char *why, size_t whylen)
 {
 	json_object_object_foreach(body, key, val) {
 		const struct column *c = model_column(m, key);
+		const char *part;
 		enum sh_err err;
 
 		if (!c)
 			return refuse(why, whylen, "unknown key \"%.64s\"", key);
+		if (c->generated) {
+			if ((err = check_generated(c, val, stored, why, whylen)))
+				return err;
+			continue;
+		}
 		err = check_value(c, val, why, whylen);
 		if (err)
 			return err;
-		if (c == model_pk(m) && !pk_matches(c, val, pk))
+		if ((part = key_part_of(m, c, parts)) && !pk_matches(c, val, part))
 			return refuse(why, whylen, "\"%s\" in the document differs from the file name '%s'",
 				      c->name, pk);
 	}
@@ -457,7 +763,7 @@ static enum sh_err check_required(const struct model *m, struct json_object *bod
 	for (size_t i = 0; i < m->ncols; i++) {
 		const struct column *c = &m->cols[i];
 
-		if (i == m->pk || !c->not_null || c->has_default)
+		if (model_is_key(m, i) || !c->not_null || c->has_default || c->client_default)
 			continue;
 		if (!json_object_object_get_ex(body, c->name, NULL))
 			return refuse(why, whylen, "new record lacks required column \"%s\"", c->name);
@@ -465,35 +771,98 @@ static enum sh_err check_required(const struct model *m, struct json_object *bod
 	return SH_OK;
 }
 
-static struct json_object *pk_value(const struct model *m, const char *pk)
+/* Does the stored record hold key with the value v? */
+static bool stored_equal(struct json_object *stored, const char *key, struct json_object *v)
 {
-	if (model_pk(m)->kind == COL_INT)
-		return json_object_new_int64(strtoll(pk, NULL, 10));
-	return json_object_new_string(pk);
+	struct json_object *old;
+
+	return stored && json_object_object_get_ex(stored, key, &old) &&
+	       json_object_equal(old, v);
 }
 
-/* The document to store: existing (or just the key) with body's keys laid over it. */
-static struct json_object *merge(const struct model *m, const char *pk, const char *existing,
-				 struct json_object *body)
+/* Prisma's client-side defaults into body (clientdef.h): a new record that
+ * lacks one gets it; @updatedAt is set again by every write that leaves it
+ * out or carries it as stored (a `sed -i` of another column). */
+static enum sh_err fill_client_defaults(const struct model *m, const char *existing,
+					struct json_object *body)
 {
-	struct json_object *base = existing ? json_tokener_parse(existing) : NULL;
+	struct json_object *stored = existing ? json_tokener_parse(existing) : NULL;
+	int64_t now = clock_wall_ns();
+	enum sh_err err = SH_OK;
 
-	if (!base || !json_object_is_type(base, json_type_object)) {
-		json_object_put(base);
+	for (size_t i = 0; i < m->ncols && err == SH_OK; i++) {
+		const struct column *c = &m->cols[i];
+		struct json_object *v = NULL, *made;
+		char value[CLIENTDEF_VALUE_MAX];
+
+		if (!c->client_default || model_is_key(m, i))
+			continue;
+		if (json_object_object_get_ex(body, c->name, &v) &&
+		    !(clientdef_on_update(c->client_default) && stored_equal(stored, c->name, v)))
+			continue;
+		if (existing && !clientdef_on_update(c->client_default))
+			continue;
+		if ((err = clientdef_make(c, now, value, sizeof(value))))
+			break;
+		if (!(made = json_object_new_string(value))) {
+			err = SH_ENOMEM;
+		} else if (json_object_object_add(body, c->name, made)) {
+			json_object_put(made);
+			err = SH_ENOMEM;
+		}
+	}
+	json_object_put(stored);
+	return err;
+}
+
+static struct json_object *key_value(const struct column *c, const char *part)
+{
+	if (c->kind == COL_INT)
+		return json_object_new_int64(strtoll(part, NULL, 10));
+	return json_object_new_string(part);
+}
+
+/* The document to store: stored (or just the key) with body's keys laid over it. */
+static struct json_object *merge(const struct model *m, const char *const *parts,
+				 struct json_object *stored, struct json_object *body)
+{
+	struct json_object *base = stored ? json_object_get(stored) : NULL;
+
+	if (!base) {
 		base = json_object_new_object();
 		if (!base)
 			return NULL;
-		json_object_object_add(base, model_pk(m)->name, pk_value(m, pk));
+		for (size_t k = 0; k < m->nkey; k++)
+			json_object_object_add(base, model_key_col(m, k)->name,
+					       key_value(model_key_col(m, k), parts[k]));
 	}
 	json_object_object_foreach(body, key, val)
 		json_object_object_add(base, key, json_object_get(val));
 	return base;
 }
 
+/* The stored document as an object; NULL when there is none (or it is not one). */
+static struct json_object *parse_stored(const char *existing)
+{
+	enum json_tokener_error jerr;
+	size_t end;
+	int nomem;
+	struct json_object *o = existing ?
+		parse_json(existing, strlen(existing), &jerr, &end, &nomem) : NULL;
+
+	if (o && !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
 enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,
 			size_t max_len, const char *existing, char **out, char *why, size_t whylen)
 {
-	struct json_object *obj = NULL, *merged;
+	struct json_object *obj = NULL, *merged, *stored = NULL;
+	const char *parts[MODEL_KEY_MAX];
+	char buf[KEYNAME_KEY_MAX + 1];
 	enum sh_err err;
 
 	*out = NULL;
@@ -502,23 +871,28 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 		return SH_ETOOBIG;
 	}
 	err = doc_check_pk(m, pk, why, whylen);
+	if (!err && key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
+		err = refuse(why, whylen, "'%s' is not a key", pk);	/* doc_check_pk said it is */
+	if (!err)
+		err = check_pk_fits(m, pk, why, whylen);
 	if (!err)
 		err = parse_object(body, len, &obj, why, whylen);
 	if (!err)
-		err = check_body(m, pk, obj, why, whylen);
+		stored = parse_stored(existing);	/* one that is not an object is replaced */
+	if (!err)
+		err = check_body(m, parts, pk, obj, stored, why, whylen);
 	if (!err && !existing)
 		err = check_required(m, obj, why, whylen);
-	/* json-c would clamp such a number while merging, changing a value the
-	 * writer never touched: better to refuse than to corrupt */
-	if (!err && existing && integer_overflows(existing, strlen(existing)))
-		err = refuse(why, whylen, "the stored record holds an integer beyond 64 bits; "
-			     "write the whole document, with that number as a string");
+	if (!err && (err = fill_client_defaults(m, existing, obj)) == SH_EINVAL)
+		snprintf(why, whylen, "a client-side default cannot be made for this column's type");
 	if (err) {
 		json_object_put(obj);
+		json_object_put(stored);
 		return err;
 	}
-	merged = merge(m, pk, existing, obj);
+	merged = merge(m, parts, stored, obj);
 	json_object_put(obj);
+	json_object_put(stored);
 	if (!merged)
 		return SH_ENOMEM;
 	*out = strdup(json_object_to_json_string_ext(merged, JSON_C_TO_STRING_PLAIN |

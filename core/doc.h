@@ -17,22 +17,22 @@
 
 #define DOC_MAX_DEFAULT (1024 * 1024)	/* default cap on one document, bytes */
 
-#define DOC_SUFFIX ".json"	/* a record's file name is <pk>.json */
+#define DOC_SUFFIX ".json"	/* a record's file name: keyname.h */
 
-/* Is name a record's file name ("<pk>.json", not hidden)? Then pk (pklen
- * bytes) gets the key and the return is true; false when name is not a
- * record name or its key does not fit. The key itself is not checked:
- * that is doc_check_pk(). */
-bool doc_record_name(const char *name, char *pk, size_t pklen);
-
-/* Is name (a file name without ".json") a valid primary key for m?
- * SH_EINVAL with a reason in why when not. */
+/* Is pk (a key, decoded from its file name by keyname.h) a valid primary
+ * key for m, in its one canonical spelling (a uuid in lower case with
+ * dashes, an integer without '+' or leading zeros)? For a key of several
+ * columns: exactly that many parts, each in keyname's encoding, joined by
+ * KEY_SEP (catalog.h key_split), each valid for its column. SH_EINVAL with
+ * a reason in why when not. A write also needs a key short enough for its
+ * name. */
 enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_t whylen);
 
 /* Validate body (len bytes, not NUL-terminated) as the new content of record
  * pk of model m. existing is the stored document or NULL for a new record:
  * keys absent from body keep their existing values; a new record must carry
- * every NOT NULL column without a default. On SH_OK *out is the canonical
+ * every NOT NULL column without a default; a generated column (catalog.h)
+ * may appear only with the value existing holds. On SH_OK *out is the canonical
  * document (malloc'd, no trailing newline). On failure *out is NULL, the
  * return is SH_EINVAL or SH_ETOOBIG, and why holds a one-line reason. */
 enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,

@@ -14,6 +14,7 @@
 #include "blocks.h"
 #include "catalog_file.h"
 #include "doc.h"
+#include "keyname.h"
 #include "life.h"
 #include "loader.h"
 #include "log.h"
@@ -28,6 +29,9 @@
 #define MKDIR_WAIT_MS 500	/* a longer load goes on after mkdir returns (life_create) */
 #define READERS 4			/* PostgreSQL connections for read-through */
 #define RETRY_READ_NS 1000000000LL	/* after a failure, read-through waits this long */
+#define IDS_RESERVE 100			/* ids reserved from a sequence at a time, per block */
+#define IDS_LOW (IDS_RESERVE / 2)	/* fewer left: reserve more while PostgreSQL answers */
+
 /* Requests inside a read-through at once (on a connection or waiting for
  * one). Beyond it a read fails at once with EAGAIN: requests waiting on
  * PostgreSQL never take more than this many of the FUSE threads (fs/main.c
@@ -66,13 +70,15 @@ struct engine {
 	struct loaders *loaders;
 	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
+	bool ids_strict;	/* -o ids=strict: new keys of sequence-keyed models come from .next-id */
 };
 
-static const char *const ctl_names[CTL_COUNT + 1] = {
+static const char *const ctl_names[CTL_NEXT_ID + 1] = {
 	[CTL_TTL] = "ttl",
 	[CTL_INVALIDATE] = "invalidate",
 	[CTL_SYNC_STATUS] = "sync-status",
 	[CTL_METRICS] = "metrics",
+	[CTL_NEXT_ID] = ENGINE_NEXT_ID_NAME,
 };
 
 const char *ctl_name(enum ctl_file f)
@@ -129,16 +135,95 @@ size_t engine_block_count(struct engine *e)
 	return blockset_count(e->blocks);
 }
 
-bool engine_record_key(const char *name, char *pk, size_t pklen)
+_Static_assert(ENGINE_NAME_MAX == KEYNAME_MAX && ENGINE_KEY_MAX == KEYNAME_KEY_MAX,
+	       "engine.h and keyname.h agree on name and key sizes");
+
+struct long_find {
+	const struct model *m;
+	const char *name;
+	char *pk;
+	size_t pklen;
+	bool found;
+};
+
+static int long_match(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns)
 {
-	return doc_record_name(name, pk, pklen);
+	struct long_find *f = ctx;
+	char name[KEYNAME_MAX + 1];
+
+	(void)doc_len;
+	(void)mtime_ns;
+	if (key_file_name(f->m, pk, name) || strcmp(name, f->name) != 0 || strlen(pk) >= f->pklen)
+		return 0;
+	memcpy(f->pk, pk, strlen(pk) + 1);
+	f->found = true;
+	return 1;
 }
 
-bool engine_record_name(const char *pk, char *name, size_t namelen)
+/* A long-form name names no key by itself: find the record it is the name of. */
+static enum sh_err find_long_key(struct engine *e, const char *block, const struct model *m,
+				 const char *name, char *pk, size_t pklen)
 {
-	int n = snprintf(name, namelen, "%s" DOC_SUFFIX, pk);
+	struct long_find f = { .m = m, .name = name, .pk = pk, .pklen = pklen };
+	struct block *b;
 
-	return n >= 0 && (size_t)n < namelen;
+	if (engine_block_get(e, block, &b) != SH_OK)
+		return SH_ENOENT;
+	(void)engine_list(e, b, m, long_match, &f);
+	engine_block_put(b);
+	return f.found ? SH_OK : SH_ENOENT;
+}
+
+/* The key of a model with a key of several columns is its file name as it
+ * is (catalog.h key_join), when each part is in keyname's encoding. */
+static bool list_key(const char *name, char *pk, size_t pklen)
+{
+	size_t len = strlen(name) - strlen(KEYNAME_SUFFIX), n;
+	char parts[KEYNAME_MAX + 1];
+
+	if (len >= pklen || !keyname_decode_list(name, len, parts, sizeof(parts), &n))
+		return false;
+	memcpy(pk, name, len);
+	pk[len] = '\0';
+	return true;
+}
+
+enum sh_err engine_record_key(struct engine *e, const char *block, const struct model *m,
+			      const char *name, char *pk, size_t pklen, char *why, size_t whylen)
+{
+	enum keyname_kind kind = keyname_to_key(name, pk, pklen);
+
+	if (m->nkey > 1 && (kind == KEYNAME_KEY || kind == KEYNAME_BAD))
+		kind = list_key(name, pk, pklen) ? KEYNAME_KEY : KEYNAME_BAD;
+	switch (kind) {
+	case KEYNAME_NONE:
+		return SH_ENOENT;
+	case KEYNAME_KEY:
+		return SH_OK;
+	case KEYNAME_LONG:
+		if (find_long_key(e, block, m, name, pk, pklen) == SH_OK)
+			return SH_OK;
+		snprintf(why, whylen, "'%s' is the long name of a key this block does not hold; "
+			 "a key that long cannot be created through the mount", name);
+		return SH_EINVAL;
+	case KEYNAME_BAD:
+		break;
+	}
+	snprintf(why, whylen, "'%s' is not the file name of any key: '/', ',', '%%', control "
+		 "characters and a leading '.' are written %%XX with upper-case hex, nothing else is",
+		 name);
+	return SH_EINVAL;
+}
+
+bool engine_record_name(const struct model *m, const char *pk, char *name, size_t namelen)
+{
+	char full[KEYNAME_MAX + 1];
+
+	(void)key_file_name(m, pk, full);
+	if (strlen(full) >= namelen)
+		return false;
+	memcpy(name, full, strlen(full) + 1);
+	return true;
 }
 
 enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen)
@@ -219,9 +304,14 @@ static enum sh_err open_from_file(struct engine *e, const struct engine_config *
 	if (rv)
 		return rv;
 	if (pg_connect(e->pg_conninfo, &e->reader, why, sizeof(why)) != SH_OK) {
-		sh_log(LOG_WARNING, "%s; mounting from catalog '%s' all the same", why, cfg->catalog);
+		sh_log(LOG_WARNING, "%s; mounting from catalog '%s' all the same (no .next-id%s "
+		       "until the next mount)", why, cfg->catalog,
+		       cfg->ids_strict ? " and no ids=strict check" : "");
 		return SH_OK;
 	}
+	/* the key sequences are PostgreSQL's to name: the file does not hold them */
+	if (pg_load_sequences(e->reader, e->cat, why, sizeof(why)) != SH_OK)
+		sh_log(LOG_WARNING, "%s; no .next-id until the next mount", why);
 	if (pg_ensure_tables(e->reader) != SH_OK)
 		sh_log(LOG_WARNING, "cannot create table sharded_applied yet; the sync will retry");
 	return SH_OK;
@@ -267,14 +357,79 @@ static enum sh_err mark_local(struct catalog *cat, const char *list, char *err, 
 	return rv;
 }
 
+/* A table the user expects as a directory and does not find is named, with why. */
+static void log_skipped(const struct catalog *cat)
+{
+	for (size_t i = 0; i < cat->nskipped; i++)
+		sh_log(LOG_NOTICE, "table \"%s\" is not a model: %s", cat->skipped[i].name,
+		       cat->skipped[i].reason);
+}
+
+/* Why a table's name cannot be a directory beside the control files, or NULL. */
+static const char *unnamable(const char *name)
+{
+	if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return "it is not a directory name";
+	if (strchr(name, '/'))
+		return "a directory name cannot hold '/'";
+	if (strlen(name) > KEYNAME_MAX)
+		return "it is longer than a directory name can be";
+	for (int f = 0; f < CTL_COUNT; f++)
+		if (strcmp(name, ctl_name(f)) == 0)
+			return "every block has a control file of that name";
+	return NULL;
+}
+
+static bool listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0' || p[n] == ' '))
+			return true;
+	}
+	return false;
+}
+
+/* A table whose name cannot be a model directory is left out with a log
+ * line (so one odd name never breaks a listing); one asked for by name in
+ * models= refuses the mount instead, since the user expects it there. */
+static enum sh_err drop_unnamable(struct catalog *cat, const char *models, char *err,
+				  size_t errlen)
+{
+	for (size_t i = 0; i < cat->nmodels;) {
+		const char *why = unnamable(cat->models[i].name);
+
+		if (!why) {
+			i++;
+			continue;
+		}
+		if (listed(models, cat->models[i].name)) {
+			snprintf(err, errlen, "table \"%s\" cannot be mounted: %s; rename the table",
+				 cat->models[i].name, why);
+			return SH_EINVAL;
+		}
+		sh_log(LOG_WARNING, "table \"%s\" left out: %s; rename the table to mount it",
+		       cat->models[i].name, why);
+		catalog_remove(cat, i);
+	}
+	return SH_OK;
+}
+
 static enum sh_err connect_all(struct engine *e, const struct engine_config *cfg, char *err,
 			       size_t errlen)
 {
 	enum sh_err rv = cfg->catalog ? open_from_file(e, cfg, err, errlen)
 				      : open_from_pg(e, cfg, err, errlen);
 
+	if (!rv)
+		rv = drop_unnamable(e->cat, cfg->models, err, errlen);
+	if (!rv)
+		log_skipped(e->cat);
 	if (!rv && e->cat->nmodels == 0) {
-		snprintf(err, errlen, "no table with a one-column primary key in schema '%s'",
+		snprintf(err, errlen, "no table with a primary key in schema '%s'",
 			 e->cat->schema);
 		rv = SH_EINVAL;
 	}
@@ -322,6 +477,7 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	e->redis_url = dup_or_env(cfg->redis, "REDIS_URL", "");
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
 	e->ttl = cfg->ttl;
+	e->ids_strict = cfg->ids_strict;
 	e->cleanup_s = cfg->cleanup_s;
 	e->max_doc = cfg->max_doc ? cfg->max_doc : DOC_MAX_DEFAULT;
 	rv = (!e->pg_conninfo || !e->redis_url || !e->node) ? SH_ENOMEM : SH_OK;
@@ -562,11 +718,15 @@ static enum sh_err fetch_row(struct engine *e, struct block *b, const struct mod
 	atomic_store(&e->pg_stuck, *stuck);
 	if (*stuck)
 		atomic_store(&e->pg_stuck_ns, now);
-	if (atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now)
-		sh_log(LOG_WARNING, "block '%s': %s/%s.json: %s", b->id, m->name, pk, *stuck ?
+	if (atomic_exchange(&e->pg_down_until, now + RETRY_READ_NS) < now) {
+		char name[KEYNAME_MAX + 1];
+
+		(void)key_file_name(m, pk, name);	/* a key with a newline: one log line */
+		sh_log(LOG_WARNING, "block '%s': %s/%s: %s", b->id, m->name, name, *stuck ?
 		       "postgresql does not answer in time, records not in a block fail with EAGAIN "
 		       "for now" : "postgresql unreachable, records not in a block read as absent "
 		       "for now");
+	}
 	return rv;
 }
 
@@ -649,11 +809,8 @@ static enum sh_err merge_body(struct engine *e, struct block *b, const struct mo
 	char why[256];
 	enum sh_err rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
 
-	if (rv == SH_EINVAL || rv == SH_ETOOBIG) {
-		atomic_fetch_add(&e->refusals, 1);
-		sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", b->id, m->name,
-		       pk, why);
-	}
+	if (rv == SH_EINVAL || rv == SH_ETOOBIG)
+		engine_refused(e, b->id, m->name, pk, why);
 	return rv;
 }
 
@@ -691,6 +848,44 @@ static enum sh_err put_merge(void *ctx, const char *existing, char **doc)
 	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc);
 }
 
+/* Does the block hold record pk? When not, read it through first (unless
+ * deleted here): a write of a row PostgreSQL has is then an upsert of it,
+ * and only a record PostgreSQL did not have (or could not be asked about)
+ * is written as a create (op.h), even when the kernel wrote to a name it
+ * had not looked up again since the block dropped its copy. */
+static bool hold_record(struct engine *e, struct block *b, const struct model *m, const char *pk)
+{
+	char *doc = NULL;
+	enum sh_err rv = store_get(b->store, m->name, pk, &doc, NULL);
+
+	if (rv == SH_ENOENT && !m->local && read_through(e, b, m, pk, &doc) == SH_OK)
+		rv = store_get(b->store, m->name, pk, &doc, NULL);
+	free(doc);
+	return rv == SH_OK;
+}
+
+/* ids=strict: a new record (one the block does not hold: held false) of a
+ * model keyed by a sequence must carry a key handed out by its .next-id
+ * (nothing else is safe from the sequence). */
+static enum sh_err check_new_key(struct engine *e, struct block *b, const struct model *m,
+				 const char *pk, bool held)
+{
+	char *end = NULL;
+	long long id;
+
+	if (!e->ids_strict || !m->seq || held)
+		return SH_OK;
+	errno = 0;
+	id = strtoll(pk, &end, 10);
+	if (errno == 0 && end && end != pk && !*end && store_ids_handed(b->store, m->name, id))
+		return SH_OK;
+	atomic_fetch_add(&e->refusals, 1);
+	sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: ids=strict and %s is not an id "
+	       "handed out by %s/%s (the sequence %s could give it to someone else)", b->id,
+	       m->name, pk, pk, m->name, ENGINE_NEXT_ID_NAME, m->seq);
+	return SH_EINVAL;
+}
+
 /* The merge reads the stored record inside the transaction that commits the
  * result: read outside it, two writers of different keys of one record could
  * each merge onto the same old copy and the second would undo the first. */
@@ -702,6 +897,8 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 	enum sh_err rv = use(e, b);
 
 	if (rv)
+		return rv;
+	if ((rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK)
 		return rv;
 	pthread_rwlock_rdlock(&b->life);
 	rv = atomic_load(&b->removed) ? SH_ENOENT
@@ -718,6 +915,9 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 	char *doc = NULL;
 	enum sh_err rv;
 
+	if (e->ids_strict && m->seq && ((rv = use(e, b)) != SH_OK ||
+	    (rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK))
+		return rv;
 	if (len <= e->max_doc && doc_incomplete(body, len))
 		return SH_OK;
 	rv = prepare(e, b, m, pk, body, len, &doc);
@@ -725,11 +925,75 @@ enum sh_err engine_check(struct engine *e, struct block *b, const struct model *
 	return rv;
 }
 
+bool engine_has_next_id(const struct model *m)
+{
+	return m->seq != NULL;
+}
+
+/* Reserve IDS_RESERVE ids from m's sequence into the block, through a
+ * read-through connection (failing fast while PostgreSQL is unreachable). */
+static enum sh_err reserve_ids(struct engine *e, struct block *b, const struct model *m)
+{
+	int64_t ids[IDS_RESERVE], now = clock_wall_ns();
+	char why[256];
+	enum sh_err rv;
+	int i;
+
+	if (now < atomic_load(&e->pg_down_until))
+		return SH_EUNAVAIL;
+	i = take_reader(e);
+	if (!e->readers[i].pg && pg_connect(e->pg_conninfo, &e->readers[i].pg, why, sizeof(why)))
+		e->readers[i].pg = NULL;
+	/* a connection from before a restart of PostgreSQL can fail more than
+	 * once after PQreset; one that cannot reconnect fails at once */
+	rv = SH_EUNAVAIL;
+	for (int k = 0; k < 3 && rv == SH_EUNAVAIL && e->readers[i].pg; k++) {
+		rv = pg_reserve_ids(e->readers[i].pg, m->seq, IDS_RESERVE, ids);
+		if (rv == SH_EUNAVAIL && pg_reconnect(e->readers[i].pg) != SH_OK)
+			break;
+	}
+	pthread_mutex_unlock(&e->readers[i].lock);
+	if (rv == SH_EUNAVAIL)
+		atomic_store(&e->pg_down_until, now + RETRY_READ_NS);
+	return rv ? rv : store_ids_add(b->store, m->name, ids, IDS_RESERVE);
+}
+
+enum sh_err engine_next_id(struct engine *e, struct block *b, const struct model *m, char **text)
+{
+	int64_t id = 0, left = 0;
+	enum sh_err rv;
+
+	*text = NULL;
+	if (!m->seq)
+		return SH_ENOENT;
+	if ((rv = use(e, b)) != SH_OK)
+		return rv;
+	rv = store_ids_take(b->store, m->name, &id, &left);
+	if (rv == SH_ENOENT && (rv = reserve_ids(e, b, m)) == SH_OK)
+		rv = store_ids_take(b->store, m->name, &id, &left);
+	else if (rv == SH_OK && left < IDS_LOW)
+		(void)reserve_ids(e, b, m);	/* ahead of need; later if PostgreSQL is down */
+	if (rv != SH_OK) {
+		sh_log(LOG_WARNING, "block '%s': %s/%s: no reserved id left and none could be "
+		       "reserved from %s: %s", b->id, m->name, ENGINE_NEXT_ID_NAME, m->seq,
+		       sh_strerror(rv));
+		return rv;
+	}
+	return asprintf(text, "%" PRId64 "\n", id) < 0 ? SH_ENOMEM : SH_OK;
+}
+
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why)
 {
+	const struct model *m = model ? catalog_find(e->cat, model) : NULL;
+	char name[KEYNAME_MAX + 1] = "";
+
 	atomic_fetch_add(&e->refusals, 1);
-	sh_log(LOG_WARNING, "block '%s': write to %s/%s.json refused: %s", block, model, pk, why);
+	if (pk && m)
+		(void)key_file_name(m, pk, name);
+	else if (pk)
+		(void)keyname_from_key(pk, name);
+	sh_log(LOG_WARNING, "block '%s': write to %s/%s refused: %s", block, model, name, why);
 }
 
 enum sh_err engine_delete(struct engine *e, struct block *b, const struct model *m,
@@ -929,6 +1193,8 @@ enum sh_err engine_ctl_read(struct engine *e, struct block *b, enum ctl_file f, 
 		return sync_status_text(e, b, text);
 	case CTL_METRICS:
 		return metrics_text(e, text);
+	case CTL_NEXT_ID:
+		return SH_EINVAL;	/* a model's: engine_next_id */
 	}
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }

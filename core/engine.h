@@ -37,7 +37,7 @@ struct engine_config {
 	const char *pg;		/* libpq conninfo or URI; NULL: $DATABASE_URL, else PG* defaults */
 	const char *redis;	/* redis:// URL; NULL: $REDIS_URL, else redis://127.0.0.1:6379 */
 	const char *data_dir;	/* block files */
-	const char *models;	/* "User,Order"; NULL: every table with a one-column primary key */
+	const char *models;	/* "User,Order"; NULL: every table with a primary key */
 	const char *schema;	/* PostgreSQL schema; NULL: public */
 	const char *node;	/* this daemon's consumer name; NULL: the host name */
 	int64_t ttl;		/* default idle TTL of a block, seconds; 0 = never */
@@ -47,10 +47,14 @@ struct engine_config {
 	const char *catalog;	/* catalog file (catalog_file.h); NULL: read pg_catalog */
 	int64_t cleanup_s;	/* periodic cleanup of Redis leftovers, seconds; 0 = never */
 	const char *local;	/* "Event,Log": models never read through; NULL: none */
+	bool ids_strict;	/* -o ids=strict: a new record of a model keyed by a sequence
+				 * must carry an id handed out by its ENGINE_NEXT_ID_NAME */
 };
 
-/* The control files of every block, then the mount's own (metrics, at the root). */
-enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT, CTL_METRICS = CTL_COUNT };
+/* The control files of every block, then the mount's own (metrics, at the
+ * root), then each model's .next-id (read with engine_next_id, not engine_ctl_read). */
+enum ctl_file { CTL_TTL, CTL_INVALIDATE, CTL_SYNC_STATUS, CTL_COUNT, CTL_METRICS = CTL_COUNT,
+		CTL_NEXT_ID };
 
 /* Called from a worker thread after a record (or, with model NULL, a whole
  * block) changed behind the user's back; gone: the record may no longer
@@ -99,13 +103,24 @@ enum sh_err engine_block_list(struct engine *e, engine_block_fn fn, void *ctx);
 /* How many blocks this daemon holds, removed ones still sending included. */
 size_t engine_block_count(struct engine *e);
 
-/* Is name a record's file name ("<pk>.json", not hidden)? Then pk (pklen
- * bytes) gets the key; false when it is not, or the key does not fit. The
- * key itself is not checked: that is engine_check_key(). */
-bool engine_record_key(const char *name, char *pk, size_t pklen);
+/* Record keys become file names through one reversible encoding
+ * (core/keyname.h, README "Keys and file names"): '/', ',', '%', control
+ * bytes and a leading '.' are %XX, the empty key is "%00", and a key too
+ * long for a file name is listed under a long form with a hash. */
+#define ENGINE_KEY_MAX 2048	/* longest key a record node holds */
+#define ENGINE_NAME_MAX 255	/* longest record file name */
 
-/* The file name of record pk into name (namelen bytes); false when it does not fit. */
-bool engine_record_name(const char *pk, char *name, size_t namelen);
+/* The key of record file name name in model m of block block: SH_OK with
+ * the key in pk (pklen bytes); SH_ENOENT when name is not a record's name
+ * at all (hidden, or not ending in ".json": a scratch file); SH_EINVAL when
+ * it ends in ".json" but is not the one name of a key (e.g. "a%2fb.json",
+ * or the long form of a key the block does not hold), the reason in why. */
+enum sh_err engine_record_key(struct engine *e, const char *block, const struct model *m,
+			      const char *name, char *pk, size_t pklen, char *why, size_t whylen);
+
+/* The file name of record pk into name (namelen bytes, ENGINE_NAME_MAX + 1
+ * always does); false when it does not fit. */
+bool engine_record_name(const struct model *m, const char *pk, char *name, size_t namelen);
 
 /* Is pk a valid primary key for m? SH_EINVAL with a reason in why when not. */
 enum sh_err engine_check_key(const struct model *m, const char *pk, char *why, size_t whylen);
@@ -134,8 +149,23 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
 			 const char *pk, const char *body, size_t len);
 
+/* <block>/<Model>/.next-id: each open hands out one id, reserved from the
+ * model's key sequence (serial, identity) in blocks kept in the block file,
+ * so that it also hands out while PostgreSQL is down, for a while. The name
+ * is never a record's (no ".json") and a scratch file cannot take it. */
+#define ENGINE_NEXT_ID_NAME ".next-id"
+
+/* Does m have a key sequence, and so a ENGINE_NEXT_ID_NAME file? */
+bool engine_has_next_id(const struct model *m);
+
+/* Hand out the next id of m's sequence reserved for block b: *text is
+ * "<id>\n", malloc'd. SH_ENOENT: m has no sequence. SH_EUNAVAIL: none left
+ * in the block and PostgreSQL is unreachable (logged). */
+enum sh_err engine_next_id(struct engine *e, struct block *b, const struct model *m, char **text);
+
 /* A refusal decided outside the engine (e.g. the FUSE layer's size cap):
- * log it with the block and file, and count it in the metrics. */
+ * log it with the block and file, and count it in the metrics. pk NULL: a
+ * name that is no key's (why names it). */
 void engine_refused(struct engine *e, const char *block, const char *model, const char *pk,
 		    const char *why);
 

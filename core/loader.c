@@ -136,7 +136,28 @@ static enum sh_err rewrite_where(struct parser *p, struct load_rule *r, struct l
 	return SH_OK;
 }
 
-/* "MODEL where CONDITION" */
+/* A model name quoted as in SQL ("Order Item", "say ""hi"""): unescaped in
+ * place after the opening quote; *rest is past the closing one. */
+static enum sh_err unquote(char *line, char **rest)
+{
+	char *w = line + 1;
+
+	for (char *r = line + 1; *r; r++) {
+		if (*r == '"' && r[1] == '"') {
+			*w++ = *r++;
+			continue;
+		}
+		if (*r == '"') {
+			*w = '\0';
+			*rest = r + 1;
+			return SH_OK;
+		}
+		*w++ = *r;
+	}
+	return SH_EINVAL;
+}
+
+/* "MODEL where CONDITION", MODEL bare or quoted */
 static enum sh_err add_step(struct parser *p, char *line)
 {
 	struct load_rule *r;
@@ -146,10 +167,16 @@ static enum sh_err add_step(struct parser *p, char *line)
 	if (!p->l->nrules)
 		return fail(p, "a model line before any 'block' line");
 	r = &p->l->rules[p->l->nrules - 1];
-	while (*rest && !isspace((unsigned char)*rest))
-		rest++;
-	if (*rest)
-		*rest++ = '\0';
+	if (*line == '"') {
+		if (unquote(line, &rest) != SH_OK)
+			return fail(p, "unterminated quoted model name");
+		model = line + 1;
+	} else {
+		while (*rest && !isspace((unsigned char)*rest))
+			rest++;
+		if (*rest)
+			*rest++ = '\0';
+	}
 	while (isspace((unsigned char)*rest))
 		rest++;
 	if (strncasecmp(rest, "where", 5) != 0 || !isspace((unsigned char)rest[5]))
@@ -166,8 +193,12 @@ static enum sh_err add_step(struct parser *p, char *line)
 	st = &grown[r->nsteps];
 	memset(st, 0, sizeof(*st));
 	st->line = p->line;
-	if (!(st->model = catalog_find(p->cat, model)))
-		return fail(p, "unknown model '%s'", model);
+	if (!(st->model = catalog_find(p->cat, model))) {
+		const char *why = catalog_skip_reason(p->cat, model);
+
+		return why ? fail(p, "table '%s' is not a model: %s", model, why)
+			   : fail(p, "unknown model '%s'", model);
+	}
 	for (size_t i = 0; i < r->nsteps; i++)
 		if (r->steps[i].model == st->model)
 			return fail(p, "model '%s' appears twice in one rule", model);

@@ -11,7 +11,8 @@
  * more characters of the block id, and the first rule whose pattern matches
  * the whole id wins. Each indented line is "MODEL where CONDITION": the
  * condition is SQL for PostgreSQL, and $name stands for the captured text,
- * sent as a bound parameter, never pasted into the SQL.
+ * sent as a bound parameter, never pasted into the SQL. A model whose name
+ * has a space or a quote is quoted as in SQL: "Order Item" where ...
  */
 #ifndef SHARDED_LOADER_H
 #define SHARDED_LOADER_H

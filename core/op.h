@@ -22,8 +22,17 @@
 
 enum op_kind {
 	OP_UPSERT = 'U',	/* doc holds the whole record as a JSON object */
+	OP_CREATE = 'C',	/* the same, for a record the block did not hold: applied as
+				 * a plain INSERT, so a row created meanwhile by someone else
+				 * refuses it (a dead letter) instead of being merged into */
 	OP_DELETE = 'D'		/* doc is NULL */
 };
+
+/* Does kind carry a document (an upsert or a create)? */
+static inline bool op_kind_writes(char kind)
+{
+	return kind == OP_UPSERT || kind == OP_CREATE;
+}
 
 struct op {
 	int64_t seq;

@@ -26,6 +26,7 @@
 #define SBUF_MAX (64u << 20)	/* one statement or parameter */
 #define MODELS_MAX 4096		/* names in models_csv */
 
+#define PG_KEY_MAX 4096	/* a record's key as text, parts and separators */
 #define PG_PREPARED_MAX 64	/* models whose row fetch is prepared, per connection */
 
 #define POLL_SLICE_MS 100	/* how often a wait looks at its cancel flag */
@@ -664,79 +665,362 @@ static bool wanted_has(const struct wanted *w, const char *name)
 	return false;
 }
 
+/* The columns of every table with a primary key (partitions aside: their
+ * partitioned table is the model). Column 6 is the column's place in the key
+ * (1..), 0 outside it; column 7 says GENERATED ALWAYS (stored, or identity). */
 static const char catalog_sql[] =
 	"SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typname,"
 	" a.attnotnull, a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',"
-	" a.attnum = i.indkey[0]"
+	" coalesce((SELECT k.n FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(att, n)"
+	"  WHERE k.att = a.attnum AND k.n <= i.indnkeyatts), 0),"
+	" a.attgenerated <> '' OR a.attidentity = 'a'"
 	" FROM pg_catalog.pg_class c"
 	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	" JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1"
+	" JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary"
 	" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
 	" JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
 	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
 	" AND c.relname NOT LIKE 'sharded\\_%'"
 	" ORDER BY c.relname, a.attnum";
 
+/* Every other relation of the schema that rows could be read from: what it
+ * is, whether it is a partition (and of what), whether it has a key. */
+static const char skipped_sql[] =
+	"SELECT c.relname, c.relkind, c.relispartition,"
+	" EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
+	" (SELECT p.relname FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class p"
+	"  ON p.oid = h.inhparent WHERE h.inhrelid = c.oid LIMIT 1)"
+	" FROM pg_catalog.pg_class c"
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+	" AND c.relname NOT LIKE 'sharded\\_%'"
+	" ORDER BY c.relname";
+
+/* Why a row of skipped_sql is not a model; NULL when it is one. */
+static const char *skip_reason(const struct catalog *cat, const PGresult *res, int r, char *buf,
+			       size_t len)
+{
+	char kind = *PQgetvalue(res, r, 1);
+
+	if (kind == 'v')
+		return "a view";
+	if (kind == 'm')
+		return "a materialized view";
+	if (kind == 'f')
+		return "a foreign table";
+	if (*PQgetvalue(res, r, 2) == 't') {
+		const char *parent = PQgetvalue(res, r, 4);
+
+		snprintf(buf, len, "a partition of \"%s\"%s", parent,
+			 catalog_find(cat, parent) ? " (the partitioned table is the model)" : "");
+		return buf;
+	}
+	if (*PQgetvalue(res, r, 3) != 't')
+		return "no primary key";
+	return NULL;
+}
+
+static enum sh_err skipped_fill(struct catalog *cat, const PGresult *res, const struct wanted *w)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		const char *rel = PQgetvalue(res, r, 0), *why;
+		char buf[256];
+
+		if (!wanted_has(w, rel) || !(why = skip_reason(cat, res, r, buf, sizeof(buf))))
+			continue;
+		if (catalog_add_skipped(cat, rel, why))
+			return SH_ENOMEM;
+	}
+	return SH_OK;
+}
+
+/* The key columns of m in key order, from their places (1..) in place[]. */
+static enum sh_err set_key(struct model *m, const int *place)
+{
+	const char *names[MODEL_KEY_MAX] = { NULL };
+	size_t n = 0;
+
+	for (size_t c = 0; c < m->ncols; c++) {
+		if (place[c] < 1)
+			continue;
+		if (place[c] > MODEL_KEY_MAX)
+			return SH_EINVAL;
+		names[place[c] - 1] = m->cols[c].name;
+		n++;
+	}
+	for (size_t k = 0; k < n; k++)
+		if (!names[k])	/* a key on an expression: no column to name */
+			return SH_EINVAL;
+	return model_set_key(m, names, n) ? SH_EINVAL : SH_OK;
+}
+
 /* Rows come grouped by table; a new table name starts a new model. */
 static enum sh_err catalog_fill(struct catalog *cat, const PGresult *res, const struct wanted *w)
 {
 	struct model *m = NULL;
+	int place[1600];	/* MaxHeapAttributeNumber */
+	enum sh_err rc = SH_OK;
 
-	for (int r = 0; r < PQntuples(res); r++) {
+	for (int r = 0; r < PQntuples(res) && rc == SH_OK; r++) {
 		const char *rel = PQgetvalue(res, r, 0);
 
 		if (!wanted_has(w, rel))
 			continue;
-		if (!m || strcmp(m->name, rel) != 0)
-			m = catalog_add_model(cat, rel);
-		if (!m)
-			return SH_ENOMEM;
+		if (!m || strcmp(m->name, rel) != 0) {
+			if (m)
+				rc = set_key(m, place);
+			m = rc ? NULL : catalog_add_model(cat, rel);
+			if (!m)
+				return rc ? rc : SH_ENOMEM;
+		}
+		if (m->ncols == sizeof(place) / sizeof(place[0]))
+			return SH_EINVAL;
+		place[m->ncols] = atoi(PQgetvalue(res, r, 6));
 		if (model_add_column(m, PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
 				     PQgetvalue(res, r, 3), *PQgetvalue(res, r, 4) == 't',
-				     *PQgetvalue(res, r, 5) == 't', *PQgetvalue(res, r, 6) == 't'))
+				     *PQgetvalue(res, r, 5) == 't', false))
 			return SH_ENOMEM;
+		/* a key column is written whatever it is: it is the file name */
+		m->cols[m->ncols - 1].generated = *PQgetvalue(res, r, 7) == 't' && place[m->ncols - 1] == 0;
+	}
+	if (rc == SH_OK && m)
+		rc = set_key(m, place);
+	return rc;
+}
+
+/* The type details of every column (catalog.h): domains resolved to their
+ * base type (their typmod, NOT NULL and default), arrays to their element,
+ * enums with their labels, composite types as "record". One row per column,
+ * in no particular order. */
+static const char types_sql[] =
+	"WITH RECURSIVE r(relname, attname, oid, typmod, arr, nn, enn, def, depth) AS ("
+	" SELECT c.relname, a.attname, a.atttypid, a.atttypmod, false, false, false, false, 0"
+	" FROM pg_catalog.pg_class c"
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
+	" UNION ALL"
+	" SELECT r.relname, r.attname,"
+	" CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END,"
+	" CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE r.typmod END,"
+	" r.arr OR t.typtype <> 'd',"
+	" r.nn OR (t.typtype = 'd' AND t.typnotnull AND NOT r.arr),"
+	" r.enn OR (t.typtype = 'd' AND t.typnotnull AND r.arr),"
+	" r.def OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL AND NOT r.arr),"
+	" r.depth + 1"
+	" FROM r JOIN pg_catalog.pg_type t ON t.oid = r.oid"
+	" WHERE r.depth < 16 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0"
+	" AND t.typlen = -1 AND NOT r.arr)))"
+	" SELECT r.relname, r.attname,"
+	" CASE WHEN t.typtype = 'c' THEN 'record' ELSE t.typname END,"	/* catalog.c */
+	" r.typmod, r.arr, r.nn, r.enn, r.def,"
+	" (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e"
+	" WHERE e.enumtypid = t.oid)::text"
+	" FROM r JOIN pg_catalog.pg_type t ON t.oid = r.oid"
+	" WHERE t.typtype <> 'd' AND NOT (t.typcategory = 'A' AND t.typelem <> 0"
+	" AND t.typlen = -1 AND NOT r.arr)";
+
+/* Enum labels from their JSON array text; *labels NULL for "" (no enum). */
+static enum sh_err parse_labels(const char *text, json_object **arr, const char ***labels,
+				size_t *n)
+{
+	*arr = NULL;
+	*labels = NULL;
+	*n = 0;
+	if (!text[0])
+		return SH_OK;
+	*arr = json_tokener_parse(text);
+	if (!json_object_is_type(*arr, json_type_array))
+		return SH_EIO;
+	*n = json_object_array_length(*arr);
+	*labels = calloc(*n ? *n : 1, sizeof(**labels));
+	if (!*labels)
+		return SH_ENOMEM;
+	for (size_t i = 0; i < *n; i++)
+		(*labels)[i] = json_object_get_string(json_object_array_get_idx(*arr, i));
+	return SH_OK;
+}
+
+/* Column att of table rel in cat (being built), or NULL. */
+static struct column *column_of(struct catalog *cat, const char *rel, const char *att)
+{
+	for (size_t i = 0; i < cat->nmodels; i++) {
+		if (strcmp(cat->models[i].name, rel) != 0)
+			continue;
+		for (size_t k = 0; k < cat->models[i].ncols; k++)
+			if (strcmp(cat->models[i].cols[k].name, att) == 0)
+				return &cat->models[i].cols[k];
+	}
+	return NULL;
+}
+
+static enum sh_err types_fill(struct catalog *cat, const PGresult *res)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		struct column *c = column_of(cat, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+		const char **labels;
+		json_object *arr;
+		enum sh_err rc;
+		size_t n;
+
+		if (!c)
+			continue;	/* a table or column left out */
+		rc = parse_labels(PQgetvalue(res, r, 8), &arr, &labels, &n);
+		if (rc == SH_OK && column_set_details(c, PQgetvalue(res, r, 2),
+						       (int32_t)atol(PQgetvalue(res, r, 3)),
+						       *PQgetvalue(res, r, 4) == 't',
+						       *PQgetvalue(res, r, 6) == 't', labels, n))
+			rc = SH_ENOMEM;
+		free(labels);
+		json_object_put(arr);
+		if (rc)
+			return rc;
+		c->not_null |= *PQgetvalue(res, r, 5) == 't';
+		c->has_default |= *PQgetvalue(res, r, 7) == 't';
 	}
 	return SH_OK;
+}
+
+static enum sh_err load_types(struct pg *pg, struct catalog *cat, const char *schema,
+			      char *err, size_t errlen)
+{
+	const char *vals[] = { schema };
+	PGresult *res = exec_params(pg, types_sql, 1, vals);
+	enum sh_err rc = SH_OK;
+
+	if (!result_ok(res)) {
+		rc = classify(pg, res);
+		result_reason(pg, res, err, errlen);
+	} else {
+		rc = types_fill(cat, res);
+	}
+	PQclear(res);
+	return rc;
 }
 
 static enum sh_err wanted_check(const struct wanted *w, const struct catalog *cat,
 				char *err, size_t errlen)
 {
+	char msg[512];
+
 	for (size_t i = 0; i < w->n; i++) {
-		if (!catalog_find(cat, w->names[i])) {
-			set_err(err, errlen, "model \"%s\" is not a table with a single-column "
-				"primary key in the schema", w->names[i]);
-			return SH_EINVAL;
-		}
+		const char *why = catalog_skip_reason(cat, w->names[i]);
+
+		if (catalog_find(cat, w->names[i]))
+			continue;
+		snprintf(msg, sizeof(msg), "model \"%.64s\" cannot be a model of the schema: %s",
+			 w->names[i], why ? why : "no such table");
+		set_err(err, errlen, "%s", msg);
+		return SH_EINVAL;
 	}
 	return SH_OK;
+}
+
+static enum sh_err query(struct pg *pg, const char *sql, const char *schema, PGresult **res,
+			 char *err, size_t errlen)
+{
+	const char *vals[] = { schema };
+
+	*res = exec_params(pg, sql, 1, vals);
+	if (result_ok(*res))
+		return SH_OK;
+	result_reason(pg, *res, err, errlen);
+	return classify(pg, *res);
+}
+
+/* The sequence of each one-column key (serial, identity), as
+ * pg_get_serial_sequence names it: the only sequence the application's
+ * INSERTs draw from, so the only one ids can be reserved from. */
+static const char sequences_sql[] =
+	"SELECT c.relname, pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname)"
+	" FROM pg_catalog.pg_class c"
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1"
+	" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
+	" WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')";
+
+enum sh_err pg_load_sequences(struct pg *pg, struct catalog *cat, char *err, size_t errlen)
+{
+	const char *vals[] = { cat->schema };
+	PGresult *res = exec_params(pg, sequences_sql, 1, vals);
+	enum sh_err rc = SH_OK;
+
+	if (!result_ok(res)) {
+		rc = classify(pg, res);
+		result_reason(pg, res, err, errlen);
+		PQclear(res);
+		return rc;
+	}
+	for (int r = 0; r < PQntuples(res) && rc == SH_OK; r++) {
+		struct model *m = (struct model *)catalog_find(cat, PQgetvalue(res, r, 0));
+
+		if (!m || PQgetisnull(res, r, 1))
+			continue;
+		free(m->seq);
+		m->seq = strdup(PQgetvalue(res, r, 1));
+		rc = m->seq ? SH_OK : SH_ENOMEM;
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum sh_err pg_reserve_ids(struct pg *pg, const char *seq, int n, int64_t *ids)
+{
+	char count[16];
+	const char *vals[] = { seq, count };
+	PGresult *res;
+	enum sh_err rc = SH_OK;
+
+	snprintf(count, sizeof(count), "%d", n);
+	/* nextval, never setval: only nextval is safe against the application's
+	 * concurrent INSERTs, and what it returns is never returned again */
+	res = exec_params(pg, "SELECT nextval($1::regclass) FROM generate_series(1, $2::int)", 2,
+			  vals);
+	if (!result_ok(res)) {
+		char why[512];
+
+		rc = classify(pg, res);
+		result_reason(pg, res, why, sizeof(why));
+		sh_log(LOG_WARNING, "reserving ids from %s: %s", seq, why);
+		PQclear(res);
+		return rc;
+	}
+	if (PQntuples(res) != n)
+		rc = SH_EIO;
+	for (int r = 0; r < n && rc == SH_OK; r++)
+		ids[r] = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+	PQclear(res);
+	return rc;
 }
 
 enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
 			    struct catalog **out, char *err, size_t errlen)
 {
-	const char *vals[] = { schema };
 	struct wanted w;
 	struct catalog *cat = NULL;
-	PGresult *res = NULL;
+	PGresult *res = NULL, *skipped = NULL;
 	enum sh_err rc;
 
 	*out = NULL;
 	rc = wanted_parse(&w, models_csv, err, errlen);
-	if (rc == SH_OK) {
-		res = exec_params(pg, catalog_sql, 1, vals);
-		if (!result_ok(res)) {
-			rc = classify(pg, res);
-			result_reason(pg, res, err, errlen);
-		}
-	}
+	if (rc == SH_OK)
+		rc = query(pg, catalog_sql, schema, &res, err, errlen);
+	if (rc == SH_OK)
+		rc = query(pg, skipped_sql, schema, &skipped, err, errlen);
 	if (rc == SH_OK) {
 		cat = catalog_new(schema);
 		rc = cat ? catalog_fill(cat, res, &w) : SH_ENOMEM;
 	}
 	if (rc == SH_OK)
+		rc = skipped_fill(cat, skipped, &w);
+	if (rc == SH_OK)
 		rc = wanted_check(&w, cat, err, errlen);
+	if (rc == SH_OK)
+		rc = load_types(pg, cat, schema, err, errlen);
+	if (rc == SH_OK)
+		rc = pg_load_sequences(pg, cat, err, errlen);
 	PQclear(res);
+	PQclear(skipped);
 	free(w.buf);
 	if (rc != SH_OK) {
 		catalog_free(cat);
@@ -757,9 +1041,15 @@ static char *fetch_sql(struct pg *pg, const struct catalog *cat, const struct mo
 	 * cast that could truncate (varchar(n)) and match another row. */
 	sb_add(&sql, "SELECT row_to_json(t.*)::text FROM ");
 	sb_table(&sql, pg->conn, cat->schema, m->name);
-	sb_add(&sql, " AS t WHERE t.");
-	sb_ident(&sql, pg->conn, model_pk(m)->name);
-	sb_add(&sql, " = $1");
+	sb_add(&sql, " AS t WHERE");
+	for (size_t k = 0; k < m->nkey; k++) {
+		char param[32];
+
+		sb_add(&sql, k ? " AND t." : " t.");
+		sb_ident(&sql, pg->conn, model_key_col(m, k)->name);
+		snprintf(param, sizeof(param), " = $%zu", k + 1);
+		sb_add(&sql, param);
+	}
 	if (sql.failed) {
 		sb_free(&sql);
 		return NULL;
@@ -770,9 +1060,9 @@ static char *fetch_sql(struct pg *pg, const struct catalog *cat, const struct mo
 /* Fetch one row of m, prepared once per connection and model (a row fetch
  * is on the lookup path of every record a block does not hold yet). */
 static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const struct model *m,
-			    const char *pk)
+			    const char *const *vals)
 {
-	const char *vals[] = { pk };
+	int nvals = (int)m->nkey;
 	char name[32], *sql;
 	PGresult *res;
 	int i;
@@ -781,17 +1071,17 @@ static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const stru
 		;
 	snprintf(name, sizeof(name), "sharded_fetch_%d", i);
 	if (i < pg->nprepared) {
-		return exec_prepared(pg, name, 1, vals);
+		return exec_prepared(pg, name, nvals, vals);
 	}
 	if (!(sql = fetch_sql(pg, cat, m)))
 		return NULL;
 	if (i < PG_PREPARED_MAX) {
-		res = prepare(pg, name, sql, 1);
+		res = prepare(pg, name, sql, nvals);
 		if (result_ok(res) && (pg->prepared[i] = strdup(m->name))) {
 			PQclear(res);
 			free(sql);
 			pg->nprepared++;
-			return exec_prepared(pg, name, 1, vals);
+			return exec_prepared(pg, name, nvals, vals);
 		}
 		PQclear(res);	/* not prepared: the plain statement says why */
 		if (!res) {	/* no answer: do not wait a second time */
@@ -799,7 +1089,7 @@ static PGresult *exec_fetch(struct pg *pg, const struct catalog *cat, const stru
 			return NULL;
 		}
 	}
-	res = exec_params(pg, sql, 1, vals);
+	res = exec_params(pg, sql, nvals, vals);
 	free(sql);
 	return res;
 }
@@ -811,8 +1101,13 @@ enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct 
 	enum sh_err rc = SH_OK;
 	const char *state;
 
+	const char *parts[MODEL_KEY_MAX];
+	char buf[PG_KEY_MAX];
+
 	*doc = NULL;
-	res = exec_fetch(pg, cat, m, pk);
+	if (key_split(m, pk, buf, sizeof(buf), parts) != SH_OK)
+		return SH_ENOENT;	/* not a name of this model's records */
+	res = exec_fetch(pg, cat, m, parts);
 	if (!res && !pg->cut && PQstatus(pg->conn) == CONNECTION_OK)
 		return SH_ENOMEM;
 	if (result_ok(res)) {
@@ -891,7 +1186,10 @@ static void add_columns(struct sbuf *sb, PGconn *conn, const struct model *m,
 	bool first = true;
 
 	for (size_t c = 0; c < m->ncols; c++) {
-		present[c] = c == m->pk || json_object_object_get_ex(doc, m->cols[c].name, NULL);
+		/* a generated column is in the document as it was read, never written */
+		present[c] = model_is_key(m, c) ||
+			     (!m->cols[c].generated &&
+			      json_object_object_get_ex(doc, m->cols[c].name, NULL));
 		if (!present[c])
 			continue;
 		if (!first)
@@ -901,12 +1199,23 @@ static void add_columns(struct sbuf *sb, PGconn *conn, const struct model *m,
 	}
 }
 
+/* The column a no-op update sets to itself: one outside the key where there
+ * is one, since a key that is an identity GENERATED ALWAYS "can only be
+ * updated to DEFAULT". */
+static const char *noop_column(const struct model *m)
+{
+	for (size_t c = 0; c < m->ncols; c++)
+		if (!model_is_key(m, c) && !m->cols[c].generated)
+			return m->cols[c].name;
+	return model_key_col(m, 0)->name;
+}
+
 static void add_update_set(struct sbuf *sb, PGconn *conn, const struct model *m, const bool *present)
 {
 	bool first = true;
 
 	for (size_t c = 0; c < m->ncols; c++) {
-		if (!present[c] || c == m->pk)
+		if (!present[c] || model_is_key(m, c))
 			continue;
 		sb_add(sb, first ? " " : ", ");
 		sb_ident(sb, conn, m->cols[c].name);
@@ -915,28 +1224,44 @@ static void add_update_set(struct sbuf *sb, PGconn *conn, const struct model *m,
 		first = false;
 	}
 	if (first) {	/* key only: a no-op update, so that RETURNING still has the row */
+		const char *col = noop_column(m);
+
 		sb_add(sb, " ");
-		sb_ident(sb, conn, model_pk(m)->name);
-		sb_add(sb, " = EXCLUDED.");
-		sb_ident(sb, conn, model_pk(m)->name);
+		sb_ident(sb, conn, col);
+		sb_add(sb, " = t.");
+		sb_ident(sb, conn, col);
+	}
+}
+
+/* The key columns, each prefixed: "t.a, t.b" */
+static void add_key_list(struct sbuf *sb, PGconn *conn, const struct model *m, const char *prefix)
+{
+	for (size_t k = 0; k < m->nkey; k++) {
+		sb_add(sb, k ? ", " : "");
+		sb_add(sb, prefix);
+		sb_ident(sb, conn, model_key_col(m, k)->name);
 	}
 }
 
 /*
  * WITH ins AS (INSERT INTO s.t AS t (cols) OVERRIDING SYSTEM VALUE
  *              SELECT cols FROM json_populate_recordset(NULL::s.t, $1::json)
- *              ON CONFLICT (pk) DO UPDATE SET col = EXCLUDED.col ...
- *              RETURNING t.pk AS k, row_to_json(t.*)::text AS j)
+ *              ON CONFLICT (k1, k2) DO UPDATE SET col = EXCLUDED.col ...
+ *              RETURNING t.k1 AS k1, t.k2 AS k2, row_to_json(t.*)::text AS j)
  * SELECT e.n, ins.j FROM ins JOIN json_array_elements($1::json) WITH ORDINALITY AS e(v, n)
- *   ON (json_populate_record(NULL::s.t, e.v)).pk = ins.k
+ *   ON (json_populate_record(NULL::s.t, e.v)).k1 = ins.k1
+ *  AND (json_populate_record(NULL::s.t, e.v)).k2 = ins.k2
  *
  * The join gives each returned row the position of its document, compared
- * as values of the key's type rather than as text.
+ * as values of the key's types rather than as text; each condition is an
+ * equality of one side with the other, so PostgreSQL can hash the join.
+ * A create (OP_CREATE) has no ON CONFLICT: a row with its key that someone
+ * else inserted meanwhile refuses it (unique_violation), and bisection makes
+ * it a dead letter.
  */
 static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
-		       const struct model *m, json_object *doc, bool *present)
+		       const struct model *m, json_object *doc, bool *present, bool create)
 {
-	const char *pk = model_pk(m)->name;
 	struct sbuf cols = { 0 };
 
 	add_columns(&cols, conn, m, doc, present);
@@ -951,18 +1276,34 @@ static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
 	sb_free(&cols);
 	sb_add(sb, " FROM json_populate_recordset(NULL::");
 	sb_table(sb, conn, cat->schema, m->name);
-	sb_add(sb, ", $1::json) ON CONFLICT (");
-	sb_ident(sb, conn, pk);
-	sb_add(sb, ") DO UPDATE SET");
-	add_update_set(sb, conn, m, present);
-	sb_add(sb, " RETURNING t.");
-	sb_ident(sb, conn, pk);
-	sb_add(sb, " AS k, row_to_json(t.*)::text AS j) SELECT e.n, ins.j FROM ins JOIN "
-	       "json_array_elements($1::json) WITH ORDINALITY AS e(v, n) ON (json_populate_record(NULL::");
-	sb_table(sb, conn, cat->schema, m->name);
-	sb_add(sb, ", e.v)).");
-	sb_ident(sb, conn, pk);
-	sb_add(sb, " = ins.k");
+	sb_add(sb, ", $1::json)");
+	if (!create) {
+		sb_add(sb, " ON CONFLICT (");
+		add_key_list(sb, conn, m, "");
+		sb_add(sb, ") DO UPDATE SET");
+		add_update_set(sb, conn, m, present);
+	}
+	sb_add(sb, " RETURNING");
+	for (size_t k = 0; k < m->nkey; k++) {
+		char alias[32];
+
+		sb_add(sb, " t.");
+		sb_ident(sb, conn, model_key_col(m, k)->name);
+		snprintf(alias, sizeof(alias), " AS k%zu,", k + 1);
+		sb_add(sb, alias);
+	}
+	sb_add(sb, " row_to_json(t.*)::text AS j) SELECT e.n, ins.j FROM ins JOIN "
+	       "json_array_elements($1::json) WITH ORDINALITY AS e(v, n) ON");
+	for (size_t k = 0; k < m->nkey; k++) {
+		char alias[32];
+
+		sb_add(sb, k ? " AND (json_populate_record(NULL::" : " (json_populate_record(NULL::");
+		sb_table(sb, conn, cat->schema, m->name);
+		sb_add(sb, ", e.v)).");
+		sb_ident(sb, conn, model_key_col(m, k)->name);
+		snprintf(alias, sizeof(alias), " = ins.k%zu", k + 1);
+		sb_add(sb, alias);
+	}
 }
 
 /* A document that is not a JSON object is refused like PostgreSQL would. */
@@ -979,7 +1320,8 @@ static enum sh_err build_upsert(struct apply *a, const struct model *m, const si
 	}
 	present = calloc(m->ncols, sizeof(*present));
 	if (present)
-		upsert_sql(&st->sql, a->pg->conn, a->cat, m, doc, present);
+		upsert_sql(&st->sql, a->pg->conn, a->cat, m, doc, present,
+			   a->ops[idx[0]].kind == OP_CREATE);
 	free(present);
 	json_object_put(doc);
 	if (!present)
@@ -993,31 +1335,49 @@ static enum sh_err build_upsert(struct apply *a, const struct model *m, const si
 	return SH_OK;
 }
 
-/* DELETE FROM s.t WHERE pk IN (SELECT x.pk FROM json_populate_recordset(NULL::s.t, $1::json) AS x)
- * with $1 = [{"pk": "value"}, ...]: PostgreSQL converts each key with its
- * type's input function, which refuses rather than truncates. */
+/* {"k1": "part1", "k2": "part2"}: the key of one record as a JSON object;
+ * *why is set when pk is not a key of m. */
+static void key_object(struct sbuf *sb, const struct model *m, const char *pk, char **why)
+{
+	const char *parts[MODEL_KEY_MAX];
+	char buf[PG_KEY_MAX];
+
+	if (key_split(m, pk, buf, sizeof(buf), parts) != SH_OK) {
+		*why = strdup("the file name is not a key of this table");
+		return;
+	}
+	sb_add(sb, "{");
+	for (size_t k = 0; k < m->nkey; k++) {
+		sb_add(sb, k ? "," : "");
+		sb_json_string(sb, model_key_col(m, k)->name);
+		sb_add(sb, ":");
+		sb_json_string(sb, parts[k]);
+	}
+	sb_add(sb, "}");
+}
+
+/* DELETE FROM s.t WHERE (k1, k2) IN (SELECT x.k1, x.k2 FROM
+ *   json_populate_recordset(NULL::s.t, $1::json) AS x)
+ * with $1 = [{"k1": "value", "k2": "value"}, ...]: PostgreSQL converts each
+ * key with its type's input function, which refuses rather than truncates. */
 static enum sh_err build_delete(struct apply *a, const struct model *m, const size_t *idx,
-				size_t count, struct stmt *st)
+				size_t count, struct stmt *st, char **why)
 {
 	PGconn *conn = a->pg->conn;
-	const char *pk = model_pk(m)->name;
 
 	sb_add(&st->sql, "DELETE FROM ");
 	sb_table(&st->sql, conn, a->cat->schema, m->name);
-	sb_add(&st->sql, " WHERE ");
-	sb_ident(&st->sql, conn, pk);
-	sb_add(&st->sql, " IN (SELECT x.");
-	sb_ident(&st->sql, conn, pk);
+	sb_add(&st->sql, " WHERE (");
+	add_key_list(&st->sql, conn, m, "");
+	sb_add(&st->sql, ") IN (SELECT ");
+	add_key_list(&st->sql, conn, m, "x.");
 	sb_add(&st->sql, " FROM json_populate_recordset(NULL::");
 	sb_table(&st->sql, conn, a->cat->schema, m->name);
 	sb_add(&st->sql, ", $1::json) AS x)");
 	sb_add(&st->param, "[");
-	for (size_t i = 0; i < count; i++) {
-		sb_add(&st->param, i ? ",{" : "{");
-		sb_json_string(&st->param, pk);
-		sb_add(&st->param, ":");
-		sb_json_string(&st->param, a->ops[idx[i]].pk);
-		sb_add(&st->param, "}");
+	for (size_t i = 0; i < count && !*why; i++) {
+		sb_add(&st->param, i ? "," : "");
+		key_object(&st->param, m, a->ops[idx[i]].pk, why);
 	}
 	sb_add(&st->param, "]");
 	return SH_OK;
@@ -1035,7 +1395,7 @@ static enum sh_err build_stmt(struct apply *a, const size_t *idx, size_t count,
 		return SH_OK;
 	}
 	if (op->kind == OP_DELETE)
-		rc = build_delete(a, m, idx, count, st);
+		rc = build_delete(a, m, idx, count, st, why);
 	else
 		rc = build_upsert(a, m, idx, count, st, why);
 	if (rc != SH_OK || *why || !(st->sql.failed || st->param.failed))
@@ -1349,9 +1709,13 @@ char *pg_loader_sql(struct pg *pg, const struct catalog *cat, const struct model
 	if (count) {
 		sb_add(&sql, "SELECT count(*) FROM (SELECT 1 FROM ");
 	} else {
-		sb_add(&sql, "SELECT t.");
-		sb_ident(&sql, pg->conn, model_pk(m)->name);
-		sb_add(&sql, "::text, row_to_json(t.*)::text FROM ");
+		sb_add(&sql, "SELECT ");
+		for (size_t k = 0; k < m->nkey; k++) {
+			sb_add(&sql, "t.");
+			sb_ident(&sql, pg->conn, model_key_col(m, k)->name);
+			sb_add(&sql, "::text, ");
+		}
+		sb_add(&sql, "row_to_json(t.*)::text FROM ");
 	}
 	sb_table(&sql, pg->conn, cat->schema, m->name);
 	sb_add(&sql, " AS t WHERE ");
@@ -1405,6 +1769,25 @@ static void drop_rest(struct pg *pg)
 	pg->timed_out = false;	/* not a timeout: the receiver stopped */
 }
 
+/* A row of pg_loader_sql: the key's parts, then the document. */
+static enum sh_err take_row(const PGresult *res, pg_row_fn fn, void *ctx)
+{
+	const char *parts[MODEL_KEY_MAX];
+	int last = PQnfields(res) - 1;
+	char pk[PG_KEY_MAX];
+
+	if (last < 1 || last > MODEL_KEY_MAX)
+		return SH_EINVAL;
+	for (int k = 0; k < last; k++)
+		parts[k] = PQgetvalue(res, 0, k);
+	if (key_join(parts, (size_t)last, pk, sizeof(pk)) != SH_OK) {
+		sh_log(LOG_WARNING, "loading: a row's key is longer than %d bytes: left out",
+		       PG_KEY_MAX - 1);
+		return SH_OK;
+	}
+	return fn(ctx, pk, PQgetvalue(res, 0, last));
+}
+
 enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const char *const *vals,
 			   pg_row_fn fn, void *ctx, char *err, size_t errlen)
 {
@@ -1426,7 +1809,7 @@ enum sh_err pg_stream_rows(struct pg *pg, const char *sql, int nparams, const ch
 		st = PQresultStatus(res);
 
 		if (st == PGRES_SINGLE_TUPLE && rc == SH_OK) {
-			rc = fn(ctx, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+			rc = take_row(res, fn, ctx);
 			if (rc)
 				set_err(err, errlen, "%s", "stopped by the receiver");
 		} else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && rc == SH_OK) {

@@ -61,14 +61,26 @@ bool pg_timed_out(const struct pg *pg);
 enum sh_err pg_ensure_tables(struct pg *pg);
 
 /* Load the catalog of schema: every ordinary or partitioned table with a
- * single-column primary key, except sharded_* tables; or only those named in
- * models_csv ("User,Order"; NULL or "" = all). A name in models_csv that is
- * not such a table is an error (SH_EINVAL, reason in err). */
+ * primary key of any number of columns, except sharded_* tables and
+ * partitions; or only those named in models_csv ("User,Order"; NULL or "" =
+ * all). The tables that are not models (no primary key, views, partitions...)
+ * go to cat->skipped with the reason. A name in models_csv that is not a
+ * model is an error (SH_EINVAL, the reason in err). */
 enum sh_err pg_load_catalog(struct pg *pg, const char *schema, const char *models_csv,
 			    struct catalog **out, char *err, size_t errlen);
 
+/* Fill model.seq of cat's models from PostgreSQL (pg_load_catalog does it;
+ * for a catalog read from a file). */
+enum sh_err pg_load_sequences(struct pg *pg, struct catalog *cat, char *err, size_t errlen);
+
+/* Take n values (n >= 1) from sequence seq (a name as pg_get_serial_sequence
+ * gives it) with nextval, into ids: PostgreSQL never hands them out again.
+ * SH_EUNAVAIL: transient failure; SH_EREMOTE: refused (e.g. no such sequence). */
+enum sh_err pg_reserve_ids(struct pg *pg, const char *seq, int n, int64_t *ids);
+
 /* Read one row as JSON (row_to_json). *doc is malloc'd on SH_OK.
- * SH_ENOENT: no such row, or pk cannot be a value of the key's type.
+ * SH_ENOENT: no such row, or pk cannot be a value of the key's type (or
+ * has another number of parts than m has key columns).
  * SH_EUNAVAIL: transient failure. */
 enum sh_err pg_fetch_row(struct pg *pg, const struct catalog *cat, const struct model *m,
 			 const char *pk, char **doc);
@@ -81,7 +93,8 @@ enum sh_err pg_applied_seq(struct pg *pg, const char *block, const char *origin,
  *   ops at or below their origin's sharded_applied seq are marked skipped;
  * - collapse the rest per (model, pk), last write wins (op->superseded);
  * - apply them in batched statements (json_populate_recordset, ON CONFLICT
- *   (pk) DO UPDATE of the columns present, RETURNING row_to_json);
+ *   (every key column) DO UPDATE of the columns present, generated columns
+ *   left out, RETURNING row_to_json);
  * - a permanent error is isolated by bisecting under savepoints: the one bad
  *   op gets dead = true and error = PostgreSQL's message, the rest apply;
  * - raise each origin's sharded_applied seq to its highest seq in ops, commit.

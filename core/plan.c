@@ -69,7 +69,7 @@ bool plan_parse_entry(const char *id, const char *const *fields, size_t nfields,
 	kind = field(fields, nfields, "op"), model = field(fields, nfields, "model");
 	pk = field(fields, nfields, "pk"), doc = field(fields, nfields, "doc");
 	if (!kind || !model || !pk || strlen(kind) != 1 ||
-	    (kind[0] != OP_UPSERT && kind[0] != OP_DELETE) || (kind[0] == OP_UPSERT && !doc))
+	    (!op_kind_writes(kind[0]) && kind[0] != OP_DELETE) || (op_kind_writes(kind[0]) && !doc))
 		return false;
 	if (!parse_lineage(fields, nfields, &e->op)) {
 		memset(e, 0, sizeof(*e));
@@ -79,8 +79,8 @@ bool plan_parse_entry(const char *id, const char *const *fields, size_t nfields,
 	e->op.kind = kind[0];
 	e->op.model = strdup(model);
 	e->op.pk = strdup(pk);
-	e->op.doc = doc && kind[0] == OP_UPSERT ? strdup(doc) : NULL;
-	if (!e->op.model || !e->op.pk || (kind[0] == OP_UPSERT && !e->op.doc)) {
+	e->op.doc = doc && op_kind_writes(kind[0]) ? strdup(doc) : NULL;
+	if (!e->op.model || !e->op.pk || (op_kind_writes(kind[0]) && !e->op.doc)) {
 		op_release(&e->op);
 		memset(e, 0, sizeof(*e));
 		return false;

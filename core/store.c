@@ -77,7 +77,9 @@ static const char schema_sql[] =
 	" base INTEGER NOT NULL DEFAULT 0, after TEXT NOT NULL DEFAULT '',"
 	" after_seq INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);"
-	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);";
+	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);"
+	"CREATE TABLE IF NOT EXISTS ids(model TEXT NOT NULL, id INTEGER NOT NULL,"
+	" handed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(model, id)) WITHOUT ROWID;";
 
 /* A file from before origins: its outbox rows are the legacy origin's, with
  * the block's base_seq as their base, which is what PostgreSQL's per-block
@@ -669,14 +671,16 @@ static enum sh_err put_record_locked(struct store *st, const char *model, const 
 }
 
 static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const char *model,
-					const char *pk, const char *doc, int64_t now)
+					const char *pk, const char *doc, bool create, int64_t now)
 {
+	const char kind[2] = { doc ? (create ? OP_CREATE : OP_UPSERT) : OP_DELETE, 0 };
+
 	sqlite3_stmt *s = prep(st, "INSERT INTO outbox(seq, op, model, pk, doc, mtime_ns, origin,"
 				   " base, after, after_seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
 
 	if (s) {
 		sqlite3_bind_int64(s, 1, seq);
-		bind_text(s, 2, doc ? "U" : "D");
+		bind_text(s, 2, kind);
 		bind_text(s, 3, model);
 		bind_text(s, 4, pk);
 		bind_text(s, 5, doc);
@@ -789,8 +793,10 @@ static enum sh_err revoke_delete_locked(struct store *st, const char *model, con
 	return run(st, s);
 }
 
+/* create: the block did not hold the record (store_write_merged); a
+ * deletion held back and turned into this write makes it an upsert again. */
 static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
-				const char *doc, int64_t *seq)
+				const char *doc, bool create, int64_t *seq)
 {
 	int64_t now = clock_wall_ns();
 	char current[OP_ORIGIN_MAX];
@@ -807,8 +813,10 @@ static enum sh_err write_locked(struct store *st, const char *model, const char 
 		err = put_record_locked(st, model, pk, doc, now);
 	if (!err && doc)
 		err = revoke_delete_locked(st, model, pk, doc);
+	if (!err && doc && sqlite3_changes(st->db) > 0)
+		create = false;
 	if (!err)
-		err = append_outbox_locked(st, *seq, model, pk, doc, now);
+		err = append_outbox_locked(st, *seq, model, pk, doc, create, now);
 	return err;
 }
 
@@ -821,7 +829,7 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 		return SH_EIO;
 	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
-		err = write_locked(st, model, pk, doc, seq);
+		err = write_locked(st, model, pk, doc, false, seq);
 		if (!err)
 			err = exec_sql(st, "COMMIT");
 		if (err)
@@ -842,6 +850,7 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 			       store_merge_fn merge, void *ctx, int64_t *seq)
 {
 	char *existing = NULL, *doc = NULL;
+	bool wrote = false;
 	enum sh_err err;
 
 	if (lock_open(st) != SH_OK)
@@ -853,17 +862,21 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 			err = merge(ctx, existing, &doc);
 		if (!err && !doc)
 			err = SH_EINVAL;	/* a deletion is store_write's */
-		if (!err)
-			err = write_locked(st, model, pk, doc, seq);
+		if (!err) {
+			wrote = true;
+			err = write_locked(st, model, pk, doc, existing == NULL, seq);
+		}
 		if (!err)
 			err = exec_sql(st, "COMMIT");
 		if (err)
 			exec_sql(st, "ROLLBACK");
 	}
-	if (err)
-		st->origin.id[0] = 0;	/* as store_write: an origin begun here may not be in the file */
-	else
-		st->origin.last_seq = *seq;	/* else the next write begins yet another origin */
+	/* as store_write: else the next write finds last_seq moved and begins a
+	 * new origin, one per write (a refused document began none) */
+	if (err && wrote)
+		st->origin.id[0] = 0;
+	else if (!err)
+		st->origin.last_seq = *seq;
 	pthread_mutex_unlock(&st->lock);
 	free(existing);
 	free(doc);
@@ -913,7 +926,7 @@ static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t
 		op->base = sqlite3_column_int64(s, 6);
 		snprintf(op->after, sizeof(op->after), "%s", (const char *)sqlite3_column_text(s, 7));
 		op->after_seq = sqlite3_column_int64(s, 8);
-		if (!op->model || !op->pk || (op->kind == OP_UPSERT && !op->doc)) {
+		if (!op->model || !op->pk || (op_kind_writes(op->kind) && !op->doc)) {
 			op_free_array(arr, i);
 			return SH_ENOMEM;
 		}
@@ -1538,4 +1551,100 @@ enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta)
 	err = run(st, s);
 	pthread_mutex_unlock(&st->lock);
 	return err;
+}
+
+/* ---- reserved ids (store.h) ---------------------------------------------- */
+
+enum sh_err store_ids_add(struct store *st, const char *model, const int64_t *ids, size_t n)
+{
+	enum sh_err err;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	for (size_t i = 0; !err && i < n; i++) {
+		sqlite3_stmt *s = prep(st, "INSERT OR IGNORE INTO ids(model, id) VALUES(?1, ?2)");
+
+		if (s) {
+			bind_text(s, 1, model);
+			sqlite3_bind_int64(s, 2, ids[i]);
+		}
+		err = run(st, s);
+	}
+	if (!err)
+		err = exec_sql(st, "COMMIT");
+	if (err)
+		exec_sql(st, "ROLLBACK");
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+/* The lowest id not handed out yet; SH_ENOENT when none is. */
+static enum sh_err id_lowest_locked(struct store *st, const char *model, int64_t *id)
+{
+	sqlite3_stmt *s = prep(st, "SELECT min(id) FROM ids WHERE model = ?1 AND handed = 0");
+	enum sh_err err = SH_EIO;
+
+	if (!s)
+		return SH_EIO;
+	bind_text(s, 1, model);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		err = sqlite3_column_type(s, 0) == SQLITE_NULL ? SH_ENOENT : SH_OK;
+	if (err == SH_OK)
+		*id = sqlite3_column_int64(s, 0);
+	release(st, s);
+	return err;
+}
+
+enum sh_err store_ids_take(struct store *st, const char *model, int64_t *id, int64_t *left)
+{
+	enum sh_err err;
+	sqlite3_stmt *s;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err)
+		err = id_lowest_locked(st, model, id);
+	if (!err) {
+		s = prep(st, "UPDATE ids SET handed = 1 WHERE model = ?1 AND id = ?2");
+		if (s) {
+			bind_text(s, 1, model);
+			sqlite3_bind_int64(s, 2, *id);
+		}
+		err = run(st, s);
+	}
+	if (!err) {
+		s = prep(st, "SELECT count(*) FROM ids WHERE model = ?1 AND handed = 0");
+		err = s ? SH_OK : SH_EIO;
+		if (s) {
+			bind_text(s, 1, model);
+			*left = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+			release(st, s);
+		}
+	}
+	if (!err)
+		err = exec_sql(st, "COMMIT");
+	if (err)
+		exec_sql(st, "ROLLBACK");
+	pthread_mutex_unlock(&st->lock);
+	return err;
+}
+
+bool store_ids_handed(struct store *st, const char *model, int64_t id)
+{
+	sqlite3_stmt *s;
+	bool handed = false;
+
+	if (lock_open(st) != SH_OK)
+		return false;
+	s = prep(st, "SELECT 1 FROM ids WHERE model = ?1 AND id = ?2 AND handed = 1");
+	if (s) {
+		bind_text(s, 1, model);
+		sqlite3_bind_int64(s, 2, id);
+		handed = sqlite3_step(s) == SQLITE_ROW;
+		release(st, s);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return handed;
 }

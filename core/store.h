@@ -5,6 +5,9 @@
  *   outbox(seq, op, model, pk, doc, relayed_ns, origin, base, after, after_seq)
  *                                       writes not yet applied to PostgreSQL
  *   meta(key, value)                    block settings and bookkeeping
+ *   ids(model, id, handed)              ids reserved from key sequences
+ * outbox.op is 'U' (upsert), 'C' (a write of a record the block did not
+ * hold: a create, op.h) or 'D'.
  *
  * A write changes records and appends to outbox in one transaction, so an
  * acknowledged write is never in one without the other. Sequence numbers
@@ -139,6 +142,14 @@ enum sh_err store_refresh(struct store *st, const char *model, const char *pk, c
 
 /* Is a write to this record waiting in the outbox? */
 bool store_has_pending(struct store *st, const char *model, const char *pk);
+
+/* Ids reserved from a model's key sequence (engine_next_id): kept in table
+ * ids(model, id, handed) so that they hand out with PostgreSQL down, and
+ * remembered once handed out (ids=strict admits only those as new keys). */
+enum sh_err store_ids_add(struct store *st, const char *model, const int64_t *ids, size_t n);
+/* Hand out the lowest reserved id; *left: how many remain. SH_ENOENT: none. */
+enum sh_err store_ids_take(struct store *st, const char *model, int64_t *id, int64_t *left);
+bool store_ids_handed(struct store *st, const char *model, int64_t id);
 
 /* store_refresh for each applied upsert of a batch (op->returned set, not
  * dead), in one transaction; changed[i] tells whether record i now reads

@@ -29,7 +29,7 @@
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup, *local, *uid, *gid, *umask, *write_buffers;
+	     *cleanup, *local, *uid, *gid, *umask, *ids, *write_buffers;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -52,6 +52,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("uid=%s", uid),
 	OPT("gid=%s", gid),
 	OPT("umask=%s", umask),
+	OPT("ids=%s", ids),
 	OPT("write_buffers=%s", write_buffers),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
@@ -67,7 +68,7 @@ static void usage(const char *prog)
 	       "    -o redis=URL        redis://[:password@]host:port[/db] (default $REDIS_URL,\n"
 	       "                        else redis://127.0.0.1:6379)\n"
 	       "    -o data=DIR         block files (default /var/lib/sharded)\n"
-	       "    -o models=A,B       tables to expose (default: all with a one-column primary key)\n"
+	       "    -o models=A,B       tables to expose (default: all with a primary key)\n"
 	       "    -o schema=NAME      PostgreSQL schema (default public)\n"
 	       "    -o ttl=SECONDS      default idle TTL of a block (default 0 = never)\n"
 	       "    -o loaders=FILE     loader rules: what a new block holds (see the README)\n"
@@ -87,7 +88,9 @@ static void usage(const char *prog)
 	       "                        daemon's user; allow_other requires it)\n"
 	       "    -o gid=GROUP        group of everything (default: uid='s primary group)\n"
 	       "    -o umask=OCTAL      taken from 0666 files, 0777 directories (default 022,\n"
-	       "                        027 with allow_other)\n\n",
+	       "                        027 with allow_other)\n"
+	       "    -o ids=any|strict   strict: a new record of a table keyed by a sequence\n"
+	       "                        must use an id read from <Model>/.next-id (default any)\n\n",
 	       prog, ENGINE_MAX_DOC_DEFAULT, WRITE_BUFFERS_DEFAULT);
 }
 
@@ -112,6 +115,10 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	    parse_uint(o->cleanup ? o->cleanup : "600", "cleanup", 10LL * 365 * 24 * 3600, &cleanup) ||
 	    parse_uint(o->max_doc, "max_doc", 64 * 1024 * 1024, &max_doc))
 		return -1;
+	if (o->ids && strcmp(o->ids, "any") != 0 && strcmp(o->ids, "strict") != 0) {
+		fprintf(stderr, "mount.sharded: invalid ids '%s' (any or strict)\n", o->ids);
+		return -1;
+	}
 	if (o->sync && strcmp(o->sync, "normal") != 0 && strcmp(o->sync, "full") != 0) {
 		fprintf(stderr, "mount.sharded: invalid sync '%s' (normal or full)\n", o->sync);
 		return -1;
@@ -130,6 +137,7 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->catalog = o->catalog;
 	cfg->cleanup_s = cleanup;
 	cfg->local = o->local;
+	cfg->ids_strict = o->ids && strcmp(o->ids, "strict") == 0;
 	return 0;
 }
 
@@ -151,6 +159,7 @@ static void free_options(struct options *o)
 	free(o->uid);
 	free(o->gid);
 	free(o->umask);
+	free(o->ids);
 	free(o->write_buffers);
 }
 

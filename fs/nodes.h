@@ -40,7 +40,7 @@ struct node_ref {
 	enum node_kind kind;
 	char block[ENGINE_BLOCK_ID_MAX + 1];
 	const struct model *model;
-	char pk[256];
+	char pk[ENGINE_KEY_MAX + 1];
 	enum ctl_file ctl;
 };
 

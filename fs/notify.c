@@ -18,7 +18,7 @@
 struct inval {
 	uint64_t ino;		/* inode whose data and attributes to drop */
 	uint64_t parent;	/* with name: the directory entry to drop, 0 if none */
-	char name[300];
+	char name[ENGINE_NAME_MAX + 1];
 };
 
 struct notifier {
@@ -153,8 +153,9 @@ static void queue_block(struct fs *fs, uint64_t bino)
 void notifier_change(void *arg, const char *block, const char *model, const char *pk, bool gone)
 {
 	struct fs *fs = arg;
+	const struct model *m;
 	uint64_t bino, mino, rino;
-	char name[300];
+	char name[ENGINE_NAME_MAX + 1];
 
 	if (!fs->notifier)
 		return;
@@ -166,7 +167,10 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 		return;
 	}
 	mino = nodes_find(fs->nodes, bino, model);
-	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long finds nothing */
+	m = catalog_find(engine_catalog(fs->engine), model);
+	if (!m)
+		return;
+	(void)engine_record_name(m, pk, name, sizeof(name));	/* always fits: the long form */
 	rino = mino ? nodes_find(fs->nodes, mino, name) : 0;
 	/* the entry too only when the record may be gone (a refused write, a
 	 * dead letter): dropping it would cost a LOOKUP, and the directory's

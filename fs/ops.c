@@ -146,7 +146,10 @@ static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text
 
 	if (err)
 		return err;
-	err = engine_ctl_read(fs->engine, b, r->ctl, text);
+	if (r->ctl == CTL_NEXT_ID)
+		err = engine_next_id(fs->engine, b, r->model, text);
+	else
+		err = engine_ctl_read(fs->engine, b, r->ctl, text);
 	engine_block_put(b);
 	return err;
 }
@@ -154,8 +157,13 @@ static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text
 static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
 {
 	char *text = NULL;
-	enum sh_err err = ctl_text(fs, r, &text);
+	enum sh_err err = SH_OK;
 
+	/* each read of .next-id hands out an id: a stat must not take one */
+	if (r->ctl != CTL_NEXT_ID)
+		err = ctl_text(fs, r, &text);
+	else if (!(text = strdup("")))
+		err = SH_ENOMEM;
 	if (err)
 		return err;
 	fill_common(fs, st, r->ino, S_IFREG, ctl_writable(r->ctl) ? 0666 : 0444);
@@ -205,6 +213,7 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 {
 	struct scratch *sc;
 	struct block *b;
+	char why[160];
 
 	memset(proto, 0, sizeof(*proto));
 	snprintf(proto->block, sizeof(proto->block), "%s", parent->block);
@@ -230,6 +239,11 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 		return proto->model ? SH_OK : SH_ENOENT;
 	case NODE_MODEL:
 		proto->model = parent->model;
+		if (strcmp(name, ENGINE_NEXT_ID_NAME) == 0) {
+			proto->kind = NODE_CTL;
+			proto->ctl = CTL_NEXT_ID;
+			return engine_has_next_id(parent->model) ? SH_OK : SH_ENOENT;
+		}
 		if (strlen(name) < sizeof(proto->pk) && (sc = scratch_get(fs->scratch, parent->block,
 						parent->model->name, name))) {
 			scratch_put(fs->scratch, sc);
@@ -238,7 +252,9 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 			return SH_OK;
 		}
 		proto->kind = NODE_RECORD;
-		return engine_record_key(name, proto->pk, sizeof(proto->pk)) ? SH_OK : SH_ENOENT;
+		return engine_record_key(fs->engine, parent->block, parent->model, name, proto->pk,
+					 sizeof(proto->pk), why, sizeof(why)) == SH_OK ? SH_OK
+										: SH_ENOENT;
 	default:
 		return SH_ENOENT;
 	}
@@ -370,6 +386,7 @@ struct listing {
 	char *buf;		/* packed entries, as readdir replies carry them */
 	size_t len, cap;
 	size_t *ends;		/* ends[i]: where entry i stops (and i + 1 starts) */
+	const struct model *model;	/* whose records are listed */
 	size_t n, ncap;
 	int failed;
 };
@@ -437,11 +454,11 @@ static void list_free(struct listing *l)
 static int list_record(void *ctx, const char *pk, size_t doc_len, int64_t mtime_ns)
 {
 	struct listing *l = ctx;
-	char name[300];
+	char name[ENGINE_NAME_MAX + 1];
 
 	(void)doc_len;
 	(void)mtime_ns;
-	(void)engine_record_name(pk, name, sizeof(name));	/* a key too long shows cut */
+	(void)engine_record_name(l->model, pk, name, sizeof(name));	/* always fits */
 	list_add(l, name, S_IFREG);
 	return l->failed;
 }
@@ -478,6 +495,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 		for (size_t i = 0; i < cat->nmodels; i++)
 			list_add(l, cat->models[i].name, S_IFDIR);
 	} else {
+		l->model = r->model;
 		err = engine_list(fs->engine, b, r->model, list_record, l);
 		scratch_list(fs->scratch, r->block, r->model->name, list_scratch, l);
 	}
@@ -766,7 +784,19 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? SH_EPERM : SH_ENOENT);
 		return;
 	}
-	if (!engine_record_key(name, proto.pk, sizeof(proto.pk))) {
+	if (strcmp(name, ENGINE_NEXT_ID_NAME) == 0) {
+		reply_err(req, engine_has_next_id(p.model) ? SH_EEXIST : SH_EPERM);
+		return;
+	}
+	switch (engine_record_key(fs->engine, p.block, p.model, name, proto.pk, sizeof(proto.pk),
+				  why, sizeof(why))) {
+	case SH_OK:
+		break;
+	case SH_EINVAL:
+		engine_refused(fs->engine, p.block, p.model->name, NULL, why);
+		reply_err(req, SH_EINVAL);
+		return;
+	default:
 		sops_create(req, fs, parent, &p, name, fi);
 		return;
 	}
@@ -1092,6 +1122,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	err = resolve(fs, &p, name, &proto);
+	if (!err && p.kind == NODE_MODEL && proto.kind == NODE_CTL) {
+		reply_err(req, SH_EPERM);	/* .next-id */
+		return;
+	}
 	if (!err && proto.kind != NODE_SCRATCH && caller_is_recursive_rm(req)) {
 		err = recursive_unlink(fs, &p, &proto);
 		if (!err)
@@ -1177,9 +1211,16 @@ static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
 		return SH_EPERM;
 	if (resolve(fs, &p, newname, &dst) != SH_OK)
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
+	else if (dst.kind == NODE_CTL)
+		return SH_EPERM;	/* .next-id */
 	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
 		return SH_EEXIST;
-	if (dst.kind == NODE_SCRATCH || !engine_record_key(newname, dst.pk, sizeof(dst.pk))) {
+	rc = engine_record_key(fs->engine, p.block, p.model, newname, dst.pk, sizeof(dst.pk), why,
+			       sizeof(why));
+	if (rc == SH_EINVAL) {
+		engine_refused(fs->engine, p.block, p.model->name, NULL, why);
+		rc = SH_EBADMSG;
+	} else if (dst.kind == NODE_SCRATCH || rc != SH_OK) {
 		rc = scratch_rename(fs->scratch, p.block, p.model->name, name, newname);
 		dst.kind = NODE_SCRATCH;
 		snprintf(dst.pk, sizeof(dst.pk), "%s", newname);

@@ -80,7 +80,9 @@ static void setup_schema(void)
 	    " tags text[])");
 	sql("CREATE TABLE \"" SCHEMA "\".sharded_internal (id int PRIMARY KEY)");
 	sql("CREATE TABLE \"" SCHEMA "\".nopk (x int)");
-	sql("CREATE TABLE \"" SCHEMA "\".twokeys (a int, b int, PRIMARY KEY (a, b))");
+	/* key order (b, a) is not column order; g is generated */
+	sql("CREATE TABLE \"" SCHEMA "\".twokeys (a int, b int, c text,"
+	    " g text GENERATED ALWAYS AS (c || '!') STORED, PRIMARY KEY (b, a))");
 	sql("INSERT INTO \"" SCHEMA "\".\"Weird Table\" (id, \"select\") VALUES (-1, 'pre')");
 }
 
@@ -161,24 +163,28 @@ static void check_catalog(struct pg *pg)
 	check("load catalog", rc == SH_OK && cat, "rc %d %s", rc, err);
 	if (!cat)
 		return;
-	check("catalog has exactly the three single-key tables", cat->nmodels == 3,
+	check("catalog has exactly the four keyed tables", cat->nmodels == 4,
 	      "nmodels %zu", cat->nmodels);
 	w = catalog_find(cat, "Weird Table");
 	c = catalog_find(cat, "Child Row");
-	check("catalog skips sharded_*, keyless and two-key tables",
+	check("catalog skips sharded_* and keyless tables, keeps two-key ones",
 	      !catalog_find(cat, "sharded_internal") && !catalog_find(cat, "nopk") &&
-	      !catalog_find(cat, "twokeys") && w && c && catalog_find(cat, "Key\"Quote"), "missing or extra");
+	      catalog_find(cat, "twokeys") && catalog_find(cat, "twokeys")->nkey == 2 && w && c &&
+	      catalog_find(cat, "Key\"Quote"), "missing or extra");
+	check("keyless table named as skipped", cat->nskipped == 1 &&
+	      !strcmp(cat->skipped[0].name, "nopk") &&
+	      !strcmp(cat->skipped[0].reason, "no primary key"), "nskipped %zu", cat->nskipped);
 	if (w) {
-		check("columns in order with pk", w->ncols == 5 && w->pk == 0 &&
+		check("columns in order with pk", w->ncols == 5 && w->nkey == 1 && w->key[0] == 0 &&
 		      !strcmp(w->cols[1].name, "select") && !strcmp(w->cols[0].type, "bigint") &&
-		      w->cols[0].kind == COL_INT, "ncols %zu pk %zu", w->ncols, w->pk);
+		      w->cols[0].kind == COL_INT, "ncols %zu key %zu", w->ncols, w->key[0]);
 		check("not null and defaults", w->cols[0].not_null && w->cols[3].not_null &&
 		      w->cols[3].has_default && w->cols[2].has_default && !w->cols[1].has_default &&
 		      !w->cols[4].not_null, "flags wrong");
 	}
 	if (c)
-		check("text pk and quoted column", c->pk == 0 && c->cols[0].kind == COL_TEXT &&
-		      !strcmp(c->cols[1].name, "parent id"), "pk %zu", c->pk);
+		check("text pk and quoted column", c->nkey == 1 && c->key[0] == 0 && c->cols[0].kind == COL_TEXT &&
+		      !strcmp(c->cols[1].name, "parent id"), "key %zu", c->key[0]);
 	w = catalog_find(cat, "Key\"Quote");
 	if (w)
 		check("uuid and array kinds", w->cols[0].kind == COL_UUID && w->cols[2].kind == COL_ARRAY &&
@@ -433,6 +439,65 @@ static void kill_backend(void)
 	check("terminated our backend", !strcmp(done, "1"), "terminated %s", done);
 }
 
+/* Composite keys in one batch: each returned row goes to its own op (matched
+ * on every key column), a generated column in the document is not written,
+ * deletes match on the whole key, a name that is not a key is refused alone. */
+static void check_composite(struct pg *pg, const struct catalog *cat)
+{
+	enum { N = 50 };
+	struct op *ops = ops_new(N + 4);
+	char err[512] = "", pk[32], want[96];
+	const struct model *m = catalog_find(cat, "twokeys");
+	int64_t upto = 0;
+	enum sh_err rc;
+	size_t good = 0;
+
+	check("twokeys' key is (b, a)", m && m->nkey == 2 && !strcmp(model_key_col(m, 0)->name, "b") &&
+	      !strcmp(model_key_col(m, 1)->name, "a") && m->cols[3].generated && !m->cols[2].generated,
+	      "model %p", (const void *)m);
+	for (int i = 0; i < N; i++) {	/* (b, a) = (i % 5, i / 5): 50 distinct keys */
+		snprintf(pk, sizeof(pk), "%d,%d", i % 5, i / 5);
+		op_setf(&ops[i], 2000 + i, "twokeys", pk, "{\"b\":%d,\"a\":%d,\"c\":\"v%d\",\"g\":\"stale\"}",
+			i % 5, i / 5, i);
+	}
+	op_set(&ops[N], 2000 + N, 'U', "twokeys", "9,9", "{\"b\":9,\"a\":9}");	/* key alone, new */
+	op_set(&ops[N + 1], 2001 + N, 'D', "twokeys", "2,0", NULL);	/* i = 2 */
+	op_set(&ops[N + 2], 2002 + N, 'D', "twokeys", "0,2", NULL);	/* i = 10 */
+	op_set(&ops[N + 3], 2003 + N, 'D', "twokeys", "7", NULL);	/* not a key of twokeys */
+	rc = pg_apply(pg, cat, "composite", ops, N + 4, &upto, err, sizeof(err));
+	check("composite batch applies", rc == SH_OK && upto == 2003 + N, "rc %d %s", rc, err);
+	for (int i = 0; i < N; i++) {
+		if (i == 1 || i == 2 || i == 10)
+			continue;
+		snprintf(want, sizeof(want), "{\"a\":%d,\"b\":%d,\"c\":\"v%d\",\"g\":\"v%d!\"}", i / 5,
+			 i % 5, i, i);
+		good += ops[i].returned && !strcmp(ops[i].returned, want);
+	}
+	check("RETURNING gives each op its own row, g computed", good == N - 3, "%zu of %d", good, N - 3);
+	check("a key-only insert", ops[N].returned && !strcmp(ops[N].returned,
+	      "{\"a\":9,\"b\":9,\"c\":null,\"g\":null}"), "returned %s",
+	      ops[N].returned ? ops[N].returned : "(null)");
+	check("deletes match the whole key",
+	      !strcmp(val("SELECT string_agg(b || ',' || a, ' ' ORDER BY b, a) FROM \"" SCHEMA "\".twokeys"
+			  " WHERE (b, a) IN ((2, 0), (0, 2), (2, 2), (0, 0))"), "0,0 2,2"),
+	      "left %s", val("SELECT string_agg(b || ',' || a, ' ' ORDER BY b, a) FROM \"" SCHEMA "\".twokeys"
+			     " WHERE (b, a) IN ((2, 0), (0, 2), (2, 2), (0, 0))"));
+	check("a name that is not a key is refused alone", ops[N + 3].dead && !ops[N + 1].dead &&
+	      COUNT(ops, N + 4, dead) == 1, "%zu dead", COUNT(ops, N + 4, dead));
+	check("48 rows and the key-only one", !strcmp(val("SELECT count(*) FROM \"" SCHEMA "\".twokeys"), "49"),
+	      "count %s", val("SELECT count(*) FROM \"" SCHEMA "\".twokeys"));
+	op_free_array(ops, N + 4);
+
+	/* the key alone, of a row PostgreSQL has: a no-op update that returns it */
+	ops = ops_new(1);
+	op_set(&ops[0], 3000, 'U', "twokeys", "1,0", "{\"b\":1,\"a\":0}");
+	rc = pg_apply(pg, cat, "composite", ops, 1, &upto, err, sizeof(err));
+	check("the key-only upsert keeps the row", rc == SH_OK && ops[0].returned &&
+	      strstr(ops[0].returned, "\"c\":\"v1\""), "rc %d returned %s", rc,
+	      ops[0].returned ? ops[0].returned : "(null)");
+	op_free_array(ops, 1);
+}
+
 static void check_connection_loss(struct pg *pg, const struct catalog *cat)
 {
 	struct op *ops = ops_new(2);
@@ -494,6 +559,7 @@ int main(int argc, char **argv)
 		check_refused_after_valid(pg, cat);
 		check_drain_with_refusal(pg, cat);
 		check_fk_order_and_uuid(pg, cat);
+		check_composite(pg, cat);
 		check_connection_loss(pg, cat);
 	}
 	catalog_free(cat);

@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "blocks.h"
 #include "catalog_file.h"
+#include "keyname.h"
 #include "log.h"
 #include "pg.h"
 #include "prisma.h"
@@ -126,29 +127,39 @@ static const char help_invalidate[] =
 
 static const char help_generate[] =
 	"usage: sharded generate [--models A,B | --all-models] [--schema-name NAME]\n"
-	"                        [--schema FILE.prisma | --pg CONNINFO] [-o FILE]\n"
+	"                        [--schema FILE.prisma|DIR | --pg CONNINFO] [-o FILE]\n"
+	"                        [--skipped]\n"
 	"\n"
 	"Writes the catalog of the exposed models (tables, columns, types, primary\n"
 	"keys) as JSON, for the mount's '-o catalog=FILE': with it the filesystem\n"
 	"mounts, and serves its blocks, while PostgreSQL is unreachable.\n"
 	"\n"
 	"By default the catalog comes from PostgreSQL: every table of the schema with\n"
-	"a one-column primary key, as the mount sees them.\n"
+	"a primary key (one column or several; a partitioned table is one model, its\n"
+	"partitions are not models), as the mount sees them. The tables left out\n"
+	"(no primary key, views, partitions) are named on standard error.\n"
 	"  --pg CONNINFO       libpq connection string or URI (default $DATABASE_URL,\n"
 	"                      else libpq's PG* variables)\n"
-	"  --schema FILE       read a Prisma schema (schema.prisma) instead: models,\n"
-	"                      scalar fields, @id, @map, @@map, enums, '?'. A model\n"
-	"                      without a one-column key is left out with a warning\n"
+	"  --schema FILE|DIR   read a Prisma schema (schema.prisma, or a schema folder:\n"
+	"                      its .prisma files as one schema) instead: models,\n"
+	"                      scalar fields, @id, @map, @@map, enums, '?'; defaults\n"
+	"                      Prisma's client makes (cuid(), uuid(), nanoid(), now(),\n"
+	"                      @updatedAt) become \"client_default\", filled in by the\n"
+	"                      mount. A model without a key the catalog can hold is\n"
+	"                      left out with a warning\n"
 	"  --schema-name NAME  the PostgreSQL schema (default public)\n"
 	"  --models A,B        only these tables (names as in PostgreSQL, i.e. after\n"
 	"                      @@map); a name that is not there is an error\n"
 	"  --all-models        every table (the default)\n"
+	"  --skipped           print the tables left out instead, one a line:\n"
+	"                      NAME<TAB>REASON\n"
 	"  -o, --output FILE   write to FILE (replaced whole, atomically) instead of\n"
 	"                      standard output\n"
 	"\n"
 	"The format: {\"format\": \"sharded-catalog\", \"version\": 1, \"schema\": NAME,\n"
 	"\"models\": [{\"name\", \"primary_key\", \"columns\": [{\"name\", \"type\",\n"
-	"\"typname\", \"not_null\", \"has_default\"}]}]} (see core/catalog_file.h).\n";
+	"\"typname\", \"not_null\", \"has_default\", \"generated\"[, \"client_default\"]}]}],\n"
+	"\"skipped\": [{\"name\", \"reason\"}]} (see core/catalog_file.h).\n";
 
 /* ---- arguments ---------------------------------------------------------- */
 
@@ -163,7 +174,7 @@ static const char *const generate_opts[] = { "--models", "--schema-name", "--sch
 struct args {
 	const char *data, *redis, *mount;
 	const char *models, *schema_name, *schema_file, *pg, *output;	/* generate */
-	bool json, all, include_dead, dry_run, help, verbose, all_models;
+	bool json, all, include_dead, dry_run, help, verbose, all_models, skipped;
 	const char **pos;	/* positionals, in order */
 	int npos;
 };
@@ -228,6 +239,7 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *cmd, 
 			{ "--include-dead", F_INCLUDE_DEAD, &a->include_dead },
 			{ "--dry-run", F_DRY_RUN, &a->dry_run },
 			{ "--all-models", F_GENERATE, &a->all_models },
+			{ "--skipped", F_GENERATE, &a->skipped },
 		};
 		const char **gen_targets[] = { &a->models, &a->schema_name, &a->schema_file,
 					       &a->pg, &a->output, &a->output };
@@ -478,6 +490,12 @@ static json_object *dead_json(const struct admin_dead *d)
 	json_object_object_add(o, "op", d->op ? json_object_new_string(op) : NULL);
 	json_object_object_add(o, "model", d->model ? json_object_new_string(d->model) : NULL);
 	json_object_object_add(o, "pk", d->pk ? json_object_new_string(d->pk) : NULL);
+	if (d->pk) {
+		char name[KEYNAME_MAX + 1];
+
+		(void)keyname_from_key(d->pk, name);
+		json_object_object_add(o, "file", json_object_new_string(name));
+	}
 	json_object_object_add(o, "error", d->error ? json_object_new_string(d->error) : NULL);
 	if (d->doc) {
 		doc = json_tokener_parse(d->doc);
@@ -494,6 +512,7 @@ static int dlq_list(struct args *a, const char *block)
 	redisContext *rc;
 	size_t n;
 	char err[512];
+	char **keys;
 	int w[5] = { 2, 3, 2, 5, 2 };
 	int rv;
 
@@ -513,10 +532,25 @@ static int dlq_list(struct args *a, const char *block)
 		admin_dead_free(list, n);
 		return print_json(arr);
 	}
+	/* the key as in its file name (keyname.h): a newline or '/' in it cannot break the table */
+	keys = calloc(n ? n : 1, sizeof(*keys));
+	if (!keys) {
+		admin_dead_free(list, n);
+		return fail("out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		char name[KEYNAME_MAX + 1];
+
+		if (list[i].pk) {
+			(void)keyname_from_key(list[i].pk, name);
+			name[strlen(name) - strlen(KEYNAME_SUFFIX)] = '\0';
+		}
+		keys[i] = strdup(list[i].pk ? name : "-");
+	}
 	for (size_t i = 0; i < n; i++) {
 		char seq[24];
 		const char *cols[] = { list[i].id, seq, "U", list[i].model ? list[i].model : "-",
-				       list[i].pk ? list[i].pk : "-" };
+				       keys[i] ? keys[i] : "-" };
 		snprintf(seq, sizeof(seq), "%" PRId64, list[i].seq);
 		for (int c = 0; c < 5; c++)
 			if ((int)strlen(cols[c]) > w[c])
@@ -535,9 +569,12 @@ static int dlq_list(struct args *a, const char *block)
 		pad(w[1], seq, true, false);
 		pad(w[2], op, false, false);
 		pad(w[3], list[i].model ? list[i].model : "-", false, false);
-		pad(w[4], list[i].pk ? list[i].pk : "-", false, false);
+		pad(w[4], keys[i] ? keys[i] : "-", false, false);
 		pad(0, list[i].error && *list[i].error ? list[i].error : "-", false, true);
 	}
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
 	admin_dead_free(list, n);
 	return fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
 }
@@ -756,7 +793,7 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 		if (!*n)
 			continue;
 		if (!(m = catalog_find(in, n))) {
-			fprintf(stderr, "sharded: model \"%s\" is not in %s (or has no one-column "
+			fprintf(stderr, "sharded: model \"%s\" is not in %s (or has no "
 				"primary key)\n", n, source);
 			rv = EXIT_FAILURE;
 		} else {
@@ -771,10 +808,19 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 			continue;
 		if (!(c = catalog_add_model(out, m->name)))
 			rv = fail("out of memory");
-		for (size_t j = 0; c && j < m->ncols && !rv; j++)
+		for (size_t j = 0; c && j < m->ncols && !rv; j++) {
 			if (model_add_column(c, m->cols[j].name, m->cols[j].type, m->cols[j].typname,
-					     m->cols[j].not_null, m->cols[j].has_default, j == m->pk))
+					     m->cols[j].not_null, m->cols[j].has_default, false) ||
+			    (m->cols[j].client_default &&
+			     model_set_client_default(c, m->cols[j].name, m->cols[j].client_default)))
 				rv = fail("out of memory");
+			else
+				c->cols[j].generated = m->cols[j].generated;
+		}
+		if (c && !rv) {
+			memcpy(c->key, m->key, sizeof(c->key));
+			c->nkey = m->nkey;
+		}
 	}
 	free(names);
 	free(keep);
@@ -789,14 +835,20 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 
 static int catalog_from_prisma(struct args *a, const char *schema, struct catalog **cat)
 {
-	char err[512], *text = read_schema_file(a->schema_file);
+	char err[512], *text;
+	struct stat st;
 	enum sh_err e;
 
-	if (!text)
-		return EXIT_FAILURE;
-	e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat, err,
-			    sizeof(err));
-	free(text);
+	if (stat(a->schema_file, &st) == 0 && S_ISDIR(st.st_mode)) {
+		e = prisma_parse_dir(a->schema_file, schema, prisma_warning,
+				     (void *)a->schema_file, cat, err, sizeof(err));
+	} else {
+		if (!(text = read_schema_file(a->schema_file)))
+			return EXIT_FAILURE;
+		e = prisma_parse_ex(text, schema, prisma_warning, (void *)a->schema_file, cat,
+				    err, sizeof(err));
+		free(text);
+	}
 	if (e != SH_OK) {
 		fprintf(stderr, "sharded: %s: %s\n", a->schema_file, err);
 		return EXIT_FAILURE;
@@ -868,6 +920,16 @@ fail:
 	return fail(err);
 }
 
+/* --skipped: the tables that are not models, NAME<TAB>REASON a line. */
+static int print_skipped(const struct catalog *cat)
+{
+	for (size_t i = 0; i < cat->nskipped; i++)
+		printf("%s\t%s\n", cat->skipped[i].name, cat->skipped[i].reason);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return fail("writing the list: output error");
+	return 0;
+}
+
 static int cmd_generate(struct args *a)
 {
 	const char *schema = a->schema_name ? a->schema_name : "public";
@@ -895,9 +957,17 @@ static int cmd_generate(struct args *a)
 		catalog_free(cat);
 		return rv;
 	}
+	if (a->skipped) {
+		rv = print_skipped(cat);
+		catalog_free(cat);
+		return rv;
+	}
+	for (size_t i = 0; i < cat->nskipped; i++)
+		fprintf(stderr, "sharded: table \"%s\" is not a model: %s\n", cat->skipped[i].name,
+			cat->skipped[i].reason);
 	if (cat->nmodels == 0) {
-		fprintf(stderr, "sharded: no model to expose: %s%s%s has no table with a one-column "
-			"primary key\n", source ? source : "schema \"", source ? "" : schema,
+		fprintf(stderr, "sharded: no model to expose: %s%s%s has no table with a primary "
+			"key\n", source ? source : "schema \"", source ? "" : schema,
 			source ? "" : "\"");
 		catalog_free(cat);
 		return EXIT_FAILURE;

@@ -3,9 +3,9 @@
  * The input is split on '/' as the kernel splits a path into the names it
  * hands to fs/: the block id goes through block_id_check() and, when
  * accepted, the loader rules; the model name through catalog_find(); the
- * file name through doc_record_name() and doc_check_pk(). Each answer is
+ * file name through keyname_to_key() and doc_check_pk(). Each answer is
  * checked against what the daemon relies on (an accepted id is a safe file
- * name, a record name round-trips, a rule's captures rebuild the id, the
+ * name, a record name decodes to a key whose one name it is, a rule's captures rebuild the id, the
  * first matching rule wins) and a violation abort()s. The whole input is
  * also offered as a block id, so that ids holding '/' are seen too.
  */
@@ -19,9 +19,10 @@
 #include "blocks.h"
 #include "catalog.h"
 #include "doc.h"
+#include "keyname.h"
 #include "loader.h"
 
-#define PK_BUF 256		/* as struct node_ref's pk in fs/nodes.h */
+#define PK_BUF (KEYNAME_KEY_MAX + 1)	/* as struct node_ref's pk in fs/nodes.h */
 #define RULES_MAX 8
 
 /* Literal text on both sides of captures, two captures in one rule, and a
@@ -218,11 +219,11 @@ static void check_model(const char *name)
 	check(!m || strcmp(m->name, name) == 0, "catalog_find returned another model", name);
 }
 
-/* A key doc_check_pk accepts is a safe file name and, for an integer
- * column, the canonical spelling of a number in its range. */
+/* A key doc_check_pk accepts is, for an integer column, the canonical
+ * spelling of a number in its range, and for a uuid the lower-case dashed one. */
 static void check_pk(const struct model *m, const char *pk)
 {
-	const struct column *c = model_pk(m);
+	const struct column *c = model_key_col(m, 0);
 	char why[160] = "", canon[32];
 	enum sh_err err = doc_check_pk(m, pk, why, sizeof(why));
 	size_t len = strlen(pk);
@@ -232,9 +233,7 @@ static void check_pk(const struct model *m, const char *pk)
 		check(err == SH_EINVAL && why[0], "key refused without SH_EINVAL and a reason", pk);
 		return;
 	}
-	check(len >= 1 && len <= 255 && pk[0] != '.' && !strchr(pk, '/'), "unsafe key accepted", pk);
-	for (const char *p = pk; *p; p++)
-		check((unsigned char)*p >= 0x20 && *p != 0x7f, "control character in a key", pk);
+	check(len <= KEYNAME_KEY_MAX, "key too long accepted", pk);
 	if (c->kind == COL_INT) {
 		v = strtoll(pk, NULL, 10);
 		snprintf(canon, sizeof(canon), "%lld", v);
@@ -242,24 +241,29 @@ static void check_pk(const struct model *m, const char *pk)
 		      "integer key not canonical or out of range", pk);
 	}
 	if (c->kind == COL_UUID)
-		check((len == 36 || len == 32) && strspn(pk, "0123456789abcdefABCDEF-") == len,
-		      "malformed uuid key accepted", pk);
+		check(len == 36 && strspn(pk, "0123456789abcdef-") == len,
+		      "uuid key not in its one spelling", pk);
 }
 
+/* A name is a record's when it ends in ".json" and is not hidden; then it
+ * is either the one name of exactly one key, or the long form, or no key's. */
 static void check_record_name(const struct model *m, const char *name)
 {
-	char pk[PK_BUF], back[PK_BUF + 8];
+	char pk[PK_BUF], back[KEYNAME_MAX + 1];
 	size_t n = strlen(name), s = strlen(DOC_SUFFIX);
-	int expect = name[0] != '.' && n > s && strcmp(name + n - s, DOC_SUFFIX) == 0 &&
-		     n - s < sizeof(pk);
+	int record = name[0] != '.' && n >= s && strcmp(name + n - s, DOC_SUFFIX) == 0;
+	enum keyname_kind k = keyname_to_key(name, pk, sizeof(pk));
 
-	check(doc_record_name(name, pk, sizeof(pk)) == expect,
-	      "doc_record_name disagrees with its contract", name);
-	if (!expect)
+	check((k != KEYNAME_NONE) == record, "keyname_to_key disagrees with its contract", name);
+	if (k != KEYNAME_KEY)
 		return;
-	check(strlen(pk) == n - s, "record name key of the wrong length", name);
-	snprintf(back, sizeof(back), "%s" DOC_SUFFIX, pk);
+	check(keyname_from_key(pk, back), "a decoded key has no plain name", name);
 	check(strcmp(back, name) == 0, "record name does not round-trip", name);
+	check(back[0] != '.' && strlen(back) <= KEYNAME_MAX,
+	      "unsafe record name", name);
+	for (const char *p = back; *p; p++)
+		check((unsigned char)*p >= 0x20 && *p != 0x7f && *p != '/',
+		      "a control character or '/' in a record name", name);
 	if (m) {
 		check_pk(m, pk);
 		return;

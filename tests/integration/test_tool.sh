@@ -53,12 +53,12 @@ require "the write becomes a dead letter (sync-status dead 1)" \
   wait_for 20 grep -qx 'dead 1' "$MNT/u1/sync-status"
 
 list=$(tool dlq list u1 2>&1) || true
-check "dlq list shows the order" grep -Eq '^[0-9]+-[0-9]+ +[0-9]+ +U +Order +9001 ' <<<"$list"
+check "dlq list shows the order (a create: C)" grep -Eq '^[0-9]+-[0-9]+ +[0-9]+ +C +Order +9001 ' <<<"$list"
 check "dlq list shows the foreign key error" grep -q 'foreign key' <<<"$list"
 check_eq "dlq list has a header and one line" 2 "$(wc -l <<<"$list")"
 json=$(tool dlq list u1 --json 2>&1) || true
 check "dlq list --json parses and holds the dead letter with its document" jq -e '
-  length == 1 and .[0].model == "Order" and .[0].pk == "9001" and .[0].op == "U"
+  length == 1 and .[0].model == "Order" and .[0].pk == "9001" and .[0].op == "C"
   and (.[0].error | test("foreign key")) and .[0].doc.userId == 424242
   and (.[0].id | test("^[0-9]+-[0-9]+$")) and .[0].seq > 0' <<<"$json"
 check_eq "the order is not in postgresql" 0 "$(psql_q 'select count(*) from "Order" where id = 9001')"

@@ -48,7 +48,9 @@ static void assert_catalogs_equal(const struct catalog *a, const struct catalog 
 
 		assert_string_equal(ma->name, mb->name);
 		assert_int_equal(ma->ncols, mb->ncols);
-		assert_int_equal(ma->pk, mb->pk);
+		assert_int_equal(ma->nkey, mb->nkey);
+		for (size_t k = 0; k < ma->nkey; k++)
+			assert_int_equal(ma->key[k], mb->key[k]);
 		for (size_t j = 0; j < ma->ncols; j++) {
 			const struct column *ca = &ma->cols[j], *cb = &mb->cols[j];
 
@@ -59,6 +61,7 @@ static void assert_catalogs_equal(const struct catalog *a, const struct catalog 
 			assert_true(ca->min == cb->min && ca->max == cb->max);
 			assert_int_equal(ca->not_null, cb->not_null);
 			assert_int_equal(ca->has_default, cb->has_default);
+			assert_int_equal(ca->generated, cb->generated);
 		}
 	}
 }
@@ -86,7 +89,7 @@ static void test_round_trip(void **state)
 
 	(void)state;
 	assert_non_null(strstr(text, "\"format\": \"sharded-catalog\""));
-	assert_non_null(strstr(text, "\"version\": 1"));
+	assert_non_null(strstr(text, "\"version\": 2"));
 	assert_non_null(strstr(text, "\"primary_key\": \"id\""));
 	assert_true(text[strlen(text) - 1] == '\n');
 
@@ -96,7 +99,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(COL_INT, catalog_find(back, "User")->cols[0].kind);
 	assert_int_equal(COL_OTHER, model_column(catalog_find(back, "User"), "role")->kind);
 	assert_int_equal(COL_ARRAY, model_column(catalog_find(back, "User"), "tags")->kind);
-	assert_string_equal("id", model_pk(catalog_find(back, "Event"))->name);
+	assert_string_equal("id", model_key_col(catalog_find(back, "Event"), 0)->name);
 	catalog_free(back);
 
 	/* through a file */
@@ -147,6 +150,42 @@ static void refuses(const char *text, const char *want)
 #define HEAD "{'format':'sharded-catalog','version':1,'schema':'public','models':"
 #define COL(n) "{'name':'" n "','type':'bigint','typname':'int8','not_null':true,'has_default':false}"
 
+/* A composite key in key order (not column order), a generated column and
+ * the tables left out survive a write and a read. */
+static void test_composite_round_trip(void **state)
+{
+	struct catalog *cat = catalog_new("public"), *back = NULL;
+	const char *key[] = { "author_id", "book_id" };
+	struct model *m;
+	char *text, err[256] = "";
+
+	(void)state;
+	assert_non_null(cat);
+	assert_non_null(m = catalog_add_model(cat, "BookAuthor"));
+	assert_int_equal(0, model_add_column(m, "book_id", "bigint", "int8", true, false, false));
+	assert_int_equal(0, model_add_column(m, "author_id", "integer", "int4", true, false, false));
+	assert_int_equal(0, model_add_column(m, "label", "text", "text", true, true, false));
+	m->cols[2].generated = true;
+	assert_int_equal(0, model_set_key(m, key, 2));
+	assert_int_equal(0, catalog_add_skipped(cat, "Log", "no primary key"));
+	text = write_text(cat);
+	assert_non_null(strstr(text, "\"primary_key\": ["));
+	assert_non_null(strstr(text, "\"generated\": true"));
+	if (catalog_parse(text, strlen(text), "mem", &back, err, sizeof(err)) != SH_OK)
+		fail_msg("catalog_parse: %s", err);
+	assert_catalogs_equal(cat, back);
+	m = &back->models[0];
+	assert_int_equal(2, model_nkey(m));
+	assert_string_equal("author_id", model_key_col(m, 0)->name);
+	assert_true(model_is_key(m, 0) && model_is_key(m, 1) && !model_is_key(m, 2));
+	assert_int_equal(1, back->nskipped);
+	assert_string_equal("Log", back->skipped[0].name);
+	assert_string_equal("no primary key", back->skipped[0].reason);
+	free(text);
+	catalog_free(back);
+	catalog_free(cat);
+}
+
 static void test_refusals(void **state)
 {
 	char err[256];
@@ -173,8 +212,8 @@ static void test_refusals(void **state)
 	refuses(HEAD "[]} x", "not JSON");
 	refuses("{'version':1,'schema':'public','models':[]}", "format");
 	refuses("{'format':'other','version':1,'schema':'public','models':[]}", "format");
-	refuses("{'format':'sharded-catalog','version':2,'schema':'public','models':[]}",
-		"version 2 is not supported");
+	refuses("{'format':'sharded-catalog','version':3,'schema':'public','models':[]}",
+		"version 3 is not supported");
 	refuses("{'format':'sharded-catalog','version':'1','schema':'public','models':[]}",
 		"\"version\" must be an integer");
 	refuses("{'format':'sharded-catalog','schema':'public','models':[]}", "missing \"version\"");
@@ -195,8 +234,22 @@ static void test_refusals(void **state)
 		"','primary_key':'id','columns':[" COL("id") "]}]}", "63-byte");
 	refuses(HEAD "[{'name':'A','columns':[" COL("id") "]}]}",
 		"model \"A\": missing \"primary_key\"");
-	refuses(HEAD "[{'name':'A','primary_key':['a','b'],'columns':[" COL("a") "," COL("b") "]}]}",
-		"composite keys are not supported");
+	refuses(HEAD "[{'name':'A','primary_key':['a','a'],'columns':[" COL("a") "," COL("b") "]}]}",
+		"names \"a\" twice");
+	refuses(HEAD "[{'name':'A','primary_key':[],'columns':[" COL("a") "]}]}",
+		"must name 1 to 32 columns");
+	refuses(HEAD "[{'name':'A','primary_key':['a',7],'columns':[" COL("a") "]}]}",
+		"\"primary_key\" must be a string");
+	refuses(HEAD "[{'name':'A','primary_key':['a','nope'],'columns':[" COL("a") "]}]}",
+		"\"primary_key\" \"nope\" is not one of its columns");
+	refuses(HEAD "[{'name':'A','primary_key':'id','columns':[{'name':'id','type':'bigint',"
+		"'typname':'int8','not_null':true,'has_default':false,'generated':1}]}]}",
+		"\"generated\" must be a boolean");
+	refuses(HEAD "[{'name':'A','primary_key':'id','columns':[{'name':'id','type':'bigint',"
+		"'typname':'int8','not_null':true,'has_default':true,'generated':true}]}]}",
+		"a primary-key column cannot be \"generated\"");
+	refuses(HEAD "[], 'skipped':[{'name':'v'}]}", "skipped[0]: missing \"reason\"");
+	refuses(HEAD "[], 'skipped':{}}", "\"skipped\" must be an array");
 	refuses(HEAD "[{'name':'A','primary_key':'nope','columns':[" COL("id") "]}]}",
 		"\"primary_key\" \"nope\" is not one of its columns");
 	refuses(HEAD "[{'name':'A','primary_key':'id','columns':[]}]}", "\"columns\" is empty");
@@ -290,6 +343,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_composite_round_trip),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_read_errors),
 		cmocka_unit_test(test_write_refuses_keyless_model),

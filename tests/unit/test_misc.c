@@ -188,8 +188,11 @@ static void test_col_kind_from_typname(void **state)
 		{ "_text", COL_ARRAY, 0, 0 },
 		{ "_int4", COL_ARRAY, 0, 0 },
 		{ "_jsonb", COL_ARRAY, 0, 0 },
-		{ "bytea", COL_OTHER, 0, 0 },
-		{ "inet", COL_OTHER, 0, 0 },
+		{ "bytea", COL_BYTEA, 0, 0 },
+		{ "inet", COL_INET, 0, 0 },
+		{ "tsvector", COL_TSVECTOR, 0, 0 },
+		{ "int4range", COL_RANGE, 0, 0 },
+		{ "record", COL_JSON, 0, 0 },	/* a composite column (pg.c) */
 		{ "my_enum", COL_OTHER, 0, 0 },
 		{ "INT8", COL_OTHER, 0, 0 },	/* typnames are lowercase */
 		{ "", COL_OTHER, 0, 0 },
@@ -251,12 +254,12 @@ static void test_catalog(void **state)
 	assert_int_equal(catalog_find(cat, "M7")->cols[0].max, INT32_MAX);
 
 	assert_int_equal(u->ncols, 3);
-	assert_int_equal(u->pk, 0);
-	assert_string_equal(model_pk(u)->name, "id");
-	assert_int_equal(model_pk(u)->kind, COL_INT);
-	assert_int_equal(e->pk, 1);
-	assert_string_equal(model_pk(e)->name, "id");
-	assert_int_equal(model_pk(e)->kind, COL_UUID);
+	assert_int_equal(u->key[0], 0);
+	assert_string_equal(model_key_col(u, 0)->name, "id");
+	assert_int_equal(model_key_col(u, 0)->kind, COL_INT);
+	assert_int_equal(e->key[0], 1);
+	assert_string_equal(model_key_col(e, 0)->name, "id");
+	assert_int_equal(model_key_col(e, 0)->kind, COL_UUID);
 
 	c = model_column(u, "email");
 	assert_non_null(c);
