@@ -558,8 +558,11 @@ static struct json_object *parse_json(const char *text, size_t len, enum json_to
 	obj = json_tokener_parse_ex(tok, marked ? marked : text, (int)(marked ? marked_len : len));
 	*jerr = json_tokener_get_error(tok);
 	*end = json_tokener_get_parse_end(tok);
-	if (marked && *end == marked_len)
-		*end = len;	/* the whole of it: positions of errors are near enough */
+	/* back to body's positions: the marks ("e0" after each big integer) lie
+	 * before the end of a value that parsed, so the end moves back by all of
+	 * them (an error's position is near enough; trailing data stays extra) */
+	if (marked)
+		*end = *end >= marked_len - len ? *end - (marked_len - len) : 0;
 	json_tokener_free(tok);
 	free(marked);
 	if (obj && restore_big_integers(obj)) {

@@ -135,15 +135,38 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* What block_id_check promises, written out again. */
+/* The length of the well-formed UTF-8 character at p (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF) into *c; 0 if none. */
+static size_t oracle_utf8(const unsigned char *p, unsigned *c)
+{
+	static const unsigned min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 :
+		   (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+
+	if (!n)
+		return 0;
+	*c = n == 1 ? p[0] : p[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		*c = (*c << 6) | (p[i] & 0x3f);
+	}
+	if (*c < min[n] || *c > 0x10ffff || (*c >= 0xd800 && *c <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* What block_id_check promises, written out again: 1 to BLOCK_ID_MAX bytes
+ * of UTF-8, no leading '.', no '/', no C0, DEL or C1 control character. */
 static int id_acceptable(const char *id)
 {
-	size_t len = strlen(id);
+	size_t len = strlen(id), n;
+	unsigned c;
 
 	if (len == 0 || len > BLOCK_ID_MAX || id[0] == '.' || strchr(id, '/'))
 		return 0;
-	for (const char *p = id; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+	for (const unsigned char *p = (const unsigned char *)id; *p; p += n)
+		if (!(n = oracle_utf8(p, &c)) || c < 0x20 || (c >= 0x7f && c <= 0x9f))
 			return 0;
 	return 1;
 }

@@ -283,6 +283,22 @@ static void test_big_integers(void **state)
 	assert_non_null(strstr(out, "\"n\":123456789012345678901234567890"));
 	free(out);
 	assert_int_equal(gate("{\"n\":18446744073709551616}"), SH_OK);
+	/* what follows a value with a big integer is judged at its own place
+	 * (found by fuzz_doc: a body with NULs after it was accepted whole and
+	 * refused as a prefix) */
+	assert_int_equal(gate("{\"n\":18446744073709551616} \n"), SH_OK);
+	assert_int_equal(gate("{\"n\":18446744073709551616}x"), SH_EINVAL);
+	assert_int_equal(gate("{\"n\":18446744073709551616} 1"), SH_EINVAL);
+	{
+		static const char nul[] = "{\"n\":18446744073709551616}\0\0";
+		char why[256];
+
+		out = NULL;
+		assert_int_equal(doc_prepare(catalog_find(cat, "T"), "1", nul, sizeof(nul) - 1,
+					     1 << 20, "{\"id\":1,\"d\":1}", &out, why,
+					     sizeof(why)), SH_EINVAL);
+		free(out);
+	}
 	/* leading zeros are no JSON, big or not (found by fuzz_doc) */
 	assert_int_equal(gate("{\"n\":000000000014083847773837265619}"), SH_EINVAL);
 	assert_int_equal(gate("{\"n\":-014083847773837265619}"), SH_EINVAL);
