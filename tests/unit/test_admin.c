@@ -15,6 +15,7 @@
 
 #include "admin.h"
 #include "store.h"
+#include "tmpdir.h"
 
 static void test_stream_ids(void **state)
 {
@@ -69,14 +70,6 @@ static void test_pick(void **state)
 	assert_false(admin_pick(list, 3, bad, 2, &idx, &n, &missing));
 	assert_string_equal(missing, "4-0");
 	assert_null(idx);
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static void test_status(void **state)
@@ -135,7 +128,7 @@ static void test_status(void **state)
 			 SH_ENOENT);
 	assert_non_null(strstr(err, "'/nonexistent-sharded-dir'"));
 
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 }
 
 int main(void)

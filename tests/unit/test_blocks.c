@@ -17,14 +17,7 @@
 #include "blocks.h"
 
 #include "outbox_util.h"
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+#include "tmpdir.h"
 
 /* *state: a malloc'd temp dir path, removed with everything in it afterwards. */
 static int setup(void **state)
@@ -43,7 +36,7 @@ static int teardown(void **state)
 {
 	char *dir = *state;
 
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 	free(dir);
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include "blocks.h"
 #include "life.h"
 #include "store.h"
+#include "tmpdir.h"
 
 #define S 1000000000LL	/* one second in ns */
 #define T0 (1000000 * S)	/* the last access of every block */
@@ -27,14 +28,6 @@ struct fixture {
 	struct life life;
 	int changes;		/* on_change calls */
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void changed(void *ctx, const char *block)
 {
@@ -65,7 +58,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	blockset_close(f->bs);
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }

@@ -17,14 +17,7 @@
 #include <unistd.h>
 
 #include "store.h"
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+#include "tmpdir.h"
 
 static int64_t mono_ms(void)
 {
@@ -85,7 +78,7 @@ static void test_load_end_while_a_writer_waits(void **state)
 	assert_int_equal(store_get(st, "User", "1", &doc, NULL), SH_OK);	/* the write */
 	free(doc);
 	store_close(st);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 }
 
 int main(void)

@@ -18,20 +18,13 @@
 #include "store.h"
 
 #include "outbox_util.h"
+#include "tmpdir.h"
 
 struct fixture {
 	char dir[64];
 	char path[128];
 	struct store *st;
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 /* A fresh temp dir and a new store in it, per test. */
 static int setup(void **state)
@@ -47,7 +40,7 @@ static int setup(void **state)
 	}
 	snprintf(f->path, sizeof(f->path), "%s/b.sqlite", f->dir);
 	if (store_open(f->path, true, false, &f->st) != SH_OK) {
-		nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		tmpdir_remove(f->dir);
 		free(f);
 		return -1;
 	}
@@ -61,7 +54,7 @@ static int teardown(void **state)
 
 	store_close(f->st);
 	store_set_max_open(64);	/* test_parking lowers it; a failed assert skips its end */
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }

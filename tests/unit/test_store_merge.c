@@ -17,16 +17,9 @@
 #include <time.h>
 
 #include "store.h"
+#include "tmpdir.h"
 
 static char dir[64], path[128];
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 /* Appends its tag to what is stored ("" when nothing is), and keeps what it saw. */
 struct writer {
@@ -118,7 +111,7 @@ static void test_concurrent_merges_compose(void **state)
 	free(second.seen);
 	store_close(a);
 	store_close(b);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 }
 
 int main(void)

@@ -24,6 +24,7 @@
 #include "store.h"
 
 #include "outbox_util.h"
+#include "tmpdir.h"
 
 #define WORKERS 4
 #define STORES 6
@@ -31,14 +32,6 @@
 #define SET_OPS 200		/* per worker on the block set */
 #define LIFE_OPS 60		/* per worker: loads, reloads, writes while the expiry runs */
 #define STALL_WAIT_S 10		/* generous: the machine is shared and slow under sanitizers */
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -57,7 +50,7 @@ static int teardown(void **state)
 	char *dir = *state;
 
 	store_set_max_open(64);
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tmpdir_remove(dir);
 	free(dir);
 	return 0;
 }
