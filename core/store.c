@@ -1035,23 +1035,6 @@ enum sh_err store_outbox_unrelay(struct store *st)
 	return err;
 }
 
-enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq)
-{
-	sqlite3_stmt *s;
-	enum sh_err err;
-
-	if (lock_open(st) != SH_OK)
-		return SH_EIO;
-	s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
-	if (s) {
-		bind_text(s, 1, origin);
-		sqlite3_bind_int64(s, 2, upto_seq);
-	}
-	err = run(st, s);
-	pthread_mutex_unlock(&st->lock);
-	return err;
-}
-
 enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
 				 size_t *n)
 {

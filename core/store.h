@@ -106,11 +106,9 @@ enum sh_err store_outbox_relayed(struct store *st, int64_t from_seq, int64_t upt
 /* Forget that anything was sent (after Redis lost its data). */
 enum sh_err store_outbox_unrelay(struct store *st);
 
-/* PostgreSQL has applied origin's writes up to seq: drop those outbox entries. */
-enum sh_err store_outbox_applied(struct store *st, const char *origin, int64_t upto_seq);
-
-/* The same, and count what left the outbox as applied (meta applied_total),
- * in one transaction, less up to *not_applied of them (refused: dead
+/* PostgreSQL has applied origin's writes up to seq: drop those outbox
+ * entries and count what left as applied (meta applied_total), in one
+ * transaction, less up to *not_applied of them (refused: dead
  * letters; *not_applied is lowered by what was taken off). Counting here
  * rather than when a batch commits in PostgreSQL keeps the count exact when
  * that commit's answer was lost (a crash, a cut connection): such writes are

@@ -8,6 +8,14 @@
 
 #include "store.h"
 
+/* PostgreSQL applied origin's writes up to seq, none of them refused. */
+static inline enum sh_err origin_applied(struct store *st, const char *origin, int64_t seq)
+{
+	int64_t dead = 0, counted;
+
+	return store_outbox_settle(st, origin, seq, &dead, &counted);
+}
+
 static inline enum sh_err outbox_applied(struct store *st, int64_t seq)
 {
 	char *origin = NULL;
@@ -16,7 +24,7 @@ static inline enum sh_err outbox_applied(struct store *st, int64_t seq)
 	if (err == SH_ENOENT)
 		return SH_OK;
 	if (!err)
-		err = store_outbox_applied(st, origin, seq);
+		err = origin_applied(st, origin, seq);
 	free(origin);
 	return err;
 }

@@ -16,6 +16,7 @@
 
 #include "op.h"
 #include "store.h"
+#include "outbox_util.h"
 #include "tmpdir.h"
 
 struct fixture {
@@ -133,11 +134,11 @@ static void test_one_origin_per_open(void **state)
 	op_free_array(ops, n);
 
 	/* everything applied: the next origin follows nothing */
-	assert_int_equal(store_outbox_applied(st, first, s2), SH_OK);
+	assert_int_equal(origin_applied(st, first, s2), SH_OK);
 	ops = outbox(st, &n);
 	assert_int_equal(n, 2);
 	s3 = ops[1].seq;
-	assert_int_equal(store_outbox_applied(st, ops[0].origin, s3), SH_OK);
+	assert_int_equal(origin_applied(st, ops[0].origin, s3), SH_OK);
 	op_free_array(ops, n);
 	store_close(st);
 	st = open_store(f->path);
