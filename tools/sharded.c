@@ -775,12 +775,12 @@ fail:
  * not a model of cat is an error. */
 static int pick_models(struct catalog **cat, const char *csv, const char *source)
 {
-	struct catalog *in = *cat, *out;
+	struct catalog *in = *cat;
 	char *names = strdup(csv), *save = NULL;
 	bool *keep = calloc(in->nmodels + 1, sizeof(*keep));
 	int rv = 0;
 
-	if (!names || !keep || !(out = catalog_new(in->schema))) {
+	if (!names || !keep) {
 		free(names);
 		free(keep);
 		return fail("out of memory");
@@ -800,37 +800,14 @@ static int pick_models(struct catalog **cat, const char *csv, const char *source
 			keep[m - in->models] = true;
 		}
 	}
-	for (size_t i = 0; i < in->nmodels && !rv; i++) {
-		const struct model *m = &in->models[i];
-		struct model *c;
-
+	/* drop the others in place: the kept models keep every detail (enum
+	 * labels, domains, keys, generated and client defaults) */
+	for (size_t i = in->nmodels; i-- > 0 && !rv;)
 		if (!keep[i])
-			continue;
-		if (!(c = catalog_add_model(out, m->name)))
-			rv = fail("out of memory");
-		for (size_t j = 0; c && j < m->ncols && !rv; j++) {
-			if (model_add_column(c, m->cols[j].name, m->cols[j].type, m->cols[j].typname,
-					     m->cols[j].not_null, m->cols[j].has_default, false) ||
-			    (m->cols[j].client_default &&
-			     model_set_client_default(c, m->cols[j].name, m->cols[j].client_default)))
-				rv = fail("out of memory");
-			else
-				c->cols[j].generated = m->cols[j].generated;
-		}
-		if (c && !rv) {
-			memcpy(c->key, m->key, sizeof(c->key));
-			c->nkey = m->nkey;
-		}
-	}
+			catalog_remove(in, i);
 	free(names);
 	free(keep);
-	if (rv) {
-		catalog_free(out);
-		return rv;
-	}
-	catalog_free(in);
-	*cat = out;
-	return 0;
+	return rv;
 }
 
 static int catalog_from_prisma(struct args *a, const char *schema, struct catalog **cat)

@@ -156,6 +156,22 @@ check_eq "the types correspond where Prisma and PostgreSQL spell them alike" \
              (.models[] | select(.name == "Order") | .columns[] | select(.name == "total") | .type),
              (.models[] | select(.name == "Event") | .columns[] | select(.name == "id", .name == "payload") | .type)] | join(" ")' \
     "$T/prisma.json")"
+cat >"$T/mood.prisma" <<'PRISMA'
+enum Mood {
+  ok
+  sad
+}
+model M {
+  id   Int  @id
+  mood Mood
+}
+model N {
+  id Int @id
+}
+PRISMA
+out=$(gen --schema "$T/mood.prisma" --models M) || true
+check_eq "--models keeps a column's details (an enum's labels)" "M ok,sad" \
+  "$(jq -r '[.models[].name] | join(" ")' <<<"$out") $(jq -r '.models[0].columns[] | select(.name == "mood") | .labels | join(",")' <<<"$out")"
 out=$(gen --schema "$T/schema.prisma" --models Order) || true
 check_eq "--models with --schema picks by table name (after @@map)" "Order" \
   "$(jq -r '[.models[].name] | join(" ")' <<<"$out")"
