@@ -786,10 +786,9 @@ static bool stored_equal(struct json_object *stored, const char *key, struct jso
 /* Prisma's client-side defaults into body (clientdef.h): a new record that
  * lacks one gets it; @updatedAt is set again by every write that leaves it
  * out or carries it as stored (a `sed -i` of another column). */
-static enum sh_err fill_client_defaults(const struct model *m, const char *existing,
-					struct json_object *body)
+static enum sh_err fill_client_defaults(const struct model *m, bool existing,
+					struct json_object *stored, struct json_object *body)
 {
-	struct json_object *stored = existing ? json_tokener_parse(existing) : NULL;
 	int64_t now = clock_wall_ns();
 	enum sh_err err = SH_OK;
 
@@ -814,7 +813,6 @@ static enum sh_err fill_client_defaults(const struct model *m, const char *exist
 			err = SH_ENOMEM;
 		}
 	}
-	json_object_put(stored);
 	return err;
 }
 
@@ -886,7 +884,7 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 		err = check_body(m, parts, pk, obj, stored, why, whylen);
 	if (!err && !existing)
 		err = check_required(m, obj, why, whylen);
-	if (!err && (err = fill_client_defaults(m, existing, obj)) == SH_EINVAL)
+	if (!err && (err = fill_client_defaults(m, existing != NULL, stored, obj)) == SH_EINVAL)
 		snprintf(why, whylen, "a client-side default cannot be made for this column's type");
 	if (err) {
 		json_object_put(obj);
