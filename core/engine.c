@@ -649,20 +649,30 @@ static int take_reader(struct engine *e)
 	return pthread_mutex_timedlock(&e->readers[first].lock, &deadline) == 0 ? (int)first : -1;
 }
 
+/* Read-through connection i (locked), connected with the read limits;
+ * NULL when it cannot connect (*stuck: accepted but said nothing). */
+static struct pg *reader_pg(struct engine *e, int i, bool *stuck)
+{
+	struct pg **pg = &e->readers[i].pg;
+	char why[256];
+
+	*stuck = false;
+	if (!*pg && pg_connect(e->pg_conninfo, pg, why, sizeof(why)) == SH_OK)
+		pg_set_limits(*pg, &read_limits, &e->stopping);
+	else if (!*pg)
+		*stuck = strstr(why, "timeout expired") != NULL;
+	return *pg;
+}
+
 /* The row on connection i (locked): connect or reconnect once as needed. */
 static enum sh_err fetch_on(struct engine *e, int i, const struct model *m, const char *pk,
 			    char **doc, bool *stuck)
 {
 	struct pg **pg = &e->readers[i].pg;
-	char why[256];
 	enum sh_err rv;
 
-	if (!*pg && pg_connect(e->pg_conninfo, pg, why, sizeof(why)) == SH_OK) {
-		pg_set_limits(*pg, &read_limits, &e->stopping);
-	} else if (!*pg) {	/* accepted but said nothing, or refused? */
-		*stuck = strstr(why, "timeout expired") != NULL;
+	if (!reader_pg(e, i, stuck))
 		return SH_EUNAVAIL;
-	}
 	rv = pg_fetch_row(*pg, e->cat, m, pk, doc);
 	if (rv == SH_EUNAVAIL && *pg && pg_timed_out(*pg)) {
 		*stuck = true;	/* reconnecting now would wait a second time */
@@ -935,21 +945,22 @@ bool engine_has_next_id(const struct model *m)
 static enum sh_err reserve_ids(struct engine *e, struct block *b, const struct model *m)
 {
 	int64_t ids[IDS_RESERVE], now = clock_wall_ns();
-	char why[256];
-	enum sh_err rv;
+	enum sh_err rv = SH_EUNAVAIL;
+	struct pg *pg;
+	bool stuck;
 	int i;
 
 	if (now < atomic_load(&e->pg_down_until))
 		return SH_EUNAVAIL;
-	i = take_reader(e);
-	if (!e->readers[i].pg && pg_connect(e->pg_conninfo, &e->readers[i].pg, why, sizeof(why)))
-		e->readers[i].pg = NULL;
+	if ((i = take_reader(e)) < 0)
+		return SH_EUNAVAIL;	/* every connection busy past the read's deadline */
+	pg = reader_pg(e, i, &stuck);
 	/* a connection from before a restart of PostgreSQL can fail more than
-	 * once after PQreset; one that cannot reconnect fails at once */
-	rv = SH_EUNAVAIL;
-	for (int k = 0; k < 3 && rv == SH_EUNAVAIL && e->readers[i].pg; k++) {
-		rv = pg_reserve_ids(e->readers[i].pg, m->seq, IDS_RESERVE, ids);
-		if (rv == SH_EUNAVAIL && pg_reconnect(e->readers[i].pg) != SH_OK)
+	 * once after PQreset; one that cannot reconnect fails at once, and one
+	 * that got no answer in time is not asked again (it would wait again) */
+	for (int k = 0; k < 3 && rv == SH_EUNAVAIL && pg; k++) {
+		rv = pg_reserve_ids(pg, m->seq, IDS_RESERVE, ids);
+		if (rv == SH_EUNAVAIL && (pg_timed_out(pg) || pg_reconnect(pg) != SH_OK))
 			break;
 	}
 	pthread_mutex_unlock(&e->readers[i].lock);
