@@ -246,6 +246,7 @@ log "1 writer + 3 invalidating loops: $stats; writes failed: $(cat "$T/wfail.100
 slowest=$(awk '{print $4}' <<<"$stats")
 check "1 writer + 3 invalidates: each invalidate took < 2 s (slowest ${slowest} ms)" \
   test "${slowest:-99999}" -lt 2000
+check_eq "1 writer + 3 invalidates: all 24 invalidates ran" 24 "$(awk '{print $1}' <<<"$stats")"
 check_eq "1 writer + 3 invalidates: no invalidate failed" 0 "$(awk '{print $6}' <<<"$stats")"
 check_eq "1 writer + 3 invalidates: no write failed" 0 "$(cat "$T/wfail.1000")"
 
@@ -258,8 +259,11 @@ wait "${pids[@]}" || true
 failed=$(cat "$T"/wfail.* | awk '{s += $1} END {print s + 0}')
 log "8 writers (480 writes) + 2 invalidating loops: $(inv_stats); writes failed: $failed $(cat "$T"/werr.* 2>/dev/null | sort | uniq -c | head -3 | tr '\n' ' ')"
 check_eq "8 writers + invalidates: zero failed writes" 0 "$failed"
+stats=$(inv_stats)
+check_eq "8 writers + invalidates: all 12 invalidates ran, none failed" "12 0" \
+  "$(awk '{print $1, $6}' <<<"$stats")"
 check "8 writers + invalidates: every invalidate < 2 s" \
-  test "$(inv_stats | awk '{print $4}')" -lt 2000
+  test "$(awk '{print $4}' <<<"$stats")" -lt 2000
 check "the writes reach PostgreSQL" \
   wait_for 30 pg_is 9 "select count(*) from \"User\" where id between 1000 and 1008"
 

@@ -35,8 +35,11 @@ static int setup(void **state)
 		return -1;
 	}
 	snprintf(f->path, sizeof(f->path), "%s/b.sqlite", f->dir);
-	if (store_open(f->path, true, false, &f->st) != SH_OK)
+	if (store_open(f->path, true, false, &f->st) != SH_OK) {
+		tmpdir_remove(f->dir);
+		free(f);
 		return -1;
+	}
 	*state = f;
 	return 0;
 }
