@@ -1072,6 +1072,19 @@ enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t up
 	*applied = 0;
 	if (lock_open(st) != SH_OK)
 		return SH_EIO;
+	/* a read first: the sync asks this on every pass while anything is
+	 * pending, mostly about entries gone already or of another node */
+	s = prep(st, "SELECT 1 FROM outbox WHERE origin = ?1 AND seq <= ?2 LIMIT 1");
+	if (s) {
+		bind_text(s, 1, origin);
+		sqlite3_bind_int64(s, 2, upto_seq);
+		if (sqlite3_step(s) == SQLITE_DONE) {
+			release(st, s);
+			pthread_mutex_unlock(&st->lock);
+			return SH_OK;
+		}
+		release(st, s);
+	}
 	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
 		s = prep(st, "DELETE FROM outbox WHERE origin = ?1 AND seq <= ?2");
@@ -1085,9 +1098,11 @@ enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t up
 			int64_t skip = n < *not_applied ? n : *not_applied;
 
 			*applied = n - skip;
-			err = run_ints_locked(st, "INSERT INTO meta(key, value) VALUES('applied_total', ?1)"
-					      " ON CONFLICT(key) DO UPDATE SET value ="
-					      " CAST(value AS INTEGER) + ?1", *applied, 0, 0);
+			if (*applied)
+				err = run_ints_locked(st, "INSERT INTO meta(key, value)"
+						      " VALUES('applied_total', ?1) ON CONFLICT(key)"
+						      " DO UPDATE SET value = CAST(value AS INTEGER) + ?1",
+						      *applied, 0, 0);
 			if (!err)
 				err = exec_sql(st, "COMMIT");
 			if (!err)
