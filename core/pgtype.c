@@ -169,11 +169,6 @@ bool pgt_time(const char *s)
 	return n && is_zone(s + n + (s[n] == ' '));
 }
 
-bool pgt_timetz(const char *s)
-{
-	return pgt_time(s);
-}
-
 bool pgt_timestamp(const char *s)
 {
 	char rest[64];

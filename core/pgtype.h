@@ -23,9 +23,6 @@ bool pgt_date(const char *s);
 /* time: H:MM[:SS[.frac]], up to 24:00:00; a zone is allowed and ignored. */
 bool pgt_time(const char *s);
 
-/* time with time zone: as time, with an optional zone (+HH[:MM[:SS]], Z). */
-bool pgt_timetz(const char *s);
-
 /* timestamp and timestamptz: a date, then T or a space and a time, an
  * optional zone, optional " BC", within 4714-11-24 BC .. 294276-12-31;
  * infinity, -infinity. */

@@ -156,9 +156,10 @@ static const char help_generate[] =
 	"  -o, --output FILE   write to FILE (replaced whole, atomically) instead of\n"
 	"                      standard output\n"
 	"\n"
-	"The format: {\"format\": \"sharded-catalog\", \"version\": 1, \"schema\": NAME,\n"
+	"The format: {\"format\": \"sharded-catalog\", \"version\": 2, \"schema\": NAME,\n"
 	"\"models\": [{\"name\", \"primary_key\", \"columns\": [{\"name\", \"type\",\n"
-	"\"typname\", \"not_null\", \"has_default\", \"generated\"[, \"client_default\"]}]}],\n"
+	"\"typname\", \"not_null\", \"has_default\", \"generated\", \"base\", \"typmod\",\n"
+	"\"array\", \"elem_not_null\"[, \"labels\"][, \"client_default\"]}]}],\n"
 	"\"skipped\": [{\"name\", \"reason\"}]} (see core/catalog_file.h).\n";
 
 /* ---- arguments ---------------------------------------------------------- */
