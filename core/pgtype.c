@@ -651,7 +651,7 @@ static size_t range_bound(const char *s, char *buf, size_t cap, bool *present)
 		*present = k > 0;
 	}
 	buf[k] = '\0';
-	return i ? i : 1;
+	return i;	/* 0: no bound here (the caller handles an empty one) */
 }
 
 static bool range_value(const char *v, const char *typname, long long *iv)

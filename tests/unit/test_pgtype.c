@@ -191,6 +191,12 @@ static void test_range_tsvector_uuid(void **state)
 	assert_false(pgt_range("[a,b)", "int4range"));
 	assert_false(pgt_range("[1,3000000000)", "int4range"));
 	assert_false(pgt_range("1,5", "int4range"));
+	/* a range cut after its comma, or with a bound that is only a comma
+	 * (found by fuzz_doc: read past the end of the text) */
+	assert_false(pgt_range("[1,", "int4range"));
+	assert_false(pgt_range("[\"2024-01-01 00:00:00+00\",", "tstzrange"));
+	assert_false(pgt_range("[1,,]", "int4range"));
+	assert_false(pgt_range("[", "int4range"));
 	assert_true(pgt_range("[\"2024-01-01 00:00:00\",\"2024-02-01 00:00:00\")", "tsrange"));
 	assert_true(pgt_range("[2024-01-01,2024-02-01)", "daterange"));
 	assert_false(pgt_range("[2024-02-30,2024-03-01)", "daterange"));
