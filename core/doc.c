@@ -411,7 +411,9 @@ static int literal_overflows(const char *d, size_t digits, int negative)
 
 /* The integer literals outside strings in body that overflow 64 bits, each
  * followed by "e0": json-c would clamp such an integer, but keeps the text
- * of a real number. NULL when there is none, or on failure: *nomem 1 when
+ * of a real number. Such an integer written with "e0" by the body gets "E0"
+ * instead, so that restore_big_integers leaves it as it is.
+ * NULL when there is none, or on failure: *nomem 1 when
  * out of memory, 2 when such a literal has leading zeros (no JSON). */
 static char *mark_big_integers(const char *body, size_t len, size_t *outlen, int *nomem)
 {
@@ -443,8 +445,24 @@ static char *mark_big_integers(const char *body, size_t len, size_t *outlen, int
 			while (end < len && isdigit((unsigned char)body[end]))
 				end++;
 			if (end < len && strchr(".eE", body[end])) {
+				size_t digits_end = end;
+
 				while (end < len && strchr("0123456789.eE+-", body[end]))
 					end++;	/* a real number: json-c keeps its text */
+				if (end - digits_end == 2 && body[digits_end] == 'e' &&
+				    body[digits_end + 1] == '0' &&
+				    literal_overflows(body + start, digits_end - start, c == '-')) {
+					/* written as a mark would be: "E0" tells it apart */
+					count++;
+					if (out) {
+						memcpy(out + o, body + i, digits_end - i);
+						o += digits_end - i;
+						memcpy(out + o, "E0", 2);
+						o += 2;
+						i = end;
+						continue;
+					}
+				}
 			} else if (literal_overflows(body + start, end - start, c == '-')) {
 				if (body[start] == '0') {
 					*nomem = 2;	/* leading zeros: not JSON, and json-c

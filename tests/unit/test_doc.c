@@ -473,6 +473,13 @@ static void test_accept_numeric(void **state)
 		       "{\"email\":\"a\",\"total\":\"1234567890.000000001\"}");
 	assert_text(out, "total", "1234567890.000000001");
 	free(out);
+	/* an integer beyond 64 bits keeps its text; written with "e0", it stays
+	 * a real number (the fuzzer found it turned into an integer) */
+	out = accepted("User", "1", "{\"email\":\"a\",\"settings\":"
+		       "[18446744073709551616,18446744073709551616e0,-99999999999999999999e0]}");
+	assert_non_null(strstr(out, "[18446744073709551616,18446744073709551616E0,"
+				    "-99999999999999999999E0]"));
+	free(out);
 	accept_and_free("User", "1", "{\"email\":\"a\",\"total\":-3}");
 	accept_and_free("User", "1", "{\"email\":\"a\",\"total\":0}");
 	accept_and_free("User", "1", "{\"email\":\"a\",\"total\":-1.5e3}");
