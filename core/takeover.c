@@ -1,0 +1,212 @@
+/* takeover.c - the scan for entries of dead nodes (takeover.h says why). */
+#include "takeover.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "redis.h"
+
+#define SCAN_COUNT 500
+#define ID_MAX 48
+
+int64_t takeover_id_ms(const char *id)
+{
+	char *end;
+	long long ms;
+
+	if (!id || *id < '0' || *id > '9')
+		return -1;
+	ms = strtoll(id, &end, 10);
+	return (*end == '-' || *end == '\0') ? ms : -1;
+}
+
+static bool is_str(const redisReply *r)
+{
+	return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+/* The value after name in a flat [name, value, ...] reply, or NULL. */
+static const redisReply *field(const redisReply *r, const char *name)
+{
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+		if (is_str(r->element[i]) && strcmp(r->element[i]->str, name) == 0)
+			return r->element[i + 1];
+	return NULL;
+}
+
+/* Move the entries pending to consumer dead to self; returns how many. */
+static size_t claim_from(redisContext *rc, const char *key, const char *dead, const char *self)
+{
+	char idle[24];
+	const char **argv = NULL;
+	redisReply *r = redisCommand(rc, "XPENDING %s %s - + %d %s", key, REDIS_GROUP,
+				     TAKEOVER_CLAIM_MAX, dead);
+	size_t n = 0, argc = 0;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+	    !(argv = malloc((r->elements + 7) * sizeof(*argv))))
+		goto out;
+	snprintf(idle, sizeof(idle), "%d", TAKEOVER_CLAIM_IDLE_MS);
+	argv[argc++] = "XCLAIM";
+	argv[argc++] = key;
+	argv[argc++] = REDIS_GROUP;
+	argv[argc++] = self;
+	argv[argc++] = idle;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *p = r->element[i];
+
+		if (p->type == REDIS_REPLY_ARRAY && p->elements >= 1 && is_str(p->element[0]))
+			argv[argc++] = p->element[0]->str;
+	}
+	argv[argc++] = "JUSTID";
+	if (argc > 6) {
+		redisReply *c = redisCommandArgv(rc, (int)argc, argv, NULL);
+
+		n = c && c->type == REDIS_REPLY_ARRAY ? c->elements : 0;
+		freeReplyObject(c);
+	}
+out:
+	free(argv);
+	freeReplyObject(r);
+	return n;
+}
+
+/* Claim from the dead consumers of key; note whether self holds entries.
+ * false when the stream has no group (nothing to take over). */
+static bool scan_consumers(redisContext *rc, const struct nodereg_entry *nodes, size_t nn,
+			   int64_t now_ms, const char *self, struct takeover_stream *st)
+{
+	redisReply *r = redisCommand(rc, "XINFO CONSUMERS %s %s", st->key, REDIS_GROUP);
+
+	if (!r || r->type != REDIS_REPLY_ARRAY) {	/* NOGROUP, or gone */
+		freeReplyObject(r);
+		return false;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *c = r->element[i], *name = field(c, "name"),
+				 *pending = field(c, "pending");
+
+		if (!is_str(name) || !pending || pending->type != REDIS_REPLY_INTEGER ||
+		    pending->integer <= 0)
+			continue;
+		if (strcmp(name->str, self) == 0) {
+			st->own_pending = true;
+		} else if (!nodereg_is_alive(nodes, nn, name->str, now_ms)) {
+			size_t got = claim_from(rc, st->key, name->str, self);
+
+			st->claimed += got;
+			st->own_pending = st->own_pending || got > 0;
+		}
+	}
+	freeReplyObject(r);
+	return true;
+}
+
+/* The group's last-delivered-id into ld ("" if none). */
+static void last_delivered(redisContext *rc, const char *key, char *ld, size_t len)
+{
+	redisReply *r = redisCommand(rc, "XINFO GROUPS %s", key);
+
+	ld[0] = '\0';
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		const redisReply *name = field(r->element[i], "name"),
+				 *id = field(r->element[i], "last-delivered-id");
+
+		if (is_str(name) && strcmp(name->str, REDIS_GROUP) == 0 && is_str(id))
+			snprintf(ld, len, "%s", id->str);
+	}
+	freeReplyObject(r);
+}
+
+/* Is the oldest entry after the group's last-delivered-id older than
+ * TAKEOVER_UNREAD_MS? (Entry ids are Redis's clock, as now_ms is.) */
+static bool stale_unread(redisContext *rc, const char *key, int64_t now_ms)
+{
+	char ld[ID_MAX], start[ID_MAX + 2];
+	redisReply *r;
+	bool stale = false;
+
+	last_delivered(rc, key, ld, sizeof(ld));
+	if (!ld[0])
+		return false;
+	snprintf(start, sizeof(start), strcmp(ld, "0-0") == 0 ? "-" : "(%s", ld);
+	r = redisCommand(rc, "XRANGE %s %s + COUNT 1", key, start);
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
+	    is_str(r->element[0]->element[0])) {
+		int64_t ms = takeover_id_ms(r->element[0]->element[0]->str);
+
+		stale = ms >= 0 && now_ms - ms >= TAKEOVER_UNREAD_MS;
+	}
+	freeReplyObject(r);
+	return stale;
+}
+
+/* Look at one ops stream; call fn if it has work for us. */
+static enum sh_err scan_stream(redisContext *rc, const char *key,
+			       const struct nodereg_entry *nodes, size_t nn, int64_t now_ms,
+			       const char *self, takeover_fn fn, void *ctx, size_t *claimed)
+{
+	char block[REDIS_KEY_MAX], what[16];
+	struct takeover_stream st = { .block = block, .key = key };
+
+	if (!admin_key_parse(key, block, sizeof(block), what, sizeof(what)) ||
+	    strcmp(what, "ops") != 0)
+		return SH_OK;
+	if (!scan_consumers(rc, nodes, nn, now_ms, self, &st))
+		return rc->err ? SH_EUNAVAIL : SH_OK;
+	st.unread = stale_unread(rc, key, now_ms);
+	if (rc->err)
+		return SH_EUNAVAIL;
+	*claimed += st.claimed;
+	return st.own_pending || st.unread ? fn(ctx, &st) : SH_OK;
+}
+
+/* One SCAN page: its keys go through scan_stream; the next cursor into cursor. */
+static enum sh_err scan_page(redisContext *rc, char *cursor, size_t len,
+			     const struct nodereg_entry *nodes, size_t nn, int64_t now_ms,
+			     const char *self, takeover_fn fn, void *ctx, size_t *claimed)
+{
+	redisReply *r = redisCommand(rc, "SCAN %s MATCH sharded:{*}:ops COUNT %d TYPE stream",
+				     cursor, SCAN_COUNT);
+	enum sh_err rv = SH_OK;
+
+	if (!r)
+		return SH_EUNAVAIL;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !is_str(r->element[0]) ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		freeReplyObject(r);
+		return SH_EREMOTE;
+	}
+	snprintf(cursor, len, "%s", r->element[0]->str);
+	for (size_t i = 0; rv == SH_OK && i < r->element[1]->elements; i++) {
+		const redisReply *k = r->element[1]->element[i];
+
+		if (is_str(k))
+			rv = scan_stream(rc, k->str, nodes, nn, now_ms, self, fn, ctx, claimed);
+	}
+	freeReplyObject(r);
+	return rv;
+}
+
+enum sh_err takeover_scan(redisContext *rc, const char *self, takeover_fn fn, void *ctx,
+			  size_t *claimed)
+{
+	struct nodereg_entry *nodes;
+	size_t nn;
+	int64_t now_ms;
+	char cursor[32] = "0";
+	enum sh_err rv;
+
+	*claimed = 0;
+	if ((rv = nodereg_list(rc, false, &nodes, &nn, &now_ms)) != SH_OK)
+		return rv;
+	do
+		rv = scan_page(rc, cursor, sizeof(cursor), nodes, nn, now_ms, self, fn, ctx,
+			       claimed);
+	while (rv == SH_OK && strcmp(cursor, "0") != 0);
+	free(nodes);
+	return rv;
+}
