@@ -104,33 +104,40 @@ static bool scan_consumers(redisContext *rc, const struct nodereg_entry *nodes, 
 	return true;
 }
 
-/* The group's last-delivered-id into ld ("" if none). */
-static void last_delivered(redisContext *rc, const char *key, char *ld, size_t len)
+/* What XINFO GROUPS says of group "sharded" of one stream. */
+struct group_info {
+	bool found;
+	long long pending;	/* entries read and not acknowledged */
+	bool lag_zero;		/* Redis 7 says no entry waits to be delivered */
+	char ld[ID_MAX];	/* last-delivered-id */
+};
+
+static void group_info(const redisReply *r, struct group_info *g)
 {
-	redisReply *r = redisCommand(rc, "XINFO GROUPS %s", key);
-
-	ld[0] = '\0';
+	memset(g, 0, sizeof(*g));
 	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-		const redisReply *name = field(r->element[i], "name"),
-				 *id = field(r->element[i], "last-delivered-id");
+		const redisReply *e = r->element[i], *name = field(e, "name"),
+				 *id = field(e, "last-delivered-id"), *pending = field(e, "pending"),
+				 *lag = field(e, "lag");
 
-		if (is_str(name) && strcmp(name->str, REDIS_GROUP) == 0 && is_str(id))
-			snprintf(ld, len, "%s", id->str);
+		if (!is_str(name) || strcmp(name->str, REDIS_GROUP) != 0 || !is_str(id))
+			continue;
+		g->found = true;
+		snprintf(g->ld, sizeof(g->ld), "%s", id->str);
+		g->pending = pending && pending->type == REDIS_REPLY_INTEGER ? pending->integer : 1;
+		/* no lag (Redis 6) or an unknown one (nil): look at the stream */
+		g->lag_zero = lag && lag->type == REDIS_REPLY_INTEGER && lag->integer == 0;
 	}
-	freeReplyObject(r);
 }
 
 /* Is the oldest entry after the group's last-delivered-id older than
  * TAKEOVER_UNREAD_MS? (Entry ids are Redis's clock, as now_ms is.) */
-static bool stale_unread(redisContext *rc, const char *key, int64_t now_ms)
+static bool stale_unread(redisContext *rc, const char *key, const char *ld, int64_t now_ms)
 {
-	char ld[ID_MAX], start[ID_MAX + 2];
+	char start[ID_MAX + 2];
 	redisReply *r;
 	bool stale = false;
 
-	last_delivered(rc, key, ld, sizeof(ld));
-	if (!ld[0])
-		return false;
 	snprintf(start, sizeof(start), strcmp(ld, "0-0") == 0 ? "-" : "(%s", ld);
 	r = redisCommand(rc, "XRANGE %s %s + COUNT 1", key, start);
 	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
@@ -144,34 +151,71 @@ static bool stale_unread(redisContext *rc, const char *key, int64_t now_ms)
 	return stale;
 }
 
-/* Look at one ops stream; call fn if it has work for us. */
-static enum sh_err scan_stream(redisContext *rc, const char *key,
-			       const struct nodereg_entry *nodes, size_t nn, int64_t now_ms,
-			       const char *self, takeover_fn fn, void *ctx, size_t *claimed)
+struct scan {
+	redisContext *rc;
+	const char *self;
+	const struct nodereg_entry *nodes;
+	size_t nn;
+	int64_t now_ms;
+	takeover_fn fn;
+	void *ctx;
+	size_t claimed;
+};
+
+/* Look at one ops stream, whose group g is; call fn if it has work for us.
+ * Most streams have nothing read and nothing waiting: no further command. */
+static enum sh_err scan_stream(struct scan *sc, const char *key, const struct group_info *g)
 {
 	char block[REDIS_KEY_MAX], what[16];
 	struct takeover_stream st = { .block = block, .key = key };
 
-	if (!admin_key_parse(key, block, sizeof(block), what, sizeof(what)) ||
+	if (!g->found || !admin_key_parse(key, block, sizeof(block), what, sizeof(what)) ||
 	    strcmp(what, "ops") != 0)
 		return SH_OK;
-	if (!scan_consumers(rc, nodes, nn, now_ms, self, &st))
-		return rc->err ? SH_EUNAVAIL : SH_OK;
-	st.unread = stale_unread(rc, key, now_ms);
-	if (rc->err)
+	if (g->pending > 0 && !scan_consumers(sc->rc, sc->nodes, sc->nn, sc->now_ms, sc->self, &st))
+		return sc->rc->err ? SH_EUNAVAIL : SH_OK;
+	if (!g->lag_zero)
+		st.unread = stale_unread(sc->rc, key, g->ld, sc->now_ms);
+	if (sc->rc->err)
 		return SH_EUNAVAIL;
-	*claimed += st.claimed;
-	return st.own_pending || st.unread ? fn(ctx, &st) : SH_OK;
+	sc->claimed += st.claimed;
+	return st.own_pending || st.unread ? sc->fn(sc->ctx, &st) : SH_OK;
 }
 
-/* One SCAN page: its keys go through scan_stream; the next cursor into cursor. */
-static enum sh_err scan_page(redisContext *rc, char *cursor, size_t len,
-			     const struct nodereg_entry *nodes, size_t nn, int64_t now_ms,
-			     const char *self, takeover_fn fn, void *ctx, size_t *claimed)
+/* XINFO GROUPS of every key of a SCAN page in one pipeline, then each stream. */
+static enum sh_err scan_keys(struct scan *sc, const redisReply *keys)
 {
-	redisReply *r = redisCommand(rc, "SCAN %s MATCH sharded:{*}:ops COUNT %d TYPE stream",
-				     cursor, SCAN_COUNT);
+	struct group_info *g = calloc(keys->elements + 1, sizeof(*g));
 	enum sh_err rv = SH_OK;
+
+	if (!g)
+		return SH_ENOMEM;
+	for (size_t i = 0; i < keys->elements; i++)
+		redisAppendCommand(sc->rc, "XINFO GROUPS %s",
+				   is_str(keys->element[i]) ? keys->element[i]->str : "");
+	for (size_t i = 0; i < keys->elements; i++) {
+		redisReply *r = NULL;
+
+		if (redisGetReply(sc->rc, (void **)&r) != REDIS_OK) {
+			free(g);
+			return SH_EUNAVAIL;
+		}
+		group_info(r, &g[i]);
+		freeReplyObject(r);
+	}
+	for (size_t i = 0; rv == SH_OK && i < keys->elements; i++)
+		if (is_str(keys->element[i]))
+			rv = scan_stream(sc, keys->element[i]->str, &g[i]);
+	free(g);
+	return rv;
+}
+
+/* One SCAN page; the next cursor into cursor. */
+static enum sh_err scan_page(struct scan *sc, char *cursor, size_t len)
+{
+	redisReply *r = redisCommand(sc->rc, "SCAN %s MATCH sharded:{*}:ops COUNT %d TYPE stream",
+				     cursor, SCAN_COUNT);
+	enum sh_err rv;
 
 	if (!r)
 		return SH_EUNAVAIL;
@@ -181,12 +225,7 @@ static enum sh_err scan_page(redisContext *rc, char *cursor, size_t len,
 		return SH_EREMOTE;
 	}
 	snprintf(cursor, len, "%s", r->element[0]->str);
-	for (size_t i = 0; rv == SH_OK && i < r->element[1]->elements; i++) {
-		const redisReply *k = r->element[1]->element[i];
-
-		if (is_str(k))
-			rv = scan_stream(rc, k->str, nodes, nn, now_ms, self, fn, ctx, claimed);
-	}
+	rv = scan_keys(sc, r->element[1]);
 	freeReplyObject(r);
 	return rv;
 }
@@ -195,18 +234,18 @@ enum sh_err takeover_scan(redisContext *rc, const char *self, takeover_fn fn, vo
 			  size_t *claimed)
 {
 	struct nodereg_entry *nodes;
-	size_t nn;
-	int64_t now_ms;
+	struct scan sc = { .rc = rc, .self = self, .fn = fn, .ctx = ctx };
 	char cursor[32] = "0";
 	enum sh_err rv;
 
 	*claimed = 0;
-	if ((rv = nodereg_list(rc, false, &nodes, &nn, &now_ms)) != SH_OK)
+	if ((rv = nodereg_list(rc, false, &nodes, &sc.nn, &sc.now_ms)) != SH_OK)
 		return rv;
+	sc.nodes = nodes;
 	do
-		rv = scan_page(rc, cursor, sizeof(cursor), nodes, nn, now_ms, self, fn, ctx,
-			       claimed);
+		rv = scan_page(&sc, cursor, sizeof(cursor));
 	while (rv == SH_OK && strcmp(cursor, "0") != 0);
 	free(nodes);
+	*claimed = sc.claimed;
 	return rv;
 }
