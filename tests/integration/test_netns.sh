@@ -194,6 +194,14 @@ alive3() { [[ $(status_nodes | jq '[.[] | select(.state == "alive")] | length') 
 check "sharded status --nodes: three nodes alive again" wait_for 5 alive3
 check "the metrics count three live nodes" \
   grep -qx 'sharded_nodes_alive 3' "${NODE_MNT[a]}/metrics"
+status_table() {
+  local out
+  out=$("$SHARDED_BUILD_DIR/sharded" --data "$T/data-a" --redis "$REDIS_URL" status)
+  grep -Eq '^block +pending' <<<"$out" &&
+    grep -Eq '^node +host +pid +version +started +state +pending$' <<<"$out" &&
+    [[ $(grep -Ec '^n[abc] .* alive +[0-9]+$' <<<"$out") == 3 ]] || { echo "$out"; return 1; }
+}
+check "sharded status lists the blocks, then the three nodes alive" status_table
 
 # 3. PostgreSQL restarted while all write
 all_write
