@@ -91,7 +91,7 @@ reach() {
   [[ $(nsenter --net="/run/netns/${NS[$1]}" -- redis-cli -h "$NET.1" -p "$REDIS_PORT" PING) == PONG ]]
 }
 require "node a's namespace reaches Redis on the bridge" reach a
-only_bridge() { [[ -z $(ip -n "${NS[$1]}" route show | grep -v "^$NET.0/24 ") ]]; }
+only_bridge() { ! ip -n "${NS[$1]}" route show | grep -qv "^$NET.0/24 "; }
 require "node a's namespace has no route but the bridge's subnet" only_bridge a
 
 # mount_node N: node N's daemon in its namespace, on $T/mnt-N with data $T/data-N
@@ -197,9 +197,13 @@ check "the metrics count three live nodes" \
 status_table() {
   local out
   out=$("$SHARDED_BUILD_DIR/sharded" --data "$T/data-a" --redis "$REDIS_URL" status)
-  grep -Eq '^block +pending' <<<"$out" &&
+  if grep -Eq '^block +pending' <<<"$out" &&
     grep -Eq '^node +host +pid +version +started +state +pending$' <<<"$out" &&
-    [[ $(grep -Ec '^n[abc] .* alive +[0-9]+$' <<<"$out") == 3 ]] || { echo "$out"; return 1; }
+    [[ $(grep -Ec '^n[abc] .* alive +[0-9]+$' <<<"$out") == 3 ]]; then
+    return 0
+  fi
+  echo "$out"
+  return 1
 }
 check "sharded status lists the blocks, then the three nodes alive" status_table
 
