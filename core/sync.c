@@ -78,6 +78,7 @@ struct sync {
 	size_t nforget;
 	int64_t last_claim_ms;		/* apply thread only */
 	int64_t next_takeover_ms;	/* apply thread only */
+	struct takeover_state takeover;	/* apply thread only */
 	int64_t next_cleanup_ms;	/* relay thread only */
 	struct nodereg_entry self;	/* relay thread only (after sync_start) */
 	int64_t next_beat_ms;		/* relay thread only */
@@ -1069,7 +1070,7 @@ static enum pass_result takeover_now_and_then(struct sync *s, redisContext *rc, 
 	if (now_ms() < s->next_takeover_ms)
 		return PASS_IDLE;
 	s->next_takeover_ms = now_ms() + TAKEOVER_EVERY_MS;
-	rv = takeover_scan(rc, s->consumer, on_takeover, &t, &claimed);
+	rv = takeover_scan(rc, s->consumer, &s->takeover, on_takeover, &t, &claimed);
 	if (claimed) {
 		sh_log(LOG_INFO, "took over %zu stream entries of nodes no longer alive", claimed);
 		pthread_mutex_lock(&s->lock);

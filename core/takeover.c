@@ -230,8 +230,41 @@ static enum sh_err scan_page(struct scan *sc, char *cursor, size_t len)
 	return rv;
 }
 
-enum sh_err takeover_scan(redisContext *rc, const char *self, takeover_fn fn, void *ctx,
-			  size_t *claimed)
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+	for (const unsigned char *c = p; len--; c++)
+		h = (h ^ *c) * 1099511628211ULL;
+	return h;
+}
+
+bool takeover_due(struct takeover_state *ts, const struct nodereg_entry *nodes, size_t n,
+		  int64_t now_ms)
+{
+	uint64_t h = 1469598103934665603ULL;
+	bool silent = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!nodereg_alive(&nodes[i], now_ms)) {
+			silent |= now_ms - nodes[i].seen_ms < TAKEOVER_SILENT_MS;
+			continue;
+		}
+		h = fnv(h, nodes[i].node, strlen(nodes[i].node) + 1);
+		h = fnv(h, &nodes[i].pid, sizeof(nodes[i].pid));
+		h = fnv(h, &nodes[i].started_s, sizeof(nodes[i].started_s));
+	}
+	if (h != ts->members || !ts->changed_ms) {
+		ts->members = h;
+		ts->changed_ms = now_ms;
+	}
+	if (!silent && now_ms - ts->changed_ms >= TAKEOVER_CHANGE_MS &&
+	    now_ms - ts->scanned_ms < TAKEOVER_QUIET_MS)
+		return false;
+	ts->scanned_ms = now_ms;
+	return true;
+}
+
+enum sh_err takeover_scan(redisContext *rc, const char *self, struct takeover_state *ts,
+			  takeover_fn fn, void *ctx, size_t *claimed)
 {
 	struct nodereg_entry *nodes;
 	struct scan sc = { .rc = rc, .self = self, .fn = fn, .ctx = ctx };
@@ -242,6 +275,10 @@ enum sh_err takeover_scan(redisContext *rc, const char *self, takeover_fn fn, vo
 	if ((rv = nodereg_list(rc, false, &nodes, &sc.nn, &sc.now_ms)) != SH_OK)
 		return rv;
 	sc.nodes = nodes;
+	if (!takeover_due(ts, nodes, sc.nn, sc.now_ms)) {
+		free(nodes);
+		return SH_OK;
+	}
 	do
 		rv = scan_page(&sc, cursor, sizeof(cursor));
 	while (rv == SH_OK && strcmp(cursor, "0") != 0);

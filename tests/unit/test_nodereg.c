@@ -113,6 +113,69 @@ static void stream_id_ms(void **state)
 	assert_int_equal(takeover_id_ms(NULL), -1);
 }
 
+static struct nodereg_entry node_at(const char *name, int64_t pid, int64_t seen_ms)
+{
+	struct nodereg_entry e = { .pid = pid, .started_s = 1, .seen_ms = seen_ms };
+
+	snprintf(e.node, sizeof(e.node), "%s", name);
+	return e;
+}
+
+/* Every node in list beat at now. */
+static void beat(struct nodereg_entry *list, size_t n, int64_t now)
+{
+	for (size_t i = 0; i < n; i++)
+		list[i].seen_ms = now;
+}
+
+/* The scan runs for a while after a start or a change of the live nodes,
+ * while a node is freshly silent, and else only every TAKEOVER_QUIET_MS. */
+static void scan_due_when_something_may_be_left(void **state)
+{
+	struct takeover_state ts = { 0 };
+	int64_t t = 1000000, t0;
+	struct nodereg_entry live[2] = { node_at("a", 1, t), node_at("b", 2, t) };
+
+	(void)state;
+	assert_true(takeover_due(&ts, live, 2, t));	/* just started */
+	beat(live, 2, t + 2000);
+	assert_true(takeover_due(&ts, live, 2, t + 2000));
+	t0 = t + 2000;	/* the last scan */
+	t += TAKEOVER_CHANGE_MS;
+	beat(live, 2, t);
+	assert_false(takeover_due(&ts, live, 2, t));	/* quiet */
+	beat(live, 2, t0 + TAKEOVER_QUIET_MS - 1);
+	assert_false(takeover_due(&ts, live, 2, t0 + TAKEOVER_QUIET_MS - 1));
+	beat(live, 2, t0 + TAKEOVER_QUIET_MS);
+	assert_true(takeover_due(&ts, live, 2, t0 + TAKEOVER_QUIET_MS));	/* the safety net */
+	t = t0 + TAKEOVER_QUIET_MS + 2000;
+	beat(live, 2, t);
+	assert_false(takeover_due(&ts, live, 2, t));
+
+	/* b restarts quickly (never silent): a new pid is a change */
+	live[1].pid = 3;
+	t += 2000;
+	beat(live, 2, t);
+	assert_true(takeover_due(&ts, live, 2, t));
+	beat(live, 2, t + TAKEOVER_CHANGE_MS - 1);
+	assert_true(takeover_due(&ts, live, 2, t + TAKEOVER_CHANGE_MS - 1));
+	beat(live, 2, t + TAKEOVER_CHANGE_MS);
+	assert_false(takeover_due(&ts, live, 2, t + TAKEOVER_CHANGE_MS));
+
+	/* b falls silent at t: scans while it is freshly silent, then the safety net only */
+	t += TAKEOVER_CHANGE_MS;
+	live[0].seen_ms = t + NODEREG_SILENT_MS + 1;
+	assert_true(takeover_due(&ts, live, 2, t + NODEREG_SILENT_MS + 1));
+	live[0].seen_ms = t + TAKEOVER_SILENT_MS - 1;
+	assert_true(takeover_due(&ts, live, 2, t + TAKEOVER_SILENT_MS - 1));
+	live[0].seen_ms = t + TAKEOVER_SILENT_MS;
+	assert_false(takeover_due(&ts, live, 2, t + TAKEOVER_SILENT_MS));
+
+	/* b gone from the list (left cleanly, or forgotten): a is all there is, as before */
+	live[0].seen_ms = t + TAKEOVER_SILENT_MS + 1000;
+	assert_false(takeover_due(&ts, live, 1, t + TAKEOVER_SILENT_MS + 1000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -122,6 +185,7 @@ int main(void)
 		cmocka_unit_test(parse_refuses_overlong_fields),
 		cmocka_unit_test(alive_until_silent_past_the_limit),
 		cmocka_unit_test(stream_id_ms),
+		cmocka_unit_test(scan_due_when_something_may_be_left),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
