@@ -1182,10 +1182,15 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 		     METRIC("counter", "cache_misses_total", "Record reads that went to PostgreSQL.", "%lld")
 		     METRIC("counter", "refused_writes_total", "Writes, control-file values and block names refused as invalid.", "%lld")
 		     METRIC("gauge", "redis_up", "Whether the sync workers reach Redis.", "%d")
-		     METRIC("gauge", "postgres_up", "Whether PostgreSQL answers the sync workers and read-through in time.", "%d"),
+		     METRIC("gauge", "postgres_up", "Whether PostgreSQL answers the sync workers and read-through in time.", "%d")
+		     METRIC("gauge", "nodes_alive", "Nodes sharing the Redis whose heartbeat is recent, this one included.", "%" PRId64)
+		     METRIC("gauge", "nodes_silent", "Nodes in the registry whose heartbeat stopped (dead or cut off).", "%" PRId64)
+		     METRIC("counter", "takeover_claimed_total", "Stream entries taken over from nodes no longer alive.", "%" PRId64)
+		     METRIC("counter", "takeover_applied_total", "Writes applied for blocks this node does not hold.", "%" PRId64),
 		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
 		     (long long)atomic_load(&e->cache_hits), (long long)atomic_load(&e->cache_misses),
-		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up);
+		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up, ss.nodes_alive,
+		     ss.nodes_silent, ss.takeover_claimed, ss.takeover_applied);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 

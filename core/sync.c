@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -28,12 +29,15 @@
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "nodereg.h"
 #include "op.h"
 #include "pg.h"
 #include "plan.h"
 #include "redis.h"
 #include "store.h"
+#include "takeover.h"
 #include "thread.h"
+#include "version.h"
 
 #define RELAY_BATCH 256
 #define APPLY_BATCH 5000
@@ -49,6 +53,7 @@
 #define OWN_ORIGINS_MAX 16	/* origins of one outbox asked about per pass; usually 1 or 2 */
 #define GAP_RESEND_MS 3000	/* a wait this old is a loss in Redis, not another node's turn */
 #define REFUSED_RETRY_MS 10000	/* a block PostgreSQL refuses is tried again this often */
+#define TAKEOVER_EVERY_MS 2000	/* the scan for dead nodes' entries (takeover.h) */
 
 /* The apply connection's deadlines: a locked table ends a batch after
  * lock_ms (retried with backoff), a server that answers nothing is dropped
@@ -72,8 +77,14 @@ struct sync {
 	char *forget[FORGET_MAX];	/* deleted blocks whose streams to drop; under lock */
 	size_t nforget;
 	int64_t last_claim_ms;		/* apply thread only */
+	int64_t next_takeover_ms;	/* apply thread only */
+	struct takeover_state takeover;	/* apply thread only */
 	int64_t next_cleanup_ms;	/* relay thread only */
+	struct nodereg_entry self;	/* relay thread only (after sync_start) */
+	int64_t next_beat_ms;		/* relay thread only */
 };
+
+static int64_t total_pending(struct sync *s);
 
 static int64_t now_ms(void)
 {
@@ -354,6 +365,30 @@ static void cleanup_now_and_then(struct sync *s, redisContext *rc)
 		       "acknowledged entries removed", res.ops_deleted, res.entries_deleted);
 }
 
+/* This node's heartbeat, and the counts of the registry for the metrics. */
+static void beat_now_and_then(struct sync *s, redisContext *rc)
+{
+	struct nodereg_entry *nodes;
+	size_t n;
+	int64_t now, alive = 0;
+
+	if (now_ms() < s->next_beat_ms)
+		return;
+	s->next_beat_ms = now_ms() + NODEREG_BEAT_MS;
+	s->self.pending = total_pending(s);
+	if (nodereg_beat(rc, &s->self) != SH_OK)
+		return;	/* a failed connection shows in the relay pass that follows */
+	if (nodereg_list(rc, true, &nodes, &n, &now) != SH_OK)
+		return;
+	for (size_t i = 0; i < n; i++)
+		alive += nodereg_alive(&nodes[i], now);
+	free(nodes);
+	pthread_mutex_lock(&s->lock);
+	s->status.nodes_alive = alive;
+	s->status.nodes_silent = (int64_t)n - alive;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *relay_main(void *arg)
 {
 	struct sync *s = arg;
@@ -376,6 +411,7 @@ static void *relay_main(void *arg)
 			set_backend(s, &s->status.redis_up, true, NULL, 0);
 		}
 		forget_blocks(s, rc);
+		beat_now_and_then(s, rc);
 		cleanup_now_and_then(s, rc);
 		sent = relay_pass(s, rc, err, sizeof(err));
 		if (sent < 0) {
@@ -397,6 +433,8 @@ static void *relay_main(void *arg)
 			nanosleep(&(struct timespec){ 0, RELAY_GATHER_MS * 1000000 }, NULL);
 		}
 	}
+	if (rc)	/* a clean stop: the others need not wait NODEREG_SILENT_MS to take over */
+		nodereg_leave(rc, s->self.node);
 	redisFree(rc);
 	return NULL;
 }
@@ -478,22 +516,29 @@ static void notify(struct sync *s, struct block *b, const struct op *op, bool go
 		s->cfg.on_change(s->cfg.ctx, b->id, op->model, op->pk, gone);
 }
 
+/* The Redis half of a burial: the dead-letter stream, and the log. */
+static void bury_entry(redisContext *rc, const char *block, const struct op *op)
+{
+	char key[REDIS_KEY_MAX], seq[24], kind[2] = { op->kind, 0 };
+	const char *argv[15] = { "XADD", key, "*", "seq", seq, "op", kind, "model", op->model,
+				 "pk", op->pk, "error", op->error ? op->error : "", "doc", op->doc };
+
+	redis_key(key, sizeof(key), block, "dead");
+	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
+	freeReplyObject(redisCommandArgv(rc, op->doc ? 15 : 13, argv, NULL));
+	sh_log(LOG_ERR, "block '%s': %s/%s.json refused by postgresql, moved to dead letters: %s",
+	       block, op->model, op->pk, op->error ? op->error : "");
+}
+
 /* PostgreSQL refused op for good: keep it in the dead-letter stream and show
  * the row as PostgreSQL has it. */
 static void bury(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 		 const struct op *op, int64_t upto)
 {
 	const struct model *m = catalog_find(s->cfg.cat, op->model);
-	char key[REDIS_KEY_MAX], seq[24], kind[2] = { op->kind, 0 };
-	const char *argv[15] = { "XADD", key, "*", "seq", seq, "op", kind, "model", op->model,
-				 "pk", op->pk, "error", op->error ? op->error : "", "doc", op->doc };
 	char *doc = NULL;
 
-	redis_key(key, sizeof(key), b->id, "dead");
-	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
-	freeReplyObject(redisCommandArgv(rc, op->doc ? 15 : 13, argv, NULL));
-	sh_log(LOG_ERR, "block '%s': %s/%s.json refused by postgresql, moved to dead letters: %s",
-	       b->id, op->model, op->pk, op->error ? op->error : "");
+	bury_entry(rc, b->id, op);
 	store_meta_add(b->store, "dead_total", 1);
 	store_meta_set(b->store, "last_dead_error", op->error ? op->error : "");
 	if (m) {
@@ -872,6 +917,173 @@ static enum pass_result apply_pass(struct sync *s, redisContext *rc, struct pg *
 	return result;
 }
 
+/* ---- takeover: entries of nodes no longer alive ------------------------- */
+
+/* Our consumer's entries of key (those claimed from dead nodes among them)
+ * and, with read_new, those nobody read. */
+static enum pass_result read_orphan(struct sync *s, redisContext *rc, const char *key,
+				    bool read_new, struct plan_entry **es, size_t *n, char *err,
+				    size_t errlen)
+{
+	static const char *const ids[] = { "0", ">" };
+
+	for (size_t i = 0; i < (read_new ? 2u : 1u); i++) {
+		redisReply *r = read_stream(rc, key, s->consumer, ids[i]);
+		bool ok;
+
+		if (!r) {
+			snprintf(err, errlen, "redis: %s", rc->errstr);
+			return PASS_REDIS_DOWN;
+		}
+		ok = r->type != REDIS_REPLY_ERROR && collect(entries_of(r), es, n);
+		freeReplyObject(r);
+		if (!ok)
+			return PASS_IDLE;	/* the stream went away meanwhile */
+	}
+	return *n ? PASS_WORKED : PASS_IDLE;
+}
+
+/* Every entry's model is in our catalog. A node that exposes other models
+ * leaves the entries pending (their node, or the 60 s XAUTOCLAIM of a node
+ * that knows them, takes them back) rather than bury them as unknown. */
+static bool models_known(struct sync *s, const char *block, const struct plan_entry *es,
+			 size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!catalog_find(s->cfg.cat, es[i].op.model)) {
+			sh_log(LOG_WARNING, "block '%s': cannot take over a write of model '%s',"
+			       " which this node does not expose", block, es[i].op.model);
+			return false;
+		}
+	return true;
+}
+
+/* Apply the entries read from a stream of a block we do not hold: the plan
+ * and pg_apply as apply_entries, without the outbox and the records of a
+ * file. *applied counts the writes PostgreSQL took. */
+static enum sh_err apply_orphan_entries(struct sync *s, redisContext *rc, struct pg *pg,
+					const char *block, const char *key, struct plan_entry *es,
+					size_t n, int64_t *applied, char *err, size_t errlen)
+{
+	size_t *pick = malloc(n * sizeof(*pick)), npick, norigins;
+	struct op *ops = malloc(n * sizeof(*ops));
+	struct plan_origin *origins = malloc(2 * n * sizeof(*origins));
+	enum plan_verdict *verdict = malloc(n * sizeof(*verdict));
+	enum sh_err rv = SH_ENOMEM;
+	int64_t upto;
+
+	if (!pick || !ops || !origins || !verdict)
+		goto out;
+	plan_sort(es, n);
+	norigins = plan_origins(es, n, origins);
+	if ((rv = read_applied(pg, block, origins, norigins)) != SH_OK) {
+		snprintf(err, errlen, "postgresql unreachable");
+		goto out;
+	}
+	plan_make(es, n, origins, norigins, verdict, pick, &npick);
+	for (size_t i = 0; i < npick; i++)
+		ops[i] = es[pick[i]].op;
+	if (npick)
+		rv = pg_apply(pg, s->cfg.cat, block, ops, npick, &upto, err, errlen);
+	for (size_t i = 0; i < npick; i++) {
+		es[pick[i]].op = ops[i];	/* results, and ownership, go back */
+		if (rv == SH_OK && ops[i].dead)
+			bury_entry(rc, block, &ops[i]);
+		else if (rv == SH_OK && !ops[i].skipped)
+			(*applied)++;
+	}
+	if (rv == SH_OK)
+		ack_entries(rc, key, es, verdict, n);
+out:
+	free(pick);
+	free(ops);
+	free(origins);
+	free(verdict);
+	return rv;
+}
+
+/* A block this node does not hold, whose stream has entries no live node
+ * will read: apply them here. */
+static enum pass_result apply_orphan(struct sync *s, redisContext *rc, struct pg *pg,
+				     const struct takeover_stream *st, char *err, size_t errlen)
+{
+	struct plan_entry *es = NULL;
+	size_t n = 0;
+	int64_t applied = 0;
+	enum pass_result r = read_orphan(s, rc, st->key, st->unread, &es, &n, err, errlen);
+
+	if (r == PASS_WORKED && models_known(s, st->block, es, n)) {
+		enum sh_err rv = apply_orphan_entries(s, rc, pg, st->block, st->key, es, n,
+						      &applied, err, errlen);
+		if (rv != SH_OK && !(rv == SH_EREMOTE &&
+				     pg_sqlstate_of_values(pg_refused_sqlstate(pg))))
+			r = PASS_PG_DOWN;	/* refused values: left pending, tried next scan */
+	}
+	plan_free_entries(es, n);
+	if (applied) {
+		sh_log(LOG_INFO, "block '%s': applied %" PRId64 " writes of nodes no longer alive",
+		       st->block, applied);
+		pthread_mutex_lock(&s->lock);
+		s->status.takeover_applied += applied;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return r;
+}
+
+struct takeover_ctx {
+	struct sync *s;
+	redisContext *rc;
+	struct pg *pg;
+	enum pass_result result;
+	char *err;
+	size_t errlen;
+};
+
+static enum sh_err on_takeover(void *ctx, const struct takeover_stream *st)
+{
+	struct takeover_ctx *t = ctx;
+	struct block *b;
+	enum pass_result r = PASS_IDLE;
+
+	if (blockset_get(t->s->cfg.blocks, st->block, &b) == SH_OK) {
+		/* ours: the pass reads what our consumer holds; claimed and unread
+		 * entries need a read of the stream now */
+		if ((st->claimed || st->unread) && b->refused_until_ms <= now_ms())
+			r = apply_block(t->s, b, t->rc, t->pg, false, true, t->err, t->errlen);
+		block_put(b);
+	} else {
+		r = apply_orphan(t->s, t->rc, t->pg, st, t->err, t->errlen);
+	}
+	if (r > t->result)
+		t->result = r;
+	return r >= PASS_REDIS_DOWN ? SH_EUNAVAIL : SH_OK;
+}
+
+/* Every TAKEOVER_EVERY_MS: what nodes no longer alive left in any stream. */
+static enum pass_result takeover_now_and_then(struct sync *s, redisContext *rc, struct pg *pg,
+					      char *err, size_t errlen)
+{
+	struct takeover_ctx t = { s, rc, pg, PASS_IDLE, err, errlen };
+	size_t claimed = 0;
+	enum sh_err rv;
+
+	if (now_ms() < s->next_takeover_ms)
+		return PASS_IDLE;
+	s->next_takeover_ms = now_ms() + TAKEOVER_EVERY_MS;
+	rv = takeover_scan(rc, s->consumer, &s->takeover, on_takeover, &t, &claimed);
+	if (claimed) {
+		sh_log(LOG_INFO, "took over %zu stream entries of nodes no longer alive", claimed);
+		pthread_mutex_lock(&s->lock);
+		s->status.takeover_claimed += (int64_t)claimed;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (rv == SH_EUNAVAIL && t.result < PASS_REDIS_DOWN && rc->err) {
+		snprintf(err, errlen, "redis: %s", rc->errstr);
+		return PASS_REDIS_DOWN;
+	}
+	return t.result;
+}
+
 /* Connect whatever is missing; false (with backoff waited) when one is down. */
 static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, struct backoff *bo)
 {
@@ -924,6 +1136,11 @@ static void *apply_main(void *arg)
 		if ((!rc || !pg_ok) && !(pg_ok = connect_backends(s, &rc, &pg, &bo)))
 			continue;
 		r = apply_pass(s, rc, pg, err, sizeof(err));
+		if (r <= PASS_WORKED) {
+			enum pass_result t = takeover_now_and_then(s, rc, pg, err, sizeof(err));
+
+			r = t > r ? t : r;
+		}
 		if (r == PASS_REDIS_DOWN) {
 			redisFree(rc);
 			rc = NULL;
@@ -961,6 +1178,20 @@ static void sync_free(struct sync *s)
 	free(s);
 }
 
+/* What the heartbeat says of this node, but for pending and seen. */
+static void init_self(struct sync *s)
+{
+	struct nodereg_entry *e = &s->self;
+
+	snprintf(e->node, sizeof(e->node), "%s", s->consumer ? s->consumer : "");
+	if (gethostname(e->host, sizeof(e->host)) != 0)
+		snprintf(e->host, sizeof(e->host), "?");
+	e->host[sizeof(e->host) - 1] = '\0';
+	snprintf(e->version, sizeof(e->version), "%s", SHARDED_VERSION);
+	e->pid = (int64_t)getpid();
+	e->started_s = clock_wall_ns() / 1000000000;
+}
+
 enum sh_err sync_start(const struct sync_config *cfg, struct sync **out)
 {
 	struct sync *s = calloc(1, sizeof(*s));
@@ -975,6 +1206,7 @@ enum sh_err sync_start(const struct sync_config *cfg, struct sync **out)
 	s->redis_url = strdup(cfg->redis_url ? cfg->redis_url : "");
 	s->consumer = strdup(cfg->consumer);
 	s->status.redis_up = s->status.pg_up = true;
+	init_self(s);
 	if (!s->pg_conninfo || !s->redis_url || !s->consumer) {
 		sync_free(s);
 		return SH_ENOMEM;

@@ -26,6 +26,13 @@
  * Every CLAIM_EVERY_MS the apply thread also takes over entries that another
  * consumer (a daemon that died) left pending for over CLAIM_IDLE_MS
  * (XAUTOCLAIM), so they are applied too.
+ * Nodes: the relay thread writes this node's heartbeat to the registry
+ * (nodereg.h) every NODEREG_BEAT_MS (it holds a Redis connection and wakes
+ * at least every IDLE_WAIT_MS) and removes it when it stops. Every
+ * TAKEOVER_EVERY_MS the apply thread scans all blocks' streams for entries
+ * of nodes no longer alive and for entries nobody read (takeover.h), and
+ * applies them, also in blocks this node does not hold: with the catalog and
+ * pg_apply alone, no block file (dead letters go to the dead stream).
  */
 #ifndef SHARDED_SYNC_H
 #define SHARDED_SYNC_H
@@ -58,6 +65,10 @@ struct sync_status {
 	bool pg_up;
 	int64_t retry_at_ns;		/* next retry after a transient failure, 0 if none */
 	char last_error[256];		/* last transient error, "" if none */
+	int64_t nodes_alive;		/* nodes in the registry that beat lately, this one too */
+	int64_t nodes_silent;		/* ... that did not (dead, or cut off) */
+	int64_t takeover_claimed;	/* entries claimed from dead nodes' consumers, in total */
+	int64_t takeover_applied;	/* writes applied for blocks this node does not hold */
 };
 
 struct sync;

@@ -26,6 +26,7 @@
 #include "catalog_file.h"
 #include "keyname.h"
 #include "log.h"
+#include "nodereg.h"
 #include "pg.h"
 #include "prisma.h"
 #include "redis.h"
@@ -35,6 +36,7 @@
 #define DEFAULT_DATA "/var/lib/sharded"
 #define DEFAULT_REDIS "redis://127.0.0.1:6379"
 #define REDIS_TIMEOUT_MS 5000
+#define NODES_TIMEOUT_MS 1000	/* status without --nodes: the blocks do not wait for Redis */
 #define PROGRESS_MIN 5		/* a progress bar only for more items than this */
 
 /* ---- help texts --------------------------------------------------------- */
@@ -46,7 +48,9 @@ static const char help_main[] =
 	"Operator commands for a sharded mount, its block files and its Redis.\n"
 	"\n"
 	"commands:\n"
-	"  status [BLOCK] [--json]          pending, applied and dead writes per block\n"
+	"  status [BLOCK] [--json] [--nodes]\n"
+	"                                   pending, applied and dead writes per block;\n"
+	"                                   the nodes sharing the Redis\n"
 	"  dlq list BLOCK [--json]          list a block's dead letters\n"
 	"  dlq retry BLOCK [ID...]          write dead letters into the block again\n"
 	"  dlq drop BLOCK (--all | ID...)   discard dead letters\n"
@@ -67,7 +71,7 @@ static const char help_main[] =
 	"2 usage error.\n";
 
 static const char help_status[] =
-	"usage: sharded [--data DIR] status [BLOCK] [--json]\n"
+	"usage: sharded [--data DIR] [--redis URL] status [BLOCK] [--json] [--nodes]\n"
 	"\n"
 	"The sync state of every block file in the data directory, or of BLOCK, read\n"
 	"from the block files (no server needed; safe while the mount runs):\n"
@@ -80,7 +84,23 @@ static const char help_status[] =
 	"  last_sync  when a batch was last applied (UTC), '-' for never\n"
 	"\n"
 	"  --json     a JSON array of objects with those keys; last_sync in Unix\n"
-	"             seconds, 0 for never\n";
+	"             seconds, 0 for never\n"
+	"\n"
+	"Without BLOCK and --json, a table of the nodes (daemons) that share the Redis\n"
+	"follows, when Redis answers within a second (a note on stderr otherwise):\n"
+	"  node       the node's name (its node= option, by default the host name)\n"
+	"  host       the host it runs on\n"
+	"  pid        its process id there\n"
+	"  version    its sharded version\n"
+	"  started    when it started (UTC)\n"
+	"  state      'alive', or 'silent N s': no heartbeat for N seconds (killed, or\n"
+	"             cut off from Redis); after 5 s the other nodes take over what it\n"
+	"             left in Redis. A node that stops cleanly leaves the list.\n"
+	"  pending    its writes not yet applied, at its last heartbeat\n"
+	"\n"
+	"  --nodes    only the nodes (with --json: an array of objects with those keys,\n"
+	"             started and seen in Unix seconds, silent_s 0 when alive); fails\n"
+	"             when Redis does not answer\n";
 
 static const char help_dlq[] =
 	"usage: sharded [--data DIR] [--redis URL] dlq <list|retry|drop> BLOCK ...\n"
@@ -165,7 +185,8 @@ static const char help_generate[] =
 /* ---- arguments ---------------------------------------------------------- */
 
 enum flag {
-	F_JSON = 1, F_ALL = 2, F_INCLUDE_DEAD = 4, F_DRY_RUN = 8, F_MOUNT = 16, F_GENERATE = 32
+	F_JSON = 1, F_ALL = 2, F_INCLUDE_DEAD = 4, F_DRY_RUN = 8, F_MOUNT = 16, F_GENERATE = 32,
+	F_NODES = 64
 };
 
 /* Options that take a value, for generate only. */
@@ -175,7 +196,7 @@ static const char *const generate_opts[] = { "--models", "--schema-name", "--sch
 struct args {
 	const char *data, *redis, *mount;
 	const char *models, *schema_name, *schema_file, *pg, *output;	/* generate */
-	bool json, all, include_dead, dry_run, help, verbose, all_models, skipped;
+	bool json, all, include_dead, dry_run, help, verbose, all_models, skipped, nodes;
 	const char **pos;	/* positionals, in order */
 	int npos;
 };
@@ -241,6 +262,7 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *cmd, 
 			{ "--dry-run", F_DRY_RUN, &a->dry_run },
 			{ "--all-models", F_GENERATE, &a->all_models },
 			{ "--skipped", F_GENERATE, &a->skipped },
+			{ "--nodes", F_NODES, &a->nodes },
 		};
 		const char **gen_targets[] = { &a->models, &a->schema_name, &a->schema_file,
 					       &a->pg, &a->output, &a->output };
@@ -411,6 +433,106 @@ static void format_time(int64_t ns, char *buf, size_t len)
 		snprintf(buf, len, "-");
 }
 
+/* ---- status: the nodes ---- */
+
+static json_object *node_json(const struct nodereg_entry *e, int64_t now_ms)
+{
+	json_object *o = json_object_new_object();
+	int64_t silent = nodereg_alive(e, now_ms) ? 0 : (now_ms - e->seen_ms) / 1000;
+
+	json_object_object_add(o, "node", json_object_new_string(e->node));
+	json_object_object_add(o, "host", json_object_new_string(e->host));
+	json_object_object_add(o, "pid", json_object_new_int64(e->pid));
+	json_object_object_add(o, "version", json_object_new_string(e->version));
+	json_object_object_add(o, "started", json_object_new_int64(e->started_s));
+	json_object_object_add(o, "seen", json_object_new_int64(e->seen_ms / 1000));
+	json_object_object_add(o, "state", json_object_new_string(silent ? "silent" : "alive"));
+	json_object_object_add(o, "silent_s", json_object_new_int64(silent));
+	json_object_object_add(o, "pending", json_object_new_int64(e->pending));
+	return o;
+}
+
+static void print_nodes(const struct nodereg_entry *list, size_t n, int64_t now_ms)
+{
+	static const char *const head[] = { "node", "host", "pid", "version", "started", "state",
+					    "pending" };
+	enum { NCOL = 7 };
+	char cell[NCOL][NODEREG_HOST_MAX];
+	int w[NCOL];
+
+	for (int c = 0; c < NCOL; c++)
+		w[c] = (int)strlen(head[c]);
+	for (int pass = 0; pass < 2; pass++) {	/* size the columns, then print */
+		if (pass)
+			for (int c = 0; c < NCOL; c++)
+				pad(w[c], head[c], c == 2 || c == 6, c == NCOL - 1);
+		for (size_t i = 0; i < n; i++) {
+			const struct nodereg_entry *e = &list[i];
+
+			snprintf(cell[0], sizeof(cell[0]), "%s", e->node);
+			snprintf(cell[1], sizeof(cell[1]), "%s", e->host);
+			snprintf(cell[2], sizeof(cell[2]), "%" PRId64, e->pid);
+			snprintf(cell[3], sizeof(cell[3]), "%s", e->version);
+			format_time(e->started_s * 1000000000, cell[4], sizeof(cell[4]));
+			if (nodereg_alive(e, now_ms))
+				snprintf(cell[5], sizeof(cell[5]), "alive");
+			else
+				snprintf(cell[5], sizeof(cell[5]), "silent %" PRId64 " s",
+					 (now_ms - e->seen_ms) / 1000);
+			snprintf(cell[6], sizeof(cell[6]), "%" PRId64, e->pending);
+			for (int c = 0; c < NCOL; c++) {
+				if (!pass && (int)strlen(cell[c]) > w[c])
+					w[c] = (int)strlen(cell[c]);
+				if (pass)
+					pad(w[c], cell[c], c == 2 || c == 6, c == NCOL - 1);
+			}
+		}
+	}
+}
+
+/* The nodes of the registry; with quiet, an unreachable Redis is a note on
+ * stderr and no failure (status of the blocks needs no server). */
+static int status_nodes(struct args *a, bool quiet)
+{
+	struct nodereg_entry *list;
+	redisContext *rc = NULL;
+	char err[512];
+	size_t n;
+	int64_t now;
+	int rv;
+
+	if (quiet) {
+		if (redis_open(a->redis, NODES_TIMEOUT_MS, &rc, err, sizeof(err)) != SH_OK) {
+			fprintf(stderr, "sharded: nodes not shown: %s\n", err);
+			return 0;
+		}
+	} else if ((rv = connect_redis(a->redis, &rc))) {
+		return rv;
+	}
+	if (nodereg_list(rc, false, &list, &n, &now) != SH_OK) {
+		snprintf(err, sizeof(err), "cannot read the nodes from redis: %s",
+			 rc->err ? rc->errstr : "unexpected reply");
+		redisFree(rc);
+		if (quiet)
+			fprintf(stderr, "sharded: nodes not shown: %s\n", err);
+		return quiet ? 0 : fail(err);
+	}
+	redisFree(rc);
+	if (a->json) {
+		json_object *arr = json_object_new_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(arr, node_json(&list[i], now));
+		free(list);
+		return print_json(arr);
+	}
+	if (quiet)
+		putchar('\n');
+	print_nodes(list, n, now);
+	free(list);
+	return fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
+}
+
 static int cmd_status(struct args *a)
 {
 	static const char *const head[] = { "block", "pending", "applied", "dead", "records",
@@ -429,6 +551,10 @@ static int cmd_status(struct args *a)
 		return usage_error("status", "too many arguments");
 	if (a->npos == 1 && check_block_arg(a->pos[0], "status"))
 		return EXIT_USAGE;
+	if (a->nodes && a->npos)
+		return usage_error("status", "--nodes takes no block");
+	if (a->nodes)
+		return status_nodes(a, false);
 	if (admin_status(a->data, a->npos ? a->pos[0] : NULL, &st, &n, err, sizeof(err)))
 		return fail(err);
 	if (a->json) {
@@ -476,7 +602,9 @@ static int cmd_status(struct args *a)
 	}
 	free(cell);
 	admin_status_free(st, n);
-	return fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
+	if (fflush(stdout) != 0)
+		return EXIT_FAILURE;
+	return a->npos ? 0 : status_nodes(a, true);
 }
 
 /* ---- dlq ---------------------------------------------------------------- */
@@ -968,7 +1096,7 @@ static const struct command {
 	unsigned flags;
 	int (*run)(struct args *a);
 } commands[] = {
-	{ "status", F_JSON, cmd_status },
+	{ "status", F_JSON | F_NODES, cmd_status },
 	{ "dlq", F_JSON | F_ALL, cmd_dlq },
 	{ "cleanup", F_INCLUDE_DEAD | F_DRY_RUN, cmd_cleanup },
 	{ "invalidate", F_MOUNT, cmd_invalidate },

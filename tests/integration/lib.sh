@@ -205,7 +205,7 @@ start_postgres() {
 
 _pg_start() {
   pg_as_postgres "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/postgres.log" -w -t 30 -s \
-    -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $T/pg -c fsync=off -c full_page_writes=off" \
+    -o "-p $PGPORT -c listen_addresses=${PG_LISTEN:-127.0.0.1} -k $T/pg -c fsync=off -c full_page_writes=off" \
     start </dev/null >/dev/null 2>&1 || {
     show_log "$T/postgres.log"
     die "postgres did not start on 127.0.0.1:$PGPORT"
@@ -250,7 +250,8 @@ start_redis() {
   [[ -n $T ]] || die "start_redis: call setup_tmp first"
   mkdir -p "$T/redis"
   [[ -n ${REDIS_PORT:-} ]] || REDIS_PORT=$(free_port)
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$T/redis" --daemonize no \
+  # shellcheck disable=SC2086 # REDIS_BIND: addresses, one word each
+  redis-server --bind ${REDIS_BIND:-127.0.0.1} --port "$REDIS_PORT" --dir "$T/redis" --daemonize no \
     --save '' --appendonly no --protected-mode yes --logfile "$T/redis/redis.log" \
     </dev/null >/dev/null 2>&1 &
   REDIS_PID=$!

@@ -20,7 +20,8 @@ FINAL_TSV: "Counter" as "id n". Per node, over the rows holding its values:
               value (or a later unacknowledged one): the last commit wins
 
 Prints "acknowledged=N transactions=T lost=L duplicated=D reordered=R unknown=U shared=S",
-then up to 10 "# ..." lines per kind.
+then (with --per-node, given first) a line per node "node K: acknowledged=N lost=L
+duplicated=D reordered=R unknown=U", then up to 10 "# ..." lines per kind.
 """
 import sys
 from collections import defaultdict
@@ -28,11 +29,19 @@ from collections import defaultdict
 SCALE = 1000000
 
 
+def note(counts, node, kind):
+    counts[node][kind] += 1
+
+
 def main():
-    log_tsv, final_tsv = sys.argv[1:3]
+    args = sys.argv[1:]
+    per_node = bool(args) and args[0] == "--per-node"
+    if per_node:
+        args = args[1:]
+    log_tsv, final_tsv = args[:2]
     writes = defaultdict(dict)  # node -> v -> (rid, acked)
     acked = 0
-    for path in sys.argv[3:]:
+    for path in args[2:]:
         with open(path) as f:
             for line in f:
                 p = line.split()
@@ -56,6 +65,7 @@ def main():
                 final[int(p[0])] = int(p[1])
 
     problems = defaultdict(list)
+    counts = defaultdict(lambda: defaultdict(int))  # node -> kind -> count
     ntx = set()
     for node, w in writes.items():
         seen, last_v, hi_prev = set(), {}, 0
@@ -64,11 +74,14 @@ def main():
             ntx.add(txid)
             by_tx[txid].append((seq, rid, v))
             if (rid, v) in seen:
+                note(counts, node, "duplicated")
                 problems["duplicated"].append("node %d: record %d got %d twice" % (node, rid, v))
             seen.add((rid, v))
             if v not in w or w[v][0] != rid:
+                note(counts, node, "unknown")
                 problems["unknown"].append("node %d: record %d got %d" % (node, rid, v))
             if rid in last_v and v <= last_v[rid]:
+                note(counts, node, "reordered")
                 problems["reordered"].append("node %d: record %d went from %d to %d" %
                                              (node, rid, last_v[rid], v))
             last_v[rid] = v
@@ -79,6 +92,7 @@ def main():
         for txid, txrows in sorted(by_tx.items(), key=lambda t: min(r[0] for r in t[1])):
             vs = [r[2] for r in txrows]
             if min(vs) <= hi_prev:
+                note(counts, node, "reordered")
                 problems["reordered"].append("node %d: transaction %d holds %d, an earlier one "
                                              "had %d" % (node, txid, min(vs), hi_prev))
                 continue
@@ -98,6 +112,7 @@ def main():
                 if not w[allowed[-1]][1]:
                     allowed.append(None)  # only unacknowledged writes in the run
                 if got.get(rid) not in allowed:
+                    note(counts, node, "lost")
                     problems["lost"].append("node %d: record %d: transaction %d applied %s, "
                                             "expected one of %s" % (node, rid, txid,
                                                                     got.get(rid), allowed))
@@ -119,11 +134,19 @@ def main():
     for rid, allowed in sorted(ends.items()):
         if final.get(rid) not in allowed:
             kind = "lost" if len(owners[rid]) == 1 else "shared"
+            if kind == "lost":
+                note(counts, next(iter(owners[rid])), "lost")
             problems[kind].append("record %d ends on %s, expected one of %s" %
                                   (rid, final.get(rid), sorted(allowed)[-4:]))
     print("acknowledged=%d transactions=%d %s" % (acked, len(ntx), " ".join(
         "%s=%d" % (k, len(problems[k]))
         for k in ("lost", "duplicated", "reordered", "unknown", "shared"))))
+    if per_node:
+        for node in sorted(writes):
+            print("node %d: acknowledged=%d %s" % (
+                node, sum(ok for _, ok in writes[node].values()), " ".join(
+                    "%s=%d" % (k, counts[node][k])
+                    for k in ("lost", "duplicated", "reordered", "unknown"))))
     for k, lines in problems.items():
         for line in lines[:10]:
             print("# %s: %s" % (k, line))
