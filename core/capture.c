@@ -401,7 +401,7 @@ struct capture {
 	struct pg *pg;			/* NULL while disconnected */
 	struct backoff bo;
 	struct capture_batch batch;
-	bool said_not_installed;
+	bool said_not_installed, said_down;
 };
 
 /* The rows read again of one model: sorted by key, doc NULL when gone. */
@@ -814,13 +814,18 @@ static enum sh_err connect_listen(struct capture *c)
 		return SH_ENOENT;
 	}
 	atomic_store(&c->stats.installed, installed);
-	if (!rv)
-		rv = run_script(c->pg, "LISTEN " CAPTURE_CHANNEL, err, sizeof(err));
+	if (!rv)	/* named, so that an operator (and the test) can find it */
+		rv = run_script(c->pg, "SET application_name = 'sharded-capture'; LISTEN "
+				CAPTURE_CHANNEL, err, sizeof(err));
 	if (rv) {
-		sh_log(LOG_WARNING, "capture: cannot listen: %s", err[0] ? err : sh_strerror(rv));
+		if (!c->said_down)	/* once per outage: the sync reports the server too */
+			sh_log(LOG_WARNING, "capture: cannot listen: %s",
+			       err[0] ? err : sh_strerror(rv));
+		c->said_down = true;
 		disconnect(c);
 		return rv;
 	}
+	c->said_down = false;
 	atomic_store(&c->stats.connected, 1);
 	c->said_not_installed = false;
 	revalidate_all(c);
