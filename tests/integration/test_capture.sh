@@ -29,15 +29,26 @@ app_rate() {
 psql_q 'create table app_bench (id int primary key, n int not null);
         insert into app_bench select g, 0 from generate_series(1, 1000) g' >/dev/null
 printf '\\set id random(1, 1000)\nupdate app_bench set n = n + 1 where id = :id;\n' >"$T/app.sql"
+# ms of one UPDATE of all 1000 rows of app_bench (best of 3)
+bulk_ms() {
+  local i
+  for i in 1 2 3; do
+    "$PGBIN/psql" -qtAX -c '\timing on' -c 'update app_bench set n = n + 1' </dev/null |
+      sed -n 's/^Time: \([0-9.]*\).*/\1/p'
+  done | sort -n | head -n 1
+}
 RATE_OFF=$(app_rate)
+BULK_OFF=$(bulk_ms)
 
 check "sharded capture install" "$SHARDED" capture install --pg "$PG_URL"
 check "sharded capture install again (idempotent)" "$SHARDED" capture install --pg "$PG_URL"
-check_eq "a row trigger and a truncate trigger per table (4 tables)" 8 \
+check_eq "three statement triggers and a truncate trigger per table (4 tables)" 16 \
   "$(psql_q "select count(*) from pg_trigger where tgname like 'sharded_capture%'")"
 RATE_ON=$(app_rate)
+BULK_ON=$(bulk_ms)
 echo "# application writes/s (pgbench, single-row UPDATE, 4 clients): without capture $RATE_OFF," \
   "with $RATE_ON (ratio $(awk -v a="$RATE_ON" -v b="$RATE_OFF" 'BEGIN{printf "%.2f", b ? a/b : 0}'))"
+echo "# one UPDATE of 1000 rows: without capture $BULK_OFF ms, with $BULK_ON ms"
 check "the application's writes work with capture" psql_q 'update app_bench set n = n + 1'
 
 declare -A NODE_MNT NODE_PID
@@ -85,6 +96,11 @@ for n in a b; do cat "${NODE_MNT[$n]}/user-1/Order/11.json" >/dev/null; done
 psql_q 'delete from "Order" where id = 11' >/dev/null
 absent_11() { absent "$1" 11; }
 seen "psql DELETE" absent_11
+
+# an UPDATE of a key: the old name goes, the new one comes
+psql_q 'update "Order" set id = 14 where id = 12' >/dev/null
+moved() { absent "$1" 12 && listed "$1" 14; }
+seen "psql UPDATE of a key" moved
 
 # a write through node a, visible on node b once a's sync applied it
 lat=()
