@@ -40,6 +40,7 @@
 #define SQL_MAX (4 * 1024 * 1024)
 #define PAYLOAD_WHOLE_AT 7900	/* NOTIFY refuses payloads of 8000 bytes and more */
 #define DOLLAR_TAG "$sharded_capture$"
+#define LOADING_MAX 64		/* blocks loading during a batch, reloaded once loaded */
 
 static const struct pg_limits listen_limits = {
 	.statement_ms = 10000, .lock_ms = 5000, .wait_ms = 15000,
@@ -450,6 +451,10 @@ struct capture {
 	struct backoff bo;
 	struct capture_batch batch;
 	bool said_not_installed, said_down;
+	/* blocks that were loading when a batch came: their load may have read
+	 * a row before the change, so each reloads once it is ready */
+	char *loading[LOADING_MAX];
+	size_t nloading;
 };
 
 /* The rows read again of one model: sorted by key, doc NULL when gone. */
@@ -753,10 +758,61 @@ static bool batch_whole(const struct capture_batch *batch)
 	return false;
 }
 
+static enum block_state state_of(struct block *b)
+{
+	enum block_state st;
+
+	pthread_mutex_lock(&b->state_lock);
+	st = b->state;
+	pthread_mutex_unlock(&b->state_lock);
+	return st;
+}
+
+/* A loading block holds its file's write lock for the whole load: writing
+ * into it would stall this thread; it reloads once ready instead. */
+static void remember_loading(struct capture *c, struct block *b)
+{
+	for (size_t i = 0; i < c->nloading; i++)
+		if (strcmp(c->loading[i], b->id) == 0)
+			return;
+	if (c->nloading < LOADING_MAX && (c->loading[c->nloading] = strdup(b->id)) != NULL)
+		c->nloading++;
+	else	/* too many at once: it serves what its load read, until TTL or invalidate */
+		sh_log(LOG_WARNING, "capture: block '%s' was loading during a change: not "
+		       "revalidated", b->id);
+}
+
+/* Reload the remembered blocks that are ready now. */
+static void reload_loaded(struct capture *c)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < c->nloading; i++) {
+		struct block *b = NULL;
+		bool done = true;
+
+		if (blockset_get(c->cfg.blocks, c->loading[i], &b) == SH_OK) {
+			done = state_of(b) != BLOCK_LOADING;
+			if (done)
+				life_reload(c->cfg.life, b);
+			block_put(b);
+		}
+		if (done)
+			free(c->loading[i]);
+		else
+			c->loading[keep++] = c->loading[i];
+	}
+	c->nloading = keep;
+}
+
 static enum sh_err apply_block(struct capture *c, struct block *b, struct reread *rr)
 {
 	enum sh_err rv = SH_OK;
 
+	if (state_of(b) == BLOCK_LOADING) {
+		remember_loading(c, b);
+		return SH_OK;
+	}
 	if (store_is_parked(b->store)) {
 		expire_parked(c, b);
 		return SH_OK;
@@ -915,6 +971,8 @@ static bool listen_once(struct capture *c)
 		}
 		take_notes(c, conn);
 	}
+	if (c->nloading)
+		reload_loaded(c);
 	if (c->batch.notes == 0)
 		return true;
 	if (apply_batch(c) != SH_OK)
@@ -944,6 +1002,8 @@ static void *capture_main(void *arg)
 			backoff_reset(&c->bo);
 	}
 	disconnect(c);
+	while (c->nloading)
+		free(c->loading[--c->nloading]);
 	return NULL;
 }
 
