@@ -10,6 +10,7 @@
 #     does not replace b's value on b, and b's write then wins in PostgreSQL;
 #   - the listener's connection cut (pg_terminate_backend) and new connections refused while
 #     rows change: after it reconnects, both nodes show what PostgreSQL holds;
+#   - a TRUNCATE empties the table in both nodes' blocks;
 #   - `sharded capture remove` leaves no trigger, function or schema; the application's writes
 #     work with and without capture, and their rate with and without it is printed.
 set -euo pipefail
@@ -163,6 +164,12 @@ for n in a b; do
   check "node $n: the DELETE made while it was cut off" wait_for 5 absent_10 "$n"
 done
 grep -E '^sharded_(capture|remote)' "${NODE_MNT[b]}/metrics" | sed 's/^/# node b: /'
+
+# a TRUNCATE names no key: every open block reloads
+for n in a b; do ls "${NODE_MNT[$n]}/user-1/Event" >/dev/null; done
+psql_q 'truncate "Event"' >/dev/null
+no_events() { [[ -z $(ls "${NODE_MNT[$1]}/user-1/Event") ]]; }
+seen "psql TRUNCATE" no_events
 
 # capture removed: nothing left behind, the nodes say so, the application's writes work
 check "sharded capture remove" "$SHARDED" capture remove --pg "$PG_URL"
