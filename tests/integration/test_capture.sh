@@ -23,9 +23,9 @@ start_postgres
 start_redis
 load_sample_schema
 
-# writes/s of the application's own single-row UPDATEs (4 clients, 3 s), for the cost of capture
+# writes/s of the application's own single-row UPDATEs (4 clients, 2 s), for the cost of capture
 app_rate() {
-  "$PGBIN/pgbench" -n -c 4 -T 3 -f "$T/app.sql" 2>/dev/null | sed -n 's/^tps = \([0-9]*\).*/\1/p'
+  "$PGBIN/pgbench" -n -c 4 -T 2 -f "$T/app.sql" 2>/dev/null | sed -n 's/^tps = \([0-9]*\).*/\1/p'
 }
 psql_q 'create table app_bench (id int primary key, n int not null);
         insert into app_bench select g, 0 from generate_series(1, 1000) g' >/dev/null
