@@ -559,9 +559,11 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 
 void engine_stop(struct engine *e)
 {
+	struct capture *c = e->capture;
+
+	e->capture = NULL;	/* metrics and sync-status say "off" from now on */
 	atomic_store(&e->stopping, true);
-	capture_stop(e->capture);	/* first: it reloads blocks through the life */
-	e->capture = NULL;
+	capture_stop(c);	/* first: it reloads blocks through the life */
 	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
