@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "blocks.h"
+#include "capture.h"
 #include "catalog_file.h"
 #include "doc.h"
 #include "keyname.h"
@@ -71,6 +72,8 @@ struct engine {
 	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
 	bool ids_strict;	/* -o ids=strict: new keys of sequence-keyed models come from .next-id */
+	enum engine_capture capture_mode;
+	struct capture *capture;	/* NULL: capture=off, or not started */
 };
 
 static const char *const ctl_names[CTL_NEXT_ID + 1] = {
@@ -478,6 +481,7 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
 	e->ttl = cfg->ttl;
 	e->ids_strict = cfg->ids_strict;
+	e->capture_mode = cfg->capture;
 	e->cleanup_s = cfg->cleanup_s;
 	e->max_doc = cfg->max_doc ? cfg->max_doc : DOC_MAX_DEFAULT;
 	rv = (!e->pg_conninfo || !e->redis_url || !e->node) ? SH_ENOMEM : SH_OK;
@@ -511,6 +515,24 @@ static void forward_change(void *ctx, const char *block, const char *model, cons
 		e->on_change(e->ctx, block, model, pk, gone);
 }
 
+static enum sh_err start_capture(struct engine *e)
+{
+	struct capture_config cc = {
+		.cat = e->cat,
+		.loaders = e->loaders,
+		.blocks = e->blocks,
+		.life = &e->lifecycle,
+		.pg_conninfo = e->pg_conninfo,
+		.require = e->capture_mode == ENGINE_CAPTURE_ON,
+		.on_change = forward_change,
+		.ctx = e,
+	};
+
+	if (e->capture_mode == ENGINE_CAPTURE_OFF)
+		return SH_OK;
+	return capture_start(&cc, &e->capture);
+}
+
 enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx)
 {
 	struct sync_config sc = {
@@ -530,12 +552,18 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 	e->ctx = ctx;
 	if (!rv)
 		rv = sync_start(&sc, &e->sync);
-	return rv ? rv : life_start(&e->lifecycle);
+	if (!rv)
+		rv = life_start(&e->lifecycle);
+	return rv ? rv : start_capture(e);
 }
 
 void engine_stop(struct engine *e)
 {
+	struct capture *c = e->capture;
+
+	e->capture = NULL;	/* metrics and sync-status say "off" from now on */
 	atomic_store(&e->stopping, true);
+	capture_stop(c);	/* first: it reloads blocks through the life */
 	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
@@ -1082,6 +1110,19 @@ static void pg_status(struct engine *e, struct sync_status *ss)
 	}
 }
 
+/* off: not listening by choice or for lack of triggers; down: meant to
+ * listen and not connected (changes made in PostgreSQL are not seen now). */
+static const char *capture_state(struct engine *e)
+{
+	const struct capture_stats *cs = capture_stats(e->capture);
+
+	if (!e->capture)
+		return "off";
+	if (atomic_load(&cs->connected))
+		return "up";
+	return atomic_load(&cs->installed) || e->capture_mode == ENGINE_CAPTURE_ON ? "down" : "off";
+}
+
 static enum sh_err sync_status_text(struct engine *e, struct block *b, char **text)
 {
 	struct store_stats st = { 0 };
@@ -1116,7 +1157,8 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     "postgres %s\n"
 		     "last_error %s\n"
 		     "last_dead_error %s\n"
-		     "refused %s\n",
+		     "refused %s\n"
+		     "capture %s\n",
 		     life_state_name(block_state(b)), st.pending, st.in_flight,
 		     meta_int(b, "applied_total", 0), dead, st.records,
 		     (long long)atomic_load(&b->load_rows), totaltext, last_sync / 1000000000,
@@ -1124,7 +1166,7 @@ static enum sh_err sync_status_text(struct engine *e, struct block *b, char **te
 		     ss.retry_at_ns > now ? (ss.retry_at_ns - now) / 1000000 : 0,
 		     ss.redis_up ? "up" : "down", ss.pg_up ? "up" : "down",
 		     ss.last_error[0] && !(ss.redis_up && ss.pg_up) ? ss.last_error : "-",
-		     dead_error ? dead_error : "-", refused ? refused : "-");
+		     dead_error ? dead_error : "-", refused ? refused : "-", capture_state(e));
 	free(dead_error);
 	free(refused);
 	return n < 0 ? SH_ENOMEM : SH_OK;
@@ -1166,6 +1208,7 @@ static void add_totals(struct engine *e, struct totals *t)
 static enum sh_err metrics_text(struct engine *e, char **text)
 {
 	struct sync_status ss = { .redis_up = true, .pg_up = true };
+	const struct capture_stats *cs = capture_stats(e->capture);
 	struct totals t = { 0 };
 	int n;
 
@@ -1186,11 +1229,19 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 		     METRIC("gauge", "nodes_alive", "Nodes sharing the Redis whose heartbeat is recent, this one included.", "%" PRId64)
 		     METRIC("gauge", "nodes_silent", "Nodes in the registry whose heartbeat stopped (dead or cut off).", "%" PRId64)
 		     METRIC("counter", "takeover_claimed_total", "Stream entries taken over from nodes no longer alive.", "%" PRId64)
-		     METRIC("counter", "takeover_applied_total", "Writes applied for blocks this node does not hold.", "%" PRId64),
+		     METRIC("counter", "takeover_applied_total", "Writes applied for blocks this node does not hold.", "%" PRId64)
+		     METRIC("gauge", "capture_connected", "Whether the change-capture listener is connected and listening.", "%d")
+		     METRIC("counter", "capture_notifications_total", "Change notifications received from PostgreSQL.", "%lld")
+		     METRIC("counter", "remote_changes_applied_total", "Records changed, added or dropped in a block by a change made in PostgreSQL.", "%lld")
+		     METRIC("counter", "remote_changes_kept_total", "Remote changes not applied because a local write to the record was pending.", "%lld")
+		     METRIC("gauge", "capture_lag_seconds", "Last batch of remote changes: from the change in PostgreSQL to applied in the blocks.", "%.3f"),
 		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
 		     (long long)atomic_load(&e->cache_hits), (long long)atomic_load(&e->cache_misses),
 		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up, ss.nodes_alive,
-		     ss.nodes_silent, ss.takeover_claimed, ss.takeover_applied);
+		     ss.nodes_silent, ss.takeover_claimed, ss.takeover_applied,
+		     atomic_load(&cs->connected), (long long)atomic_load(&cs->notifications),
+		     (long long)atomic_load(&cs->applied), (long long)atomic_load(&cs->kept),
+		     (double)atomic_load(&cs->lag_us) / 1e6);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 

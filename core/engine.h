@@ -49,6 +49,11 @@ struct engine_config {
 	const char *local;	/* "Event,Log": models never read through; NULL: none */
 	bool ids_strict;	/* -o ids=strict: a new record of a model keyed by a sequence
 				 * must carry an id handed out by its ENGINE_NEXT_ID_NAME */
+	enum engine_capture {	/* -o capture=: changes made in PostgreSQL (core/capture.h) */
+		ENGINE_CAPTURE_AUTO,	/* listen while `sharded capture install` is in place */
+		ENGINE_CAPTURE_ON,	/* listen even without the triggers */
+		ENGINE_CAPTURE_OFF
+	} capture;
 };
 
 /* The control files of every block, then the mount's own (metrics, at the

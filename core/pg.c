@@ -505,6 +505,11 @@ enum sh_err pg_set_limits(struct pg *pg, const struct pg_limits *limits, const a
 	return apply_limits(pg);
 }
 
+struct pg_conn *pg_libpq(struct pg *pg)
+{
+	return pg->cut ? NULL : pg->conn;
+}
+
 bool pg_timed_out(const struct pg *pg)
 {
 	return pg->timed_out;

@@ -146,4 +146,9 @@ bool pg_sqlstate_of_values(const char *sqlstate);
 /* The SQLSTATE of the last statement refused for good on this connection. */
 const char *pg_refused_sqlstate(const struct pg *pg);
 
+/* The libpq connection underneath, for what this header does not wrap:
+ * LISTEN and its notifications (capture.c). Owned by pg; NULL after a cut. */
+struct pg_conn;
+struct pg_conn *pg_libpq(struct pg *pg);
+
 #endif

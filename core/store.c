@@ -1410,6 +1410,65 @@ enum sh_err store_meta_set(struct store *st, const char *key, const char *value)
 	return err;
 }
 
+static bool held_locked(struct store *st, const char *model, const char *pk)
+{
+	sqlite3_stmt *s = prep(st, "SELECT 1 FROM records WHERE model = ?1 AND pk = ?2");
+	bool held = false;
+
+	if (s) {
+		bind_text(s, 1, model);
+		bind_text(s, 2, pk);
+		held = sqlite3_step(s) == SQLITE_ROW;
+		release(st, s);
+	}
+	return held;
+}
+
+/* Write doc (NULL: drop) unless the record already reads so; changes made. */
+static int remote_put_locked(struct store *st, const char *model, const char *pk, const char *doc)
+{
+	sqlite3_stmt *s = doc ? prep(st, "INSERT INTO records(model, pk, doc, mtime_ns)"
+					 " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(model, pk) DO UPDATE"
+					 " SET doc = excluded.doc, mtime_ns = excluded.mtime_ns"
+					 " WHERE records.doc IS NOT excluded.doc")
+			      : prep(st, "DELETE FROM records WHERE model = ?1 AND pk = ?2");
+	int rc;
+
+	if (!s)
+		return -1;
+	bind_text(s, 1, model);
+	bind_text(s, 2, pk);
+	if (doc) {
+		bind_text(s, 3, doc);
+		sqlite3_bind_int64(s, 4, clock_wall_ns());
+	}
+	rc = sqlite3_step(s);
+	release(st, s);
+	if (rc != SQLITE_DONE) {
+		db_fail(st, "remote change");
+		return -1;
+	}
+	return sqlite3_changes(st->db);
+}
+
+enum sh_err store_remote(struct store *st, const char *model, const char *pk, const char *doc,
+			 bool add, enum store_remote_result *res)
+{
+	int changes = 0;
+
+	*res = STORE_REMOTE_SAME;
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	if (pending_after_locked(st, model, pk, INT64_MIN))
+		*res = STORE_REMOTE_KEPT;
+	else if (add || held_locked(st, model, pk))
+		changes = remote_put_locked(st, model, pk, doc);
+	pthread_mutex_unlock(&st->lock);
+	if (changes > 0)
+		*res = STORE_REMOTE_CHANGED;
+	return changes < 0 ? SH_EIO : SH_OK;
+}
+
 bool store_has_pending(struct store *st, const char *model, const char *pk)
 {
 	bool pending;

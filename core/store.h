@@ -138,6 +138,21 @@ enum sh_err store_evict(struct store *st, const char *model, const char *pk);
 enum sh_err store_refresh(struct store *st, const char *model, const char *pk, const char *doc,
 			  int64_t applied_seq);
 
+/* What store_remote did. */
+enum store_remote_result {
+	STORE_REMOTE_SAME,	/* nothing to do: held as it is, or not held and not to add */
+	STORE_REMOTE_CHANGED,	/* the copy was replaced, added or dropped */
+	STORE_REMOTE_KEPT	/* a local write to it is pending: it wins (read-your-writes) */
+};
+
+/* A change made in PostgreSQL by someone else (capture.c): replace the
+ * record with doc, or drop it (doc NULL), unless any write to it is pending.
+ * A record the block does not hold is added only with add set (a new row
+ * that its loader rule takes). In one locked step, so that a write that
+ * commits meanwhile is either seen pending or made after. */
+enum sh_err store_remote(struct store *st, const char *model, const char *pk, const char *doc,
+			 bool add, enum store_remote_result *res);
+
 /* Is a write to this record waiting in the outbox? */
 bool store_has_pending(struct store *st, const char *model, const char *pk);
 

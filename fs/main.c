@@ -29,7 +29,7 @@
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup, *local, *uid, *gid, *umask, *ids, *write_buffers;
+	     *cleanup, *local, *uid, *gid, *umask, *ids, *write_buffers, *capture;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -54,6 +54,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("umask=%s", umask),
 	OPT("ids=%s", ids),
 	OPT("write_buffers=%s", write_buffers),
+	OPT("capture=%s", capture),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -90,7 +91,10 @@ static void usage(const char *prog)
 	       "    -o umask=OCTAL      taken from 0666 files, 0777 directories (default 022,\n"
 	       "                        027 with allow_other)\n"
 	       "    -o ids=any|strict   strict: a new record of a table keyed by a sequence\n"
-	       "                        must use an id read from <Model>/.next-id (default any)\n\n",
+	       "                        must use an id read from <Model>/.next-id (default any)\n"
+	       "    -o capture=auto|on|off  follow changes made in PostgreSQL (by other nodes, by\n"
+	       "                        any SQL): auto listens while 'sharded capture install'\n"
+	       "                        is in place (default auto)\n\n",
 	       prog, ENGINE_MAX_DOC_DEFAULT, WRITE_BUFFERS_DEFAULT);
 }
 
@@ -119,6 +123,11 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 		fprintf(stderr, "mount.sharded: invalid ids '%s' (any or strict)\n", o->ids);
 		return -1;
 	}
+	if (o->capture && strcmp(o->capture, "auto") != 0 && strcmp(o->capture, "on") != 0 &&
+	    strcmp(o->capture, "off") != 0) {
+		fprintf(stderr, "mount.sharded: invalid capture '%s' (auto, on or off)\n", o->capture);
+		return -1;
+	}
 	if (o->sync && strcmp(o->sync, "normal") != 0 && strcmp(o->sync, "full") != 0) {
 		fprintf(stderr, "mount.sharded: invalid sync '%s' (normal or full)\n", o->sync);
 		return -1;
@@ -138,6 +147,8 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	cfg->cleanup_s = cleanup;
 	cfg->local = o->local;
 	cfg->ids_strict = o->ids && strcmp(o->ids, "strict") == 0;
+	cfg->capture = !o->capture || strcmp(o->capture, "auto") == 0 ? ENGINE_CAPTURE_AUTO
+		       : strcmp(o->capture, "on") == 0 ? ENGINE_CAPTURE_ON : ENGINE_CAPTURE_OFF;
 	return 0;
 }
 
@@ -156,6 +167,7 @@ static void free_options(struct options *o)
 	free(o->catalog);
 	free(o->cleanup);
 	free(o->local);
+	free(o->capture);
 	free(o->uid);
 	free(o->gid);
 	free(o->umask);

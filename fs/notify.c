@@ -177,4 +177,8 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	 * GETATTR, on the next use */
 	if (rino)
 		push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL);
+	else if (mino && !gone)
+		/* a record the kernel has not seen (added by a change made in
+		 * PostgreSQL): drop a negative entry of its name and the listing */
+		push(fs->notifier, mino, mino, name);
 }

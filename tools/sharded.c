@@ -1,5 +1,5 @@
 /* sharded.c - the sharded command-line tool: status, dead letters, cleanup,
- * invalidate, generate. The work is done by core/admin.c (and for generate by
+ * invalidate, generate, capture. The work is done by core/admin.c (and for generate by
  * core/pg.c, core/prisma.c and core/catalog_file.c); this file parses
  * arguments and formats results.
  *
@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "blocks.h"
+#include "capture.h"
 #include "catalog_file.h"
 #include "keyname.h"
 #include "log.h"
@@ -59,6 +60,9 @@ static const char help_main[] =
 	"  invalidate BLOCK --mount DIR     drop a block's synced records from its cache\n"
 	"  generate [--models A,B] [--schema FILE.prisma] [-o FILE]\n"
 	"                                   write the catalog of the exposed models\n"
+	"  capture install|remove [--models A,B] [--pg CONNINFO]\n"
+	"                                   put (or take off) the triggers that let every\n"
+	"                                   mount see changes made in PostgreSQL\n"
 	"  bench ARGS                       run sharded-bench (see 'sharded bench --help')\n"
 	"\n"
 	"options (anywhere on the line):\n"
@@ -181,6 +185,20 @@ static const char help_generate[] =
 	"\"typname\", \"not_null\", \"has_default\", \"generated\", \"base\", \"typmod\",\n"
 	"\"array\", \"elem_not_null\"[, \"labels\"][, \"client_default\"]}]}],\n"
 	"\"skipped\": [{\"name\", \"reason\"}]} (see core/catalog_file.h).\n";
+
+static const char help_capture[] =
+	"usage: sharded capture install [--models A,B] [--schema-name NAME] [--pg CONNINFO]\n"
+	"       sharded capture remove [--pg CONNINFO]\n"
+	"\n"
+	"install puts an AFTER INSERT/UPDATE/DELETE row trigger (and an AFTER TRUNCATE\n"
+	"one) on the table of every model (default: every table of the schema with a\n"
+	"primary key), in one transaction. Each changed row sends NOTIFY on channel\n"
+	"\"" CAPTURE_CHANNEL "\" with the table and the key (never the row), and every mount\n"
+	"with -o capture=auto (the default) or on updates the blocks holding that row.\n"
+	"The trigger functions live in schema \"" CAPTURE_SCHEMA "\"; install replaces\n"
+	"what an earlier install made. remove drops that schema and every trigger with it.\n"
+	"Both are idempotent. The connection is --pg, else $DATABASE_URL, else libpq's\n"
+	"PG* variables; it needs the right to create triggers on the tables.\n";
 
 /* ---- arguments ---------------------------------------------------------- */
 
@@ -1089,6 +1107,45 @@ static int cmd_generate(struct args *a)
 	return rv;
 }
 
+static int cmd_capture(struct args *a)
+{
+	const char *schema = a->schema_name ? a->schema_name : "public";
+	const char *conninfo = a->pg ? a->pg : getenv("DATABASE_URL");
+	struct catalog *cat = NULL;
+	struct pg *pg;
+	char err[512];
+	bool install;
+	int rv;
+
+	if (a->help) {
+		fputs(help_capture, stdout);
+		return 0;
+	}
+	if (a->npos != 1 || (strcmp(a->pos[0], "install") != 0 && strcmp(a->pos[0], "remove") != 0))
+		return usage_error("capture", a->npos ? "unknown capture subcommand '%s'"
+				   : "missing subcommand: install or remove%s", a->npos ? a->pos[0] : "");
+	install = strcmp(a->pos[0], "install") == 0;
+	if (a->schema_file || a->output || a->all_models || a->skipped)
+		return usage_error("capture", "only --models, --schema-name and --pg go with 'capture'");
+	if (!install && (a->models || a->schema_name))
+		return usage_error("capture", "'capture remove' takes only --pg");
+	if (install && (rv = catalog_from_pg(a, schema, &cat)) != 0)
+		return rv;
+	if (pg_connect(conninfo ? conninfo : "", &pg, err, sizeof(err)) != SH_OK) {
+		catalog_free(cat);
+		return fail(err);
+	}
+	rv = install ? capture_install(pg, cat, err, sizeof(err)) : capture_remove(pg, err, sizeof(err));
+	if (rv == SH_OK && install)
+		printf("capture installed on %zu table%s of schema \"%s\"\n", cat->nmodels,
+		       cat->nmodels == 1 ? "" : "s", schema);
+	else if (rv == SH_OK)
+		printf("capture removed\n");
+	pg_close(pg);
+	catalog_free(cat);
+	return rv == SH_OK ? 0 : fail(err);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct command {
@@ -1101,6 +1158,7 @@ static const struct command {
 	{ "cleanup", F_INCLUDE_DEAD | F_DRY_RUN, cmd_cleanup },
 	{ "invalidate", F_MOUNT, cmd_invalidate },
 	{ "generate", F_GENERATE, cmd_generate },
+	{ "capture", F_GENERATE, cmd_capture },
 };
 
 /* `sharded bench ARGS`: run sharded-bench from next to this program, else from PATH. */
