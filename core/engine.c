@@ -1182,10 +1182,20 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 		     METRIC("counter", "cache_misses_total", "Record reads that went to PostgreSQL.", "%lld")
 		     METRIC("counter", "refused_writes_total", "Writes, control-file values and block names refused as invalid.", "%lld")
 		     METRIC("gauge", "redis_up", "Whether the sync workers reach Redis.", "%d")
-		     METRIC("gauge", "postgres_up", "Whether PostgreSQL answers the sync workers and read-through in time.", "%d"),
+		     METRIC("gauge", "postgres_up", "Whether PostgreSQL answers the sync workers and read-through in time.", "%d")
+		     METRIC("counter", "apply_batches_total", "Batches the apply thread sent to PostgreSQL.", "%" PRIu64)
+		     METRIC("counter", "apply_rows_total", "Stream entries in those batches.", "%" PRIu64)
+		     METRIC("counter", "apply_statements_total", "PostgreSQL statements (round trips) of the apply thread.", "%" PRIu64)
+		     METRIC("counter", "apply_redis_calls_total", "Redis commands of the apply thread.", "%" PRIu64)
+		     METRIC("counter", "apply_redis_seconds_total", "Apply thread: time reading and acknowledging in Redis.", "%.3f")
+		     METRIC("counter", "apply_postgres_seconds_total", "Apply thread: time in PostgreSQL.", "%.3f")
+		     METRIC("counter", "apply_settle_seconds_total", "Apply thread: time settling applied batches in the block files.", "%.3f"),
 		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
 		     (long long)atomic_load(&e->cache_hits), (long long)atomic_load(&e->cache_misses),
-		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up);
+		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up, ss.apply_batches,
+		     ss.apply_rows, ss.apply_statements, ss.apply_redis_calls,
+		     (double)ss.apply_ns_redis / 1e9, (double)ss.apply_ns_pg / 1e9,
+		     (double)ss.apply_ns_settle / 1e9);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 

@@ -83,6 +83,33 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The apply thread's counts of one block's pass, added to the status at its
+ * end (one lock, not one per call). */
+struct apply_count {
+	uint64_t batches, rows, statements, redis_calls, ns_redis, ns_pg, ns_settle;
+};
+
+static void publish_count(struct sync *s, const struct apply_count *c)
+{
+	pthread_mutex_lock(&s->lock);
+	s->status.apply_batches += c->batches;
+	s->status.apply_rows += c->rows;
+	s->status.apply_statements += c->statements;
+	s->status.apply_redis_calls += c->redis_calls;
+	s->status.apply_ns_redis += c->ns_redis;
+	s->status.apply_ns_pg += c->ns_pg;
+	s->status.apply_ns_settle += c->ns_settle;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static uint64_t random64(void)
 {
 	struct timespec ts;
@@ -403,7 +430,8 @@ static void *relay_main(void *arg)
 
 /* ---- apply: Redis -> PostgreSQL --------------------------------------- */
 
-#define ENTRY_FIELDS_MAX 32	/* name/value strings of an entry; ours has at most 14 */
+#define ENTRY_FIELDS_MAX 32
+#define ACK_IDS_MAX 1000	/* entry ids per XACK / XDEL */	/* name/value strings of an entry; ours has at most 14 */
 
 /* One XREADGROUP entry, [id, [name, value, ...]], handed to plan_parse_entry. */
 static bool parse_entry(const redisReply *r, struct plan_entry *e)
@@ -445,9 +473,10 @@ static redisReply *entries_of(redisReply *r)
 
 /* Acknowledge and delete the entries that are settled (applied or skipped). */
 static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es,
-			const enum plan_verdict *verdict, size_t n)
+			const enum plan_verdict *verdict, size_t n, struct apply_count *c)
 {
 	size_t sent = 0;
+	uint64_t t0 = mono_ns();
 
 	for (size_t i = 0; i < n; i++) {
 		if (verdict[i] == PLAN_WAIT)
@@ -459,9 +488,11 @@ static void ack_entries(redisContext *rc, const char *key, const struct plan_ent
 	for (size_t i = 0; i < sent; i++) {
 		redisReply *r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK)
-			return;	/* left pending: re-read and skipped as applied later */
+			break;	/* left pending: re-read and skipped as applied later */
 		freeReplyObject(r);
 	}
+	c->redis_calls += sent;
+	c->ns_redis += mono_ns() - t0;
 }
 
 static void set_meta_int(struct store *st, const char *key, int64_t v)
@@ -632,9 +663,10 @@ static bool drop_applied(struct block *b, const struct plan_origin *origins, siz
  * batch as a whole (e.g. a data exception on its id): that holds back this
  * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
 static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-				 const char *key, struct plan_entry *es, size_t n, char *err,
-				 size_t errlen)
+				 const char *key, struct plan_entry *es, size_t n,
+				 struct apply_count *c, char *err, size_t errlen)
 {
+	uint64_t statements0 = pg_statements(pg), t0 = mono_ns();
 	/* n may be 0: an outbox to compare with PostgreSQL, nothing read */
 	size_t *pick = malloc((n + 1) * sizeof(*pick)), npick, norigins, waiting;
 	struct op *ops = malloc((n + 1) * sizeof(*ops));
@@ -671,15 +703,22 @@ static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *
 		rv = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen);
 		for (size_t i = 0; i < npick; i++)
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
+		c->batches++;
+		c->rows += npick;
 		if (rv != SH_OK)
 			goto out;
+		c->ns_pg += mono_ns() - t0;
+		t0 = mono_ns();
 		dead = settle(s, b, rc, pg, ops, npick);
 	}
 	/* only once out of the outbox are they acknowledged in Redis; if the
 	 * delete fails, they are read again, and skipped, next pass */
-	if (drop_applied(b, origins, norigins, dead) && waiting < n)
-		ack_entries(rc, key, es, verdict, n);
+	if (drop_applied(b, origins, norigins, dead) && waiting < n) {
+		c->ns_settle += mono_ns() - t0;
+		ack_entries(rc, key, es, verdict, n, c);
+	}
 out:
+	c->statements += pg_statements(pg) - statements0;
 	free(pick);
 	free(ops);
 	free(origins);
@@ -757,14 +796,17 @@ static void ensure_group(redisContext *rc, const char *key)
  * nodes that have. */
 static enum pass_result read_block(struct sync *s, struct block *b, redisContext *rc,
 				   const char *key, bool mine_too, struct plan_entry **es, size_t *n,
-				   char *err, size_t errlen)
+				   struct apply_count *c, char *err, size_t errlen)
 {
 	static const char *const ids[] = { "0", ">" };
 
 	for (size_t i = 0; i < (mine_too ? 2u : 1u); i++) {
+		uint64_t t0 = mono_ns();
 		redisReply *r = read_stream(rc, key, s->consumer, ids[i]);
 		bool ok;
 
+		c->redis_calls++;
+		c->ns_redis += mono_ns() - t0;
 		if (!r) {
 			snprintf(err, errlen, "redis: %s", rc->errstr);
 			return PASS_REDIS_DOWN;
@@ -798,20 +840,21 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 {
 	char key[REDIS_KEY_MAX];
 	struct plan_entry *es = NULL;
+	struct apply_count c = { 0 };
 	size_t n = 0;
 	enum pass_result r;
 
 	redis_key(key, sizeof(key), b->id, "ops");
 	if (claim)
 		claim_stale(s, rc, key);
-	r = read_block(s, b, rc, key, pending, &es, &n, err, errlen);
+	r = read_block(s, b, rc, key, pending, &es, &n, &c, err, errlen);
 	b->held_checked = true;
 	if (r == PASS_IDLE)
 		b->held = 0;
 	/* with nothing read, a pending outbox may still be in PostgreSQL: another
 	 * node's consumer read and applied it */
 	if (r == PASS_WORKED || (r == PASS_IDLE && pending)) {
-		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, &c, err, errlen);
 
 		if (rv == SH_EREMOTE)
 			refuse_block(b, err);
@@ -821,6 +864,7 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 			unrefuse_block(b);
 	}
 	plan_free_entries(es, n);
+	publish_count(s, &c);
 	return r;
 }
 

@@ -58,6 +58,13 @@ struct sync_status {
 	bool pg_up;
 	int64_t retry_at_ns;		/* next retry after a transient failure, 0 if none */
 	char last_error[256];		/* last transient error, "" if none */
+	/* the apply path's work, counted so that its cost per batch is visible
+	 * (metrics file, docs/benchmarks.md) */
+	uint64_t apply_batches;		/* pg_apply calls that applied something */
+	uint64_t apply_rows;		/* entries handed to pg_apply */
+	uint64_t apply_statements;	/* PostgreSQL statements (each one round trip) */
+	uint64_t apply_redis_calls;	/* Redis commands of the apply thread */
+	uint64_t apply_ns_redis, apply_ns_pg, apply_ns_settle;	/* time in each part */
 };
 
 struct sync;
