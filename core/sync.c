@@ -471,20 +471,45 @@ static redisReply *entries_of(redisReply *r)
 	return r->element[1]->type == REDIS_REPLY_ARRAY ? r->element[1] : NULL;
 }
 
-/* Acknowledge and delete the entries that are settled (applied or skipped). */
+/* Append "XACK key group id..." and "XDEL key id..." for the settled
+ * entries from *next on, at most ACK_IDS_MAX of them; *next moves past
+ * them. Returns the commands appended (0 or 2). */
+static size_t append_ack(redisContext *rc, const char *key, const struct plan_entry *es,
+			 const enum plan_verdict *verdict, size_t n, size_t *next,
+			 const char **argv)
+{
+	size_t k = 0;
+
+	argv[0] = "XACK";
+	argv[1] = key;
+	argv[2] = REDIS_GROUP;
+	for (; *next < n && k < ACK_IDS_MAX; (*next)++)
+		if (verdict[*next] != PLAN_WAIT)
+			argv[3 + k++] = es[*next].id;
+	if (!k)
+		return 0;
+	redisAppendCommandArgv(rc, (int)(3 + k), argv, NULL);
+	/* XDEL takes the same ids after key: argv shifted by one, with "XDEL" before */
+	argv[1] = "XDEL";
+	argv[2] = key;
+	redisAppendCommandArgv(rc, (int)(2 + k), argv + 1, NULL);
+	return 2;
+}
+
+/* Acknowledge and delete the entries that are settled (applied or skipped):
+ * one XACK and one XDEL per ACK_IDS_MAX entries, pipelined. */
 static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es,
 			const enum plan_verdict *verdict, size_t n, struct apply_count *c)
 {
-	size_t sent = 0;
+	const char **argv = malloc((3 + ACK_IDS_MAX) * sizeof(*argv));
+	size_t sent = 0, next = 0, k;
 	uint64_t t0 = mono_ns();
 
-	for (size_t i = 0; i < n; i++) {
-		if (verdict[i] == PLAN_WAIT)
-			continue;
-		redisAppendCommand(rc, "XACK %s %s %s", key, REDIS_GROUP, es[i].id);
-		redisAppendCommand(rc, "XDEL %s %s", key, es[i].id);
-		sent += 2;
-	}
+	if (!argv)
+		return;	/* left pending: re-read and skipped as applied later */
+	while ((k = append_ack(rc, key, es, verdict, n, &next, argv)) > 0)
+		sent += k;
+	free(argv);
 	for (size_t i = 0; i < sent; i++) {
 		redisReply *r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK)
