@@ -45,6 +45,11 @@
 #define CLAIM_EVERY_MS 10000
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_CAP_MS 500	/* retries of a server that is down: a probe is cheap, a late drain is not */
+/* PostgreSQL that refuses connections is probed more often: a refused
+ * connect costs microseconds, and every wait after the server is back
+ * delays the whole drain (the backoff's mean wait at its cap was 250 ms,
+ * more than the 20,000-row drain's own work) */
+#define PG_PROBE_CAP_MS 100
 #define FORGET_MAX 256
 #define OWN_ORIGINS_MAX 16	/* origins of one outbox asked about per pass; usually 1 or 2 */
 #define GAP_RESEND_MS 3000	/* a wait this old is a loss in Redis, not another node's turn */
@@ -966,6 +971,8 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 	return true;
 down_pg:
 	delay = (int64_t)backoff_next_ms(bo, random64());
+	if (delay > PG_PROBE_CAP_MS)
+		delay = PG_PROBE_CAP_MS;
 	set_backend(s, &s->status.pg_up, false, err, delay);
 	backoff_wait(s, delay);
 	return false;
