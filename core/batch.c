@@ -416,3 +416,71 @@ enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bis
 	rc = batch_bisect(idx, half, ops, ctx);
 	return rc ? rc : batch_bisect(idx + half, count - half, ops, ctx);
 }
+
+static bool same_key(const char *const *a, const char *const *b, size_t nkey)
+{
+	for (size_t k = 0; k < nkey; k++)
+		if (strcmp(a[k], b[k]) != 0)
+			return false;
+	return true;
+}
+
+/* A key of want, for sorting: its parts and its op. */
+struct keyed {
+	const char *const *parts;
+	size_t nkey, op;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+
+	for (size_t k = 0; k < x->nkey; k++) {
+		int c = strcmp(x->parts[k], y->parts[k]);
+
+		if (c)
+			return c;
+	}
+	return 0;
+}
+
+/* The rows not in want's order: each looked up in a sorted copy of want. */
+static enum sh_err match_sorted(const char *const *got, size_t nrows, const char *const *want,
+				size_t count, size_t nkey, size_t *pos, size_t *matched)
+{
+	struct keyed *sorted = malloc((count ? count : 1) * sizeof(*sorted));
+
+	if (!sorted)
+		return SH_ENOMEM;
+	for (size_t i = 0; i < count; i++)
+		sorted[i] = (struct keyed){ want + i * nkey, nkey, i };
+	qsort(sorted, count, sizeof(*sorted), keyed_cmp);
+	*matched = 0;
+	for (size_t r = 0; r < nrows; r++) {
+		struct keyed key = { got + r * nkey, nkey, 0 }, *hit;
+
+		hit = bsearch(&key, sorted, count, sizeof(*sorted), keyed_cmp);
+		pos[r] = hit ? hit->op : BATCH_NONE;
+		*matched += hit != NULL;
+	}
+	free(sorted);
+	return SH_OK;
+}
+
+enum sh_err batch_match_keys(const char *const *got, size_t nrows, const char *const *want,
+			     size_t count, size_t nkey, size_t *pos, size_t *matched)
+{
+	size_t r;
+
+	*matched = 0;
+	for (r = 0; r < nrows && r < count; r++) {
+		if (!same_key(got + r * nkey, want + r * nkey, nkey))
+			break;
+		pos[r] = r;
+	}
+	if (r == nrows) {
+		*matched = nrows;
+		return SH_OK;
+	}
+	return match_sorted(got, nrows, want, count, nkey, pos, matched);
+}

@@ -111,4 +111,14 @@ struct batch_bisect_ops {
 enum sh_err batch_bisect(const size_t *idx, size_t count, const struct batch_bisect_ops *ops,
 			 void *ctx);
 
+/* Match rows a statement returned to the ops it was given, by key: got
+ * holds nrows rows of nkey strings each (row r's part k at got[r * nkey +
+ * k]), want holds count ops' keys the same way. pos[r] receives the op row r
+ * is the key of, or BATCH_NONE. Rows in want's order cost one comparison
+ * each; any other order is matched through a sorted copy of want. Keys are
+ * compared as bytes. Returns how many rows found their op; SH_ENOMEM leaves
+ * *matched 0. */
+enum sh_err batch_match_keys(const char *const *got, size_t nrows, const char *const *want,
+			     size_t count, size_t nkey, size_t *pos, size_t *matched);
+
 #endif

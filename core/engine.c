@@ -1234,14 +1234,24 @@ static enum sh_err metrics_text(struct engine *e, char **text)
 		     METRIC("counter", "capture_notifications_total", "Change notifications received from PostgreSQL.", "%lld")
 		     METRIC("counter", "remote_changes_applied_total", "Records changed, added or dropped in a block by a change made in PostgreSQL.", "%lld")
 		     METRIC("counter", "remote_changes_kept_total", "Remote changes not applied because a local write to the record was pending.", "%lld")
-		     METRIC("gauge", "capture_lag_seconds", "Last batch of remote changes: from the change in PostgreSQL to applied in the blocks.", "%.3f"),
+		     METRIC("gauge", "capture_lag_seconds", "Last batch of remote changes: from the change in PostgreSQL to applied in the blocks.", "%.3f")
+		     METRIC("counter", "apply_batches_total", "Batches the apply thread sent to PostgreSQL.", "%" PRIu64)
+		     METRIC("counter", "apply_rows_total", "Stream entries in those batches.", "%" PRIu64)
+		     METRIC("counter", "apply_statements_total", "PostgreSQL statements (round trips) of the apply thread.", "%" PRIu64)
+		     METRIC("counter", "apply_redis_calls_total", "Redis commands of the apply thread.", "%" PRIu64)
+		     METRIC("counter", "apply_redis_seconds_total", "Apply thread: time reading and acknowledging in Redis.", "%.3f")
+		     METRIC("counter", "apply_postgres_seconds_total", "Apply thread: time in PostgreSQL.", "%.3f")
+		     METRIC("counter", "apply_settle_seconds_total", "Apply thread: time settling applied batches in the block files.", "%.3f"),
 		     t.blocks, t.records, t.pending, t.applied, t.dead, (double)t.lag_ns / 1e9,
 		     (long long)atomic_load(&e->cache_hits), (long long)atomic_load(&e->cache_misses),
 		     (long long)atomic_load(&e->refusals), ss.redis_up, ss.pg_up, ss.nodes_alive,
 		     ss.nodes_silent, ss.takeover_claimed, ss.takeover_applied,
 		     atomic_load(&cs->connected), (long long)atomic_load(&cs->notifications),
 		     (long long)atomic_load(&cs->applied), (long long)atomic_load(&cs->kept),
-		     (double)atomic_load(&cs->lag_us) / 1e6);
+		     (double)atomic_load(&cs->lag_us) / 1e6, ss.apply_batches,
+		     ss.apply_rows, ss.apply_statements, ss.apply_redis_calls,
+		     (double)ss.apply_ns_redis / 1e9, (double)ss.apply_ns_pg / 1e9,
+		     (double)ss.apply_ns_settle / 1e9);
 	return n < 0 ? SH_ENOMEM : SH_OK;
 }
 

@@ -49,6 +49,11 @@
 #define CLAIM_EVERY_MS 10000
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_CAP_MS 500	/* retries of a server that is down: a probe is cheap, a late drain is not */
+/* PostgreSQL that refuses connections is probed more often: a refused
+ * connect costs microseconds, and every wait after the server is back
+ * delays the whole drain (the backoff's mean wait at its cap was 250 ms,
+ * more than the 20,000-row drain's own work) */
+#define PG_PROBE_CAP_MS 100
 #define FORGET_MAX 256
 #define OWN_ORIGINS_MAX 16	/* origins of one outbox asked about per pass; usually 1 or 2 */
 #define GAP_RESEND_MS 3000	/* a wait this old is a loss in Redis, not another node's turn */
@@ -92,6 +97,33 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The apply thread's counts of one block's pass, added to the status at its
+ * end (one lock, not one per call). */
+struct apply_count {
+	uint64_t batches, rows, statements, redis_calls, ns_redis, ns_pg, ns_settle;
+};
+
+static void publish_count(struct sync *s, const struct apply_count *c)
+{
+	pthread_mutex_lock(&s->lock);
+	s->status.apply_batches += c->batches;
+	s->status.apply_rows += c->rows;
+	s->status.apply_statements += c->statements;
+	s->status.apply_redis_calls += c->redis_calls;
+	s->status.apply_ns_redis += c->ns_redis;
+	s->status.apply_ns_pg += c->ns_pg;
+	s->status.apply_ns_settle += c->ns_settle;
+	pthread_mutex_unlock(&s->lock);
 }
 
 static uint64_t random64(void)
@@ -441,7 +473,8 @@ static void *relay_main(void *arg)
 
 /* ---- apply: Redis -> PostgreSQL --------------------------------------- */
 
-#define ENTRY_FIELDS_MAX 32	/* name/value strings of an entry; ours has at most 14 */
+#define ENTRY_FIELDS_MAX 32
+#define ACK_IDS_MAX 1000	/* entry ids per XACK / XDEL */	/* name/value strings of an entry; ours has at most 14 */
 
 /* One XREADGROUP entry, [id, [name, value, ...]], handed to plan_parse_entry. */
 static bool parse_entry(const redisReply *r, struct plan_entry *e)
@@ -481,25 +514,53 @@ static redisReply *entries_of(redisReply *r)
 	return r->element[1]->type == REDIS_REPLY_ARRAY ? r->element[1] : NULL;
 }
 
-/* Acknowledge and delete the entries that are settled (applied or skipped). */
-static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es,
-			const enum plan_verdict *verdict, size_t n)
+/* Append "XACK key group id..." and "XDEL key id..." for the settled
+ * entries from *next on, at most ACK_IDS_MAX of them; *next moves past
+ * them. Returns the commands appended (0 or 2). */
+static size_t append_ack(redisContext *rc, const char *key, const struct plan_entry *es,
+			 const enum plan_verdict *verdict, size_t n, size_t *next,
+			 const char **argv)
 {
-	size_t sent = 0;
+	size_t k = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		if (verdict[i] == PLAN_WAIT)
-			continue;
-		redisAppendCommand(rc, "XACK %s %s %s", key, REDIS_GROUP, es[i].id);
-		redisAppendCommand(rc, "XDEL %s %s", key, es[i].id);
-		sent += 2;
-	}
+	argv[0] = "XACK";
+	argv[1] = key;
+	argv[2] = REDIS_GROUP;
+	for (; *next < n && k < ACK_IDS_MAX; (*next)++)
+		if (verdict[*next] != PLAN_WAIT)
+			argv[3 + k++] = es[*next].id;
+	if (!k)
+		return 0;
+	redisAppendCommandArgv(rc, (int)(3 + k), argv, NULL);
+	/* XDEL takes the same ids after key: argv shifted by one, with "XDEL" before */
+	argv[1] = "XDEL";
+	argv[2] = key;
+	redisAppendCommandArgv(rc, (int)(2 + k), argv + 1, NULL);
+	return 2;
+}
+
+/* Acknowledge and delete the entries that are settled (applied or skipped):
+ * one XACK and one XDEL per ACK_IDS_MAX entries, pipelined. */
+static void ack_entries(redisContext *rc, const char *key, const struct plan_entry *es,
+			const enum plan_verdict *verdict, size_t n, struct apply_count *c)
+{
+	const char **argv = malloc((3 + ACK_IDS_MAX) * sizeof(*argv));
+	size_t sent = 0, next = 0, k;
+	uint64_t t0 = mono_ns();
+
+	if (!argv)
+		return;	/* left pending: re-read and skipped as applied later */
+	while ((k = append_ack(rc, key, es, verdict, n, &next, argv)) > 0)
+		sent += k;
+	free(argv);
 	for (size_t i = 0; i < sent; i++) {
 		redisReply *r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK)
-			return;	/* left pending: re-read and skipped as applied later */
+			break;	/* left pending: re-read and skipped as applied later */
 		freeReplyObject(r);
 	}
+	c->redis_calls += sent;
+	c->ns_redis += mono_ns() - t0;
 }
 
 static void set_meta_int(struct store *st, const char *key, int64_t v)
@@ -677,9 +738,10 @@ static bool drop_applied(struct block *b, const struct plan_origin *origins, siz
  * batch as a whole (e.g. a data exception on its id): that holds back this
  * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
 static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-				 const char *key, struct plan_entry *es, size_t n, char *err,
-				 size_t errlen)
+				 const char *key, struct plan_entry *es, size_t n,
+				 struct apply_count *c, char *err, size_t errlen)
 {
+	uint64_t statements0 = pg_statements(pg), t0 = mono_ns();
 	/* n may be 0: an outbox to compare with PostgreSQL, nothing read */
 	size_t *pick = malloc((n + 1) * sizeof(*pick)), npick, norigins, waiting;
 	struct op *ops = malloc((n + 1) * sizeof(*ops));
@@ -716,15 +778,22 @@ static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *
 		rv = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen);
 		for (size_t i = 0; i < npick; i++)
 			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
+		c->batches++;
+		c->rows += npick;
 		if (rv != SH_OK)
 			goto out;
+		c->ns_pg += mono_ns() - t0;
+		t0 = mono_ns();
 		dead = settle(s, b, rc, pg, ops, npick);
 	}
 	/* only once out of the outbox are they acknowledged in Redis; if the
 	 * delete fails, they are read again, and skipped, next pass */
-	if (drop_applied(b, origins, norigins, dead) && waiting < n)
-		ack_entries(rc, key, es, verdict, n);
+	if (drop_applied(b, origins, norigins, dead) && waiting < n) {
+		c->ns_settle += mono_ns() - t0;
+		ack_entries(rc, key, es, verdict, n, c);
+	}
 out:
+	c->statements += pg_statements(pg) - statements0;
 	free(pick);
 	free(ops);
 	free(origins);
@@ -802,14 +871,17 @@ static void ensure_group(redisContext *rc, const char *key)
  * nodes that have. */
 static enum pass_result read_block(struct sync *s, struct block *b, redisContext *rc,
 				   const char *key, bool mine_too, struct plan_entry **es, size_t *n,
-				   char *err, size_t errlen)
+				   struct apply_count *c, char *err, size_t errlen)
 {
 	static const char *const ids[] = { "0", ">" };
 
 	for (size_t i = 0; i < (mine_too ? 2u : 1u); i++) {
+		uint64_t t0 = mono_ns();
 		redisReply *r = read_stream(rc, key, s->consumer, ids[i]);
 		bool ok;
 
+		c->redis_calls++;
+		c->ns_redis += mono_ns() - t0;
 		if (!r) {
 			snprintf(err, errlen, "redis: %s", rc->errstr);
 			return PASS_REDIS_DOWN;
@@ -843,20 +915,21 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 {
 	char key[REDIS_KEY_MAX];
 	struct plan_entry *es = NULL;
+	struct apply_count c = { 0 };
 	size_t n = 0;
 	enum pass_result r;
 
 	redis_key(key, sizeof(key), b->id, "ops");
 	if (claim)
 		claim_stale(s, rc, key);
-	r = read_block(s, b, rc, key, pending, &es, &n, err, errlen);
+	r = read_block(s, b, rc, key, pending, &es, &n, &c, err, errlen);
 	b->held_checked = true;
 	if (r == PASS_IDLE)
 		b->held = 0;
 	/* with nothing read, a pending outbox may still be in PostgreSQL: another
 	 * node's consumer read and applied it */
 	if (r == PASS_WORKED || (r == PASS_IDLE && pending)) {
-		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, err, errlen);
+		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, &c, err, errlen);
 
 		if (rv == SH_EREMOTE)
 			refuse_block(b, err);
@@ -866,6 +939,7 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 			unrefuse_block(b);
 	}
 	plan_free_entries(es, n);
+	publish_count(s, &c);
 	return r;
 }
 
@@ -970,6 +1044,8 @@ static enum sh_err apply_orphan_entries(struct sync *s, redisContext *rc, struct
 	struct plan_origin *origins = malloc(2 * n * sizeof(*origins));
 	enum plan_verdict *verdict = malloc(n * sizeof(*verdict));
 	enum sh_err rv = SH_ENOMEM;
+	struct apply_count c = { 0 };
+	uint64_t statements0 = pg_statements(pg), t0 = mono_ns();
 	int64_t upto;
 
 	if (!pick || !ops || !origins || !verdict)
@@ -983,8 +1059,12 @@ static enum sh_err apply_orphan_entries(struct sync *s, redisContext *rc, struct
 	plan_make(es, n, origins, norigins, verdict, pick, &npick);
 	for (size_t i = 0; i < npick; i++)
 		ops[i] = es[pick[i]].op;
-	if (npick)
+	if (npick) {
 		rv = pg_apply(pg, s->cfg.cat, block, ops, npick, &upto, err, errlen);
+		c.batches++;
+		c.rows += npick;
+	}
+	c.ns_pg += mono_ns() - t0;
 	for (size_t i = 0; i < npick; i++) {
 		es[pick[i]].op = ops[i];	/* results, and ownership, go back */
 		if (rv == SH_OK && ops[i].dead)
@@ -993,7 +1073,9 @@ static enum sh_err apply_orphan_entries(struct sync *s, redisContext *rc, struct
 			(*applied)++;
 	}
 	if (rv == SH_OK)
-		ack_entries(rc, key, es, verdict, n);
+		ack_entries(rc, key, es, verdict, n, &c);
+	c.statements += pg_statements(pg) - statements0;
+	publish_count(s, &c);
 out:
 	free(pick);
 	free(ops);
@@ -1109,6 +1191,8 @@ static bool connect_backends(struct sync *s, redisContext **rc, struct pg **pg, 
 	return true;
 down_pg:
 	delay = (int64_t)backoff_next_ms(bo, random64());
+	if (delay > PG_PROBE_CAP_MS)
+		delay = PG_PROBE_CAP_MS;
 	set_backend(s, &s->status.pg_up, false, err, delay);
 	backoff_wait(s, delay);
 	return false;

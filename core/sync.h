@@ -69,6 +69,13 @@ struct sync_status {
 	int64_t nodes_silent;		/* ... that did not (dead, or cut off) */
 	int64_t takeover_claimed;	/* entries claimed from dead nodes' consumers, in total */
 	int64_t takeover_applied;	/* writes applied for blocks this node does not hold */
+	/* the apply path's work, counted so that its cost per batch is visible
+	 * (metrics file, docs/benchmarks.md) */
+	uint64_t apply_batches;		/* pg_apply calls that applied something */
+	uint64_t apply_rows;		/* entries handed to pg_apply */
+	uint64_t apply_statements;	/* PostgreSQL statements (each one round trip) */
+	uint64_t apply_redis_calls;	/* Redis commands of the apply thread */
+	uint64_t apply_ns_redis, apply_ns_pg, apply_ns_settle;	/* time in each part */
 };
 
 struct sync;

@@ -771,6 +771,57 @@ static void scen_writers(void)
 	st_free(&b);
 }
 
+/* The apply thread's counters in the mount's metrics file (0 when absent). */
+struct apply_metrics {
+	double batches, rows, statements, redis_calls, redis_s, pg_s, settle_s;
+};
+
+static double metric_of(const char *text, const char *name)
+{
+	char key[128];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\nsharded_%s ", name);
+	p = strstr(text, key);
+	return p ? strtod(p + strlen(key), NULL) : 0;
+}
+
+static void read_apply_metrics(struct apply_metrics *m)
+{
+	char path[4096], text[16384];
+	ssize_t k;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(path, sizeof(path), "%s/metrics", opt_mount);
+	if ((k = mount_read(path, text, sizeof(text) - 1)) <= 0)
+		return;
+	text[k] = 0;
+	m->batches = metric_of(text, "apply_batches_total");
+	m->rows = metric_of(text, "apply_rows_total");
+	m->statements = metric_of(text, "apply_statements_total");
+	m->redis_calls = metric_of(text, "apply_redis_calls_total");
+	m->redis_s = metric_of(text, "apply_redis_seconds_total");
+	m->pg_s = metric_of(text, "apply_postgres_seconds_total");
+	m->settle_s = metric_of(text, "apply_settle_seconds_total");
+}
+
+/* What the drain cost the apply thread: the counters' growth over it. */
+static void print_apply_cost(const struct apply_metrics *a, const struct apply_metrics *b)
+{
+	double batches = b->batches - a->batches, rows = b->rows - a->rows;
+	double stmts = b->statements - a->statements, redis = b->redis_calls - a->redis_calls;
+	double per = batches > 0 ? batches : NAN;
+
+	printf("drain-wait   apply  %.0f batches, %.0f rows, %.0f statements (%.1f per batch), "
+	       "%.0f Redis commands (%.1f per batch); seconds in Redis %.3f, PostgreSQL %.3f, "
+	       "block files %.3f\n", batches, rows, stmts, stmts / per, redis, redis / per,
+	       b->redis_s - a->redis_s, b->pg_s - a->pg_s, b->settle_s - a->settle_s);
+	printf("RESULT %s batches=%.0f rows=%.0f statements=%.0f statements_per_batch=%.1f "
+	       "redis_calls=%.0f redis_s=%.3f pg_s=%.3f settle_s=%.3f\n", rname("drain-apply"),
+	       batches, rows, stmts, stmts / per, redis, b->redis_s - a->redis_s,
+	       b->pg_s - a->pg_s, b->settle_s - a->settle_s);
+}
+
 /* ---- sync drain ------------------------------------------------------------------------------ */
 
 /* drain-prep (PostgreSQL up): the records exist and are synced, so that drain-queue's writes
@@ -842,9 +893,11 @@ static void scen_drain_wait(void)
 	const char *p[1];
 	PGresult *r;
 	int polls = 0;
+	struct apply_metrics m0, m1;
 
 	printf("== drain-wait: until %lld queued writes are in PostgreSQL\n", n);
 	fflush(stdout);
+	read_apply_metrics(&m0);
 	/* PostgreSQL coming back, as a client sees it: the first connection that works */
 	for (;;) {
 		c = PQconnectdb(opt_pg);
@@ -875,6 +928,9 @@ static void scen_drain_wait(void)
 	if (all < 0) {
 		printf("drain-wait   only %lld of %lld rows after %ld s\n", landed, n, opt_time_limit);
 	}
+	sleep_us(300000);	/* the last batch settles in the block after its commit */
+	read_apply_metrics(&m1);
+	print_apply_cost(&m0, &m1);
 	/* the sync-status of the block, once PostgreSQL has everything */
 	block_name(block, sizeof(block), "drain");
 	snprintf(path, sizeof(path), "%s/%s/sync-status", opt_mount, block);
