@@ -11,12 +11,16 @@
 enum told {
 	TOLD_UNKNOWN,	/* it may hold a valid size we cannot name */
 	TOLD_STALE,	/* its attributes are stale: a read past the end asks */
-	TOLD_VALID,	/* its valid size, if any, is told_len */
+	TOLD_SIZE,	/* its size is told_len (valid or stale attributes: a refresh
+			 * answers a size that fits the cached opens, and one dropped
+			 * by the kernel leaves the size as it was) */
 };
 
 struct kstate {
 	uint64_t ino;
 	int writers, readers, pending;
+	bool writer_alone;	/* one writer since writers was 0, no attributes sent meanwhile:
+				 * the kernel's size is the extent of its writes */
 	uint64_t reader_fp;	/* the snapshot every cached open reads */
 	size_t reader_len;
 	uint64_t cache_fp;	/* the snapshot pages were last filled from */
@@ -101,7 +105,7 @@ bool kcache_open_read(struct kcache *k, uint64_t ino, uint64_t fp, size_t len, b
 		return false;
 	pthread_mutex_lock(&k->lock);
 	s = get(k, ino);
-	if (s && !s->writers && !s->pending && s->told == TOLD_VALID && s->told_len == len &&
+	if (s && !s->writers && !s->pending && s->told == TOLD_SIZE && s->told_len == len &&
 	    (!s->readers || s->reader_fp == fp)) {
 		cached = true;
 		*keep = s->cache_fp == fp;
@@ -157,7 +161,10 @@ bool kcache_open_write(struct kcache *k, uint64_t ino, int wait_ms)
 	pthread_mutex_lock(&k->lock);
 	s = get(k, ino);
 	if (s) {
+		s->writer_alone = !s->writers;
 		s->writers++;	/* from now on readers open direct_io */
+		if (s->told != TOLD_UNKNOWN)
+			s->told = TOLD_STALE;	/* its O_TRUNC sets the size to 0 */
 		while (s->readers && drained)
 			drained = pthread_cond_timedwait(&k->reader_gone, &k->lock, &until) == 0 ||
 				  !s->readers;
@@ -179,7 +186,7 @@ void kcache_close_write(struct kcache *k, uint64_t ino)
 	pthread_mutex_unlock(&k->lock);
 }
 
-void kcache_written(struct kcache *k, uint64_t ino)
+void kcache_written(struct kcache *k, uint64_t ino, bool from_empty, size_t len)
 {
 	struct kstate *s;
 
@@ -187,8 +194,10 @@ void kcache_written(struct kcache *k, uint64_t ino)
 		return;
 	pthread_mutex_lock(&k->lock);
 	s = *slot(k, ino);
-	if (s && s->told != TOLD_UNKNOWN)
-		s->told = TOLD_STALE;
+	if (s && s->told != TOLD_UNKNOWN) {
+		s->told = from_empty && s->writer_alone && !s->pending ? TOLD_SIZE : TOLD_STALE;
+		s->told_len = len;
+	}
 	pthread_mutex_unlock(&k->lock);
 }
 
@@ -209,12 +218,13 @@ size_t kcache_attr(struct kcache *k, uint64_t ino, uint64_t fp, size_t len, bool
 		if (s->told != TOLD_UNKNOWN)
 			s->told = TOLD_STALE;
 	} else if (s->writers) {
+		s->writer_alone = false;	/* the kernel takes this size for now */
 		if (s->told != TOLD_UNKNOWN)
 			s->told = TOLD_STALE;
 	} else {
 		*cacheable = true;
 		if (!s->pending) {
-			s->told = TOLD_VALID;
+			s->told = TOLD_SIZE;
 			s->told_len = len;
 		}
 	}

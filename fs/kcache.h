@@ -6,9 +6,13 @@
  * only when both are known to fit the snapshot it reads:
  *  - pages: they were filled from a snapshot with the same fingerprint
  *    (FOPEN_KEEP_CACHE), or the open drops them (no keep_cache);
- *  - size: the last attributes sent with a timeout gave the snapshot's
- *    length, and nothing made them stale or unknown since (an invalidation
- *    queued and not yet sent, a dropped one, a writer);
+ *  - size: the kernel's size is the snapshot's length: the last attributes
+ *    sent gave it, or the only writer since wrote that many bytes from
+ *    empty (O_TRUNC or a new record; its writes set the size), and nothing
+ *    made it unknown since (an invalidation queued and not yet sent, a
+ *    dropped one, another writer). Stale attributes are fine: the read past
+ *    the end asks GETATTR, which answers a size that fits, and a reply the
+ *    kernel drops (an invalidation crossed it) leaves the size as it was;
  *  - no writer is open, and every other cached open reads the same snapshot
  *    (one size for all of them).
  * A writer's O_TRUNC sets the size to 0 for every open and its writes move
@@ -56,8 +60,9 @@ void kcache_counts(struct kcache *k, unsigned long long counts[KCACHE_OPEN_KINDS
 bool kcache_open_write(struct kcache *k, uint64_t ino, int wait_ms);
 void kcache_close_write(struct kcache *k, uint64_t ino);
 
-/* A writer stored a change: the kernel marked the size stale at its writes. */
-void kcache_written(struct kcache *k, uint64_t ino);
+/* A writer stored a change; from_empty: it opened with O_TRUNC (or created
+ * the record) and wrote len bytes from offset 0 on, nothing else. */
+void kcache_written(struct kcache *k, uint64_t ino, bool from_empty, size_t len);
 
 /* The attributes about to be sent for ino, whose record is (fp, len) now.
  * Returns the size to send; *cacheable: whether they may carry a timeout

@@ -93,8 +93,9 @@ static void usage(const char *prog)
 	       "                        027 with allow_other)\n"
 	       "    -o ids=any|strict   strict: a new record of a table keyed by a sequence\n"
 	       "                        must use an id read from <Model>/.next-id (default any)\n"
-	       "    -o page_cache=on|off  off: every read of a record asks the daemon, as\n"
-	       "                        before 0.x (default on)\n\n",
+	       "    -o page_cache=on|off  on: a record read again while unchanged comes from\n"
+	       "                        the kernel's page cache; off: every read asks the\n"
+	       "                        daemon (default on)\n\n",
 	       prog, ENGINE_MAX_DOC_DEFAULT, WRITE_BUFFERS_DEFAULT);
 }
 
@@ -230,6 +231,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	char err[512];
 	int64_t write_buffers;
 	int rc = 1;
+	bool page_cache = !o->page_cache || strcmp(o->page_cache, "off") != 0;
 
 	if (build_config(o, &cfg))
 		return 2;
@@ -253,11 +255,11 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	fs.max_doc = engine_max_doc(fs.engine);
 	fs.nodes = nodes_new();
 	/* without one, every open of a record bypasses the page cache (kcache.h) */
-	fs.kcache = o->page_cache && strcmp(o->page_cache, "off") == 0 ? NULL : kcache_new();
+	fs.kcache = page_cache ? kcache_new() : NULL;
 	fs.scratch = scratches_new(SCRATCH_FILE_CAP(fs.max_doc), SCRATCH_TOTAL_CAP);
 	ops.init = init_with_max_read;
 	mount_max_read = o->max_read;
-	fs.se = fs.nodes && fs.scratch && (fs.kcache || (o->page_cache && strcmp(o->page_cache, "off") == 0))
+	fs.se = fs.nodes && fs.scratch && (fs.kcache || !page_cache)
 			? fuse_session_new(args, &ops, sizeof(ops), &fs) : NULL;
 	if (fs.se && fuse_set_signal_handlers(fs.se) == 0) {
 		if (fuse_session_mount(fs.se, cl->mountpoint) == 0) {

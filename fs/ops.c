@@ -1090,7 +1090,7 @@ static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 		engine_block_put(b);
 	}
 	if (!err)
-		kcache_written(fs->kcache, h->ref.ino);
+		kcache_written(fs->kcache, h->ref.ino, h->sequential, h->len);
 	/* The kernel's idea of the size came from the writer, but it marked size
 	 * and mtime stale itself at every write and O_TRUNC open, so the next
 	 * stat asks; dropping all attributes here would also cost the next open

@@ -99,9 +99,9 @@ static void test_writers(void **state)
 	assert_true(kcache_open_write(k, INO, 0));
 	assert_int_equal(open_read(k, V1), 'd');	/* its O_TRUNC moves the size */
 	assert_false(attr(k, V1, NULL));		/* for no time while it is open */
-	kcache_written(k, INO);
+	kcache_written(k, INO, false, strlen(V3));
 	kcache_close_write(k, INO);
-	assert_int_equal(open_read(k, V3), 'd');	/* stale after its writes */
+	assert_int_equal(open_read(k, V3), 'd');	/* its writes left some size */
 	assert_true(attr(k, V3, NULL));
 	assert_int_equal(open_read(k, V3), 'f');
 	/* a writer waits for the cached reader, and gives up after its time */
@@ -110,6 +110,42 @@ static void test_writers(void **state)
 	kcache_close_read(k, INO);
 	assert_true(kcache_open_write(k, INO, 50));
 	kcache_close_write(k, INO);
+	kcache_free(k);
+}
+
+static void test_writer_from_empty(void **state)
+{
+	struct kcache *k = kcache_new();
+
+	(void)state;
+	assert_true(attr(k, V1, NULL));
+	/* O_TRUNC and len bytes from 0: the kernel's size is len */
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_written(k, INO, true, strlen(V3));
+	assert_int_equal(open_read(k, V3), 'd');	/* still open */
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V1), 'd');	/* merged into another length */
+	assert_int_equal(open_read(k, V3), 'f');
+	kcache_close_read(k, INO);
+	/* attributes sent while it wrote: the kernel took their size */
+	assert_true(kcache_open_write(k, INO, 0));
+	assert_false(attr(k, V1, NULL));
+	kcache_written(k, INO, true, strlen(V3));
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V3), 'd');
+	/* two writers at once: either may have set the size last */
+	assert_true(kcache_open_write(k, INO, 0));
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_written(k, INO, true, strlen(V3));
+	kcache_close_write(k, INO);
+	kcache_written(k, INO, true, strlen(V3));
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V3), 'd');
+	/* an O_TRUNC open that writes nothing leaves the size at 0 */
+	assert_true(attr(k, V3, NULL));
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V3), 'd');
 	kcache_free(k);
 }
 
@@ -153,6 +189,7 @@ int main(void)
 		cmocka_unit_test(test_needs_a_told_size),
 		cmocka_unit_test(test_invalidation_in_flight),
 		cmocka_unit_test(test_writers),
+		cmocka_unit_test(test_writer_from_empty),
 		cmocka_unit_test(test_reader_of_an_older_snapshot),
 		cmocka_unit_test(test_without_a_kcache),
 	};
