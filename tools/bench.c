@@ -310,6 +310,76 @@ static const char *rname(const char *scen)
 	return result_name;
 }
 
+/* ---- FUSE requests, from the mount's metrics file ----------------------------------------- */
+
+#define REQ_OPS 24
+
+struct reqs {
+	char op[REQ_OPS][24];
+	double n[REQ_OPS];
+	int count;
+};
+
+/* The counters of sharded_fuse_requests_total{op="..."}; count 0 if the mount has none. */
+static void reqs_read(struct reqs *r)
+{
+	char path[4096], line[512];
+	FILE *f;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(path, sizeof(path), "%s/metrics", opt_mount);
+	if (!(f = fopen(path, "r")))
+		return;
+	while (fgets(line, sizeof(line), f) && r->count < REQ_OPS) {
+		char op[24];
+		double n;
+
+		if (sscanf(line, "sharded_fuse_requests_total{op=\"%23[a-z_]\"} %lf", op, &n) == 2) {
+			snprintf(r->op[r->count], sizeof(r->op[0]), "%s", op);
+			r->n[r->count++] = n;
+		}
+	}
+	fclose(f);
+}
+
+/* Requests around a timed loop: [0] and [1] back to back (what a look at the metrics file
+ * costs), [2] before the loop, [3] after it. */
+static struct reqs req_snap[4];
+static char req_kv[64];
+
+static void reqs_begin(void)
+{
+	reqs_read(&req_snap[0]);
+	reqs_read(&req_snap[1]);
+	reqs_read(&req_snap[2]);
+}
+
+/* Per operation over n operations: a comment line by opcode, and req_kv for the RESULT line. */
+static void reqs_end(const char *scen, long n)
+{
+	struct reqs *r = req_snap;
+	char by_op[512] = "";
+	size_t len = 0;
+	double total = 0;
+
+	reqs_read(&r[3]);
+	req_kv[0] = '\0';
+	if (!r[3].count || n <= 0)
+		return;
+	for (int i = 0; i < r[3].count && i < r[0].count && i < r[1].count && i < r[2].count; i++) {
+		double d = (r[3].n[i] - r[2].n[i]) - (r[1].n[i] - r[0].n[i]);
+
+		if (d < 0.5)
+			continue;
+		total += d;
+		if (len < sizeof(by_op))
+			len += (size_t)snprintf(by_op + len, sizeof(by_op) - len, " %s %.2f", r[3].op[i],
+						d / (double)n);
+	}
+	printf("# %s: FUSE requests per operation: %.2f:%s\n", rname(scen), total / (double)n, by_op);
+	snprintf(req_kv, sizeof(req_kv), " fuse_requests_per_op=%.2f", total / (double)n);
+}
+
 /* RESULT line for a mount-vs-libpq latency pair; goal_ratio <= 0 means no goal */
 static void result_pair(const char *scen, struct stats *m, struct stats *b, double goal_ratio)
 {
@@ -319,6 +389,8 @@ static void result_pair(const char *scen, struct stats *m, struct stats *b, doub
 	       "libpq_median_us=%.1f libpq_p99_us=%.1f libpq_ops_s=%.0f ratio=%.3f speedup=%.1f",
 	       rname(scen), mm, st_pct(m, 99), st_ops(m), bm, st_pct(b, 99), st_ops(b), ratio,
 	       bm / mm);
+	printf("%s", req_kv);
+	req_kv[0] = '\0';
 	if (goal_ratio > 0)
 		printf(" goal=<=%.2f %s", goal_ratio, ratio <= goal_ratio ? "MET" : "NOT-MET");
 	printf("\n");
@@ -457,8 +529,10 @@ static void scen_write(int update)
 		long long id = id_of(sc, i);
 		record_path(path, sizeof(path), block, "User", id);
 		len = make_doc(doc, sizeof(doc), id, update ? "second" : "first");
-		if (i == w)
+		if (i == w) {
+			reqs_begin();
 			t0 = now_us();
+		}
 		t = now_us();
 		if (mount_write(path, doc, (size_t)len) != 0)
 			die("write %s: %s", path, strerror(errno));
@@ -466,6 +540,7 @@ static void scen_write(int update)
 			st_add(&m, now_us() - t);
 	}
 	m.elapsed_us = now_us() - t0;
+	reqs_end(scen, opt_n);
 	{
 		const char *bl[1] = { block };
 		settle(scen, bl, 1);
@@ -537,8 +612,10 @@ static void scen_read(int through)
 		long long id = id_of(sc, through ? i : (i % (total / 2 > 0 ? total / 2 : 1)));
 		ssize_t r;
 		record_path(path, sizeof(path), block, "User", id);
-		if (i == w)
+		if (i == w) {
+			reqs_begin();
 			t0 = now_us();
+		}
 		t = now_us();
 		r = mount_read(path, doc, sizeof(doc));
 		if (r <= 0)
@@ -547,6 +624,7 @@ static void scen_read(int through)
 			st_add(&m, now_us() - t);
 	}
 	m.elapsed_us = now_us() - t0;
+	reqs_end(scen, opt_n);
 	for (i = 0; i < w + opt_n; i++) {
 		if (i == w)
 			t0 = now_us();

@@ -130,6 +130,15 @@ MAIN_PID=$DAEMON_PID
 if has_phase main; then
   bench --mount "$MNT" --pg "$PG_CONNINFO" --run $RUN --n "$BENCH_N" --ls-records "$BENCH_LS" \
     --scenario write update read readthrough writers ls
+  # the same reads on a mount without the page cache (every read asks the daemon, as before)
+  # (other ids, blocks, node name and Redis database: the two daemons share nothing)
+  SAVED_REDIS_URL=$REDIS_URL REDIS_URL=$REDIS_URL/14
+  mount_at nocache "loaders=$T/loaders,page_cache=off,node=bench-nocache"
+  REDIS_URL=$SAVED_REDIS_URL
+  bench --mount "$MNT" --pg "$PG_CONNINFO" --run $((RUN + 1)) --n "$BENCH_N" --label nocache \
+    --scenario read
+  unmount_sharded || log "the page_cache=off mount did not stop cleanly"
+  back_to_main
 fi
 
 if has_phase drain; then
@@ -280,12 +289,12 @@ fi
 # ---------------------------------------------------------------------------------------------
 echo
 echo "== summary (median latencies; ratio = mount / libpq)"
-for name in write update read readthrough; do
+for name in write update read read@nocache readthrough; do
   r=$(result $name) || true
   [[ -n $r ]] || continue
-  printf '%-12s mount %8s us  libpq %8s us  ratio %6s  %s %s\n' "$name" "$(kv "$r" mount_median_us)" \
-    "$(kv "$r" libpq_median_us)" "$(kv "$r" ratio)" "$(kv "$r" goal)" \
-    "$(grep -o 'MET\|NOT-MET' <<<"$r" | tail -n 1)"
+  printf '%-12s mount %8s us  libpq %8s us  ratio %6s  %5s FUSE requests/op  %s %s\n' "$name" \
+    "$(kv "$r" mount_median_us)" "$(kv "$r" libpq_median_us)" "$(kv "$r" ratio)" \
+    "$(kv "$r" fuse_requests_per_op)" "$(kv "$r" goal)" "$(grep -o 'MET\|NOT-MET' <<<"$r" | tail -n 1)"
 done
 r=$(result writers) || true
 [[ -n $r ]] && printf '%-12s mount %8s/s   libpq %8s/s\n' writers "$(kv "$r" mount_writes_s)" "$(kv "$r" libpq_writes_s)"
