@@ -740,6 +740,20 @@ static enum sh_err fetch_row(struct engine *e, struct block *b, const struct mod
 	return rv;
 }
 
+/* pk is an id this block's .next-id handed out and no record with it was
+ * stored since: the sequence gave it to us alone, so no row has it. */
+static bool handed_unstored(struct block *b, const struct model *m, const char *pk)
+{
+	char *end = NULL;
+	long long id;
+
+	if (!m->seq)
+		return false;
+	errno = 0;
+	id = strtoll(pk, &end, 10);
+	return errno == 0 && end && end != pk && !*end && store_ids_unstored(b->store, m->name, id);
+}
+
 /* Read the row from PostgreSQL and keep it in the block. A server that
  * refuses connections makes the record read as absent; one that does not
  * answer in time makes it SH_EUNAVAIL (EAGAIN): it may well exist. */
@@ -788,6 +802,8 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 	}
 	if (m->local)
 		return SH_ENOENT;	/* only the blocks have these */
+	if (handed_unstored(b, m, pk))
+		return SH_ENOENT;	/* a new record with an id from .next-id */
 	atomic_fetch_add(&e->cache_misses, 1);
 	rv = read_through(e, b, m, pk, doc);
 	if (rv)

@@ -40,7 +40,8 @@ start_redis
 load_sample_schema
 psql_q "INSERT INTO \"User\" (id, email, name) VALUES
   (901, 'race901@example.com', 'v000000-'), (902, 'two@example.com', 'two'),
-  (903, 'three@example.com', 'three')" >/dev/null
+  (903, 'three@example.com', 'three');
+  CREATE TABLE \"Ticket\" (id serial PRIMARY KEY, title text NOT NULL)" >/dev/null
 mount_sharded
 B=$MNT/cache
 require "mkdir a block" mkdir "$B"
@@ -97,6 +98,24 @@ for k in $(seq 30); do
   fi
 done
 check_eq "30 invalidates: every read after one returned is the new record, whole" 0 "$bad"
+
+# --- a new record with an id from .next-id: no PostgreSQL at lookup -------------------------
+misses() { timeout 10 cat "$MNT/metrics" | awk '/^sharded_cache_misses_total/ { print $2 }'; }
+tid=$(timeout 10 cat "$B/Ticket/.next-id")
+m0=$(misses)
+check "test -e of an id just handed out is false" test ! -e "$B/Ticket/$tid.json"
+check "a Ticket with it is written" bash -c "printf '{\"id\":$tid,\"title\":\"t\"}\n' >'$B/Ticket/$tid.json'"
+check_eq "neither asked PostgreSQL (cache_misses_total)" "$m0" "$(misses)"
+check_eq "it reads back" "t" "$(timeout 10 jq -r .title "$B/Ticket/$tid.json")"
+check "the sync drains" wait_for 20 pending_is_zero
+check_eq "PostgreSQL has it" "t" "$(psql_q "SELECT title FROM \"Ticket\" WHERE id = $tid")"
+psql_q "INSERT INTO \"Ticket\" (id, title) VALUES (900001, 'pg only')" >/dev/null
+check_eq "a Ticket only in PostgreSQL reads through" "pg only" \
+  "$(timeout 10 jq -r .title "$B/Ticket/900001.json" 2>&1)"
+check_eq "that one asked PostgreSQL" "$((m0 + 1))" "$(misses)"
+echo 1 >"$B/invalidate"   # no loader rule: the block holds nothing after it
+check_eq "the Ticket written with a handed-out id reads through once the block dropped it" "t" \
+  "$(timeout 10 jq -r .title "$B/Ticket/$tid.json" 2>&1)"
 
 # --- one writer, three readers in other processes ---------------------------------------------
 W=$B/User/901.json
