@@ -765,6 +765,8 @@ static enum sh_err read_through(struct engine *e, struct block *b, const struct 
 
 	if (store_has_pending(b->store, m->name, pk))
 		return SH_ENOENT;	/* deleted here, not yet in PostgreSQL */
+	if (handed_unstored(b, m, pk))
+		return SH_ENOENT;	/* a new record with an id from .next-id */
 	rv = fetch_row(e, b, m, pk, doc, &stuck);
 	if (rv)
 		return rv == SH_EUNAVAIL && !stuck ? SH_ENOENT : rv;
@@ -803,7 +805,7 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 	if (m->local)
 		return SH_ENOENT;	/* only the blocks have these */
 	if (handed_unstored(b, m, pk))
-		return SH_ENOENT;	/* a new record with an id from .next-id */
+		return SH_ENOENT;	/* not a miss: see read_through */
 	atomic_fetch_add(&e->cache_misses, 1);
 	rv = read_through(e, b, m, pk, doc);
 	if (rv)

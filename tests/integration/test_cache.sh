@@ -101,11 +101,17 @@ check_eq "30 invalidates: every read after one returned is the new record, whole
 
 # --- a new record with an id from .next-id: no PostgreSQL at lookup -------------------------
 misses() { timeout 10 cat "$MNT/metrics" | awk '/^sharded_cache_misses_total/ { print $2 }'; }
+# PostgreSQL logs every statement from here on: a read of a Ticket row shows as one
+ticket_reads() { grep -c 'FROM "public"."Ticket"\|FROM "Ticket"\|FROM public."Ticket"' "$T/postgres.log" || true; }
+psql_q "ALTER SYSTEM SET log_statement = 'all'" >/dev/null
+psql_q "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
 tid=$(timeout 10 cat "$B/Ticket/.next-id")
-m0=$(misses)
+m0=$(misses) q0=$(ticket_reads)
 check "test -e of an id just handed out is false" test ! -e "$B/Ticket/$tid.json"
 check "a Ticket with it is written" bash -c "printf '{\"id\":$tid,\"title\":\"t\"}\n' >'$B/Ticket/$tid.json'"
 check_eq "neither asked PostgreSQL (cache_misses_total)" "$m0" "$(misses)"
+check_eq "no statement read a Ticket row (PostgreSQL's log)" "$q0" "$(ticket_reads)"
 check_eq "it reads back" "t" "$(timeout 10 jq -r .title "$B/Ticket/$tid.json")"
 check "the sync drains" wait_for 20 pending_is_zero
 check_eq "PostgreSQL has it" "t" "$(psql_q "SELECT title FROM \"Ticket\" WHERE id = $tid")"
@@ -113,6 +119,9 @@ psql_q "INSERT INTO \"Ticket\" (id, title) VALUES (900001, 'pg only')" >/dev/nul
 check_eq "a Ticket only in PostgreSQL reads through" "pg only" \
   "$(timeout 10 jq -r .title "$B/Ticket/900001.json" 2>&1)"
 check_eq "that one asked PostgreSQL" "$((m0 + 1))" "$(misses)"
+check "and PostgreSQL's log shows the read (the check above can fail)" test "$(ticket_reads)" -gt "$q0"
+psql_q "ALTER SYSTEM RESET log_statement" >/dev/null
+psql_q "SELECT pg_reload_conf()" >/dev/null
 echo 1 >"$B/invalidate"   # no loader rule: the block holds nothing after it
 check_eq "the Ticket written with a handed-out id reads through once the block dropped it" "t" \
   "$(timeout 10 jq -r .title "$B/Ticket/$tid.json" 2>&1)"
