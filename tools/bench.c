@@ -100,6 +100,9 @@ static void usage(FILE *f)
 		"  ls           mkdir of a block whose loader brings --ls-records rows of \"BenchBig\",\n"
 		"               then opendir+readdir+closedir of its BenchBig directory\n"
 		"  writers      --threads threads, one block each, writing at once; writes/s\n"
+		"  nextid       read the block's \"BenchTicket\"/.next-id and create that record\n"
+		"               vs a prepared INSERT ... RETURNING id (not in the default set:\n"
+		"               \"BenchTicket\", a bigserial key, must exist before the mount)\n"
 		"  drain-prep   (PostgreSQL up) create the --n records drain-queue rewrites\n"
 		"  drain-queue  (PostgreSQL stopped) queue --n writes in one block: updates after\n"
 		"               drain-prep, else new records (each reads through first)\n"
@@ -551,6 +554,78 @@ static void scen_write(int update)
 			t0 = now_us();
 		t = now_us();
 		pg_upsert(c, id, update ? "second" : "first");
+		if (i >= w)
+			st_add(&b, now_us() - t);
+	}
+	b.elapsed_us = now_us() - t0;
+	st_print(scen, "mount", &m);
+	st_print(scen, "libpq", &b);
+	result_pair(scen, &m, &b, 0.5);
+	st_free(&m);
+	st_free(&b);
+	PQfinish(c);
+}
+
+/* nextid: a new record whose id the block's .next-id hands out (read it, write the record),
+ * as README's "Ids" shows, vs a prepared INSERT ... RETURNING id taking it from the sequence.
+ * "BenchTicket" (bigserial key) must exist before the mount; the baseline inserts into a copy
+ * of it that shares its sequence. */
+static void scen_nextid(void)
+{
+	const char *scen = "nextid";
+	char block[160], path[4096], idpath[4096], doc[512], idtext[64];
+	struct stats m = { 0 }, b = { 0 };
+	long w = warmup(), i;
+	PGconn *c = pg_open();
+	double t, t0 = 0;
+
+	pg_cmd(c, "SET client_min_messages = warning");
+	pg_cmd(c, "CREATE TABLE IF NOT EXISTS \"BenchTicketPg\" (LIKE \"BenchTicket\" INCLUDING ALL)");
+	pg_prepare(c, "ins", "INSERT INTO \"BenchTicketPg\" (email, name) VALUES ($1, $2) "
+		   "RETURNING id", 2);
+	block_name(block, sizeof(block), scen);
+	ensure_block(block);
+	snprintf(idpath, sizeof(idpath), "%s/%s/BenchTicket/.next-id", opt_mount, block);
+	printf("== %s: read .next-id and create that record through the mount vs a prepared "
+	       "INSERT ... RETURNING id (n=%ld, warm-up %ld)\n", scen, opt_n, w);
+	for (i = 0; i < w + opt_n; i++) {
+		long long id;
+		int len;
+
+		if (i == w) {
+			reqs_begin();
+			t0 = now_us();
+		}
+		t = now_us();
+		if (mount_read(idpath, idtext, sizeof(idtext) - 1) <= 0)
+			die("read %s: %s", idpath, strerror(errno));
+		idtext[sizeof(idtext) - 1] = '\0';
+		id = strtoll(idtext, NULL, 10);
+		snprintf(path, sizeof(path), "%s/%s/BenchTicket/%lld.json", opt_mount, block, id);
+		len = make_doc(doc, sizeof(doc), id, "ticket");
+		if (mount_write(path, doc, (size_t)len) != 0)
+			die("write %s: %s", path, strerror(errno));
+		if (i >= w)
+			st_add(&m, now_us() - t);
+	}
+	m.elapsed_us = now_us() - t0;
+	reqs_end(scen, opt_n);
+	{
+		const char *bl[1] = { block };
+		settle(scen, bl, 1);
+	}
+	for (i = 0; i < w + opt_n; i++) {
+		const char *p[2] = { "t@example.com", "Bench ticket, a name long enough to make the "
+				     "document about 150 bytes" };
+		PGresult *r;
+
+		if (i == w)
+			t0 = now_us();
+		t = now_us();
+		r = PQexecPrepared(c, "ins", 2, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			die("insert: %s", PQerrorMessage(c));
+		PQclear(r);
 		if (i >= w)
 			st_add(&b, now_us() - t);
 	}
@@ -1377,7 +1452,8 @@ static int parse_long(const char *s, long min, long *out)
 
 static int known_scenario(const char *s)
 {
-	static const char *extra[] = { "drain-prep", "drain-queue", "drain-wait", "memory", NULL };
+	static const char *extra[] = { "drain-prep", "drain-queue", "drain-wait", "memory", "nextid",
+				       NULL };
 
 	for (int i = 0; all_scenarios[i]; i++)
 		if (strcmp(s, all_scenarios[i]) == 0)
@@ -1497,6 +1573,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(s, "update")) scen_write(1);
 		else if (!strcmp(s, "read")) scen_read(0);
 		else if (!strcmp(s, "readthrough")) scen_read(1);
+		else if (!strcmp(s, "nextid")) scen_nextid();
 		else if (!strcmp(s, "ls")) scen_ls();
 		else if (!strcmp(s, "writers")) scen_writers();
 		else if (!strcmp(s, "drain-prep")) scen_drain_prep();
