@@ -120,6 +120,12 @@ check_eq "a Ticket only in PostgreSQL reads through" "pg only" \
   "$(timeout 10 jq -r .title "$B/Ticket/900001.json" 2>&1)"
 check_eq "that one asked PostgreSQL" "$((m0 + 1))" "$(misses)"
 check "and PostgreSQL's log shows the read (the check above can fail)" test "$(ticket_reads)" -gt "$q0"
+# an id of our own: the lookup asks PostgreSQL, and the create it leads to does not again
+q1=$(ticket_reads)
+check "a Ticket with an id of our own is written" bash -c "printf '{\"id\":800001,\"title\":\"own\"}\n' >'$B/Ticket/800001.json'"
+check_eq "one statement read its row (the lookup's), not two" "$((q1 + 1))" "$(ticket_reads)"
+check "the sync drains" wait_for 20 pending_is_zero
+check_eq "PostgreSQL has it" "own" "$(psql_q "SELECT title FROM \"Ticket\" WHERE id = 800001")"
 psql_q "ALTER SYSTEM RESET log_statement" >/dev/null
 psql_q "SELECT pg_reload_conf()" >/dev/null
 echo 1 >"$B/invalidate"   # no loader rule: the block holds nothing after it
