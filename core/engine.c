@@ -32,6 +32,13 @@
 #define RETRY_READ_NS 1000000000LL	/* after a failure, read-through waits this long */
 #define IDS_RESERVE 100			/* ids reserved from a sequence at a time, per block */
 #define IDS_LOW (IDS_RESERVE / 2)	/* fewer left: reserve more while PostgreSQL answers */
+/* A read-through that found no row counts for the write that follows it (the
+ * lookup of a new file, then its create) if that comes within ABSENT_NS: the
+ * create's own check would be a second round trip. A row inserted elsewhere
+ * in between makes the create a dead letter, as one inserted after the check
+ * does (docs/guarantees.md, "Creates"). */
+#define ABSENT_SLOTS 64
+#define ABSENT_NS (1000LL * 1000 * 1000)
 
 /* Requests inside a read-through at once (on a connection or waiting for
  * one). Beyond it a read fails at once with EAGAIN: requests waiting on
@@ -74,6 +81,16 @@ struct engine {
 	bool ids_strict;	/* -o ids=strict: new keys of sequence-keyed models come from .next-id */
 	enum engine_capture capture_mode;
 	struct capture *capture;	/* NULL: capture=off, or not started */
+	struct {
+		pthread_mutex_t lock;
+		struct absent {
+			int64_t at_ns;	/* 0: free */
+			const struct block *b;
+			const struct model *m;
+			char *pk;
+		} slot[ABSENT_SLOTS];
+		unsigned next;
+	} absent;		/* rows PostgreSQL just said it does not have */
 };
 
 static const char *const ctl_names[CTL_NEXT_ID + 1] = {
@@ -476,6 +493,7 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 		return SH_ENOMEM;
 	for (int i = 0; i < READERS; i++)
 		pthread_mutex_init(&e->readers[i].lock, NULL);
+	pthread_mutex_init(&e->absent.lock, NULL);
 	e->pg_conninfo = dup_or_env(cfg->pg, "DATABASE_URL", "");
 	e->redis_url = dup_or_env(cfg->redis, "REDIS_URL", "");
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
@@ -580,6 +598,9 @@ void engine_close(struct engine *e)
 		pg_close(e->readers[i].pg);
 		pthread_mutex_destroy(&e->readers[i].lock);
 	}
+	for (int i = 0; i < ABSENT_SLOTS; i++)
+		free(e->absent.slot[i].pk);
+	pthread_mutex_destroy(&e->absent.lock);
 	catalog_free(e->cat);
 	loaders_free(e->loaders);
 	free(e->pg_conninfo);
@@ -768,6 +789,57 @@ static enum sh_err fetch_row(struct engine *e, struct block *b, const struct mod
 	return rv;
 }
 
+/* pk is an id this block's .next-id handed out and no record with it was
+ * stored since: the sequence gave it to us alone, so no row has it. */
+static bool handed_unstored(struct block *b, const struct model *m, const char *pk)
+{
+	char *end = NULL;
+	long long id;
+
+	if (!m->seq)
+		return false;
+	errno = 0;
+	id = strtoll(pk, &end, 10);
+	return errno == 0 && end && end != pk && !*end && store_ids_unstored(b->store, m->name, id);
+}
+
+/* PostgreSQL just said it has no row pk: remember it for the create that may follow. */
+static void absent_note(struct engine *e, const struct block *b, const struct model *m,
+			const char *pk)
+{
+	char *copy = strdup(pk);
+	struct absent *a;
+
+	if (!copy)
+		return;
+	pthread_mutex_lock(&e->absent.lock);
+	a = &e->absent.slot[e->absent.next++ % ABSENT_SLOTS];
+	free(a->pk);
+	*a = (struct absent){ clock_wall_ns(), b, m, copy };
+	pthread_mutex_unlock(&e->absent.lock);
+}
+
+/* Did PostgreSQL say, within ABSENT_NS, that it has no row pk? Each answer counts once. */
+static bool absent_take(struct engine *e, const struct block *b, const struct model *m,
+			const char *pk)
+{
+	int64_t now = clock_wall_ns();
+	bool found = false;
+
+	pthread_mutex_lock(&e->absent.lock);
+	for (int i = 0; i < ABSENT_SLOTS && !found; i++) {
+		struct absent *a = &e->absent.slot[i];
+
+		if (a->at_ns && a->b == b && a->m == m && strcmp(a->pk, pk) == 0) {
+			found = now - a->at_ns < ABSENT_NS;
+			free(a->pk);
+			*a = (struct absent){ 0 };
+		}
+	}
+	pthread_mutex_unlock(&e->absent.lock);
+	return found;
+}
+
 /* Read the row from PostgreSQL and keep it in the block. A server that
  * refuses connections makes the record read as absent; one that does not
  * answer in time makes it SH_EUNAVAIL (EAGAIN): it may well exist. */
@@ -779,7 +851,11 @@ static enum sh_err read_through(struct engine *e, struct block *b, const struct 
 
 	if (store_has_pending(b->store, m->name, pk))
 		return SH_ENOENT;	/* deleted here, not yet in PostgreSQL */
+	if (handed_unstored(b, m, pk))
+		return SH_ENOENT;	/* a new record with an id from .next-id */
 	rv = fetch_row(e, b, m, pk, doc, &stuck);
+	if (rv == SH_ENOENT)
+		absent_note(e, b, m, pk);
 	if (rv)
 		return rv == SH_EUNAVAIL && !stuck ? SH_ENOENT : rv;
 	rv = store_cache(b->store, m->name, pk, *doc);
@@ -816,6 +892,8 @@ enum sh_err engine_get(struct engine *e, struct block *b, const struct model *m,
 	}
 	if (m->local)
 		return SH_ENOENT;	/* only the blocks have these */
+	if (handed_unstored(b, m, pk))
+		return SH_ENOENT;	/* not a miss: see read_through */
 	atomic_fetch_add(&e->cache_misses, 1);
 	rv = read_through(e, b, m, pk, doc);
 	if (rv)
@@ -896,7 +974,8 @@ static bool hold_record(struct engine *e, struct block *b, const struct model *m
 	char *doc = NULL;
 	enum sh_err rv = store_get(b->store, m->name, pk, &doc, NULL);
 
-	if (rv == SH_ENOENT && !m->local && read_through(e, b, m, pk, &doc) == SH_OK)
+	if (rv == SH_ENOENT && !m->local && !absent_take(e, b, m, pk) &&
+	    read_through(e, b, m, pk, &doc) == SH_OK)
 		rv = store_get(b->store, m->name, pk, &doc, NULL);
 	free(doc);
 	return rv == SH_OK;

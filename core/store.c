@@ -285,6 +285,48 @@ static enum sh_err migrate(struct store *st)
 	return err;
 }
 
+/* An id handed out by .next-id is 1 in ids.handed until a record with that
+ * key is first stored here, then 2 (a trigger, in the transaction that
+ * stores it): a lookup of a key still at 1 needs no PostgreSQL, no row can
+ * have it. A file from before the trigger cannot tell, so its ids count as
+ * stored. */
+static const char ids_trigger_sql[] =
+	"CREATE TRIGGER IF NOT EXISTS ids_stored AFTER INSERT ON records BEGIN"
+	" UPDATE ids SET handed = 2 WHERE handed = 1 AND model = NEW.model AND id = NEW.pk;"
+	" END;";
+
+static bool has_ids_trigger(struct store *st)
+{
+	sqlite3_stmt *s = prep(st, "SELECT 1 FROM sqlite_master WHERE type = 'trigger' "
+				   "AND name = 'ids_stored'");
+	bool has = false;
+
+	if (s) {
+		has = sqlite3_step(s) == SQLITE_ROW;
+		release(st, s);
+	}
+	return has;
+}
+
+static enum sh_err migrate_ids(struct store *st)
+{
+	enum sh_err err;
+
+	if (has_ids_trigger(st))
+		return SH_OK;
+	err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err && !has_ids_trigger(st)) {
+		err = exec_sql(st, "UPDATE ids SET handed = 2 WHERE handed = 1");
+		if (!err)
+			err = exec_sql(st, ids_trigger_sql);
+	}
+	if (!err)
+		err = exec_sql(st, "COMMIT");
+	if (err)
+		exec_sql(st, "ROLLBACK");
+	return err;
+}
+
 /* A daemon holds thousands of block connections: none gets SQLite's bulk
  * page-cache allocation up front (~80 KiB each), and each caches few pages. */
 static void sqlite_setup(void)
@@ -307,6 +349,8 @@ static enum sh_err configure(struct store *st, bool fresh)
 		err = exec_sql(st, schema_sql);
 	if (!err && fresh)
 		err = migrate(st);
+	if (!err && fresh)
+		err = migrate_ids(st);
 	if (!err && fresh)
 		err = init_new(st);
 	return err;
@@ -1695,7 +1739,7 @@ bool store_ids_handed(struct store *st, const char *model, int64_t id)
 
 	if (lock_open(st) != SH_OK)
 		return false;
-	s = prep(st, "SELECT 1 FROM ids WHERE model = ?1 AND id = ?2 AND handed = 1");
+	s = prep(st, "SELECT 1 FROM ids WHERE model = ?1 AND id = ?2 AND handed >= 1");
 	if (s) {
 		bind_text(s, 1, model);
 		sqlite3_bind_int64(s, 2, id);
@@ -1704,4 +1748,22 @@ bool store_ids_handed(struct store *st, const char *model, int64_t id)
 	}
 	pthread_mutex_unlock(&st->lock);
 	return handed;
+}
+
+bool store_ids_unstored(struct store *st, const char *model, int64_t id)
+{
+	sqlite3_stmt *s;
+	bool unstored = false;
+
+	if (lock_open(st) != SH_OK)
+		return false;
+	s = prep(st, "SELECT 1 FROM ids WHERE model = ?1 AND id = ?2 AND handed = 1");
+	if (s) {
+		bind_text(s, 1, model);
+		sqlite3_bind_int64(s, 2, id);
+		unstored = sqlite3_step(s) == SQLITE_ROW;
+		release(st, s);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return unstored;
 }

@@ -163,6 +163,9 @@ enum sh_err store_ids_add(struct store *st, const char *model, const int64_t *id
 /* Hand out the lowest reserved id; *left: how many remain. SH_ENOENT: none. */
 enum sh_err store_ids_take(struct store *st, const char *model, int64_t *id, int64_t *left);
 bool store_ids_handed(struct store *st, const char *model, int64_t id);
+/* id was handed out and no record with that key was ever stored in this file
+ * since: PostgreSQL cannot have its row (it comes from our reservation). */
+bool store_ids_unstored(struct store *st, const char *model, int64_t id);
 
 /* store_refresh for each applied upsert of a batch (op->returned set, not
  * dead), in one transaction; changed[i] tells whether record i now reads

@@ -9,6 +9,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "engine.h"
 #include "nodes.h"
@@ -16,6 +17,15 @@
 #include "wbuf.h"
 
 struct notifier;
+struct kcache;
+
+/* FUSE requests counted by opcode, shown in the metrics file: what an
+ * operation costs in kernel round trips, whatever the machine. */
+enum fs_op {
+	FS_OP_LOOKUP, FS_OP_FORGET, FS_OP_GETATTR, FS_OP_SETATTR, FS_OP_OPEN, FS_OP_CREATE,
+	FS_OP_READ, FS_OP_WRITE, FS_OP_FLUSH, FS_OP_RELEASE, FS_OP_FSYNC, FS_OP_OPENDIR,
+	FS_OP_READDIR, FS_OP_RELEASEDIR, FS_OP_OTHER, FS_OP_COUNT
+};
 
 /* Every open file and directory, so that what the kernel never released
  * (it sends no release after an unmount) is freed at exit. */
@@ -32,6 +42,8 @@ struct fs {
 	struct nodes *nodes;
 	struct fuse_session *se;
 	struct notifier *notifier;
+	struct kcache *kcache;	/* what the kernel may cache of records (kcache.h) */
+	_Atomic unsigned long long requests[FS_OP_COUNT];
 	double entry_timeout;
 	double attr_timeout;
 	size_t max_doc;

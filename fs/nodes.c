@@ -243,9 +243,10 @@ uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name)
 	return ino;
 }
 
-void nodes_forget(struct nodes *t, uint64_t ino, uint64_t count)
+bool nodes_forget(struct nodes *t, uint64_t ino, uint64_t count)
 {
 	struct node *n;
+	bool gone = false;
 
 	pthread_mutex_lock(&t->lock);
 	n = find_ino(t, ino);
@@ -257,9 +258,11 @@ void nodes_forget(struct nodes *t, uint64_t ino, uint64_t count)
 			unlink_ino(t, n);
 			node_free(n);
 			t->count--;
+			gone = true;
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
+	return gone;
 }
 
 void nodes_unlink(struct nodes *t, uint64_t parent, const char *name)

@@ -13,6 +13,7 @@
 #ifndef SHARDED_NODES_H
 #define SHARDED_NODES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,8 +62,8 @@ enum sh_err nodes_lookup(struct nodes *t, uint64_t parent, const char *name,
 /* The inode of child name of parent, or 0 when not in the table. */
 uint64_t nodes_find(struct nodes *t, uint64_t parent, const char *name);
 
-/* The kernel dropped n lookups of ino. */
-void nodes_forget(struct nodes *t, uint64_t ino, uint64_t n);
+/* The kernel dropped n lookups of ino; true when that was its last. */
+bool nodes_forget(struct nodes *t, uint64_t ino, uint64_t n);
 
 /* Rename: the node at (parent, name) now answers to (newparent, newname) as
  * proto says (a scratch file renamed onto a record becomes that record). A

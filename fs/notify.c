@@ -4,7 +4,10 @@
  * request for a related inode, so changes reported by the engine (sync
  * refresh, invalidate) are queued here and sent from this thread alone.
  * Order: FIFO; a full queue drops the oldest entry with a warning (the
- * attribute timeout still bounds staleness).
+ * attribute timeout still bounds staleness). Each record inode's queued
+ * invalidation is known to kcache.h from the moment it is queued (before the
+ * change is acknowledged) until the kernel has it: meanwhile its readers
+ * bypass the page cache.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "kcache.h"
 
 #define QUEUE_MAX 4096
 
@@ -37,10 +41,13 @@ static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *
 
 	pthread_mutex_lock(&n->lock);
 	if (n->len == QUEUE_MAX) {
+		kcache_inval_done(n->fs->kcache, n->queue[n->head].ino, false);
 		n->head = (n->head + 1) % QUEUE_MAX;
 		n->len--;
 		sh_log(LOG_WARNING, "kernel invalidation queue full, dropping the oldest entry");
 	}
+	if (ino)
+		kcache_inval_queued(n->fs->kcache, ino);
 	v = &n->queue[(n->head + n->len) % QUEUE_MAX];
 	v->ino = ino;
 	v->parent = parent;
@@ -74,6 +81,8 @@ static void *notifier_main(void *arg)
 		n->len--;
 		pthread_mutex_unlock(&n->lock);
 		send_one(n->fs, &v);
+		if (v.ino)
+			kcache_inval_done(n->fs->kcache, v.ino, true);
 		pthread_mutex_lock(&n->lock);
 	}
 	pthread_mutex_unlock(&n->lock);

@@ -16,10 +16,14 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "kcache.h"
 #include "scratch.h"
 #include "wbuf.h"
 
 #define UNKNOWN_INO 0xffffffffULL
+/* How long a writer waits for the readers of a record using the page cache
+ * to close it (kcache.h): cat-like readers take microseconds. */
+#define WRITER_WAIT_MS 2000
 
 /* One open file. */
 struct handle {
@@ -35,11 +39,18 @@ struct handle {
 				 * nothing is stored, close() fails with it (logged once) */
 	struct wbudget *budget;	/* record: what charged was taken from */
 	size_t charged;		/* record: bytes of buf counted in the budget */
+	int kc_reader;		/* record: a cached open (kcache.h) */
+	int kc_writer;		/* record: an open that may write, counted in kcache */
 };
 
 static struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+static void count(fuse_req_t req, enum fs_op op)
+{
+	atomic_fetch_add_explicit(&fs_of(req)->requests[op], 1, memory_order_relaxed);
 }
 
 void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f))
@@ -114,7 +125,7 @@ static enum sh_err with_block(struct fs *fs, const char *id, struct block **b)
 /* local: from the block alone (a record someone has open was looked up, and
  * so read through, already) */
 static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool local,
-			       struct stat *st)
+			       struct stat *st, uint64_t *fp)
 {
 	struct block *b;
 	char *doc = NULL;
@@ -134,7 +145,53 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 	st->st_size = (off_t)strlen(doc) + 1;
 	st->st_blocks = (st->st_size + 511) / 512;
 	set_time(st, mtime);
+	if (fp) {	/* of what a read returns: the document and its newline */
+		doc[st->st_size - 1] = '\n';
+		*fp = kcache_fp(doc, (size_t)st->st_size);
+	}
 	free(doc);
+	return SH_OK;
+}
+
+static const char *const op_names[FS_OP_COUNT] = {
+	[FS_OP_LOOKUP] = "lookup", [FS_OP_FORGET] = "forget", [FS_OP_GETATTR] = "getattr",
+	[FS_OP_SETATTR] = "setattr", [FS_OP_OPEN] = "open", [FS_OP_CREATE] = "create",
+	[FS_OP_READ] = "read", [FS_OP_WRITE] = "write", [FS_OP_FLUSH] = "flush",
+	[FS_OP_RELEASE] = "release", [FS_OP_FSYNC] = "fsync", [FS_OP_OPENDIR] = "opendir",
+	[FS_OP_READDIR] = "readdir", [FS_OP_RELEASEDIR] = "releasedir", [FS_OP_OTHER] = "other",
+};
+
+/* The engine's metrics and then the FUSE requests by opcode. */
+static enum sh_err metrics_with_requests(struct fs *fs, char **text)
+{
+	char part[FS_OP_COUNT * 64 + 1024], *all;
+	unsigned long long opens[KCACHE_OPEN_KINDS];
+	size_t n = 0;
+	enum sh_err err = engine_ctl_read(fs->engine, NULL, CTL_METRICS, text);
+
+	if (err)
+		return err;
+	n += (size_t)snprintf(part, sizeof(part), "# HELP sharded_fuse_requests_total Kernel "
+			      "requests answered, by opcode.\n"
+			      "# TYPE sharded_fuse_requests_total counter\n");
+	for (int i = 0; i < FS_OP_COUNT && n < sizeof(part); i++)
+		n += (size_t)snprintf(part + n, sizeof(part) - n,
+				      "sharded_fuse_requests_total{op=\"%s\"} %llu\n", op_names[i],
+				      atomic_load(&fs->requests[i]));
+	kcache_counts(fs->kcache, opens);
+	if (n < sizeof(part))
+		snprintf(part + n, sizeof(part) - n,
+			 "# HELP sharded_record_read_opens_total Read-only opens of records, by whether "
+			 "the kernel's page cache served them (kept: its pages too).\n"
+			 "# TYPE sharded_record_read_opens_total counter\n"
+			 "sharded_record_read_opens_total{cache=\"kept\"} %llu\n"
+			 "sharded_record_read_opens_total{cache=\"filled\"} %llu\n"
+			 "sharded_record_read_opens_total{cache=\"bypassed\"} %llu\n",
+			 opens[KCACHE_KEPT], opens[KCACHE_FILLED], opens[KCACHE_DIRECT]);
+	if (asprintf(&all, "%s%s", *text, part) < 0)
+		return SH_ENOMEM;
+	free(*text);
+	*text = all;
 	return SH_OK;
 }
 
@@ -142,8 +199,11 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 static enum sh_err ctl_text(struct fs *fs, const struct node_ref *r, char **text)
 {
 	struct block *b = NULL;
-	enum sh_err err = r->ctl == CTL_METRICS ? SH_OK : with_block(fs, r->block, &b);
+	enum sh_err err;
 
+	if (r->ctl == CTL_METRICS)
+		return metrics_with_requests(fs, text);
+	err = with_block(fs, r->block, &b);
 	if (err)
 		return err;
 	if (r->ctl == CTL_NEXT_ID)
@@ -173,10 +233,13 @@ static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat
 	return SH_OK;
 }
 
-static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct stat *st)
+static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct stat *st,
+			     uint64_t *fp)
 {
 	struct block *b;
 
+	if (fp)
+		*fp = 0;
 	switch (r->kind) {
 	case NODE_ROOT:
 		fill_common(fs, st, r->ino, S_IFDIR, 0777);
@@ -193,7 +256,7 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 	case NODE_CTL:
 		return ctl_attr(fs, r, st);
 	case NODE_RECORD:
-		return record_attr(fs, r, false, st);
+		return record_attr(fs, r, false, st, fp);
 	case NODE_SCRATCH:
 		return sops_stat(fs, r, st);
 	}
@@ -203,6 +266,17 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 static double attr_timeout(struct fs *fs, const struct node_ref *r)
 {
 	return r->kind == NODE_CTL || r->kind == NODE_SCRATCH ? 0.0 : fs->attr_timeout;
+}
+
+/* A record's attributes as the kernel may keep them (kcache.h): the size a
+ * cached open needs, and no timeout when they may not be kept. */
+static double record_attr_timeout(struct fs *fs, uint64_t ino, uint64_t fp, struct stat *st)
+{
+	bool cacheable;
+
+	st->st_size = (off_t)kcache_attr(fs->kcache, ino, fp, (size_t)st->st_size, &cacheable);
+	st->st_blocks = (st->st_size + 511) / 512;
+	return cacheable ? fs->attr_timeout : 0.0;
 }
 
 /* ---- lookup -------------------------------------------------------------- */
@@ -261,7 +335,7 @@ static enum sh_err resolve(struct fs *fs, const struct node_ref *parent, const c
 }
 
 static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_ref *ref,
-			const struct stat *st)
+			const struct stat *st, uint64_t fp)
 {
 	struct fuse_entry_param e;
 
@@ -269,7 +343,8 @@ static void reply_entry(fuse_req_t req, struct fs *fs, const struct node_ref *re
 	e.ino = ref->ino;
 	e.attr = *st;
 	e.attr.st_ino = ref->ino;
-	e.attr_timeout = attr_timeout(fs, ref);
+	e.attr_timeout = ref->kind == NODE_RECORD ? record_attr_timeout(fs, ref->ino, fp, &e.attr)
+						  : attr_timeout(fs, ref);
 	e.entry_timeout = fs->entry_timeout;
 	fuse_reply_entry(req, &e);
 }
@@ -280,19 +355,21 @@ static void enter(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *
 {
 	struct node_ref ref;
 	struct stat st;
+	uint64_t fp;
 	enum sh_err err;
 
-	err = node_attr(fs, proto, &st);
+	err = node_attr(fs, proto, &st, &fp);
 	if (!err)
 		err = nodes_lookup(fs->nodes, parent, name, proto, &ref);
 	if (err)
 		reply_err(req, err);
 	else
-		reply_entry(req, fs, &ref, &st);
+		reply_entry(req, fs, &ref, &st, fp);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	count(req, FS_OP_LOOKUP);
 	struct fs *fs = fs_of(req);
 	struct node_ref p, proto;
 	enum sh_err err = nodes_get(fs->nodes, parent, &p);
@@ -307,16 +384,24 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	enter(req, fs, parent, name, &proto);
 }
 
+static void forget_one(struct fs *fs, uint64_t ino, uint64_t nlookup)
+{
+	if (nodes_forget(fs->nodes, ino, nlookup))
+		kcache_forget(fs->kcache, ino);
+}
+
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	nodes_forget(fs_of(req)->nodes, ino, nlookup);
+	count(req, FS_OP_FORGET);
+	forget_one(fs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
-static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+static void op_forget_multi(fuse_req_t req, size_t n, struct fuse_forget_data *forgets)
 {
-	for (size_t i = 0; i < count; i++)
-		nodes_forget(fs_of(req)->nodes, forgets[i].ino, forgets[i].nlookup);
+	count(req, FS_OP_FORGET);
+	for (size_t i = 0; i < n; i++)
+		forget_one(fs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -343,13 +428,15 @@ static bool written_size(struct fs *fs, uint64_t ino, off_t *size)
 	return found;
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void getattr_reply(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct node_ref r;
 	struct stat st;
+	uint64_t fp = 0;
 	enum sh_err err;
 	off_t size;
+	double timeout;
 
 	(void)fi;	/* the kernel rarely sends it: look for writers by inode instead */
 	err = nodes_get(fs->nodes, ino, &r);
@@ -358,12 +445,15 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	if (r.kind == NODE_RECORD && written_size(fs, ino, &size))
-		err = record_attr(fs, &r, true, &st);
+		err = record_attr(fs, &r, true, &st, &fp);
 	else
-		err = node_attr(fs, &r, &st);
+		err = node_attr(fs, &r, &st, &fp);
+	timeout = err ? 0.0 : r.kind == NODE_RECORD ? record_attr_timeout(fs, ino, fp, &st)
+						    : attr_timeout(fs, &r);
 	if (err == SH_ENOENT && r.kind == NODE_RECORD && written_size(fs, ino, &size)) {
-		/* a record being created shows what was written so far; an existing
-		 * one keeps its stored size until the writer's close() replaces it */
+		/* a record being created shows what was written so far, for no
+		 * time: close() stores the document merged, maybe of another size;
+		 * an existing one keeps its stored size until close() replaces it */
 		fill_common(fs, &st, ino, S_IFREG, 0666);
 		st.st_size = size;
 		err = SH_OK;
@@ -371,7 +461,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (err)
 		reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, &r));
+		fuse_reply_attr(req, &st, timeout);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	count(req, FS_OP_GETATTR);
+	getattr_reply(req, ino, fi);
 }
 
 /* ---- directories --------------------------------------------------------- */
@@ -505,6 +601,7 @@ static enum sh_err list_dir(struct fs *fs, const struct node_ref *r, struct list
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count(req, FS_OP_OPENDIR);
 	struct fs *fs = fs_of(req);
 	struct listing *l = calloc(1, sizeof(*l));
 	struct node_ref r;
@@ -535,6 +632,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	count(req, FS_OP_READDIR);
 	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
 	size_t start = (size_t)off, lo = 0, hi, end;
 
@@ -562,6 +660,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count(req, FS_OP_RELEASEDIR);
 	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
 
 	(void)ino;
@@ -572,6 +671,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	count(req, FS_OP_OTHER);
 	struct fs *fs = fs_of(req);
 	struct node_ref p, proto;
 	enum sh_err err;
@@ -594,6 +694,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	count(req, FS_OP_OTHER);
 	struct fs *fs = fs_of(req);
 	struct node_ref p;
 	enum sh_err err = nodes_get(fs->nodes, parent, &p);	/* p is unset when it fails */
@@ -634,6 +735,25 @@ static void handle_uncharge(struct handle *h)
 	if (h->budget && h->charged)
 		wbudget_give(h->budget, h->charged);
 	h->charged = 0;
+}
+
+/* Count a writer of r, after the readers using the page cache are gone. */
+static void writer_wait(struct fs *fs, const struct node_ref *r)
+{
+	if (!kcache_open_write(fs->kcache, r->ino, WRITER_WAIT_MS))
+		sh_log(LOG_WARNING, "block '%s': %s %s is still open for reading after %d ms; "
+		       "writing it anyway (that reader may read it cut short)", r->block,
+		       r->model->name, r->pk, WRITER_WAIT_MS);
+}
+
+/* The open is over for kcache (release, or a failed open). */
+static void handle_kc_close(struct fs *fs, struct handle *h)
+{
+	if (h->kc_reader)
+		kcache_close_read(fs->kcache, h->ref.ino);
+	if (h->kc_writer)
+		kcache_close_write(fs->kcache, h->ref.ino);
+	h->kc_reader = h->kc_writer = 0;
 }
 
 static void handle_free(struct handle *h)
@@ -721,6 +841,7 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count(req, FS_OP_OPEN);
 	struct fs *fs = fs_of(req);
 	struct node_ref r;
 	struct handle *h;
@@ -748,23 +869,36 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, SH_ENOMEM);
 		return;
 	}
+	if (r.kind == NODE_RECORD && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))) {
+		writer_wait(fs, &r);	/* before the snapshot: see kcache.h */
+		h->kc_writer = 1;
+	}
 	if (r.kind == NODE_RECORD && (fi->flags & O_TRUNC))
 		h->dirty = h->sequential = 1;	/* empty unless something is written */
 	else
 		err = load_content(fs, h);
 	if (err) {
+		handle_kc_close(fs, h);
 		handle_free(h);
 		reply_err(req, err);
 		return;
 	}
 	fs_open_track(fs, &h->of, handle_release);
 	fi->fh = (uintptr_t)h;
-	/* Control files change size; a record being written by one program must
-	 * not be cut to that writer's length for another (the kernel's page cache
-	 * and size are shared by every open, and a writer's O_TRUNC sets the size
-	 * to zero for all): both bypass the page cache. docs/benchmarks.md has
-	 * what this costs a cached read. */
+	/* Control files change size, and a record being written by one program
+	 * must not be cut to that writer's length for another (the kernel's page
+	 * cache and size are shared by every open, and a writer's O_TRUNC sets the
+	 * size to zero for all): they bypass the page cache. A reader uses it
+	 * when kcache.h says the kernel's pages and size fit its snapshot. */
 	fi->direct_io = 1;
+	if (r.kind == NODE_RECORD && !h->kc_writer) {
+		bool keep;
+
+		h->kc_reader = kcache_open_read(fs->kcache, ino, kcache_fp(h->buf, h->len), h->len,
+						&keep);
+		fi->direct_io = !h->kc_reader;
+		fi->keep_cache = h->kc_reader && keep;
+	}
 	/* nothing to commit for a reader: the kernel then skips FLUSH at close */
 	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	fuse_reply_open(req, fi);
@@ -773,6 +907,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
+	count(req, FS_OP_CREATE);
 	struct fs *fs = fs_of(req);
 	struct node_ref p = { .kind = NODE_ROOT }, proto, ref;
 	struct fuse_entry_param e;
@@ -813,6 +948,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	h->dirty = h->sequential = 1;
+	kcache_open_write(fs->kcache, ref.ino, 0);	/* a new inode: nobody reads it */
+	h->kc_writer = 1;
 	memset(&e, 0, sizeof(e));
 	fill_common(fs, &e.attr, ref.ino, S_IFREG, 0666);
 	set_time(&e.attr, clock_wall_ns());
@@ -827,6 +964,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	count(req, FS_OP_READ);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
@@ -910,6 +1048,7 @@ static enum sh_err record_write(struct fs *fs, struct handle *h, const char *buf
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
+	count(req, FS_OP_WRITE);
 	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	enum sh_err rc;
@@ -950,6 +1089,8 @@ static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
 		engine_block_put(b);
 	}
+	if (!err)
+		kcache_written(fs->kcache, h->ref.ino, h->sequential, h->len);
 	/* The kernel's idea of the size came from the writer, but it marked size
 	 * and mtime stale itself at every write and O_TRUNC open, so the next
 	 * stat asks; dropping all attributes here would also cost the next open
@@ -976,12 +1117,14 @@ static void commit_request(fuse_req_t req, struct fuse_file_info *fi)
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count(req, FS_OP_FLUSH);
 	(void)ino;
 	commit_request(req, fi);
 }
 
 static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	count(req, FS_OP_RELEASE);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
@@ -992,6 +1135,7 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	pthread_mutex_lock(&h->lock);
 	handle_commit(fs_of(req), h);	/* no flush came (e.g. the writer was killed) */
 	pthread_mutex_unlock(&h->lock);
+	handle_kc_close(fs_of(req), h);
 	fs_open_untrack(fs_of(req), &h->of);
 	handle_free(h);
 	reply_err(req, SH_OK);
@@ -999,6 +1143,7 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+	count(req, FS_OP_FSYNC);
 	(void)ino;
 	(void)datasync;
 	commit_request(req, fi);
@@ -1030,11 +1175,14 @@ static enum sh_err truncate_record(struct fs *fs, const struct node_ref *r, off_
 
 	if (!h)
 		return SH_ENOMEM;
+	writer_wait(fs, r);	/* the kernel sets the size to our answer */
+	h->kc_writer = 1;
 	err = load_content(fs, h);
 	if (!err)
 		err = resize_handle(fs, h, size);
 	if (!err)
 		err = handle_commit(fs, h);
+	handle_kc_close(fs, h);
 	handle_free(h);
 	return err;
 }
@@ -1048,7 +1196,7 @@ static bool same_owner_and_mode(struct fs *fs, const struct node_ref *r, const s
 
 	if (!(to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
 		return true;
-	if (node_attr(fs, r, &st) != SH_OK)
+	if (node_attr(fs, r, &st, NULL) != SH_OK)
 		fill_common(fs, &st, r->ino, S_IFREG, 0666);	/* being created */
 	return (!(to_set & FUSE_SET_ATTR_MODE) || (attr->st_mode & 07777) == (st.st_mode & 07777)) &&
 	       (!(to_set & FUSE_SET_ATTR_UID) || attr->st_uid == st.st_uid) &&
@@ -1058,6 +1206,7 @@ static bool same_owner_and_mode(struct fs *fs, const struct node_ref *r, const s
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
+	count(req, FS_OP_SETATTR);
 	struct fs *fs = fs_of(req);
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct node_ref r;
@@ -1085,7 +1234,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	/* times are the record's own: accepted and ignored */
-	op_getattr(req, ino, fi);
+	getattr_reply(req, ino, fi);
 }
 
 /* `rm -r` inside a block (caller.c): a record's unlink drops the block's copy
@@ -1111,6 +1260,7 @@ static enum sh_err recursive_unlink(struct fs *fs, const struct node_ref *p,
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	count(req, FS_OP_OTHER);
 	struct fs *fs = fs_of(req);
 	struct node_ref p, proto;
 	struct block *b;
@@ -1213,7 +1363,7 @@ static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
 		dst.kind = NODE_SCRATCH;	/* a new scratch name */
 	else if (dst.kind == NODE_CTL)
 		return SH_EPERM;	/* .next-id */
-	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }) == SH_OK)
+	if ((flags & RENAME_NOREPLACE) && node_attr(fs, &dst, &(struct stat){ 0 }, NULL) == SH_OK)
 		return SH_EEXIST;
 	rc = engine_record_key(fs->engine, p.block, p.model, newname, dst.pk, sizeof(dst.pk), why,
 			       sizeof(why));
@@ -1238,30 +1388,35 @@ static enum sh_err do_rename(struct fs *fs, fuse_ino_t parent, const char *name,
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
+	count(req, FS_OP_OTHER);
 	reply_err(req, do_rename(fs_of(req), parent, name, newparent, newname, flags));
 }
 
 /* Hard links, symbolic links and device nodes have no meaning here. */
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+	count(req, FS_OP_OTHER);
 	(void)ino, (void)newparent, (void)newname;
 	reply_err(req, SH_EPERM);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
+	count(req, FS_OP_OTHER);
 	(void)link, (void)parent, (void)name;
 	reply_err(req, SH_EPERM);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
+	count(req, FS_OP_OTHER);
 	(void)parent, (void)name, (void)mode, (void)rdev;
 	reply_err(req, SH_EPERM);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	count(req, FS_OP_OTHER);
 	struct statvfs st;
 
 	(void)ino;

@@ -100,6 +100,9 @@ static void usage(FILE *f)
 		"  ls           mkdir of a block whose loader brings --ls-records rows of \"BenchBig\",\n"
 		"               then opendir+readdir+closedir of its BenchBig directory\n"
 		"  writers      --threads threads, one block each, writing at once; writes/s\n"
+		"  nextid       read the block's \"BenchTicket\"/.next-id and create that record\n"
+		"               vs a prepared INSERT ... RETURNING id (not in the default set:\n"
+		"               \"BenchTicket\", a bigserial key, must exist before the mount)\n"
 		"  drain-prep   (PostgreSQL up) create the --n records drain-queue rewrites\n"
 		"  drain-queue  (PostgreSQL stopped) queue --n writes in one block: updates after\n"
 		"               drain-prep, else new records (each reads through first)\n"
@@ -310,6 +313,76 @@ static const char *rname(const char *scen)
 	return result_name;
 }
 
+/* ---- FUSE requests, from the mount's metrics file ----------------------------------------- */
+
+#define REQ_OPS 24
+
+struct reqs {
+	char op[REQ_OPS][24];
+	double n[REQ_OPS];
+	int count;
+};
+
+/* The counters of sharded_fuse_requests_total{op="..."}; count 0 if the mount has none. */
+static void reqs_read(struct reqs *r)
+{
+	char path[4096], line[512];
+	FILE *f;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(path, sizeof(path), "%s/metrics", opt_mount);
+	if (!(f = fopen(path, "r")))
+		return;
+	while (fgets(line, sizeof(line), f) && r->count < REQ_OPS) {
+		char op[24];
+		double n;
+
+		if (sscanf(line, "sharded_fuse_requests_total{op=\"%23[a-z_]\"} %lf", op, &n) == 2) {
+			snprintf(r->op[r->count], sizeof(r->op[0]), "%s", op);
+			r->n[r->count++] = n;
+		}
+	}
+	fclose(f);
+}
+
+/* Requests around a timed loop: [0] and [1] back to back (what a look at the metrics file
+ * costs), [2] before the loop, [3] after it. */
+static struct reqs req_snap[4];
+static char req_kv[64];
+
+static void reqs_begin(void)
+{
+	reqs_read(&req_snap[0]);
+	reqs_read(&req_snap[1]);
+	reqs_read(&req_snap[2]);
+}
+
+/* Per operation over n operations: a comment line by opcode, and req_kv for the RESULT line. */
+static void reqs_end(const char *scen, long n)
+{
+	struct reqs *r = req_snap;
+	char by_op[512] = "";
+	size_t len = 0;
+	double total = 0;
+
+	reqs_read(&r[3]);
+	req_kv[0] = '\0';
+	if (!r[3].count || n <= 0)
+		return;
+	for (int i = 0; i < r[3].count && i < r[0].count && i < r[1].count && i < r[2].count; i++) {
+		double d = (r[3].n[i] - r[2].n[i]) - (r[1].n[i] - r[0].n[i]);
+
+		if (d < 0.5)
+			continue;
+		total += d;
+		if (len < sizeof(by_op))
+			len += (size_t)snprintf(by_op + len, sizeof(by_op) - len, " %s %.2f", r[3].op[i],
+						d / (double)n);
+	}
+	printf("# %s: FUSE requests per operation: %.2f:%s\n", rname(scen), total / (double)n, by_op);
+	snprintf(req_kv, sizeof(req_kv), " fuse_requests_per_op=%.2f", total / (double)n);
+}
+
 /* RESULT line for a mount-vs-libpq latency pair; goal_ratio <= 0 means no goal */
 static void result_pair(const char *scen, struct stats *m, struct stats *b, double goal_ratio)
 {
@@ -319,6 +392,8 @@ static void result_pair(const char *scen, struct stats *m, struct stats *b, doub
 	       "libpq_median_us=%.1f libpq_p99_us=%.1f libpq_ops_s=%.0f ratio=%.3f speedup=%.1f",
 	       rname(scen), mm, st_pct(m, 99), st_ops(m), bm, st_pct(b, 99), st_ops(b), ratio,
 	       bm / mm);
+	printf("%s", req_kv);
+	req_kv[0] = '\0';
 	if (goal_ratio > 0)
 		printf(" goal=<=%.2f %s", goal_ratio, ratio <= goal_ratio ? "MET" : "NOT-MET");
 	printf("\n");
@@ -457,8 +532,10 @@ static void scen_write(int update)
 		long long id = id_of(sc, i);
 		record_path(path, sizeof(path), block, "User", id);
 		len = make_doc(doc, sizeof(doc), id, update ? "second" : "first");
-		if (i == w)
+		if (i == w) {
+			reqs_begin();
 			t0 = now_us();
+		}
 		t = now_us();
 		if (mount_write(path, doc, (size_t)len) != 0)
 			die("write %s: %s", path, strerror(errno));
@@ -466,6 +543,7 @@ static void scen_write(int update)
 			st_add(&m, now_us() - t);
 	}
 	m.elapsed_us = now_us() - t0;
+	reqs_end(scen, opt_n);
 	{
 		const char *bl[1] = { block };
 		settle(scen, bl, 1);
@@ -476,6 +554,78 @@ static void scen_write(int update)
 			t0 = now_us();
 		t = now_us();
 		pg_upsert(c, id, update ? "second" : "first");
+		if (i >= w)
+			st_add(&b, now_us() - t);
+	}
+	b.elapsed_us = now_us() - t0;
+	st_print(scen, "mount", &m);
+	st_print(scen, "libpq", &b);
+	result_pair(scen, &m, &b, 0.5);
+	st_free(&m);
+	st_free(&b);
+	PQfinish(c);
+}
+
+/* nextid: a new record whose id the block's .next-id hands out (read it, write the record),
+ * as README's "Ids" shows, vs a prepared INSERT ... RETURNING id taking it from the sequence.
+ * "BenchTicket" (bigserial key) must exist before the mount; the baseline inserts into a copy
+ * of it that shares its sequence. */
+static void scen_nextid(void)
+{
+	const char *scen = "nextid";
+	char block[160], path[4096], idpath[4096], doc[512], idtext[64];
+	struct stats m = { 0 }, b = { 0 };
+	long w = warmup(), i;
+	PGconn *c = pg_open();
+	double t, t0 = 0;
+
+	pg_cmd(c, "SET client_min_messages = warning");
+	pg_cmd(c, "CREATE TABLE IF NOT EXISTS \"BenchTicketPg\" (LIKE \"BenchTicket\" INCLUDING ALL)");
+	pg_prepare(c, "ins", "INSERT INTO \"BenchTicketPg\" (email, name) VALUES ($1, $2) "
+		   "RETURNING id", 2);
+	block_name(block, sizeof(block), scen);
+	ensure_block(block);
+	snprintf(idpath, sizeof(idpath), "%s/%s/BenchTicket/.next-id", opt_mount, block);
+	printf("== %s: read .next-id and create that record through the mount vs a prepared "
+	       "INSERT ... RETURNING id (n=%ld, warm-up %ld)\n", scen, opt_n, w);
+	for (i = 0; i < w + opt_n; i++) {
+		long long id;
+		int len;
+
+		if (i == w) {
+			reqs_begin();
+			t0 = now_us();
+		}
+		t = now_us();
+		if (mount_read(idpath, idtext, sizeof(idtext) - 1) <= 0)
+			die("read %s: %s", idpath, strerror(errno));
+		idtext[sizeof(idtext) - 1] = '\0';
+		id = strtoll(idtext, NULL, 10);
+		snprintf(path, sizeof(path), "%s/%s/BenchTicket/%lld.json", opt_mount, block, id);
+		len = make_doc(doc, sizeof(doc), id, "ticket");
+		if (mount_write(path, doc, (size_t)len) != 0)
+			die("write %s: %s", path, strerror(errno));
+		if (i >= w)
+			st_add(&m, now_us() - t);
+	}
+	m.elapsed_us = now_us() - t0;
+	reqs_end(scen, opt_n);
+	{
+		const char *bl[1] = { block };
+		settle(scen, bl, 1);
+	}
+	for (i = 0; i < w + opt_n; i++) {
+		const char *p[2] = { "t@example.com", "Bench ticket, a name long enough to make the "
+				     "document about 150 bytes" };
+		PGresult *r;
+
+		if (i == w)
+			t0 = now_us();
+		t = now_us();
+		r = PQexecPrepared(c, "ins", 2, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			die("insert: %s", PQerrorMessage(c));
+		PQclear(r);
 		if (i >= w)
 			st_add(&b, now_us() - t);
 	}
@@ -537,8 +687,10 @@ static void scen_read(int through)
 		long long id = id_of(sc, through ? i : (i % (total / 2 > 0 ? total / 2 : 1)));
 		ssize_t r;
 		record_path(path, sizeof(path), block, "User", id);
-		if (i == w)
+		if (i == w) {
+			reqs_begin();
 			t0 = now_us();
+		}
 		t = now_us();
 		r = mount_read(path, doc, sizeof(doc));
 		if (r <= 0)
@@ -547,6 +699,7 @@ static void scen_read(int through)
 			st_add(&m, now_us() - t);
 	}
 	m.elapsed_us = now_us() - t0;
+	reqs_end(scen, opt_n);
 	for (i = 0; i < w + opt_n; i++) {
 		if (i == w)
 			t0 = now_us();
@@ -1355,7 +1508,8 @@ static int parse_long(const char *s, long min, long *out)
 
 static int known_scenario(const char *s)
 {
-	static const char *extra[] = { "drain-prep", "drain-queue", "drain-wait", "memory", NULL };
+	static const char *extra[] = { "drain-prep", "drain-queue", "drain-wait", "memory", "nextid",
+				       NULL };
 
 	for (int i = 0; all_scenarios[i]; i++)
 		if (strcmp(s, all_scenarios[i]) == 0)
@@ -1475,6 +1629,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(s, "update")) scen_write(1);
 		else if (!strcmp(s, "read")) scen_read(0);
 		else if (!strcmp(s, "readthrough")) scen_read(1);
+		else if (!strcmp(s, "nextid")) scen_nextid();
 		else if (!strcmp(s, "ls")) scen_ls();
 		else if (!strcmp(s, "writers")) scen_writers();
 		else if (!strcmp(s, "drain-prep")) scen_drain_prep();

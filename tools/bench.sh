@@ -103,6 +103,7 @@ echo "# phases: $BENCH_PHASES; $(date -u '+%F %T UTC'); load average $(cut -d' '
 start_postgres
 load_sample_schema
 psql_q 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL);
+  CREATE TABLE "BenchTicket" (id bigserial PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchBig" (id bigint PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchMem" (id bigint PRIMARY KEY, blk text NOT NULL, name text);
   CREATE INDEX ON "BenchMem" (blk);' >/dev/null
@@ -129,7 +130,16 @@ MAIN_PID=$DAEMON_PID
 
 if has_phase main; then
   bench --mount "$MNT" --pg "$PG_CONNINFO" --run $RUN --n "$BENCH_N" --ls-records "$BENCH_LS" \
-    --scenario write update read readthrough writers ls
+    --scenario write update read readthrough writers ls nextid
+  # the same reads on a mount without the page cache (every read asks the daemon, as before)
+  # (other ids, blocks, node name and Redis database: the two daemons share nothing)
+  SAVED_REDIS_URL=$REDIS_URL REDIS_URL=$REDIS_URL/14
+  mount_at nocache "loaders=$T/loaders,page_cache=off,node=bench-nocache"
+  REDIS_URL=$SAVED_REDIS_URL
+  bench --mount "$MNT" --pg "$PG_CONNINFO" --run $((RUN + 1)) --n "$BENCH_N" --label nocache \
+    --scenario read
+  unmount_sharded || log "the page_cache=off mount did not stop cleanly"
+  back_to_main
 fi
 
 if has_phase drain; then
@@ -246,7 +256,8 @@ if has_phase remote; then
       rpsql() { "$PGBIN/psql" -h "$PGR_DIR" -p $PGR_PORT -U postgres -qtAX -v ON_ERROR_STOP=1 "$@" </dev/null; }
       rpsql -d postgres -c "create database sharded_test" >/dev/null
       rpsql -d sharded_test -f "$SHARDED_SOURCE_DIR/tools/sample-schema.sql" >/dev/null
-      rpsql -d sharded_test -c 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL)' >/dev/null
+      rpsql -d sharded_test -c 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL);
+        CREATE TABLE "BenchTicket" (id bigserial PRIMARY KEY, email text NOT NULL, name text)' >/dev/null
       SAVED_PG_URL=$PG_URL SAVED_REDIS_URL=$REDIS_URL
       db=0
       for d in $BENCH_DELAYS; do
@@ -261,7 +272,7 @@ if has_phase remote; then
         PG_URL=$SAVED_PG_URL REDIS_URL=$SAVED_REDIS_URL
         bench --mount "$MNT" --pg "host=127.0.0.1 port=$port user=postgres dbname=sharded_test" \
           --run $RUN --n "$BENCH_REMOTE_N" --warmup 20 --label "${d}ms" \
-          --scenario write update read readthrough
+          --scenario write update read readthrough nextid
         unmount_sharded || log "the remote mount did not stop cleanly"
         if [[ $d == "${BENCH_DELAYS##* }" ]]; then   # the largest delay: new records, local=User
           PG_URL="postgresql://postgres@127.0.0.1:$port/sharded_test" REDIS_URL="$SAVED_REDIS_URL/$((db + 8))"
@@ -280,12 +291,12 @@ fi
 # ---------------------------------------------------------------------------------------------
 echo
 echo "== summary (median latencies; ratio = mount / libpq)"
-for name in write update read readthrough; do
+for name in write update read read@nocache readthrough nextid; do
   r=$(result $name) || true
   [[ -n $r ]] || continue
-  printf '%-12s mount %8s us  libpq %8s us  ratio %6s  %s %s\n' "$name" "$(kv "$r" mount_median_us)" \
-    "$(kv "$r" libpq_median_us)" "$(kv "$r" ratio)" "$(kv "$r" goal)" \
-    "$(grep -o 'MET\|NOT-MET' <<<"$r" | tail -n 1)"
+  printf '%-12s mount %8s us  libpq %8s us  ratio %6s  %5s FUSE requests/op  %s %s\n' "$name" \
+    "$(kv "$r" mount_median_us)" "$(kv "$r" libpq_median_us)" "$(kv "$r" ratio)" \
+    "$(kv "$r" fuse_requests_per_op)" "$(kv "$r" goal)" "$(grep -o 'MET\|NOT-MET' <<<"$r" | tail -n 1)"
 done
 r=$(result writers) || true
 [[ -n $r ]] && printf '%-12s mount %8s/s   libpq %8s/s\n' writers "$(kv "$r" mount_writes_s)" "$(kv "$r" libpq_writes_s)"
@@ -298,7 +309,7 @@ r=$(result memory) || true
 [[ -n $r ]] && printf '%-12s %s blocks, %s records: VmRSS %s MiB (goal < 64)\n' memory \
   "$(kv "$r" blocks)" "$(kv "$r" records)" "$(kv "$r" rss_mib)"
 for d in $BENCH_DELAYS; do
-  for name in write update read readthrough write@${d}ms-local; do
+  for name in write update read readthrough nextid write@${d}ms-local; do
     [[ $name == *@* ]] || name=$name@${d}ms
     r=$(result "$name") || true
     [[ -n $r ]] || continue

@@ -12,6 +12,7 @@ setup_tmp
 start_postgres
 load_sample_schema
 psql_q 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL);
+  CREATE TABLE "BenchTicket" (id bigserial PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchBig" (id bigint PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchMem" (id bigint PRIMARY KEY, blk text NOT NULL, name text);
   CREATE INDEX ON "BenchMem" (blk);' >/dev/null
@@ -52,6 +53,10 @@ check "write update read readthrough writers ls run" \
   --scenario write update read readthrough writers ls
 check "every scenario printed its RESULT line" \
   has_results "$T/main.out" write update read readthrough writers ls
+check "nextid runs" run_to "$T/nextid.out" "${B[@]}" --n 30 --warmup 5 --scenario nextid
+check "nextid printed its RESULT line" has_results "$T/nextid.out" nextid
+check "the scenarios count FUSE requests per operation" \
+  grep -q 'RESULT read .*fuse_requests_per_op=[0-9]' "$T/main.out"
 
 # sync drain: queue with PostgreSQL stopped, time the drain once it is back
 stop_postgres fast

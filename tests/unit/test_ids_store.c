@@ -107,11 +107,43 @@ static void test_ids_hand_out_lowest_once(void **state)
 	assert_int_equal(store_ids_take(st, "Note", &id, &left), SH_ENOENT);
 }
 
+/* A handed id is "unstored" until a record with its key is stored: a write, a
+ * read-through's copy or a load; another model's key or a reopen changes nothing. */
+static void test_ids_unstored_until_stored(void **state)
+{
+	struct store *st = *state;
+	const int64_t ids[] = { 20, 21, 22 };
+	int64_t id = 0, left = 0, seq = 0;
+
+	assert_int_equal(store_ids_add(st, "Ticket", ids, 3), SH_OK);
+	assert_false(store_ids_unstored(st, "Ticket", 20));	/* not handed out yet */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_ids_take(st, "Ticket", &id, &left), SH_OK);
+	assert_true(store_ids_unstored(st, "Ticket", 20));
+	assert_true(store_ids_unstored(st, "Ticket", 21));
+	assert_int_equal(store_write(st, "Note", "20", "{\"id\":20}", &seq), SH_OK);
+	assert_true(store_ids_unstored(st, "Ticket", 20));	/* another model's key */
+	assert_int_equal(store_write(st, "Ticket", "20", "{\"id\":20}", &seq), SH_OK);
+	assert_false(store_ids_unstored(st, "Ticket", 20));
+	assert_true(store_ids_handed(st, "Ticket", 20));	/* ids=strict still knows it */
+	assert_int_equal(store_cache(st, "Ticket", "21", "{\"id\":21}"), SH_OK);
+	assert_false(store_ids_unstored(st, "Ticket", 21));
+	/* deleted again: it was stored, PostgreSQL may have its row */
+	assert_int_equal(store_write(st, "Ticket", "20", NULL, &seq), SH_OK);
+	assert_false(store_ids_unstored(st, "Ticket", 20));
+	store_close(st);
+	assert_int_equal(store_open(path, false, false, &st), SH_OK);
+	*state = st;
+	assert_true(store_ids_unstored(st, "Ticket", 22));
+	assert_false(store_ids_unstored(st, "Ticket", 21));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_only_when_not_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ids_hand_out_lowest_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ids_unstored_until_stored, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
