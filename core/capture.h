@@ -1,7 +1,8 @@
 /* capture.h - changes made in PostgreSQL reach the blocks that hold them.
  *
- * `sharded capture install` puts an AFTER INSERT/UPDATE/DELETE row trigger
- * on every model's table; each changed row sends pg_notify on channel
+ * `sharded capture install` puts AFTER INSERT/UPDATE/DELETE statement
+ * triggers (with transition tables) and an AFTER TRUNCATE trigger on every
+ * model's table; each changed row's key is sent by pg_notify on channel
  * CAPTURE_CHANNEL with a payload naming the table and the key, never the
  * row (docs/architecture.md "Change capture"). The listener thread LISTENs
  * on a connection of its own, re-reads the changed rows in one query per
