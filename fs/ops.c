@@ -1031,6 +1031,9 @@ static enum sh_err record_write(struct fs *fs, struct handle *h, const char *buf
 					   : "the write buffers of all open records are full");
 		h->write_err = rc;
 		h->dirty = 0;
+		/* nothing will be stored: a new record must not stay in the
+		 * kernel's directory cache (as for a refused document) */
+		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk, true);
 	}
 	if (rc)
 		return rc;
