@@ -123,10 +123,10 @@ for k in off_1c_writes_s on_1c_writes_s off_4c_writes_s on_4c_writes_s off_bulk_
 done
 check "capture-cost left capture installed (its last round)" \
   test "$(psql_q "select count(*) from pg_trigger where tgname like 'sharded_capture%'")" -gt 0
-for n in A B; do
-  eval "MNT=\$${n}_MNT DAEMON_PID=\$${n}_PID"
-  check "node $n unmounts" unmount_sharded
-done
+MNT=$B_MNT DAEMON_PID=$B_PID
+check "node B unmounts" unmount_sharded
+MNT=$A_MNT DAEMON_PID=$A_PID
+check "node A unmounts" unmount_sharded
 MNT=$MAIN_MNT DAEMON_PID=$MAIN_PID
 
 for f in main queue wait mem proxy cap; do
