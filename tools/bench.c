@@ -47,6 +47,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +58,8 @@ static long opt_n = 1000, opt_warmup = -1, opt_threads = 8, opt_ls = 100000;
 static long opt_mem_blocks = 10000, opt_mem_records = 1000000, opt_time_limit = 110;
 static long long opt_run = -1;
 static long opt_pid;
+static const char *opt_mount2, *opt_sharded;
+static long opt_rate_s = 3, opt_rounds = 2, opt_bulk_rows = 10000;
 
 #define MAX_SCEN 16
 static const char *scenarios[MAX_SCEN];
@@ -90,6 +93,14 @@ static void usage(FILE *f)
 		"  --pid PID          memory: the daemon's pid, for /proc/PID/status\n"
 		"  --time-limit S     memory, drain-queue, drain-wait: stop after S seconds\n"
 		"                     (default 110)\n"
+		"  --mount2 DIR       visibility: a second node's mount (own node= and data\n"
+		"                     directory, the same PostgreSQL and Redis)\n"
+		"  --sharded PATH     visibility, capture-cost: the sharded CLI that installs and\n"
+		"                     removes capture (default: sharded next to this binary)\n"
+		"  --rate-seconds S   capture-cost: seconds per writes/s measurement (default 3)\n"
+		"  --rounds R         capture-cost: removed/installed alternations (default 2)\n"
+		"  --bulk-rows N      capture-cost: rows of \"BenchApp\" and of its bulk UPDATE\n"
+		"                     (default 10000)\n"
 		"  -h, --help         this text\n\n"
 		"scenarios:\n"
 		"  write        create a record (open O_CREAT|O_TRUNC, write ~150 bytes, close)\n"
@@ -110,7 +121,14 @@ static void usage(FILE *f)
 		"               those rows land; then one json_populate_recordset upsert of the\n"
 		"               same rows into \"BenchUser\" as the baseline\n"
 		"  memory       mkdir --mem-blocks blocks loading --mem-records \"BenchMem\" rows in\n"
-		"               total; the daemon's VmRSS\n");
+		"               total; the daemon's VmRSS\n"
+		"  visibility   (needs --mount2; installs capture) --n writes on --mount until\n"
+		"               --mount2's file shows each, then --n UPDATEs over libpq until both\n"
+		"               mounts' files show each; p50/p99 in ms\n"
+		"  capture-cost (installs and removes capture) single-row UPDATEs/s of\n"
+		"               \"BenchApp\" from 1 and 4 libpq clients, and one UPDATE of all its\n"
+		"               rows, with capture removed and installed, --rounds times; leaves\n"
+		"               capture installed\n");
 }
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -1262,6 +1280,376 @@ static void scen_memory(void)
 	PQfinish(c);
 }
 
+/* ---- change capture: visibility across nodes and of direct SQL, and its cost ----------------- */
+
+/* `sharded capture install|remove --pg CONNINFO`, the CLI next to this binary (or --sharded) */
+static void run_capture_cli(const char *what)
+{
+	char self[4096], bin[4096];
+	const char *path = opt_sharded;
+	pid_t pid;
+	int status;
+
+	if (!path) {
+		ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		char *slash;
+
+		if (k <= 0)
+			die("readlink /proc/self/exe: %s (give --sharded)", strerror(errno));
+		self[k] = '\0';
+		slash = strrchr(self, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(bin, sizeof(bin), "%s/sharded", self);
+		path = bin;
+	}
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		if (fd >= 0)
+			dup2(fd, STDOUT_FILENO);
+		execl(path, "sharded", "capture", what, "--pg", opt_pg, (char *)NULL);
+		fprintf(stderr, "sharded-bench: exec %s: %s\n", path, strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("%s capture %s failed (status %d)", path, what, status);
+}
+
+/* the record file at path holds needle (one open+read+close, as an application reads it) */
+static int file_shows(const char *path, const char *needle)
+{
+	char buf[2048];
+	ssize_t k = mount_read(path, buf, sizeof(buf) - 1);
+
+	if (k <= 0)
+		return 0;
+	buf[k] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
+/* a block's sync-status holds line (e.g. "capture up", "pending 0") */
+static int status_has(const char *mount, const char *block, const char *line)
+{
+	char path[4096], st[4096], *p;
+	ssize_t k;
+	size_t len = strlen(line);
+
+	snprintf(path, sizeof(path), "%s/%s/sync-status", mount, block);
+	if ((k = mount_read(path, st, sizeof(st) - 1)) <= 0)
+		return 0;
+	st[k] = '\0';
+	for (p = st; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, line, len) == 0 && (p[len] == '\n' || p[len] == ' ' || !p[len]))
+			return 1;
+	return 0;
+}
+
+/* wait up to max_s for the block's sync to be idle ("pending 0") */
+static void wait_pending0(const char *mount, const char *block, double max_s)
+{
+	double t0 = now_us();
+
+	while (!status_has(mount, block, "pending 0") && now_us() - t0 < max_s * 1e6)
+		sleep_us(2000);
+}
+
+#define VIS_TIMEOUT_US 10e6	/* a sample not visible by then is counted as never seen */
+#define VIS_POLL_US 1000
+#define VIS_GAP_US 50000	/* between samples, after the sync is idle */
+
+static void vis_print(const char *what, struct stats *s, long lost)
+{
+	printf("visibility   %-8s n=%-5zu median %8.1f ms   p99 %8.1f ms   max %8.1f ms   "
+	       "not seen in %.0f s: %ld\n", what, s->n, st_pct(s, 50) / 1e3, st_pct(s, 99) / 1e3,
+	       st_pct(s, 100) / 1e3, VIS_TIMEOUT_US / 1e6, lost);
+}
+
+/* visibility: mounts A (--mount) and B (--mount2), two nodes on one PostgreSQL and Redis, hold
+ * one block; capture installed. cross: a write on A (open O_TRUNC+write+close) until B's file
+ * shows it, B polled by open+read+close every 1 ms. direct: an UPDATE over libpq (autocommit)
+ * until A's and B's files show it. Between samples the sync is idle and 50 ms pass. */
+static void scen_visibility(void)
+{
+	char block[160], pa[4096], pb[4096], doc[512], needle[64], ids[32], name[200];
+	const char *p[2] = { ids, name };
+	struct stats cross = { 0 }, da = { 0 }, db = { 0 };
+	long w = opt_warmup >= 0 ? opt_warmup : 3, i, lost_c = 0, lost_a = 0, lost_b = 0;
+	long long id = id_of(6, 0);
+	PGconn *c;
+	double t, t0;
+	int len;
+
+	if (!opt_mount2)
+		die("visibility needs --mount2 (a second node's mount, same PostgreSQL and Redis)");
+	c = pg_open();
+	run_capture_cli("install");
+	block_name(block, sizeof(block), "vis");
+	ensure_block(block);
+	{
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/%s", opt_mount2, block);
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			die("mkdir %s: %s", path, strerror(errno));
+	}
+	printf("== visibility: write on node A until node B shows it, and an UPDATE over libpq until "
+	       "A and B show it (n=%ld each, warm-up %ld, polled every %.0f ms)\n", opt_n, w,
+	       VIS_POLL_US / 1e3);
+	t0 = now_us();
+	while (!(status_has(opt_mount, block, "capture up") && status_has(opt_mount2, block, "capture up"))) {
+		if (now_us() - t0 > 30e6)
+			die("the nodes' sync-status does not say 'capture up' after 30 s (is "
+			    "-o capture=off set?)");
+		sleep_us(20000);
+	}
+	printf("visibility   capture up on both nodes after %.2f s\n", (now_us() - t0) / 1e6);
+	record_path(pa, sizeof(pa), block, "User", id);
+	snprintf(pb, sizeof(pb), "%s/%s/User/%lld.json", opt_mount2, block, id);
+	/* the record exists in PostgreSQL, then B reads it (through to PostgreSQL): B holds it */
+	len = make_doc(doc, sizeof(doc), id, "vis-0");
+	if (mount_write(pa, doc, (size_t)len) != 0)
+		die("write %s: %s", pa, strerror(errno));
+	wait_pending0(opt_mount, block, 30);
+	t0 = now_us();
+	while (!file_shows(pb, ", vis-0, ")) {
+		if (now_us() - t0 > VIS_TIMEOUT_US)
+			die("node B does not show the record node A wrote (%s)", pb);
+		sleep_us(VIS_POLL_US);
+	}
+	for (i = 0; i < w + opt_n; i++) {
+		char tag[32];
+
+		snprintf(tag, sizeof(tag), "cross-%ld", i);
+		snprintf(needle, sizeof(needle), ", %s, ", tag);
+		len = make_doc(doc, sizeof(doc), id, tag);
+		t = now_us();
+		if (mount_write(pa, doc, (size_t)len) != 0)
+			die("write %s: %s", pa, strerror(errno));
+		for (;;) {
+			if (file_shows(pb, needle)) {
+				if (i >= w)
+					st_add(&cross, now_us() - t);
+				break;
+			}
+			if (now_us() - t > VIS_TIMEOUT_US) {
+				if (i >= w)
+					lost_c++;
+				printf("visibility   cross sample %ld: node B did not show it in %.0f s\n",
+				       i, VIS_TIMEOUT_US / 1e6);
+				break;
+			}
+			sleep_us(VIS_POLL_US);
+		}
+		wait_pending0(opt_mount, block, 30);
+		sleep_us(VIS_GAP_US);
+	}
+	pg_prepare(c, "vis_upd", "UPDATE \"User\" SET name = $2 WHERE id = $1", 2);
+	snprintf(ids, sizeof(ids), "%lld", id);
+	for (i = 0; i < w + opt_n; i++) {
+		PGresult *r;
+		int seen_a = 0, seen_b = 0;
+
+		snprintf(needle, sizeof(needle), ", direct-%ld, ", i);
+		snprintf(name, sizeof(name), "Bench user %lld, direct-%ld, a name long enough to make "
+			 "the document about 150 bytes", id, i);
+		t = now_us();
+		r = PQexecPrepared(c, "vis_upd", 2, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0)
+			die("update of User %lld: %s", id, PQerrorMessage(c));
+		PQclear(r);
+		while (!seen_a || !seen_b) {
+			if (!seen_a && file_shows(pa, needle)) {
+				seen_a = 1;
+				if (i >= w)
+					st_add(&da, now_us() - t);
+			}
+			if (!seen_b && file_shows(pb, needle)) {
+				seen_b = 1;
+				if (i >= w)
+					st_add(&db, now_us() - t);
+			}
+			if ((!seen_a || !seen_b) && now_us() - t > VIS_TIMEOUT_US) {
+				if (i >= w) {
+					lost_a += !seen_a;
+					lost_b += !seen_b;
+				}
+				printf("visibility   direct sample %ld: not shown in %.0f s by node%s%s\n",
+				       i, VIS_TIMEOUT_US / 1e6, seen_a ? "" : " A", seen_b ? "" : " B");
+				break;
+			}
+			if (!seen_a || !seen_b)
+				sleep_us(VIS_POLL_US);
+		}
+		sleep_us(VIS_GAP_US);
+	}
+	vis_print("cross", &cross, lost_c);
+	vis_print("direct@A", &da, lost_a);
+	vis_print("direct@B", &db, lost_b);
+	{
+		int met = !lost_c && !lost_a && !lost_b && cross.n && da.n && db.n &&
+			  st_pct(&cross, 99) < 100e3 && st_pct(&da, 99) < 100e3 && st_pct(&db, 99) < 100e3;
+
+		printf("RESULT %s n=%ld cross_p50_ms=%.1f cross_p99_ms=%.1f cross_max_ms=%.1f "
+		       "cross_lost=%ld direct_p50_ms=%.1f direct_p99_ms=%.1f direct_max_ms=%.1f "
+		       "direct_lost=%ld direct_b_p50_ms=%.1f direct_b_p99_ms=%.1f direct_b_max_ms=%.1f "
+		       "direct_b_lost=%ld goal=p99<100ms %s\n", rname("visibility"), opt_n,
+		       st_pct(&cross, 50) / 1e3, st_pct(&cross, 99) / 1e3, st_pct(&cross, 100) / 1e3,
+		       lost_c, st_pct(&da, 50) / 1e3, st_pct(&da, 99) / 1e3, st_pct(&da, 100) / 1e3,
+		       lost_a, st_pct(&db, 50) / 1e3, st_pct(&db, 99) / 1e3, st_pct(&db, 100) / 1e3,
+		       lost_b, met ? "MET" : "NOT-MET");
+	}
+	st_free(&cross);
+	st_free(&da);
+	st_free(&db);
+	PQfinish(c);
+}
+
+/* capture-cost: the application's own writes over libpq to "BenchApp" (a model: capture puts
+ * its triggers on it), with capture removed and installed, alternated --rounds times. */
+struct app_thr {
+	pthread_t th;
+	PGconn *c;
+	pthread_barrier_t *bar;
+	double stop_at;
+	long count;
+	unsigned seed;
+};
+
+static void *app_main(void *arg)
+{
+	struct app_thr *a = arg;
+	char ids[32];
+	const char *p[1] = { ids };
+
+	pthread_barrier_wait(a->bar);
+	while (now_us() < a->stop_at) {
+		PGresult *r;
+
+		snprintf(ids, sizeof(ids), "%d", 1 + (int)(rand_r(&a->seed) % (unsigned)opt_bulk_rows));
+		r = PQexecPrepared(a->c, "app_upd", 1, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			die("app update: %s", PQerrorMessage(a->c));
+		PQclear(r);
+		a->count++;
+	}
+	return NULL;
+}
+
+/* single-row UPDATEs per second from `clients` connections for --rate-seconds */
+static double app_rate(int clients)
+{
+	struct app_thr t[8];
+	pthread_barrier_t bar;
+	double t0, el;
+	long total = 0;
+
+	pthread_barrier_init(&bar, NULL, (unsigned)clients + 1);
+	for (int i = 0; i < clients; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		t[i].c = pg_open();
+		pg_prepare(t[i].c, "app_upd", "UPDATE \"BenchApp\" SET n = n + 1 WHERE id = $1", 1);
+		t[i].bar = &bar;
+		t[i].seed = (unsigned)(i * 7919 + 17);
+		t[i].stop_at = 1e300;
+	}
+	for (int i = 0; i < clients; i++)
+		if (pthread_create(&t[i].th, NULL, app_main, &t[i]) != 0)
+			die("pthread_create failed");
+	t0 = now_us();
+	for (int i = 0; i < clients; i++)
+		t[i].stop_at = t0 + (double)opt_rate_s * 1e6;
+	pthread_barrier_wait(&bar);
+	for (int i = 0; i < clients; i++) {
+		pthread_join(t[i].th, NULL);
+		total += t[i].count;
+		PQfinish(t[i].c);
+	}
+	el = now_us() - t0;
+	pthread_barrier_destroy(&bar);
+	return (double)total * 1e6 / el;
+}
+
+/* ms of one UPDATE of every row of "BenchApp" (median of 3) */
+static double app_bulk_ms(PGconn *c)
+{
+	struct stats s = { 0 };
+	double v;
+
+	for (int k = 0; k < 3; k++) {
+		double t = now_us();
+
+		pg_cmd(c, "UPDATE \"BenchApp\" SET n = n + 1");
+		st_add(&s, now_us() - t);
+	}
+	v = st_pct(&s, 50) / 1e3;
+	st_free(&s);
+	return v;
+}
+
+static double mean_of(const double *v, int n)
+{
+	double s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	return n ? s / n : NAN;
+}
+
+static void scen_capture_cost(void)
+{
+	enum { MAXR = 16 };
+	double r1[2][MAXR], r4[2][MAXR], bulk[2][MAXR];
+	int rounds = (int)(opt_rounds < MAXR ? opt_rounds : MAXR);
+	PGconn *c = pg_open();
+	char sql[512];
+
+	pg_cmd(c, "SET client_min_messages = warning");
+	pg_cmd(c, "CREATE TABLE IF NOT EXISTS \"BenchApp\" (id int PRIMARY KEY, n int NOT NULL)");
+	snprintf(sql, sizeof(sql), "INSERT INTO \"BenchApp\" SELECT g, 0 FROM generate_series(1, %ld) g "
+		 "ON CONFLICT (id) DO NOTHING", opt_bulk_rows);
+	pg_cmd(c, sql);
+	snprintf(sql, sizeof(sql), "DELETE FROM \"BenchApp\" WHERE id > %ld", opt_bulk_rows);
+	pg_cmd(c, sql);
+	pg_cmd(c, "VACUUM ANALYZE \"BenchApp\"");
+	printf("== capture-cost: the application's single-row UPDATEs of \"BenchApp\" (%ld rows) over "
+	       "libpq, 1 and 4 clients, %ld s each, and one UPDATE of all %ld rows (median of 3), "
+	       "capture removed vs installed, %d rounds\n", opt_bulk_rows, opt_rate_s, opt_bulk_rows,
+	       rounds);
+	for (int r = 0; r < rounds; r++) {
+		for (int on = 0; on < 2; on++) {
+			run_capture_cli(on ? "install" : "remove");
+			sleep_us(300000);
+			r1[on][r] = app_rate(1);
+			r4[on][r] = app_rate(4);
+			bulk[on][r] = app_bulk_ms(c);
+			printf("capture-cost round %d capture %-3s  1 client %7.0f writes/s   4 clients %7.0f "
+			       "writes/s   bulk %ld rows %8.1f ms\n", r + 1, on ? "on" : "off", r1[on][r],
+			       r4[on][r], opt_bulk_rows, bulk[on][r]);
+		}
+	}
+	{
+		double o1 = mean_of(r1[0], rounds), n1 = mean_of(r1[1], rounds);
+		double o4 = mean_of(r4[0], rounds), n4 = mean_of(r4[1], rounds);
+		double ob = mean_of(bulk[0], rounds), nb = mean_of(bulk[1], rounds);
+
+		printf("capture-cost mean    1 client %.0f -> %.0f writes/s (ratio %.2f), 4 clients %.0f -> "
+		       "%.0f writes/s (ratio %.2f), bulk %.1f -> %.1f ms (ratio %.2f)\n", o1, n1, n1 / o1,
+		       o4, n4, n4 / o4, ob, nb, nb / ob);
+		printf("RESULT %s rounds=%d seconds=%ld off_1c_writes_s=%.0f on_1c_writes_s=%.0f "
+		       "ratio_1c=%.2f off_4c_writes_s=%.0f on_4c_writes_s=%.0f ratio_4c=%.2f "
+		       "bulk_rows=%ld off_bulk_ms=%.1f on_bulk_ms=%.1f ratio_bulk=%.2f\n",
+		       rname("capture-cost"), rounds, opt_rate_s, o1, n1, n1 / o1, o4, n4, n4 / o4,
+		       opt_bulk_rows, ob, nb, nb / ob);
+	}
+	PQfinish(c);
+}
+
 /* ---- delaying TCP proxy ---------------------------------------------------------------------- */
 
 struct chunk {
@@ -1509,7 +1897,7 @@ static int parse_long(const char *s, long min, long *out)
 static int known_scenario(const char *s)
 {
 	static const char *extra[] = { "drain-prep", "drain-queue", "drain-wait", "memory", "nextid",
-				       NULL };
+				       "visibility", "capture-cost", NULL };
 
 	for (int i = 0; all_scenarios[i]; i++)
 		if (strcmp(s, all_scenarios[i]) == 0)
@@ -1522,7 +1910,8 @@ static int known_scenario(const char *s)
 
 int main(int argc, char **argv)
 {
-	enum { O_N = 256, O_WARMUP, O_RUN, O_LABEL, O_THREADS, O_LS, O_MEMB, O_MEMR, O_PID, O_TL };
+	enum { O_N = 256, O_WARMUP, O_RUN, O_LABEL, O_THREADS, O_LS, O_MEMB, O_MEMR, O_PID, O_TL, O_M2, O_SHARDED,
+	       O_RATE, O_ROUNDS, O_BULK };
 	static const struct option lopts[] = {
 		{ "mount", required_argument, NULL, 'm' },
 		{ "pg", required_argument, NULL, 'p' },
@@ -1538,6 +1927,11 @@ int main(int argc, char **argv)
 		{ "mem-records", required_argument, NULL, O_MEMR },
 		{ "pid", required_argument, NULL, O_PID },
 		{ "time-limit", required_argument, NULL, O_TL },
+		{ "mount2", required_argument, NULL, O_M2 },
+		{ "sharded", required_argument, NULL, O_SHARDED },
+		{ "rate-seconds", required_argument, NULL, O_RATE },
+		{ "rounds", required_argument, NULL, O_ROUNDS },
+		{ "bulk-rows", required_argument, NULL, O_BULK },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1556,6 +1950,8 @@ int main(int argc, char **argv)
 		case 'p': opt_pg = optarg; continue;
 		case 'b': opt_block = optarg; continue;
 		case O_LABEL: opt_label = optarg; continue;
+		case O_M2: opt_mount2 = optarg; continue;
+		case O_SHARDED: opt_sharded = optarg; continue;
 		case 's':
 			/* --scenario a b c: the names up to the next option */
 			optind--;
@@ -1581,6 +1977,9 @@ int main(int argc, char **argv)
 		case O_MEMR: target = &opt_mem_records; break;
 		case O_PID: target = &opt_pid; break;
 		case O_TL: target = &opt_time_limit; break;
+		case O_RATE: target = &opt_rate_s; break;
+		case O_ROUNDS: target = &opt_rounds; break;
+		case O_BULK: target = &opt_bulk_rows; break;
 		case O_RUN:
 			if (parse_long(optarg, 0, &v) || v > 90000000L) {
 				fprintf(stderr, "sharded-bench: invalid --run '%s'\n", optarg);
@@ -1636,6 +2035,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(s, "drain-queue")) scen_drain_queue();
 		else if (!strcmp(s, "drain-wait")) scen_drain_wait();
 		else if (!strcmp(s, "memory")) scen_memory();
+		else if (!strcmp(s, "visibility")) scen_visibility();
+		else if (!strcmp(s, "capture-cost")) scen_capture_cost();
 	}
 	return 0;
 }

@@ -12,10 +12,15 @@
 #   roundtrips  FUSE requests per operation, counted in a mount's -o debug output
 #   memory      a fresh mount; BENCH_MEM_BLOCKS blocks holding BENCH_MEM_RECORDS records
 #   remote      PostgreSQL in a network namespace behind a veth pair, 0/5/20 ms of delay
+#   capture     `sharded capture install`, two more mounts (nodes bench-a and bench-b, one
+#               Redis database of their own): a write on one until the other shows it, an
+#               UPDATE over libpq until both show it (visibility, BENCH_VIS_N samples each); the
+#               application's own UPDATEs/s with capture removed vs installed (capture-cost)
 #
 # Knobs: BENCH_N (1000 operations per scenario), BENCH_DRAIN (20000), BENCH_LS (100000),
 # BENCH_MEM_BLOCKS (10000), BENCH_MEM_RECORDS (1000000), BENCH_REMOTE_N (200),
-# BENCH_DELAYS ("0 5 20"), BENCH_PG_FSYNC (on: PostgreSQL as deployed; the integration tests
+# BENCH_DELAYS ("0 5 20"), BENCH_VIS_N (200), BENCH_RATE_S (3 s per writes/s figure),
+# BENCH_ROUNDS (2 removed/installed alternations), BENCH_PG_FSYNC (on: PostgreSQL as deployed; the integration tests
 # run it with fsync=off), BENCH_OUT (also write the output there), SHARDED_BUILD_DIR
 # (default build-bench, configured as Release and built if mount.sharded or sharded-bench is
 # missing). The result lines start with RESULT; a summary table ends the output.
@@ -23,10 +28,11 @@ set -euo pipefail
 
 SHARDED_SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${SHARDED_BUILD_DIR:=$SHARDED_SOURCE_DIR/build-bench}"
-: "${BENCH_PHASES:=main drain roundtrips memory remote}"
+: "${BENCH_PHASES:=main drain roundtrips memory remote capture}"
 : "${BENCH_N:=1000}" "${BENCH_DRAIN:=20000}" "${BENCH_LS:=100000}"
 : "${BENCH_MEM_BLOCKS:=10000}" "${BENCH_MEM_RECORDS:=1000000}"
 : "${BENCH_REMOTE_N:=200}" "${BENCH_DELAYS:=0 5 20}" "${BENCH_PG_FSYNC:=on}"
+: "${BENCH_VIS_N:=200}" "${BENCH_RATE_S:=3}" "${BENCH_ROUNDS:=2}"
 export SHARDED_SOURCE_DIR SHARDED_BUILD_DIR
 
 if [[ -n ${BENCH_OUT:-} ]]; then
@@ -34,10 +40,10 @@ if [[ -n ${BENCH_OUT:-} ]]; then
 fi
 
 BENCH=$SHARDED_BUILD_DIR/sharded-bench
-if [[ ! -x $BENCH || ! -x $SHARDED_BUILD_DIR/mount.sharded ]]; then
+if [[ ! -x $BENCH || ! -x $SHARDED_BUILD_DIR/mount.sharded || ! -x $SHARDED_BUILD_DIR/sharded ]]; then
   echo "# building $SHARDED_BUILD_DIR (Release)" >&2
   cmake -S "$SHARDED_SOURCE_DIR" -B "$SHARDED_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$SHARDED_BUILD_DIR" -j"$(nproc)" --target mount.sharded sharded-bench >/dev/null
+  cmake --build "$SHARDED_BUILD_DIR" -j"$(nproc)" --target mount.sharded sharded sharded-bench >/dev/null
 fi
 
 # shellcheck source=../tests/integration/lib.sh
@@ -106,7 +112,8 @@ psql_q 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL);
   CREATE TABLE "BenchTicket" (id bigserial PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchBig" (id bigint PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchMem" (id bigint PRIMARY KEY, blk text NOT NULL, name text);
-  CREATE INDEX ON "BenchMem" (blk);' >/dev/null
+  CREATE INDEX ON "BenchMem" (blk);
+  CREATE TABLE "BenchApp" (id int PRIMARY KEY, n int NOT NULL);' >/dev/null
 start_redis
 cat >"$T/loaders" <<'EOF'
 # tools/bench.sh: the ls scenario's 100,000 records, and the memory scenario's blocks
@@ -288,6 +295,28 @@ if has_phase remote; then
   fi
 fi
 
+# Change capture: two nodes (their own Redis database, shared by the two) hold one block.
+# Capture is installed before they mount (a node without it looks again only every 10 s).
+if has_phase capture; then
+  echo "== capture: two nodes, change capture installed"
+  "$SHARDED_BUILD_DIR/sharded" capture install --pg "$PG_URL" >/dev/null
+  SAVED_REDIS_URL=$REDIS_URL REDIS_URL=$REDIS_URL/13
+  mount_at capa "node=bench-a"
+  CAPA_MNT=$MNT CAPA_PID=$DAEMON_PID
+  mount_at capb "node=bench-b"
+  CAPB_MNT=$MNT CAPB_PID=$DAEMON_PID
+  REDIS_URL=$SAVED_REDIS_URL
+  bench --mount "$CAPA_MNT" --mount2 "$CAPB_MNT" --pg "$PG_CONNINFO" --run $RUN --n "$BENCH_VIS_N" \
+    --sharded "$SHARDED_BUILD_DIR/sharded" --rate-seconds "$BENCH_RATE_S" --rounds "$BENCH_ROUNDS" \
+    --scenario visibility capture-cost
+  "$SHARDED_BUILD_DIR/sharded" capture remove --pg "$PG_URL" >/dev/null
+  MNT=$CAPB_MNT DAEMON_PID=$CAPB_PID
+  unmount_sharded || log "node bench-b did not stop cleanly"
+  MNT=$CAPA_MNT DAEMON_PID=$CAPA_PID
+  unmount_sharded || log "node bench-a did not stop cleanly"
+  back_to_main
+fi
+
 # ---------------------------------------------------------------------------------------------
 echo
 echo "== summary (median latencies; ratio = mount / libpq)"
@@ -308,6 +337,15 @@ r=$(result drain) || true
 r=$(result memory) || true
 [[ -n $r ]] && printf '%-12s %s blocks, %s records: VmRSS %s MiB (goal < 64)\n' memory \
   "$(kv "$r" blocks)" "$(kv "$r" records)" "$(kv "$r" rss_mib)"
+r=$(result visibility) || true
+[[ -n $r ]] && printf '%-12s cross-node p50 %s ms p99 %s ms (not seen %s); direct UPDATE p50 %s ms p99 %s ms (not seen %s) %s %s\n' \
+  visibility "$(kv "$r" cross_p50_ms)" "$(kv "$r" cross_p99_ms)" "$(kv "$r" cross_lost)" \
+  "$(kv "$r" direct_p50_ms)" "$(kv "$r" direct_p99_ms)" "$(kv "$r" direct_lost)" "$(kv "$r" goal)" \
+  "$(grep -o 'MET\|NOT-MET' <<<"$r" | tail -n 1)"
+r=$(result capture-cost) || true
+[[ -n $r ]] && printf '%-12s writes/s with/without capture: 1 client %s, 4 clients %s; bulk UPDATE of %s rows %s -> %s ms (ratio %s)\n' \
+  capture "$(kv "$r" ratio_1c)" "$(kv "$r" ratio_4c)" "$(kv "$r" bulk_rows)" "$(kv "$r" off_bulk_ms)" \
+  "$(kv "$r" on_bulk_ms)" "$(kv "$r" ratio_bulk)"
 for d in $BENCH_DELAYS; do
   for name in write update read readthrough nextid write@${d}ms-local; do
     [[ $name == *@* ]] || name=$name@${d}ms

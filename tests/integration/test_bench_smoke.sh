@@ -15,7 +15,8 @@ psql_q 'CREATE TABLE "BenchUser" (LIKE "User" INCLUDING ALL);
   CREATE TABLE "BenchTicket" (id bigserial PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchBig" (id bigint PRIMARY KEY, email text NOT NULL, name text);
   CREATE TABLE "BenchMem" (id bigint PRIMARY KEY, blk text NOT NULL, name text);
-  CREATE INDEX ON "BenchMem" (blk);' >/dev/null
+  CREATE INDEX ON "BenchMem" (blk);
+  CREATE TABLE "BenchApp" (id int PRIMARY KEY, n int NOT NULL);' >/dev/null
 start_redis
 cat >"$T/loaders" <<'EOF'
 block big-{n}
@@ -89,7 +90,46 @@ check "its RESULT line is labelled" has_results "$T/proxy.out" 'read@2ms'
 check "the proxy added its delay to the libpq select (median >= 2 ms)" \
   awk '/^RESULT read@2ms/ { for (i = 1; i <= NF; i++) if ($i ~ /^libpq_median_us=/) { split($i, a, "="); ok = a[2] >= 2000 } } END { exit !ok }' "$T/proxy.out"
 
-for f in main queue wait mem proxy; do
+# change capture: two more nodes (one Redis database of their own) mounted after the install;
+# a few samples of visibility, one short round of capture-cost
+# field FILE NAME KEY: KEY=... of FILE's RESULT NAME line
+field() { sed -n "s/^RESULT $2 .* $3=\([^ ]*\).*/\1/p" "$1"; }
+positive() { awk -v v="$1" 'BEGIN { exit !(v + 0 > 0) }'; }
+MAIN_MNT=$MNT MAIN_PID=$DAEMON_PID
+check "sharded capture install" "$SHARDED_BUILD_DIR/sharded" capture install --pg "$PG_URL"
+SAVED_REDIS_URL=$REDIS_URL REDIS_URL=$REDIS_URL/13
+MNT=$T/mnt-a DATA=$T/data-a mount_sharded "node=smoke-a"
+A_MNT=$MNT A_PID=$DAEMON_PID
+MNT=$T/mnt-b DATA=$T/data-b mount_sharded "node=smoke-b"
+B_MNT=$MNT B_PID=$DAEMON_PID
+REDIS_URL=$SAVED_REDIS_URL
+check "visibility and capture-cost run" \
+  run_to "$T/cap.out" "$BENCH" --mount "$A_MNT" --mount2 "$B_MNT" --pg "$PG_CONNINFO" --run 9 \
+  --n 5 --warmup 1 --rate-seconds 1 --rounds 1 --bulk-rows 500 --scenario visibility capture-cost
+check "visibility and capture-cost printed their RESULT lines" \
+  has_results "$T/cap.out" visibility capture-cost
+check_eq "every visibility sample was seen (cross, direct on A, direct on B)" "0 0 0" \
+  "$(field "$T/cap.out" visibility cross_lost) $(field "$T/cap.out" visibility direct_lost) $(field "$T/cap.out" visibility direct_b_lost)"
+for k in cross_p50_ms cross_p99_ms direct_p50_ms direct_b_p99_ms; do
+  check "visibility $k is a positive number ($(field "$T/cap.out" visibility $k))" \
+    positive "$(field "$T/cap.out" visibility $k)"
+done
+# the last direct sample (warm-up 1 + 5) is the record's value on node B
+check "node B shows the last UPDATE made over libpq" \
+  grep -q ', direct-5, ' "$B_MNT/b9-vis/User/$((9 * 100000000 + 6 * 10000000)).json"
+for k in off_1c_writes_s on_1c_writes_s off_4c_writes_s on_4c_writes_s off_bulk_ms on_bulk_ms; do
+  check "capture-cost $k is a positive number ($(field "$T/cap.out" capture-cost $k))" \
+    positive "$(field "$T/cap.out" capture-cost $k)"
+done
+check "capture-cost left capture installed (its last round)" \
+  test "$(psql_q "select count(*) from pg_trigger where tgname like 'sharded_capture%'")" -gt 0
+MNT=$B_MNT DAEMON_PID=$B_PID
+check "node B unmounts" unmount_sharded
+MNT=$A_MNT DAEMON_PID=$A_PID
+check "node A unmounts" unmount_sharded
+MNT=$MAIN_MNT DAEMON_PID=$MAIN_PID
+
+for f in main queue wait mem proxy cap; do
   ((CHECKS_FAILED)) && show_log "$T/$f.out" 40
 done
 check "unmount" unmount_sharded
