@@ -2,9 +2,9 @@
  *
  * `sharded capture install` puts AFTER INSERT/UPDATE/DELETE statement
  * triggers (with transition tables) and an AFTER TRUNCATE trigger on every
- * model's table; each changed row's key is sent by pg_notify on channel
- * CAPTURE_CHANNEL with a payload naming the table and the key, never the
- * row (docs/architecture.md "Change capture"). The listener thread LISTENs
+ * model's table; each changed row adds a row naming the table and the key,
+ * never the row, to the unlogged table CAPTURE_SCHEMA.changes
+ * (docs/architecture.md "Change capture"). The listener thread polls it
  * on a connection of its own, re-reads the changed rows in one query per
  * table, and updates every open block that holds them (or whose loader rule
  * takes a new one), unless that block has a write of its own pending.
@@ -24,7 +24,6 @@
 #include "loader.h"
 #include "pg.h"
 
-#define CAPTURE_CHANNEL "sharded_changes"
 #define CAPTURE_SCHEMA "sharded_capture"	/* the trigger functions live here */
 #define CAPTURE_BATCH_MAX 1000	/* keys of one model in one batch; beyond: reload */
 #define CAPTURE_KEY_MAX 4096	/* a key as text (pg.c PG_KEY_MAX) */
@@ -44,7 +43,7 @@ enum sh_err capture_installed(struct pg *pg, bool *installed);
 
 /* ---- payloads and batches (pure) ---- */
 
-/* One notification: op 'I', 'U' or 'D'; the table; the commit side's
+/* One change: op 'I', 'U' or 'D'; the table; the commit side's
  * clock_timestamp() in microseconds; the key as the store names it
  * (key_join of the parts as text), or whole set: a key too long for a
  * payload, re-read everything of the table. */
@@ -74,7 +73,7 @@ struct capture_set {
 struct capture_batch {
 	struct capture_set *sets;
 	size_t n;
-	size_t notes;		/* notifications taken in */
+	size_t notes;		/* changes taken in */
 	int64_t oldest_ts_us;	/* of the notes taken in, for the lag */
 };
 
@@ -88,11 +87,11 @@ void capture_batch_clear(struct capture_batch *b);
 /* ---- the listener ---- */
 
 struct capture_stats {
-	atomic_llong notifications;	/* received */
+	atomic_llong notifications;	/* changes read from the changes table */
 	atomic_llong applied;		/* records changed, added or dropped in a block */
 	atomic_llong kept;		/* not applied: a local write was pending */
 	atomic_llong lag_us;		/* last batch: commit (clock_timestamp) to applied */
-	atomic_int connected;		/* LISTENing now */
+	atomic_int connected;		/* connected and polling now */
 	atomic_int installed;		/* the triggers were there at the last (re)connect */
 };
 

@@ -103,6 +103,20 @@ psql_q 'update "Order" set id = 14 where id = 12' >/dev/null
 moved() { absent "$1" 12 && listed "$1" 14; }
 seen "psql UPDATE of a key" moved
 
+# commits out of order: a transaction that changed a row first (a lower id in the changes
+# table) commits after another that changed a row later and was read by a poll meanwhile;
+# a poll that only read ids above the last it saw would never see the first
+psql_q "begin; update \"Order\" set total = 77 where id = 14; select pg_sleep(1.5); commit" \
+  >/dev/null &
+SLOW_PID=$!
+sleep 0.5
+psql_q "update \"User\" set name = 'Ada Late' where id = 1" >/dev/null
+name_late() { name_is "$1" "Ada Late"; }
+seen "an UPDATE committed while an earlier transaction is open" name_late
+wait "$SLOW_PID"
+total_77() { [[ $(jq -r .total "${NODE_MNT[$1]}/user-1/Order/14.json" 2>/dev/null) == 77 ]]; }
+seen "the earlier transaction, committed after the later one was read" total_77
+
 # a write through node a, visible on node b once a's sync applied it
 lat=()
 for i in $(seq 1 100); do
