@@ -34,8 +34,9 @@ struct writer {
 
 static void *write_thread(void *arg);
 
-static enum sh_err merge(void *ctx, const char *existing, char **doc)
+static enum sh_err merge(void *ctx, const char *existing, char **doc, char **sent)
 {
+	(void)sent;
 	struct writer *w = ctx;
 	size_t len = (existing ? strlen(existing) : 0) + strlen(w->tag) + 1;
 
@@ -62,8 +63,9 @@ static void *write_thread(void *arg)
 	return NULL;
 }
 
-static enum sh_err refuse(void *ctx, const char *existing, char **doc)
+static enum sh_err refuse(void *ctx, const char *existing, char **doc, char **sent)
 {
+	(void)sent;
 	(void)ctx;
 	(void)existing;
 	*doc = NULL;
