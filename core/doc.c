@@ -977,6 +977,21 @@ enum sh_err doc_prepare_update(const struct model *m, const char *pk, const char
 	return *out ? SH_OK : SH_ENOMEM;
 }
 
+char *doc_overlay(const char *under, const char *over)
+{
+	struct json_object *base = parse_stored(under), *top = parse_stored(over);
+	char *text = NULL;
+
+	if (base && top) {
+		json_object_object_foreach(top, key, val)
+			json_object_object_add(base, key, json_object_get(val));
+		text = doc_text(base);
+	}
+	json_object_put(base);
+	json_object_put(top);
+	return text;
+}
+
 char *doc_get_text(const char *doc, const char *key)
 {
 	struct json_object *obj = json_tokener_parse(doc), *v;

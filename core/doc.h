@@ -49,6 +49,11 @@ enum sh_err doc_prepare_update(const struct model *m, const char *pk, const char
 			       size_t len, size_t max_len, const char *existing, char **out,
 			       char **sent, char *why, size_t whylen);
 
+/* The object over laid onto the object under (over's keys win), as text
+ * (malloc'd); NULL when either is not a JSON object or memory ran out. For
+ * a write that carries some columns only (a dead letter sent again). */
+char *doc_overlay(const char *under, const char *over);
+
 /* Could more bytes appended to body still make a JSON document? True while
  * the text so far is a valid but unfinished JSON prefix (or only blanks). */
 bool doc_incomplete(const char *body, size_t len);

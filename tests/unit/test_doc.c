@@ -841,6 +841,18 @@ static void sent_of(const char *body, const char *existing, const char *want)
 	free(sent);
 }
 
+static void test_overlay(void **state)
+{
+	char *t;
+
+	(void)state;
+	t = doc_overlay("{\"name\":\"x\",\"color\":\"red\"}", "{\"color\":\"blue\"}");
+	assert_string_equal(t, "{\"name\":\"x\",\"color\":\"blue\"}");
+	free(t);
+	assert_null(doc_overlay("[1]", "{}"));
+	assert_null(doc_overlay("{}", "not json"));
+}
+
 static void test_update_sends_its_columns(void **state)
 {
 	const char *stored = "{\"name\":\"x\",\"color\":\"red\"}";
@@ -887,6 +899,7 @@ int main(void)
 		cmocka_unit_test(test_check_pk_uuid),
 		cmocka_unit_test(test_get_text),
 		cmocka_unit_test(test_update_sends_its_columns),
+		cmocka_unit_test(test_overlay),
 		cmocka_unit_test(test_bug_negative_int_overflow_clamped),
 		cmocka_unit_test(test_bug_invalid_utf8_accepted),
 	};
