@@ -10,7 +10,9 @@
 #   3. a whole-document rewrite on node A (its copy's email stale: another client changed it
 #      in PostgreSQL) sends only the column it changed, and PostgreSQL keeps the other
 #      client's email; the same document written again unchanged is acknowledged, applied
-#      (the outbox drains) and changes nothing; no write is a dead letter.
+#      (the outbox drains) and changes nothing; no write is a dead letter;
+#   4. an update of a row another client deleted is a dead letter (the NOT NULL columns it
+#      does not send); `sharded dlq retry` once the row is back sets its column only.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
@@ -97,6 +99,21 @@ check "unchanged document: acknowledged and applied (the outbox drains)" wait_fo
 check_eq "unchanged document: the row is as it was" \
   "whole|other" "$(psql_q 'select name, email from "Person" where id = 1')"
 check_eq "no dead letters" "0 0" "$(status_of a dead) $(status_of b dead)"
+
+# 4. an update of a row another client deleted lacks the NOT NULL columns: a dead letter;
+# sent again (sharded dlq retry) once the row is back, it sets its column only, and the
+# node's copy is the whole row PostgreSQL returned
+psql_q 'delete from "Person" where id = 2' >/dev/null
+echo '{"note":"late"}' >"$(rec a 2)"
+dead_is() { [[ $(status_of a dead) == "$1" ]]; }
+row2_is() { [[ $(psql_q 'select name, email, note from "Person" where id = 2') == "$1" ]]; }
+check "update of a deleted row: a dead letter" wait_for 15 dead_is 1
+psql_q 'insert into "Person" values (2, $$back$$, $$back$$, null)' >/dev/null
+check "dlq retry" timeout 60 "$SHARDED_BUILD_DIR/sharded" --data "$T/data-a" --redis "$REDIS_URL" \
+  dlq retry c-1
+check "the retried update sets its column only" wait_for 15 row2_is "back|back|late"
+copy2_ok() { jq -e '.name == "back" and .email == "back" and .note == "late"' "$(rec a 2)"; }
+check "node a's copy is PostgreSQL's whole row again" wait_for 10 copy2_ok
 
 for n in a b; do
   MNT=${NODE_MNT[$n]} DAEMON_PID=${NODE_PID[$n]}
