@@ -31,6 +31,7 @@
 
 #include "blocks.h"
 #include "clock.h"
+#include "doc.h"
 #include "redis.h"
 #include "store.h"
 
@@ -502,6 +503,35 @@ static bool still_the_file(const char *data_dir, const char *block, dev_t dev, i
  * the removed file is not XDEL'd, the retry stops with SH_ENOENT and the dead
  * letter stays listed.
  */
+/* store_merge_fn of a dead write sent again onto a record the block holds:
+ * the record gets its columns laid over the copy, the outbox the dead
+ * letter's document as it was (an update's columns, op.h). */
+static enum sh_err retry_merge(void *ctx, const char *existing, char **doc, char **sent)
+{
+	const char *dead = ctx;
+
+	*doc = existing ? doc_overlay(existing, dead) : strdup(dead);
+	if (!*doc)
+		return existing ? SH_EINVAL : SH_ENOMEM;
+	if (existing && !(*sent = strdup(dead)))
+		return SH_ENOMEM;
+	return SH_OK;
+}
+
+/* Write dead letter d into the block again: a write onto the record the
+ * block holds (a dead update may carry some columns only), else as it is. */
+static enum sh_err retry_write(struct store *st, const struct admin_dead *d, int64_t *seq)
+{
+	char *held = NULL;
+
+	if (!op_kind_writes(d->op))
+		return store_write(st, d->model, d->pk, NULL, seq);
+	if (store_get(st, d->model, d->pk, &held, NULL) != SH_OK)
+		return store_write(st, d->model, d->pk, d->doc, seq);
+	free(held);
+	return store_write_merged(st, d->model, d->pk, retry_merge, (void *)d->doc, seq);
+}
+
 enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *block,
 			    const char *const *ids, size_t nids, admin_progress_fn progress,
 			    void *ctx, size_t *done, char *err, size_t errlen)
@@ -537,7 +567,7 @@ enum sh_err admin_dlq_retry(redisContext *rc, const char *data_dir, const char *
 			e = SH_EINVAL;
 			break;
 		}
-		e = store_write(st, d->model, d->pk, op_kind_writes(d->op) ? d->doc : NULL, &seq);
+		e = retry_write(st, d, &seq);
 		if (e) {
 			snprintf(err, errlen, "cannot write dead letter '%s' into block '%s': %s",
 				 d->id, block, sh_strerror(e));

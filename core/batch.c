@@ -14,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *skip_ws(const char *p);
+static const char *string_end(const char *p);
+static const char *skip_value(const char *p);
+static int key_cmp(const void *a, const void *b);
+
 static uint64_t key_hash(const struct op *op)
 {
 	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
@@ -72,6 +77,130 @@ static void supersede(struct op *ops, size_t *order, size_t pos)
 	order[pos - 1] = BATCH_NONE;
 }
 
+/* One top-level member of a JSON object: its key, and its text from the
+ * key's opening quote to the end of its value. */
+struct member {
+	struct batch_key key;
+	const char *start, *end;
+};
+
+/* The members of doc, in document order; -1 as batch_doc_keys. */
+static int doc_members(const char *doc, struct member *mem, size_t cap)
+{
+	const char *p = doc ? skip_ws(doc) : NULL;
+	size_t n = 0;
+
+	if (!p || *p++ != '{')
+		return -1;
+	for (p = skip_ws(p); *p != '}'; n++) {
+		const char *end;
+
+		if (n == cap || *p != '"' || !(end = string_end(p)))
+			return -1;
+		mem[n].key = (struct batch_key){ p + 1, (size_t)(end - p - 1) };
+		mem[n].start = p;
+		p = skip_ws(end + 1);
+		if (*p != ':' || !(p = skip_value(p + 1)))
+			return -1;
+		mem[n].end = p;
+		p = skip_ws(p);
+		if (*p == ',')
+			p = skip_ws(p + 1);
+		else if (*p != '}')
+			return -1;
+	}
+	return (int)n;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+	return key_cmp(&((const struct member *)a)->key, &((const struct member *)b)->key);
+}
+
+/* Mark (start = NULL) the members of a, sorted, that b, sorted, also has;
+ * returns the bytes of those left. */
+static size_t drop_shadowed(struct member *a, int na, const struct member *b, int nb)
+{
+	size_t left = 0;
+
+	for (int i = 0, j = 0; i < na; i++) {
+		while (j < nb && member_cmp(&b[j], &a[i]) < 0)
+			j++;
+		if (j < nb && member_cmp(&b[j], &a[i]) == 0)
+			a[i].start = NULL;
+		else
+			left += (size_t)(a[i].end - a[i].start) + 1;
+	}
+	return left;
+}
+
+static void put_member(char *u, size_t *at, const struct member *m)
+{
+	size_t n = (size_t)(m->end - m->start);
+
+	if (*at > 1)
+		u[(*at)++] = ',';
+	memcpy(u + *at, m->start, n);
+	*at += n;
+}
+
+/* Scratch for the members of two documents. */
+struct members {
+	struct member *a, *b;
+};
+
+/* later laid over earlier: earlier's members later does not name, then
+ * later's. *out is NULL when later already names every key of earlier (or
+ * either is not an object we can scan: later stands alone, as before). */
+static enum sh_err doc_union(const char *earlier, const char *later, struct members *sc,
+			     char **out)
+{
+	int na = doc_members(earlier, sc->a, BATCH_MAX_KEYS);
+	int nb = doc_members(later, sc->b, BATCH_MAX_KEYS);
+	size_t len = 2, at = 1;
+	char *u;
+
+	*out = NULL;
+	if (na < 0 || nb < 0)
+		return SH_OK;
+	qsort(sc->a, (size_t)na, sizeof(*sc->a), member_cmp);
+	qsort(sc->b, (size_t)nb, sizeof(*sc->b), member_cmp);
+	len += drop_shadowed(sc->a, na, sc->b, nb);
+	if (len == 2)
+		return SH_OK;
+	len += strlen(later);
+	if (!(u = malloc(len + 1)))
+		return SH_ENOMEM;
+	u[0] = '{';
+	for (int i = 0; i < na; i++)
+		if (sc->a[i].start)
+			put_member(u, &at, &sc->a[i]);
+	for (int i = 0; i < nb; i++)
+		put_member(u, &at, &sc->b[i]);
+	u[at++] = '}';
+	u[at] = 0;
+	*out = u;
+	return SH_OK;
+}
+
+/* ops[i] takes the place of s, the survivor of its record's run: its
+ * document becomes the union of both (an update carries only the columns it
+ * sets, so the run's last write no longer carries every column of the run). */
+static enum sh_err take_columns(struct op *ops, size_t s, size_t i, struct members *sc)
+{
+	char *u;
+	enum sh_err rc;
+
+	if (!sc)
+		return SH_OK;
+	rc = doc_union(ops[s].doc, ops[i].doc, sc, &u);
+	if (rc != SH_OK || !u)
+		return rc;
+	ops[i].own_doc = ops[i].doc;
+	ops[i].doc = u;
+	return SH_OK;
+}
+
 static void add_to_chain(struct op *ops, size_t i, struct chain *c, size_t *order, size_t *len)
 {
 	if (ops[i].kind == OP_DELETE) {
@@ -99,6 +228,8 @@ enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *nord
 {
 	size_t size, mask, *slots, nchains = 0, len = 0;	/* slots: chain + 1; 0 = empty */
 	struct chain *chains;
+	struct members sc;
+	enum sh_err rc = SH_OK;
 
 	*norder = 0;
 	if (n > BATCH_MAX_OPS)
@@ -107,9 +238,12 @@ enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *nord
 	mask = size - 1;
 	slots = calloc(size, sizeof(*slots));
 	chains = malloc((n ? n : 1) * sizeof(*chains));
-	if (!slots || !chains) {
+	sc.a = malloc(2 * BATCH_MAX_KEYS * sizeof(*sc.a));
+	sc.b = sc.a + BATCH_MAX_KEYS;
+	if (!slots || !chains || !sc.a) {
 		free(slots);
 		free(chains);
+		free(sc.a);
 		return SH_ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -121,14 +255,18 @@ enum sh_err batch_collapse(struct op *ops, size_t n, size_t *order, size_t *nord
 		c = chain_of(ops, i, slots, mask, chains, &nchains);
 		prev[i] = c->last;
 		c->last = i;
+		if (c->ups && op_kind_writes(ops[i].kind) &&
+		    (rc = take_columns(ops, order[c->ups - 1], i, &sc)) != SH_OK)
+			break;
 		add_to_chain(ops, i, c, order, &len);
 	}
-	for (size_t j = 0; j < len; j++)
+	for (size_t j = 0; j < len && rc == SH_OK; j++)
 		if (order[j] != BATCH_NONE)
 			order[(*norder)++] = order[j];
 	free(slots);
 	free(chains);
-	return SH_OK;
+	free(sc.a);
+	return rc;
 }
 
 static const char *skip_ws(const char *p)
@@ -346,6 +484,16 @@ static bool follow_create(size_t i, bool create_run, bool p_applied,
 	return true;
 }
 
+/* op is tried again after the writes it stood for: with its own columns. */
+static void own_columns(struct op *op)
+{
+	if (!op->own_doc)
+		return;
+	free(op->doc);
+	op->doc = op->own_doc;
+	op->own_doc = NULL;
+}
+
 /* Op i is refused on its own. When it stands for earlier writes of its
  * record, those were acknowledged one by one and must not go with it: they
  * are applied first, as the ops that stand for them (p, the one just before
@@ -378,6 +526,7 @@ static enum sh_err refused_alone(size_t i, char *why, const struct batch_bisect_
 		rc = apply_alone(p, ops, ctx, &p_applied);
 	if (rc != SH_OK)
 		return rc;
+	own_columns(&ops->ops[i]);
 	if (!follow_create(i, create_run, p_applied, ops, ctx))
 		return SH_OK;
 	why = NULL;

@@ -6,9 +6,11 @@
  *      delete followed by an upsert, without changing what PostgreSQL ends
  *      up with:
  *      - a run of upserts becomes its last one, in the place of its first
- *        (so a parent inserted before its child stays first); an upsert's
- *        document is the whole record as the block held it, so the last one
- *        carries every key the earlier ones of the run carried;
+ *        (so a parent inserted before its child stays first), carrying the
+ *        union of the run's documents, later values winning: an update
+ *        carries only the columns it sets (op.h), so the last one alone may
+ *        lack a column an earlier one set (the union is made only then; the
+ *        op's own document is kept in own_doc);
  *      - a delete stands for itself and every op of the record before it,
  *        in its own place (a child deleted before its parent stays before);
  *      - a run takes the kind of its first op: a run that begins with a
@@ -101,7 +103,8 @@ struct batch_bisect_ops {
  * is reported dead exactly once. An op refused alone that stands for others
  * (prev set) falls back to them: the op just before it in its record's chain
  * (and the delete before that op's run) is applied first, falling back the
- * same way when refused, then the op is tried again and is dead if refused
+ * same way when refused, then the op is tried again with its own document
+ * (own_doc: the union no longer stands for anything) and is dead if refused
  * still. In a run that began with a create, the op is tried again only when
  * the one before it was applied (as an upsert over the row that one
  * inserted), and is dead otherwise: it never lands on someone else's row. Ops tried are no longer superseded; a refused run of upserts costs

@@ -876,15 +876,67 @@ static struct json_object *parse_stored(const char *existing)
 	return o;
 }
 
+/* Does body name every column the stored record holds (a whole-document
+ * rewrite: `sed -i`, an editor's save)? */
+static bool names_all(struct json_object *stored, struct json_object *body)
+{
+	json_object_object_foreach(stored, key, val) {
+		(void)val;
+		if (!json_object_object_get_ex(body, key, NULL))
+			return false;
+	}
+	return true;
+}
+
+/* What an update sends (doc.h doc_prepare_update): the key, then body's
+ * columns, less those equal to stored when body names them all. */
+static struct json_object *changes(const struct model *m, const char *const *parts,
+				   struct json_object *stored, struct json_object *body)
+{
+	struct json_object *sent = json_object_new_object();
+	bool whole = names_all(stored, body);
+
+	if (!sent)
+		return NULL;
+	for (size_t k = 0; k < m->nkey; k++)
+		json_object_object_add(sent, model_key_col(m, k)->name,
+				       key_value(model_key_col(m, k), parts[k]));
+	json_object_object_foreach(body, key, val) {
+		if (json_object_object_get_ex(sent, key, NULL) ||
+		    (whole && stored_equal(stored, key, val)))
+			continue;
+		if (json_object_object_add(sent, key, json_object_get(val))) {
+			json_object_put(sent);
+			return NULL;
+		}
+	}
+	return sent;
+}
+
+static char *doc_text(struct json_object *o)
+{
+	return strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
 enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,
 			size_t max_len, const char *existing, char **out, char *why, size_t whylen)
 {
-	struct json_object *obj = NULL, *merged, *stored = NULL;
+	return doc_prepare_update(m, pk, body, len, max_len, existing, out, NULL, why, whylen);
+}
+
+enum sh_err doc_prepare_update(const struct model *m, const char *pk, const char *body,
+			       size_t len, size_t max_len, const char *existing, char **out,
+			       char **sent, char *why, size_t whylen)
+{
+	struct json_object *obj = NULL, *merged, *stored = NULL, *delta = NULL;
 	const char *parts[MODEL_KEY_MAX];
 	char buf[KEYNAME_KEY_MAX + 1];
 	enum sh_err err;
 
 	*out = NULL;
+	if (sent)
+		*sent = NULL;
 	if (len > max_len) {
 		snprintf(why, whylen, "document of %zu bytes is above the %zu-byte cap", len, max_len);
 		return SH_ETOOBIG;
@@ -909,15 +961,35 @@ enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body,
 		json_object_put(stored);
 		return err;
 	}
-	merged = merge(m, parts, stored, obj);
+	if (sent && stored && !(delta = changes(m, parts, stored, obj)))
+		err = SH_ENOMEM;
+	merged = err ? NULL : merge(m, parts, stored, obj);	/* merge changes stored */
 	json_object_put(obj);
 	json_object_put(stored);
-	if (!merged)
-		return SH_ENOMEM;
-	*out = strdup(json_object_to_json_string_ext(merged, JSON_C_TO_STRING_PLAIN |
-							     JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (merged)
+		*out = doc_text(merged);
+	if (delta && *out && !(*sent = doc_text(delta))) {
+		free(*out);
+		*out = NULL;
+	}
 	json_object_put(merged);
+	json_object_put(delta);
 	return *out ? SH_OK : SH_ENOMEM;
+}
+
+char *doc_overlay(const char *under, const char *over)
+{
+	struct json_object *base = parse_stored(under), *top = parse_stored(over);
+	char *text = NULL;
+
+	if (base && top) {
+		json_object_object_foreach(top, key, val)
+			json_object_object_add(base, key, json_object_get(val));
+		text = doc_text(base);
+	}
+	json_object_put(base);
+	json_object_put(top);
+	return text;
 }
 
 char *doc_get_text(const char *doc, const char *key)

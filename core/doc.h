@@ -38,6 +38,22 @@ enum sh_err doc_check_pk(const struct model *m, const char *pk, char *why, size_
 enum sh_err doc_prepare(const struct model *m, const char *pk, const char *body, size_t len,
 			size_t max_len, const char *existing, char **out, char *why, size_t whylen);
 
+/* doc_prepare, and for an update (existing holds the record) *sent gets what
+ * the write sends to PostgreSQL (malloc'd; NULL for a new record, which sends
+ * all of *out): the key, and every column body names, except that a body
+ * naming every column existing holds (a whole-document rewrite such as
+ * `sed -i`) sends only those whose value differs from existing. The columns
+ * a write leaves out are not sent, so a concurrent write of another column
+ * by another node is not undone by this node's copy of it. */
+enum sh_err doc_prepare_update(const struct model *m, const char *pk, const char *body,
+			       size_t len, size_t max_len, const char *existing, char **out,
+			       char **sent, char *why, size_t whylen);
+
+/* The object over laid onto the object under (over's keys win), as text
+ * (malloc'd); NULL when either is not a JSON object or memory ran out. For
+ * a write that carries some columns only (a dead letter sent again). */
+char *doc_overlay(const char *under, const char *over);
+
 /* Could more bytes appended to body still make a JSON document? True while
  * the text so far is a valid but unfinished JSON prefix (or only blanks). */
 bool doc_incomplete(const char *body, size_t len);

@@ -917,13 +917,15 @@ static enum sh_err commit_write(struct engine *e, struct block *b, const struct 
 }
 
 /* Validate body as the new content of record pk, merged onto existing (the
- * stored document, NULL when absent); *doc gets the document to store. */
+ * stored document, NULL when absent); *doc gets the document to store and,
+ * when sent is not NULL, *sent what an update sends (doc_prepare_update). */
 static enum sh_err merge_body(struct engine *e, struct block *b, const struct model *m,
 			      const char *pk, const char *body, size_t len, const char *existing,
-			      char **doc)
+			      char **doc, char **sent)
 {
 	char why[256];
-	enum sh_err rv = doc_prepare(m, pk, body, len, e->max_doc, existing, doc, why, sizeof(why));
+	enum sh_err rv = doc_prepare_update(m, pk, body, len, e->max_doc, existing, doc, sent, why,
+					    sizeof(why));
 
 	if (rv == SH_EINVAL || rv == SH_ETOOBIG)
 		engine_refused(e, b->id, m->name, pk, why);
@@ -942,7 +944,7 @@ static enum sh_err prepare(struct engine *e, struct block *b, const struct model
 	rv = store_get(b->store, m->name, pk, &existing, NULL);
 	if (rv != SH_OK && rv != SH_ENOENT)
 		return rv;
-	rv = merge_body(e, b, m, pk, body, len, existing, doc);
+	rv = merge_body(e, b, m, pk, body, len, existing, doc, NULL);
 	free(existing);
 	return rv;
 }
@@ -957,11 +959,11 @@ struct put {
 };
 
 /* store_merge_fn: runs inside the write's transaction. */
-static enum sh_err put_merge(void *ctx, const char *existing, char **doc)
+static enum sh_err put_merge(void *ctx, const char *existing, char **doc, char **sent)
 {
 	struct put *p = ctx;
 
-	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc);
+	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc, sent);
 }
 
 /* Does the block hold record pk? When not, read it through first (unless

@@ -27,7 +27,8 @@ void op_release(struct op *op)
 	free(op->doc);
 	free(op->error);
 	free(op->returned);
-	op->model = op->pk = op->doc = op->error = op->returned = NULL;
+	free(op->own_doc);
+	op->model = op->pk = op->doc = op->error = op->returned = op->own_doc = NULL;
 }
 
 void op_free_array(struct op *ops, size_t n)

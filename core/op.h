@@ -46,7 +46,15 @@ struct op {
 	char kind;		/* enum op_kind */
 	char *model;		/* owned */
 	char *pk;		/* owned; the primary key as text, as in the file name */
-	char *doc;		/* owned; NULL for OP_DELETE */
+	char *doc;		/* owned; NULL for OP_DELETE. An update (OP_UPSERT of a
+				 * record the block held) carries the key and the
+				 * columns it sets (doc.h doc_prepare_update); a
+				 * create, and outbox entries of older versions,
+				 * every column */
+	char *own_doc;		/* owned; set by batch_collapse when it replaced doc
+				 * by the union of the writes the op stands for:
+				 * the op's own document, put back by batch_bisect
+				 * when the op falls back to those writes */
 
 	/* Filled by pg_apply(); all owned, freed by op_release(). */
 	bool skipped;		/* seq was already applied earlier: nothing done */

@@ -355,6 +355,19 @@ static void sb_ident(struct sbuf *sb, PGconn *conn, const char *name)
 	PQfreemem(q);
 }
 
+/* A column name as a string literal (a JSON key to look up). */
+static void sb_literal(struct sbuf *sb, PGconn *conn, const char *s)
+{
+	char *q = PQescapeLiteral(conn, s, strlen(s));
+
+	if (!q) {
+		sb->failed = true;
+		return;
+	}
+	sb_add(sb, q);
+	PQfreemem(q);
+}
+
 static void sb_table(struct sbuf *sb, PGconn *conn, const char *schema, const char *table)
 {
 	sb_ident(sb, conn, schema);
@@ -1182,26 +1195,87 @@ static void stmt_free(struct stmt *st)
 	sb_free(&st->param);
 }
 
-/* The columns of the statement: those present in the first document (all of
- * the group have the same keys), and always the key, so that ON CONFLICT
- * has something to match. */
-static void add_columns(struct sbuf *sb, PGconn *conn, const struct model *m,
-			json_object *doc, bool *present)
+/* A column an update does not send but the row PostgreSQL proposes to
+ * insert must have (NOT NULL without a default): PostgreSQL checks it before
+ * it finds the conflict, so it comes from the row as it is. */
+static bool fill_column(const struct model *m, size_t c, const bool *present)
 {
-	bool first = true;
+	const struct column *col = &m->cols[c];
+
+	return !present[c] && !col->generated && col->not_null && !col->has_default;
+}
+
+/* Which columns the documents carry (all of the group have the same keys),
+ * and always the key, so that ON CONFLICT has something to match. Returns
+ * whether a column that could be written is missing: an update that sends
+ * some columns only (op.h). */
+static bool mark_present(const struct model *m, json_object *doc, bool *present)
+{
+	bool partial = false;
 
 	for (size_t c = 0; c < m->ncols; c++) {
 		/* a generated column is in the document as it was read, never written */
 		present[c] = model_is_key(m, c) ||
 			     (!m->cols[c].generated &&
 			      json_object_object_get_ex(doc, m->cols[c].name, NULL));
-		if (!present[c])
+		partial |= !present[c] && !m->cols[c].generated;
+	}
+	return partial;
+}
+
+/* The columns of the statement into cols, and what the SELECT gives them
+ * into sel: x.col from the documents, or (x.r).col from the documents laid
+ * over the current row for a partial update, which also lists the columns
+ * fill_column names. */
+static void add_columns(struct sbuf *cols, struct sbuf *sel, PGconn *conn,
+			const struct model *m, const bool *present, bool partial)
+{
+	bool first = true;
+
+	for (size_t c = 0; c < m->ncols; c++) {
+		if (!present[c] && !(partial && fill_column(m, c, present)))
 			continue;
-		if (!first)
-			sb_add(sb, ", ");
-		sb_ident(sb, conn, m->cols[c].name);
+		sb_add(cols, first ? "" : ", ");
+		sb_add(sel, first ? "" : ", ");
+		sb_add(sel, partial ? "(x.r)." : "x.");
+		sb_ident(cols, conn, m->cols[c].name);
+		sb_ident(sel, conn, m->cols[c].name);
 		first = false;
 	}
+}
+
+/* FROM json_populate_recordset(NULL::s.t, $1::json) AS x
+ * or, for a partial update, each document laid over the row it updates:
+ * FROM (SELECT json_populate_record(cur, e.v) AS r
+ *   FROM json_array_elements($1::json) WITH ORDINALITY AS e(v, n)
+ *   LEFT JOIN s.t AS cur ON cur.k1 = (e.v->>'k1')::type1 AND ... ORDER BY e.n) AS x
+ * json_populate_recordset with a NULL base would check every column the
+ * documents lack as a NULL (a NOT NULL domain refuses it); over the current
+ * row they keep its values, and only the documents' columns are set. */
+static void add_source(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
+		       const struct model *m, bool partial)
+{
+	if (!partial) {
+		sb_add(sb, " FROM json_populate_recordset(NULL::");
+		sb_table(sb, conn, cat->schema, m->name);
+		sb_add(sb, ", $1::json) AS x");
+		return;
+	}
+	sb_add(sb, " FROM (SELECT json_populate_record(cur, e.v) AS r"
+		   " FROM json_array_elements($1::json) WITH ORDINALITY AS e(v, n) LEFT JOIN ");
+	sb_table(sb, conn, cat->schema, m->name);
+	sb_add(sb, " AS cur ON");
+	for (size_t k = 0; k < m->nkey; k++) {
+		const struct column *key = model_key_col(m, k);
+
+		sb_add(sb, k ? " AND cur." : " cur.");
+		sb_ident(sb, conn, key->name);
+		sb_add(sb, " = (e.v->>");
+		sb_literal(sb, conn, key->name);
+		sb_add(sb, ")::");
+		sb_add(sb, key->type);
+	}
+	sb_add(sb, " ORDER BY e.n) AS x");
 }
 
 /* The column a no-op update sets to itself: one outside the key where there
@@ -1265,9 +1339,17 @@ static void add_returned(struct sbuf *sb, PGconn *conn, const struct model *m, c
 
 /*
  * INSERT INTO s.t AS t (cols) OVERRIDING SYSTEM VALUE
- *   SELECT cols FROM json_populate_recordset(NULL::s.t, $1::json)
+ *   SELECT x.cols FROM json_populate_recordset(NULL::s.t, $1::json) AS x
  *   ON CONFLICT (k1, k2) DO UPDATE SET col = EXCLUDED.col ...
  *   RETURNING t.k1::text, t.k2::text, row_to_json(t.*)::text
+ *
+ * Only the columns the documents carry are set: an update carries those it
+ * sets (op.h), so another node's concurrent write of another column stays.
+ * A partial update reads its documents over the current rows (add_source):
+ * PostgreSQL checks NOT NULL on the proposed row before it sees the
+ * conflict. A row that is missing (another node deleted it) is inserted
+ * with the columns sent, NULL in the NOT NULL columns it lacks (refused
+ * then: a dead letter) and the defaults of the others.
  *
  * Each returned row is matched to its document by its key (match_returned):
  * in the documents' order as a rule, checked key by key, so PostgreSQL does
@@ -1280,21 +1362,21 @@ static void add_returned(struct sbuf *sb, PGconn *conn, const struct model *m, c
 static void upsert_sql(struct sbuf *sb, PGconn *conn, const struct catalog *cat,
 		       const struct model *m, json_object *doc, bool *present, bool create)
 {
-	struct sbuf cols = { 0 };
+	struct sbuf cols = { 0 }, sel = { 0 };
+	bool partial = mark_present(m, doc, present) && !create;
 
-	add_columns(&cols, conn, m, doc, present);
-	if (cols.failed)
+	add_columns(&cols, &sel, conn, m, present, partial);
+	if (cols.failed || sel.failed)
 		sb->failed = true;
 	sb_add(sb, "INSERT INTO ");
 	sb_table(sb, conn, cat->schema, m->name);
 	sb_add(sb, " AS t (");
 	sb_add(sb, cols.p ? cols.p : "");
 	sb_add(sb, ") OVERRIDING SYSTEM VALUE SELECT ");
-	sb_add(sb, cols.p ? cols.p : "");
+	sb_add(sb, sel.p ? sel.p : "");
 	sb_free(&cols);
-	sb_add(sb, " FROM json_populate_recordset(NULL::");
-	sb_table(sb, conn, cat->schema, m->name);
-	sb_add(sb, ", $1::json)");
+	sb_free(&sel);
+	add_source(sb, conn, cat, m, partial);
 	if (!create) {
 		sb_add(sb, " ON CONFLICT (");
 		add_key_list(sb, conn, m, "");

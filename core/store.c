@@ -838,9 +838,10 @@ static enum sh_err revoke_delete_locked(struct store *st, const char *model, con
 }
 
 /* create: the block did not hold the record (store_write_merged); a
- * deletion held back and turned into this write makes it an upsert again. */
+ * deletion held back and turned into this write makes it an upsert again.
+ * sent: what the outbox entry carries of an update (NULL: all of doc). */
 static enum sh_err write_locked(struct store *st, const char *model, const char *pk,
-				const char *doc, bool create, int64_t *seq)
+				const char *doc, const char *sent, bool create, int64_t *seq)
 {
 	int64_t now = clock_wall_ns();
 	char current[OP_ORIGIN_MAX];
@@ -860,7 +861,7 @@ static enum sh_err write_locked(struct store *st, const char *model, const char 
 	if (!err && doc && sqlite3_changes(st->db) > 0)
 		create = false;
 	if (!err)
-		err = append_outbox_locked(st, *seq, model, pk, doc, create, now);
+		err = append_outbox_locked(st, *seq, model, pk, sent ? sent : doc, create, now);
 	return err;
 }
 
@@ -873,7 +874,7 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 		return SH_EIO;
 	err = exec_sql(st, "BEGIN IMMEDIATE");
 	if (!err) {
-		err = write_locked(st, model, pk, doc, false, seq);
+		err = write_locked(st, model, pk, doc, NULL, false, seq);
 		if (!err)
 			err = exec_sql(st, "COMMIT");
 		if (err)
@@ -893,7 +894,7 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 enum sh_err store_write_merged(struct store *st, const char *model, const char *pk,
 			       store_merge_fn merge, void *ctx, int64_t *seq)
 {
-	char *existing = NULL, *doc = NULL;
+	char *existing = NULL, *doc = NULL, *sent = NULL;
 	bool wrote = false;
 	enum sh_err err;
 
@@ -903,12 +904,13 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 	if (!err) {
 		err = get_locked(st, model, pk, &existing, NULL);
 		if (err == SH_OK || err == SH_ENOENT)
-			err = merge(ctx, existing, &doc);
+			err = merge(ctx, existing, &doc, &sent);
 		if (!err && !doc)
 			err = SH_EINVAL;	/* a deletion is store_write's */
 		if (!err) {
 			wrote = true;
-			err = write_locked(st, model, pk, doc, existing == NULL, seq);
+			err = write_locked(st, model, pk, doc, existing ? sent : NULL,
+					   existing == NULL, seq);
 		}
 		if (!err)
 			err = exec_sql(st, "COMMIT");
@@ -924,6 +926,7 @@ enum sh_err store_write_merged(struct store *st, const char *model, const char *
 	pthread_mutex_unlock(&st->lock);
 	free(existing);
 	free(doc);
+	free(sent);
 	return err;
 }
 

@@ -78,13 +78,18 @@ enum sh_err store_write(struct store *st, const char *model, const char *pk, con
 			int64_t *seq);
 
 /* Builds the document to store from the stored one (existing NULL when the
- * block does not hold the record): *doc malloc'd, never NULL on SH_OK.
+ * block does not hold the record): *doc malloc'd, never NULL on SH_OK; and
+ * *sent (NULL on entry) what the outbox entry carries when it is not all of
+ * *doc (an update's changed columns, doc.h doc_prepare_update), malloc'd.
  * Anything but SH_OK is returned by store_write_merged and nothing is written. */
-typedef enum sh_err (*store_merge_fn)(void *ctx, const char *existing, char **doc);
+typedef enum sh_err (*store_merge_fn)(void *ctx, const char *existing, char **doc, char **sent);
 
 /* store_write of an upsert whose document is merge's answer, with the read of
  * the stored record inside the write's transaction (BEGIN IMMEDIATE, under the
- * store's lock): concurrent partial writes of one record compose. */
+ * store's lock): concurrent partial writes of one record compose. The outbox
+ * gets merge's *sent for an update; a create (the block did not hold the
+ * record) and a write that takes a held-back deletion's place carry the
+ * whole document. */
 enum sh_err store_write_merged(struct store *st, const char *model, const char *pk,
 			       store_merge_fn merge, void *ctx, int64_t *seq);
 

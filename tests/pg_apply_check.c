@@ -336,6 +336,65 @@ static void check_partial_and_delete(struct pg *pg, const struct catalog *cat)
 	op_free_array(ops, 9);
 }
 
+#define REQ_ROW "SELECT a || '/' || b || '/' || d || '/' || note FROM \"" SCHEMA "\".req WHERE id = 1"
+
+/* Updates carry the key and the columns they set (op.h): each sets only
+ * those, over NOT NULL columns and a NOT NULL domain they leave out; two of
+ * one record in a batch set the union; one of a missing row is refused
+ * for the NOT NULL columns it lacks; a key-only one of a two-column key
+ * changes nothing and returns the row. */
+static void check_column_updates(struct pg *pg)
+{
+	struct op *ops = ops_new(5);
+	struct catalog *cat = NULL;
+	char err[512] = "";
+	int64_t upto = 0;
+	enum sh_err rc;
+
+	/* NOT NULL columns, a NOT NULL domain */
+	sql("CREATE DOMAIN \"" SCHEMA "\".posi AS int NOT NULL CHECK (VALUE > 0)");
+	sql("CREATE TABLE \"" SCHEMA "\".req (id bigint PRIMARY KEY, a text NOT NULL,"
+	    " b text NOT NULL, d \"" SCHEMA "\".posi, note text)");
+	sql("INSERT INTO \"" SCHEMA "\".req VALUES (1, 'a0', 'b0', 5, 'n')");
+	sql("INSERT INTO \"" SCHEMA "\".twokeys (a, b, c) VALUES (77, 88, 'x')");
+	rc = pg_load_catalog(pg, SCHEMA, "req,twokeys", &cat, err, sizeof(err));
+	check("catalog with req", rc == SH_OK, "rc %d %s", rc, err);
+	if (rc != SH_OK) {
+		op_free_array(ops, 5);
+		return;
+	}
+
+	op_set(&ops[0], 1, 'U', "req", "1", "{\"id\":1,\"a\":\"a1\"}");
+	rc = pg_apply(pg, cat, "columns", ops, 1, &upto, err, sizeof(err));
+	check("update of one column applies", rc == SH_OK && !ops[0].dead, "rc %d %s %s", rc, err,
+	      ops[0].error ? ops[0].error : "");
+	check("update of one column keeps the others", !strcmp(val(REQ_ROW), "a1/b0/5/n"), "row %s",
+	      val(REQ_ROW));
+	op_free_array(ops, 1);
+
+	ops = ops_new(5);
+	op_set(&ops[0], 2, 'U', "req", "1", "{\"id\":1,\"b\":\"b2\"}");
+	op_set(&ops[1], 3, 'U', "req", "1", "{\"id\":1,\"note\":\"n3\"}");
+	op_set(&ops[2], 4, 'U', "req", "2", "{\"id\":2,\"a\":\"x\"}");
+	op_set(&ops[3], 5, 'U', "twokeys", "88,77", "{\"a\":77,\"b\":88}");
+	op_set(&ops[4], 6, 'U', "req", "1", "{\"id\":1,\"d\":7}");
+	rc = pg_apply(pg, cat, "columns", ops, 5, &upto, err, sizeof(err));
+	check("batch of column updates applies", rc == SH_OK && upto == 6, "rc %d %s", rc, err);
+	check("collapsed updates set the union of their columns", !strcmp(val(REQ_ROW), "a1/b2/7/n3"),
+	      "row %s", val(REQ_ROW));
+	check("the collapsed update returns the whole row", ops[4].returned &&
+	      strstr(ops[4].returned, "\"a\":\"a1\"") && strstr(ops[4].returned, "\"note\":\"n3\""),
+	      "returned %s", ops[4].returned ? ops[4].returned : "(null)");
+	check("an update of a missing row lacking NOT NULL columns is refused", ops[2].dead &&
+	      ops[2].error && strstr(ops[2].error, "null"), "dead %d %s", ops[2].dead,
+	      ops[2].error ? ops[2].error : "");
+	check("a key-only update of a two-column key returns the row", !ops[3].dead && ops[3].returned &&
+	      strstr(ops[3].returned, "\"c\":\"x\""), "returned %s",
+	      ops[3].returned ? ops[3].returned : "(null)");
+	op_free_array(ops, 5);
+	catalog_free(cat);
+}
+
 /* A valid write, then a refused one of the same record, in one batch: the
  * valid one applies, only the refused one is dead. */
 static void check_refused_after_valid(struct pg *pg, const struct catalog *cat)
@@ -561,6 +620,7 @@ int main(int argc, char **argv)
 		check_fk_order_and_uuid(pg, cat);
 		check_composite(pg, cat);
 		check_connection_loss(pg, cat);
+		check_column_updates(pg);
 	}
 	catalog_free(cat);
 	pg_close(pg);

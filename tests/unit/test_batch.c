@@ -58,6 +58,41 @@ static void test_collapse_last_wins_at_first_position(void **state)
 	assert_false(ops[1].superseded);
 }
 
+/* Updates carry the key and the columns they set (op.h): a run of them
+ * collapses into one write of the union, later values winning, which groups
+ * with another record's write of the same columns; the op keeps its own
+ * document for a fall-back. A create's run takes the updates' columns over
+ * its whole document. */
+static void test_collapse_union_of_columns(void **state)
+{
+	struct op ops[] = {
+		mk(1, 'U', "User", "1", "{\"id\":1,\"name\":\"a\"}"),
+		mk(2, 'U', "User", "1", "{\"id\":1,\"email\":\"b\"}"),
+		mk(3, 'U', "User", "1", "{\"id\":1,\"name\":\"c\"}"),
+		mk(4, 'U', "User", "2", "{\"email\":\"x\",\"id\":2,\"name\":\"y\"}"),
+		mk(5, 'C', "User", "3", "{\"id\":3,\"name\":\"n\",\"email\":\"e\"}"),
+		mk(6, 'U', "User", "3", "{\"id\":3,\"name\":\"m\"}"),
+	};
+	struct batch_group groups[MAX];
+	size_t order[MAX], n, ngroups;
+
+	(void)state;
+	n = collapse(ops, 6, order);
+	assert_int_equal(n, 3);
+	assert_int_equal(order[0], 2);
+	assert_string_equal(ops[2].doc, "{\"email\":\"b\",\"id\":1,\"name\":\"c\"}");
+	assert_string_equal(ops[2].own_doc, "{\"id\":1,\"name\":\"c\"}");
+	assert_string_equal(ops[5].doc, "{\"email\":\"e\",\"id\":3,\"name\":\"m\"}");
+	assert_int_equal(ops[5].kind, OP_CREATE);
+	assert_int_equal(batch_group(ops, order, n, groups, &ngroups), SH_OK);
+	assert_int_equal(ngroups, 2);	/* users 1 and 2 together; the create apart */
+	assert_int_equal(groups[0].count, 2);
+	for (size_t i = 0; i < 6; i++) {
+		if (ops[i].own_doc)
+			free(ops[i].doc);
+	}
+}
+
 static void test_collapse_keeps_fk_order(void **state)
 {
 	/* parent inserted, child inserted, parent updated: the parent stays first */
@@ -633,6 +668,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_collapse_last_wins_at_first_position),
+		cmocka_unit_test(test_collapse_union_of_columns),
 		cmocka_unit_test(test_collapse_keeps_fk_order),
 		cmocka_unit_test(test_collapse_delete_after_insert),
 		cmocka_unit_test(test_collapse_insert_after_delete),

@@ -825,6 +825,49 @@ static void test_bug_invalid_utf8_accepted(void **state)
 	refused("User", "1", "{\"email\":\"\xf4\x90\x80\x80\"}");	/* U+110000 */
 }
 
+/* What an update sends: the key and what the body names; a body naming
+ * every stored column sends only what differs; a new record sends all. */
+static void sent_of(const char *body, const char *existing, const char *want)
+{
+	char why[256], *out = NULL, *sent = NULL;
+
+	assert_int_equal(doc_prepare_update(M("Tag"), "x", body, strlen(body), DOC_MAX_DEFAULT,
+					    existing, &out, &sent, why, sizeof(why)), SH_OK);
+	if (want)
+		assert_string_equal(sent, want);
+	else
+		assert_null(sent);
+	free(out);
+	free(sent);
+}
+
+static void test_overlay(void **state)
+{
+	char *t;
+
+	(void)state;
+	t = doc_overlay("{\"name\":\"x\",\"color\":\"red\"}", "{\"color\":\"blue\"}");
+	assert_string_equal(t, "{\"name\":\"x\",\"color\":\"blue\"}");
+	free(t);
+	assert_null(doc_overlay("[1]", "{}"));
+	assert_null(doc_overlay("{}", "not json"));
+}
+
+static void test_update_sends_its_columns(void **state)
+{
+	const char *stored = "{\"name\":\"x\",\"color\":\"red\"}";
+
+	(void)state;
+	sent_of("{\"color\":\"blue\"}", NULL, NULL);	/* a create: everything */
+	sent_of("{\"color\":\"blue\"}", stored, "{\"name\":\"x\",\"color\":\"blue\"}");
+	sent_of("{\"color\":\"red\"}", stored, "{\"name\":\"x\",\"color\":\"red\"}");
+	sent_of("{}", stored, "{\"name\":\"x\"}");
+	/* a whole document: what differs */
+	sent_of("{\"name\":\"x\",\"color\":\"red\"}", stored, "{\"name\":\"x\"}");
+	sent_of("{\"name\":\"x\",\"color\":\"green\"}", stored,
+		"{\"name\":\"x\",\"color\":\"green\"}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -855,6 +898,8 @@ int main(void)
 		cmocka_unit_test(test_domain_key_number),
 		cmocka_unit_test(test_check_pk_uuid),
 		cmocka_unit_test(test_get_text),
+		cmocka_unit_test(test_update_sends_its_columns),
+		cmocka_unit_test(test_overlay),
 		cmocka_unit_test(test_bug_negative_int_overflow_clamped),
 		cmocka_unit_test(test_bug_invalid_utf8_accepted),
 	};

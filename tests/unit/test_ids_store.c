@@ -42,9 +42,10 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static enum sh_err put_doc(void *ctx, const char *existing, char **doc)
+static enum sh_err put_doc(void *ctx, const char *existing, char **doc, char **sent)
 {
 	(void)existing;
+	(void)sent;
 	*doc = strdup(ctx);
 	return *doc ? SH_OK : SH_ENOMEM;
 }

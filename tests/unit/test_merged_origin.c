@@ -14,15 +14,17 @@
 
 #include "store.h"
 
-static enum sh_err put_doc(void *ctx, const char *existing, char **doc)
+static enum sh_err put_doc(void *ctx, const char *existing, char **doc, char **sent)
 {
+	(void)sent;
 	(void)existing;
 	*doc = strdup(ctx);
 	return *doc ? SH_OK : SH_ENOMEM;
 }
 
-static enum sh_err refuse(void *ctx, const char *existing, char **doc)
+static enum sh_err refuse(void *ctx, const char *existing, char **doc, char **sent)
 {
+	(void)sent;
 	(void)ctx, (void)existing, (void)doc;
 	return SH_EINVAL;
 }

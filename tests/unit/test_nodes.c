@@ -54,8 +54,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-static enum sh_err merge_n(void *ctx, const char *existing, char **doc)
+static enum sh_err merge_n(void *ctx, const char *existing, char **doc, char **sent)
 {
+	(void)sent;
 	(void)existing;
 	*doc = strdup(ctx);
 	return *doc ? SH_OK : SH_ENOMEM;

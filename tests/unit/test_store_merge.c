@@ -34,10 +34,12 @@ struct writer {
 
 static void *write_thread(void *arg);
 
-static enum sh_err merge(void *ctx, const char *existing, char **doc)
+static enum sh_err merge(void *ctx, const char *existing, char **doc, char **sent)
 {
 	struct writer *w = ctx;
 	size_t len = (existing ? strlen(existing) : 0) + strlen(w->tag) + 1;
+
+	(void)sent;
 
 	w->absent = !existing;
 	w->seen = existing ? strdup(existing) : NULL;
@@ -62,8 +64,9 @@ static void *write_thread(void *arg)
 	return NULL;
 }
 
-static enum sh_err refuse(void *ctx, const char *existing, char **doc)
+static enum sh_err refuse(void *ctx, const char *existing, char **doc, char **sent)
 {
+	(void)sent;
 	(void)ctx;
 	(void)existing;
 	*doc = NULL;
@@ -114,10 +117,58 @@ static void test_concurrent_merges_compose(void **state)
 	tmpdir_remove(dir);
 }
 
+/* ctx is the record to store; an update's outbox entry gets "sent". */
+static enum sh_err merge_sent(void *ctx, const char *existing, char **doc, char **sent)
+{
+	*doc = strdup(ctx);
+	if (existing && *doc)
+		*sent = strdup("{\"id\":1,\"b\":2}");
+	return *doc && (!existing || *sent) ? SH_OK : SH_ENOMEM;
+}
+
+/* The outbox carries the whole document of a create (and of a write that
+ * takes a held-back deletion's place), merge's *sent of an update; the
+ * record is the whole document either way. */
+static void test_outbox_carries_sent(void **state)
+{
+	const char *whole = "{\"id\":1,\"a\":1,\"b\":2}";
+	struct op *ops = NULL;
+	struct store *st;
+	size_t n = 0;
+	int64_t seq;
+	char *doc = NULL;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/sharded-test-merge-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/b.sqlite", dir);
+	assert_int_equal(store_open(path, true, false, &st), SH_OK);
+	assert_int_equal(store_write_merged(st, "User", "1", merge_sent, (void *)whole, &seq), SH_OK);
+	assert_int_equal(store_write_merged(st, "User", "1", merge_sent, (void *)whole, &seq), SH_OK);
+	assert_int_equal(store_write(st, "User", "1", NULL, &seq), SH_OK);
+	assert_int_equal(store_write_merged(st, "User", "1", merge_sent, (void *)whole, &seq), SH_OK);
+	assert_int_equal(store_get(st, "User", "1", &doc, NULL), SH_OK);
+	assert_string_equal(doc, whole);
+	free(doc);
+	assert_int_equal(store_outbox_to_relay(st, INT64_MAX, INT64_MAX, 64, &ops, &n), SH_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(ops[0].kind, OP_CREATE);
+	assert_string_equal(ops[0].doc, whole);
+	assert_int_equal(ops[1].kind, OP_UPSERT);
+	assert_string_equal(ops[1].doc, "{\"id\":1,\"b\":2}");
+	assert_int_equal(ops[2].kind, OP_UPSERT);	/* the deletion, revoked by the re-write */
+	assert_string_equal(ops[2].doc, whole);
+	assert_string_equal(ops[3].doc, whole);
+	op_free_array(ops, n);
+	store_close(st);
+	tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_concurrent_merges_compose),
+		cmocka_unit_test(test_outbox_carries_sent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
