@@ -845,7 +845,8 @@ static void reload_loaded(struct capture *c)
 	c->nloading = keep;
 }
 
-static enum sh_err apply_block(struct capture *c, struct block *b, struct reread *rr)
+static enum sh_err apply_block(struct capture *c, struct block *b, struct reread *rr,
+			       const bool *wanted)
 {
 	enum sh_err rv = SH_OK;
 
@@ -862,30 +863,78 @@ static enum sh_err apply_block(struct capture *c, struct block *b, struct reread
 		return SH_OK;
 	}
 	for (size_t i = 0; i < c->batch.n && !rv; i++) {
+		if (!wanted[i])
+			continue;	/* not read again: no open block had a use for it */
 		apply_held(c, b, &c->batch.sets[i], &rr[i]);
 		rv = add_new(c, b, &c->batch.sets[i], &rr[i]);
 	}
 	return rv;
 }
 
+/* Does b's loader rule take rows of model m? */
+static bool takes_model(struct capture *c, struct block *b, const struct model *m)
+{
+	char *values[LOADER_CAPTURES_MAX];
+	const struct load_rule *rule;
+	bool takes = false;
+
+	if (!c->cfg.loaders || !(rule = loaders_match(c->cfg.loaders, b->id, values)))
+		return false;
+	for (size_t i = 0; i < rule->nsteps && !takes; i++)
+		takes = rule->steps[i].model == m;
+	loader_values_free(values);
+	return takes;
+}
+
+/* Is set s worth reading again from PostgreSQL: does an open block hold one
+ * of its keys, or take new rows of its model by its loader rule? A parked
+ * block is only marked for a reload and a loading one reloads once loaded,
+ * so neither needs the rows. Most changes of a busy application touch rows
+ * no node holds: each listening node would read each of them again. */
+static bool set_wanted(struct capture *c, struct block **blocks, size_t n,
+		       const struct capture_set *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct block *b = blocks[i];
+
+		if (!block_live(b) || store_is_parked(b->store) || state_of(b) == BLOCK_LOADING)
+			continue;
+		if (s->inserted && takes_model(c, b, s->model))
+			return true;
+		for (size_t k = 0; k < s->n; k++) {
+			char *doc = NULL;
+			enum sh_err rv = store_get(b->store, s->model->name, s->pks[k], &doc, NULL);
+
+			free(doc);
+			if (rv != SH_ENOENT)
+				return true;	/* held, or cannot tell: read it */
+		}
+	}
+	return false;
+}
+
 static enum sh_err apply_batch(struct capture *c)
 {
 	struct reread *rr = calloc(c->batch.n ? c->batch.n : 1, sizeof(*rr));
+	bool *wanted = calloc(c->batch.n ? c->batch.n : 1, sizeof(*wanted));
 	struct block **blocks = NULL;
-	enum sh_err rv = rr ? SH_OK : SH_ENOMEM;
+	enum sh_err rv = rr && wanted ? SH_OK : SH_ENOMEM;
 	size_t n = 0;
 
-	for (size_t i = 0; i < c->batch.n && !rv; i++)
-		if (!c->batch.sets[i].whole)
-			rv = reread_set(c, &c->batch.sets[i], &rr[i]);
 	if (!rv)
 		rv = blockset_snapshot(c->cfg.blocks, &blocks, &n);
+	for (size_t i = 0; i < c->batch.n && !rv; i++) {
+		wanted[i] = !c->batch.sets[i].whole && set_wanted(c, blocks, n, &c->batch.sets[i]);
+		if (wanted[i])
+			rv = reread_set(c, &c->batch.sets[i], &rr[i]);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!rv && block_live(blocks[i]))
-			rv = apply_block(c, blocks[i], rr);
+			rv = apply_block(c, blocks[i], rr, wanted);
 		block_put(blocks[i]);
 	}
 	free(blocks);
+	free(wanted);
 	for (size_t i = 0; rr && i < c->batch.n; i++)
 		reread_free(&rr[i]);
 	free(rr);
