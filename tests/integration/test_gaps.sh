@@ -37,6 +37,7 @@ LOG_MARK=0
 SMALL=""
 small_cleanup() {
   local rc=$?
+  set +e   # under set -e, the (exit $rc) below would end the trap before cleanup
   if [[ -n $SMALL ]] && mountpoint -q "$SMALL"; then
     [[ -n $MNT ]] && force_unmount "$MNT"
     umount -l "$SMALL" 2>/dev/null || true

@@ -18,6 +18,7 @@ LINKED=0
 # Our own EXIT trap: remove the /sbin link (only if it is ours), then the harness's cleanup.
 install_cleanup() {
   local rc=$?
+  set +e   # under set -e, the (exit $rc) below would end the trap before cleanup
   if ((LINKED)) && [[ -L $SBIN_LINK && $(readlink "$SBIN_LINK") == "$P"/* ]]; then
     rm -f "$SBIN_LINK"
   fi
