@@ -40,6 +40,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "sbuf.h"
 #include "store.h"
 #include "thread.h"
 
@@ -49,7 +50,6 @@
 #define NOT_INSTALLED_RECHECK_MS 10000
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
-#define SQL_MAX (4 * 1024 * 1024)
 #define CHANGES CAPTURE_SCHEMA ".changes"
 #define DOLLAR_TAG "$sharded_capture$"
 #define LOADING_MAX 64		/* blocks loading during a batch, reloaded once loaded */
@@ -58,66 +58,16 @@ static const struct pg_limits listen_limits = {
 	.statement_ms = 10000, .lock_ms = 5000, .wait_ms = 15000,
 };
 
-/* ---- a capped string builder ---- */
-
-struct sql {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sql_add(struct sql *s, const char *t)
-{
-	size_t n = strlen(t);
-
-	if (s->failed)
-		return;
-	if (s->len + n + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 1024;
-		char *p;
-
-		while (cap < s->len + n + 1)
-			cap *= 2;
-		if (cap > SQL_MAX || !(p = realloc(s->p, cap))) {
-			s->failed = true;
-			return;
-		}
-		s->p = p;
-		s->cap = cap;
-	}
-	memcpy(s->p + s->len, t, n + 1);
-	s->len += n;
-}
-
-static void sql_ident(struct sql *s, PGconn *conn, const char *name)
-{
-	char *q = PQescapeIdentifier(conn, name, strlen(name));
-
-	if (!q) {
-		s->failed = true;
-		return;
-	}
-	sql_add(s, q);
-	PQfreemem(q);
-}
-
-static void sql_table(struct sql *s, PGconn *conn, const char *schema, const char *table)
-{
-	sql_ident(s, conn, schema);
-	sql_add(s, ".");
-	sql_ident(s, conn, table);
-}
-
 /* (p."k1", p."k2") for prefix p ("OLD", "NEW", "t"), or the ::text of each */
-static void sql_key_list(struct sql *s, PGconn *conn, const struct model *m, const char *prefix,
+static void sql_key_list(struct sbuf *s, PGconn *conn, const struct model *m, const char *prefix,
 			 const char *suffix)
 {
 	for (size_t k = 0; k < m->nkey; k++) {
-		sql_add(s, k ? ", " : "");
-		sql_add(s, prefix);
-		sql_add(s, ".");
-		sql_ident(s, conn, model_key_col(m, k)->name);
-		sql_add(s, suffix);
+		sb_add(s, k ? ", " : "");
+		sb_add(s, prefix);
+		sb_add(s, ".");
+		sb_ident(s, conn, model_key_col(m, k)->name);
+		sb_add(s, suffix);
 	}
 }
 
@@ -152,51 +102,51 @@ static const char *const events[] = { "INSERT", "UPDATE", "DELETE" };
 /* A row of the changes table for every row of table tab (sharded_new or
  * sharded_old) as op ('I', 'U', 'D'), those with a match in other left out
  * when other is set. */
-static void notify_rows(struct sql *s, PGconn *conn, const struct model *m, const char *op,
+static void notify_rows(struct sbuf *s, PGconn *conn, const struct model *m, const char *op,
 			const char *tab, const char *other)
 {
-	sql_add(s, "  INSERT INTO " CHANGES " (p) SELECT CASE WHEN octet_length(p) > "
+	sb_add(s, "  INSERT INTO " CHANGES " (p) SELECT CASE WHEN octet_length(p) > "
 		   "4000 THEN json_build_array('");
-	sql_add(s, op);
-	sql_add(s, "', TG_TABLE_NAME, ts, NULL)::text ELSE p END\n    FROM (SELECT json_build_array('");
-	sql_add(s, op);
-	sql_add(s, "', TG_TABLE_NAME, ts, json_build_array(");
+	sb_add(s, op);
+	sb_add(s, "', TG_TABLE_NAME, ts, NULL)::text ELSE p END\n    FROM (SELECT json_build_array('");
+	sb_add(s, op);
+	sb_add(s, "', TG_TABLE_NAME, ts, json_build_array(");
 	sql_key_list(s, conn, m, "r", "::text");
-	sql_add(s, "))::text AS p FROM ");
+	sb_add(s, "))::text AS p FROM ");
 	if (other) {	/* an UPDATE that changed keys: the old keys are gone. EXCEPT
 			 * hashes; NOT EXISTS between the two transition tables (no
 			 * statistics) ran a nested loop: 70 ms for 1,000 rows */
-		sql_add(s, "(SELECT ");
+		sb_add(s, "(SELECT ");
 		sql_key_list(s, conn, m, "o", "");
-		sql_add(s, " FROM ");
-		sql_add(s, tab);
-		sql_add(s, " AS o EXCEPT SELECT ");
+		sb_add(s, " FROM ");
+		sb_add(s, tab);
+		sb_add(s, " AS o EXCEPT SELECT ");
 		sql_key_list(s, conn, m, "o", "");
-		sql_add(s, " FROM ");
-		sql_add(s, other);
-		sql_add(s, " AS o)");
+		sb_add(s, " FROM ");
+		sb_add(s, other);
+		sb_add(s, " AS o)");
 	} else {
-		sql_add(s, tab);
+		sb_add(s, tab);
 	}
-	sql_add(s, " AS r");
-	sql_add(s, ") AS q;\n");
+	sb_add(s, " AS r");
+	sb_add(s, ") AS q;\n");
 }
 
 /* sharded_capture."<table>_<event>"() */
-static void function_name(struct sql *s, PGconn *conn, const struct model *m, size_t ev)
+static void function_name(struct sbuf *s, PGconn *conn, const struct model *m, size_t ev)
 {
 	char name[160];
 
 	snprintf(name, sizeof(name), "%s_%s", m->name, events[ev]);
-	sql_add(s, CAPTURE_SCHEMA ".");
-	sql_ident(s, conn, name);
+	sb_add(s, CAPTURE_SCHEMA ".");
+	sb_ident(s, conn, name);
 }
 
-static void trigger_function(struct sql *s, PGconn *conn, const struct model *m, size_t ev)
+static void trigger_function(struct sbuf *s, PGconn *conn, const struct model *m, size_t ev)
 {
-	sql_add(s, "CREATE FUNCTION ");
+	sb_add(s, "CREATE FUNCTION ");
 	function_name(s, conn, m, ev);
-	sql_add(s, "() RETURNS trigger LANGUAGE plpgsql AS " DOLLAR_TAG "\nDECLARE\n"
+	sb_add(s, "() RETURNS trigger LANGUAGE plpgsql AS " DOLLAR_TAG "\nDECLARE\n"
 		   "  ts bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;\n"
 		   "BEGIN\n");
 	if (ev == 0)
@@ -207,10 +157,10 @@ static void trigger_function(struct sql *s, PGconn *conn, const struct model *m,
 	}
 	if (ev == 2)
 		notify_rows(s, conn, m, "D", "sharded_old", NULL);
-	sql_add(s, "  RETURN NULL;\nEND\n" DOLLAR_TAG ";\n");
+	sb_add(s, "  RETURN NULL;\nEND\n" DOLLAR_TAG ";\n");
 }
 
-static void trigger_of(struct sql *s, PGconn *conn, const struct catalog *cat,
+static void trigger_of(struct sbuf *s, PGconn *conn, const struct catalog *cat,
 		       const struct model *m)
 {
 	static const char *const refs[] = { "NEW TABLE AS sharded_new",
@@ -222,21 +172,21 @@ static void trigger_of(struct sql *s, PGconn *conn, const struct catalog *cat,
 
 		trigger_function(s, conn, m, ev);
 		snprintf(tg, sizeof(tg), "sharded_capture_%c", events[ev][0] + ('a' - 'A'));
-		sql_add(s, "CREATE TRIGGER ");
-		sql_add(s, tg);
-		sql_add(s, " AFTER ");
-		sql_add(s, events[ev]);
-		sql_add(s, " ON ");
-		sql_table(s, conn, cat->schema, m->name);
-		sql_add(s, " REFERENCING ");
-		sql_add(s, refs[ev]);
-		sql_add(s, " FOR EACH STATEMENT EXECUTE FUNCTION ");
+		sb_add(s, "CREATE TRIGGER ");
+		sb_add(s, tg);
+		sb_add(s, " AFTER ");
+		sb_add(s, events[ev]);
+		sb_add(s, " ON ");
+		sb_table(s, conn, cat->schema, m->name);
+		sb_add(s, " REFERENCING ");
+		sb_add(s, refs[ev]);
+		sb_add(s, " FOR EACH STATEMENT EXECUTE FUNCTION ");
 		function_name(s, conn, m, ev);
-		sql_add(s, "();\n");
+		sb_add(s, "();\n");
 	}
-	sql_add(s, "CREATE TRIGGER sharded_capture_t AFTER TRUNCATE ON ");
-	sql_table(s, conn, cat->schema, m->name);
-	sql_add(s, " FOR EACH STATEMENT EXECUTE FUNCTION " CAPTURE_SCHEMA ".truncated();\n");
+	sb_add(s, "CREATE TRIGGER sharded_capture_t AFTER TRUNCATE ON ");
+	sb_table(s, conn, cat->schema, m->name);
+	sb_add(s, " FOR EACH STATEMENT EXECUTE FUNCTION " CAPTURE_SCHEMA ".truncated();\n");
 }
 
 /* Unlogged: no WAL for it (a crash empties it, and every listener then
@@ -270,7 +220,7 @@ static bool tag_inside(const struct model *m)
 enum sh_err capture_install(struct pg *pg, const struct catalog *cat, char *err, size_t errlen)
 {
 	PGconn *conn = pg_libpq(pg);
-	struct sql s = { 0 };
+	struct sbuf s = { 0 };
 	enum sh_err rv;
 
 	if (!conn) {
@@ -278,10 +228,10 @@ enum sh_err capture_install(struct pg *pg, const struct catalog *cat, char *err,
 		return SH_EUNAVAIL;
 	}
 	/* dropping first makes the set of triggers exactly the models of cat */
-	sql_add(&s, "BEGIN;\nDROP SCHEMA IF EXISTS " CAPTURE_SCHEMA " CASCADE;\n"
+	sb_add(&s, "BEGIN;\nDROP SCHEMA IF EXISTS " CAPTURE_SCHEMA " CASCADE;\n"
 		    "CREATE SCHEMA " CAPTURE_SCHEMA ";\n");
-	sql_add(&s, changes_table);
-	sql_add(&s, truncated_function);
+	sb_add(&s, changes_table);
+	sb_add(&s, truncated_function);
 	for (size_t i = 0; i < cat->nmodels; i++) {
 		if (tag_inside(&cat->models[i])) {
 			free(s.p);
@@ -291,7 +241,7 @@ enum sh_err capture_install(struct pg *pg, const struct catalog *cat, char *err,
 		}
 		trigger_of(&s, conn, cat, &cat->models[i]);
 	}
-	sql_add(&s, "COMMIT;\n");
+	sb_add(&s, "COMMIT;\n");
 	if (s.failed) {
 		free(s.p);
 		snprintf(err, errlen, "the capture script is too big");
@@ -553,12 +503,12 @@ static const char *reread_doc(const struct reread *r, const char *pk)
 static char **key_arrays(const struct capture_set *s, const char *const *pks, size_t n)
 {
 	const struct model *m = s->model;
-	struct sql *cols = calloc(m->nkey, sizeof(*cols));
+	struct sbuf *cols = calloc(m->nkey, sizeof(*cols));
 	char **out = calloc(m->nkey, sizeof(*out));
 	bool failed = !cols || !out;
 
 	for (size_t k = 0; k < m->nkey && !failed; k++)
-		sql_add(&cols[k], "{");
+		sb_add(&cols[k], "{");
 	for (size_t i = 0; i < n && !failed; i++) {
 		const char *parts[MODEL_KEY_MAX];
 		char buf[CAPTURE_KEY_MAX];
@@ -566,17 +516,17 @@ static char **key_arrays(const struct capture_set *s, const char *const *pks, si
 		if (key_split(m, pks[i], buf, sizeof(buf), parts) != SH_OK)
 			continue;	/* not a key of m: no row has it */
 		for (size_t k = 0; k < m->nkey; k++) {
-			sql_add(&cols[k], cols[k].len > 1 ? ",\"" : "\"");
+			sb_add(&cols[k], cols[k].len > 1 ? ",\"" : "\"");
 			for (const char *c = parts[k]; *c; c++) {
 				char one[3] = { '\\', *c, 0 };
 
-				sql_add(&cols[k], (*c == '"' || *c == '\\') ? one : one + 1);
+				sb_add(&cols[k], (*c == '"' || *c == '\\') ? one : one + 1);
 			}
-			sql_add(&cols[k], "\"");
+			sb_add(&cols[k], "\"");
 		}
 	}
 	for (size_t k = 0; k < m->nkey && !failed; k++) {
-		sql_add(&cols[k], "}");
+		sb_add(&cols[k], "}");
 		failed = cols[k].failed;
 		out[k] = cols[k].p;
 		cols[k].p = NULL;
@@ -603,30 +553,30 @@ static void free_arrays(char **a, size_t n)
 /* (SELECT u.c1::type1, ... FROM unnest($from::text[], ...) AS u(c1, ...)),
  * typed so that the key's index serves the look-up; untyped (text) when
  * typed is false, to compare with a query's text columns. */
-static void sql_unnest(struct sql *s, const struct model *m, int from, bool typed)
+static void sql_unnest(struct sbuf *s, const struct model *m, int from, bool typed)
 {
 	char buf[64];
 
-	sql_add(s, "(SELECT ");
+	sb_add(s, "(SELECT ");
 	for (size_t k = 0; k < m->nkey; k++) {
 		snprintf(buf, sizeof(buf), "%su.c%zu", k ? ", " : "", k);
-		sql_add(s, buf);
+		sb_add(s, buf);
 		if (typed) {
-			sql_add(s, "::");
-			sql_add(s, model_key_col(m, k)->type);
+			sb_add(s, "::");
+			sb_add(s, model_key_col(m, k)->type);
 		}
 	}
-	sql_add(s, " FROM unnest(");
+	sb_add(s, " FROM unnest(");
 	for (size_t k = 0; k < m->nkey; k++) {
 		snprintf(buf, sizeof(buf), "%s$%d::text[]", k ? ", " : "", from + (int)k);
-		sql_add(s, buf);
+		sb_add(s, buf);
 	}
-	sql_add(s, ") AS u(");
+	sb_add(s, ") AS u(");
 	for (size_t k = 0; k < m->nkey; k++) {
 		snprintf(buf, sizeof(buf), "%sc%zu", k ? ", " : "", k);
-		sql_add(s, buf);
+		sb_add(s, buf);
 	}
-	sql_add(s, "))");
+	sb_add(s, "))");
 }
 
 /* Read the rows of s's keys again, in one query. */
@@ -635,20 +585,20 @@ static enum sh_err reread_set(struct capture *c, const struct capture_set *s, st
 	PGconn *conn = pg_libpq(c->pg);
 	const struct model *m = s->model;
 	char **arrays = key_arrays(s, (const char *const *)s->pks, s->n), err[512] = "";
-	struct sql q = { 0 };
+	struct sbuf q = { 0 };
 	enum sh_err rv;
 
 	if (!arrays || !conn) {
 		free_arrays(arrays, m->nkey);
 		return arrays ? SH_EUNAVAIL : SH_ENOMEM;
 	}
-	sql_add(&q, "SELECT ");
+	sb_add(&q, "SELECT ");
 	sql_key_list(&q, conn, m, "t", "::text");
-	sql_add(&q, ", row_to_json(t.*)::text FROM ");
-	sql_table(&q, conn, c->cfg.cat->schema, m->name);
-	sql_add(&q, " AS t WHERE (");
+	sb_add(&q, ", row_to_json(t.*)::text FROM ");
+	sb_table(&q, conn, c->cfg.cat->schema, m->name);
+	sb_add(&q, " AS t WHERE (");
 	sql_key_list(&q, conn, m, "t", "");
-	sql_add(&q, ") IN ");
+	sb_add(&q, ") IN ");
 	sql_unnest(&q, m, 1, true);
 	rv = q.failed ? SH_ENOMEM
 		      : pg_stream_rows(c->pg, q.p, (int)m->nkey, (const char *const *)arrays,
@@ -714,25 +664,25 @@ static enum sh_err add_matching(struct capture *c, struct block *b, const struct
 	char **arrays = key_arrays(s, (const char *const *)r->pks, r->n);
 	const char *params[LOADER_CAPTURES_MAX + MODEL_KEY_MAX];
 	struct add_ctx a = { c, b, s };
-	struct sql q = { 0 };
+	struct sbuf q = { 0 };
 	char buf[32];
 	enum sh_err rv = SH_ENOMEM;
 
 	if (inner && arrays) {
 		/* wrapped: the condition may end in ORDER BY ... LIMIT */
-		sql_add(&q, "SELECT * FROM (");
-		sql_add(&q, inner);
-		sql_add(&q, ") AS q(");
+		sb_add(&q, "SELECT * FROM (");
+		sb_add(&q, inner);
+		sb_add(&q, ") AS q(");
 		for (size_t k = 0; k < m->nkey; k++) {
 			snprintf(buf, sizeof(buf), "k%zu, ", k);
-			sql_add(&q, buf);
+			sb_add(&q, buf);
 		}
-		sql_add(&q, "doc) WHERE (");
+		sb_add(&q, "doc) WHERE (");
 		for (size_t k = 0; k < m->nkey; k++) {
 			snprintf(buf, sizeof(buf), "%sq.k%zu", k ? ", " : "", k);
-			sql_add(&q, buf);
+			sb_add(&q, buf);
 		}
-		sql_add(&q, ") IN ");
+		sb_add(&q, ") IN ");
 		sql_unnest(&q, m, st->nparams + 1, false);
 		for (int i = 0; i < st->nparams; i++)
 			params[i] = values[st->capture[i]];

@@ -22,8 +22,8 @@
 
 #include "batch.h"
 #include "log.h"
+#include "sbuf.h"
 
-#define SBUF_MAX (64u << 20)	/* one statement or parameter */
 #define MODELS_MAX 4096		/* names in models_csv */
 
 #define PG_KEY_MAX 4096	/* a record's key as text, parts and separators */
@@ -293,116 +293,6 @@ static enum sh_err command(struct pg *pg, const char *sql, int n, const char *co
 	}
 	PQclear(res);
 	return rc;
-}
-
-/* ---- a capped string builder ---- */
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;	/* allocation failed or cap reached: the text is unusable */
-	bool toobig;	/* it was the cap */
-};
-
-static bool sb_reserve(struct sbuf *sb, size_t add)
-{
-	size_t cap = sb->cap ? sb->cap : 256;
-	char *p;
-
-	if (sb->failed)
-		return false;
-	if (add > SBUF_MAX - sb->len - 1) {
-		sb->failed = sb->toobig = true;
-		return false;
-	}
-	while (cap < sb->len + add + 1)
-		cap *= 2;
-	if (cap == sb->cap)
-		return true;
-	p = realloc(sb->p, cap);
-	if (!p) {
-		sb->failed = true;
-		return false;
-	}
-	sb->p = p;
-	sb->cap = cap;
-	return true;
-}
-
-static void sb_addn(struct sbuf *sb, const char *s, size_t n)
-{
-	if (!sb_reserve(sb, n))
-		return;
-	memcpy(sb->p + sb->len, s, n);
-	sb->len += n;
-	sb->p[sb->len] = '\0';
-}
-
-static void sb_add(struct sbuf *sb, const char *s)
-{
-	sb_addn(sb, s, strlen(s));
-}
-
-static void sb_ident(struct sbuf *sb, PGconn *conn, const char *name)
-{
-	char *q = PQescapeIdentifier(conn, name, strlen(name));
-
-	if (!q) {
-		sb->failed = true;
-		return;
-	}
-	sb_add(sb, q);
-	PQfreemem(q);
-}
-
-/* A column name as a string literal (a JSON key to look up). */
-static void sb_literal(struct sbuf *sb, PGconn *conn, const char *s)
-{
-	char *q = PQescapeLiteral(conn, s, strlen(s));
-
-	if (!q) {
-		sb->failed = true;
-		return;
-	}
-	sb_add(sb, q);
-	PQfreemem(q);
-}
-
-static void sb_table(struct sbuf *sb, PGconn *conn, const char *schema, const char *table)
-{
-	sb_ident(sb, conn, schema);
-	sb_add(sb, ".");
-	sb_ident(sb, conn, table);
-}
-
-/* A JSON string literal; the input is UTF-8, so only quotes, backslashes
- * and control characters need escaping. */
-static void sb_json_string(struct sbuf *sb, const char *s)
-{
-	char esc[8];
-
-	sb_add(sb, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			sb_addn(sb, esc, 2);
-		} else if (c < 0x20) {
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			sb_add(sb, esc);
-		} else {
-			sb_addn(sb, s, 1);
-		}
-	}
-	sb_add(sb, "\"");
-}
-
-static void sb_free(struct sbuf *sb)
-{
-	free(sb->p);
-	memset(sb, 0, sizeof(*sb));
 }
 
 /* ---- connection ---- */
