@@ -1066,17 +1066,29 @@ static enum sh_err connect_listen(struct capture *c)
 /* Poll the changes and apply them; false when the connection is lost. */
 static bool poll_once(struct capture *c)
 {
+	int64_t start_ms = clock_wall_ns() / 1000000, took_ms;
+	bool worked;
+
 	if (run_cursor(c, poll_sql, 3) != SH_OK)
 		return false;	/* reconnect: a new cursor, and a revalidation */
 	if (c->nloading)
 		reload_loaded(c);
-	if (c->batch.notes) {
+	worked = c->batch.notes > 0;
+	if (worked) {
 		if (apply_batch(c) != SH_OK)
 			return false;	/* the session was cut: reconnect, and revalidate */
 		capture_batch_clear(&c->batch);
 	}
+	/* Other nodes prune the rows they read PRUNE_EVERY_MS ago: after a pass
+	 * of half that, rows this node has not read may be gone. Start again. */
+	took_ms = clock_wall_ns() / 1000000 - start_ms;
+	if (took_ms > PRUNE_EVERY_MS / 2) {
+		sh_log(LOG_WARNING, "capture: a pass took %" PRId64 " ms: changes may have been "
+		       "pruned meanwhile; revalidating", took_ms);
+		return false;
+	}
 	prune_now_and_then(c);
-	if (!c->batch.notes)
+	if (!worked)
 		nap(c, POLL_MS);
 	return true;
 }
