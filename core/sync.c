@@ -473,8 +473,8 @@ static void *relay_main(void *arg)
 
 /* ---- apply: Redis -> PostgreSQL --------------------------------------- */
 
-#define ENTRY_FIELDS_MAX 32
-#define ACK_IDS_MAX 1000	/* entry ids per XACK / XDEL */	/* name/value strings of an entry; ours has at most 14 */
+#define ENTRY_FIELDS_MAX 32	/* name/value strings of an entry; ours has at most 14 */
+#define ACK_IDS_MAX 1000	/* entry ids per XACK / XDEL */
 
 /* One XREADGROUP entry, [id, [name, value, ...]], handed to plan_parse_entry. */
 static bool parse_entry(const redisReply *r, struct plan_entry *e)
