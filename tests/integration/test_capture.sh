@@ -119,12 +119,14 @@ seen "the earlier transaction, committed after the later one was read" total_77
 
 # a write through node a, visible on node b once a's sync applied it
 lat=()
+unseen=0
 for i in $(seq 1 100); do
   start=$(now_us)
   echo "{\"name\": \"w$i\"}" >"${NODE_MNT[a]}/user-1/User/1.json"
-  wait_for 5 name_is b "w$i" || true
+  wait_for 5 name_is b "w$i" || unseen=$((unseen + 1))
   lat+=($((($(now_us) - start) / 1000)))
 done
+check_eq "every one of the 100 writes on node a became visible on node b within 5 s" 0 "$unseen"
 read -r P50 P99 MAX < <(printf '%s\n' "${lat[@]}" | sort -n |
   awk '{v[NR] = $1} END {print v[int(NR * 0.5)], v[int(NR * 0.99)], v[NR]}')
 echo "# write on node a to visible on node b (incl. a's sync): p50 $P50 ms, p99 $P99 ms, max $MAX ms"
