@@ -53,6 +53,7 @@
 #define CHANGES CAPTURE_SCHEMA ".changes"
 #define DOLLAR_TAG "$sharded_capture$"
 #define LOADING_MAX 64		/* blocks loading during a batch, reloaded once loaded */
+#define KEPT_MAX 1024		/* records kept for a pending write, read again once applied */
 
 static const struct pg_limits listen_limits = {
 	.statement_ms = 10000, .lock_ms = 5000, .wait_ms = 15000,
@@ -445,6 +446,15 @@ struct capture {
 	 * a row before the change, so each reloads once it is ready */
 	char *loading[LOADING_MAX];
 	size_t nloading;
+	/* records a change did not replace because a write of the block to them
+	 * was pending: once it is applied, the sync refreshes them from the row
+	 * its own batch returned, which may be older than the change kept out,
+	 * so each is read again then (recheck_kept) */
+	struct kept {
+		char *block, *pk;
+		const struct model *model;
+	} kept[KEPT_MAX];
+	size_t nkept;
 };
 
 /* The rows read again of one model: sorted by key, doc NULL when gone. */
@@ -611,11 +621,69 @@ static enum sh_err reread_set(struct capture *c, const struct capture_set *s, st
 	return rv;
 }
 
+static void remember_kept(struct capture *c, struct block *b, const struct model *m,
+			  const char *pk)
+{
+	struct kept *k = &c->kept[c->nkept];
+
+	for (size_t i = 0; i < c->nkept; i++)
+		if (c->kept[i].model == m && strcmp(c->kept[i].pk, pk) == 0 &&
+		    strcmp(c->kept[i].block, b->id) == 0)
+			return;
+	if (c->nkept == KEPT_MAX || !(k->block = strdup(b->id)) || !(k->pk = strdup(pk))) {
+		if (c->nkept < KEPT_MAX)
+			free(k->block);
+		sh_log(LOG_WARNING, "capture: block '%s': %s/%s kept for a pending write is not "
+		       "read again once it is applied", b->id, m->name, pk);
+		return;
+	}
+	k->model = m;
+	c->nkept++;
+}
+
+static void free_kept(struct kept *k)
+{
+	free(k->block);
+	free(k->pk);
+}
+
+/* The kept records whose pending writes are applied now go into the batch,
+ * to be read again from PostgreSQL. */
+static void recheck_kept(struct capture *c)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < c->nkept; i++) {
+		struct kept *k = &c->kept[i];
+		struct block *b = NULL;
+		bool done = true;
+
+		if (blockset_get(c->cfg.blocks, k->block, &b) == SH_OK) {
+			done = !store_has_pending(b->store, k->model->name, k->pk);
+			block_put(b);
+		}
+		if (done) {
+			struct capture_note note = { .op = 'U', .ts_us = clock_wall_ns() / 1000 };
+
+			snprintf(note.table, sizeof(note.table), "%s", k->model->name);
+			snprintf(note.pk, sizeof(note.pk), "%s", k->pk);
+			if (capture_batch_add(&c->batch, c->cfg.cat, &note) != SH_OK)
+				sh_log(LOG_WARNING, "capture: %s/%s: not read again", note.table,
+				       note.pk);
+			free_kept(k);
+		} else {
+			c->kept[keep++] = *k;
+		}
+	}
+	c->nkept = keep;
+}
+
 static void count_result(struct capture *c, struct block *b, const struct capture_set *s,
 			 const char *pk, const char *doc, enum store_remote_result res)
 {
 	if (res == STORE_REMOTE_KEPT) {
 		atomic_fetch_add(&c->stats.kept, 1);
+		remember_kept(c, b, s->model, pk);
 		return;
 	}
 	if (res != STORE_REMOTE_CHANGED)
@@ -1073,6 +1141,8 @@ static bool poll_once(struct capture *c)
 		return false;	/* reconnect: a new cursor, and a revalidation */
 	if (c->nloading)
 		reload_loaded(c);
+	if (c->nkept)
+		recheck_kept(c);
 	worked = c->batch.notes > 0;
 	if (worked) {
 		if (apply_batch(c) != SH_OK)
@@ -1116,6 +1186,8 @@ static void *capture_main(void *arg)
 	disconnect(c);
 	while (c->nloading)
 		free(c->loading[--c->nloading]);
+	while (c->nkept)
+		free_kept(&c->kept[--c->nkept]);
 	return NULL;
 }
 
