@@ -119,7 +119,54 @@ static enum sh_err stream_steps(struct pg *pg, const struct catalog *cat, const 
 	return SH_OK;
 }
 
-/* Fill ld with the rows of rule r for block b. */
+/* A connection for a load: an idle one left by an earlier load, else a new
+ * one (a server process start, 10-50 ms here: more than a small block's
+ * rows). *pooled says which, for load_retry. */
+static enum sh_err load_conn(struct life *l, struct pg **pg, bool *pooled, char *err, size_t errlen)
+{
+	enum sh_err rv;
+
+	*pg = NULL;
+	if (l->running) {
+		pthread_mutex_lock(&l->lock);
+		if (l->npool > 0)
+			*pg = l->pool[--l->npool];
+		pthread_mutex_unlock(&l->lock);
+	}
+	if ((*pooled = *pg != NULL))
+		return SH_OK;
+	rv = pg_connect(l->pg_conninfo, pg, err, errlen);
+	if (!rv && (rv = pg_set_limits(*pg, &load_limits, &l->abort)) != SH_OK) {
+		pg_close(*pg);
+		*pg = NULL;
+	}
+	return rv;
+}
+
+/* Keep pg for the next load if the load that used it ended well (the
+ * connection is idle, outside any transaction) and the pool has room. */
+static void load_conn_done(struct life *l, struct pg *pg, bool ok)
+{
+	if (pg && ok && l->running) {
+		pthread_mutex_lock(&l->lock);
+		if (!l->stopping && l->npool < LOAD_POOL_MAX) {
+			l->pool[l->npool++] = pg;
+			pg = NULL;
+		}
+		pthread_mutex_unlock(&l->lock);
+	}
+	pg_close(pg);
+}
+
+static void load_pool_close(struct life *l)
+{
+	while (l->npool > 0)
+		pg_close(l->pool[--l->npool]);
+}
+
+/* Fill ld with the rows of rule r for block b. A pooled connection may
+ * have died with its server since its last load: a failure before any row
+ * was taken is tried once more on a new connection. */
 static enum sh_err run_rule(struct life *l, struct block *b, const struct load_rule *r,
 			    char **values, struct store_load *ld)
 {
@@ -127,19 +174,26 @@ static enum sh_err run_rule(struct life *l, struct block *b, const struct load_r
 	char err[512] = "";
 	struct pg *pg;
 	int64_t total;
-	enum sh_err rv = pg_connect(l->pg_conninfo, &pg, err, sizeof(err));
+	bool pooled;
+	enum sh_err rv;
 
-	if (!rv)
-		rv = pg_set_limits(pg, &load_limits, &l->abort);
+	rv = load_conn(l, &pg, &pooled, err, sizeof(err));
 	if (!rv)
 		rv = count_rows(pg, l->cat, r, values, err, sizeof(err), &total);
+	while (rv && pooled && pg_broken(pg) && !pg_timed_out(pg) && !atomic_load(&l->abort)) {
+		load_conn_done(l, pg, false);
+		err[0] = '\0';
+		rv = load_conn(l, &pg, &pooled, err, sizeof(err));
+		if (!rv)
+			rv = count_rows(pg, l->cat, r, values, err, sizeof(err), &total);
+	}
 	if (!rv) {
 		atomic_store(&b->load_total, total);
 		rv = stream_steps(pg, l->cat, r, values, &c, err, sizeof(err));
 	}
 	if (rv)
 		sh_log(LOG_ERR, "block '%s': load failed: %s", b->id, err[0] ? err : sh_strerror(rv));
-	pg_close(pg);
+	load_conn_done(l, pg, rv == SH_OK);
 	return rv;
 }
 
@@ -503,6 +557,7 @@ void life_stop(struct life *l)
 		pthread_cond_wait(&l->wake, &l->lock);
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->thread, NULL);
+	load_pool_close(l);
 	pthread_cond_destroy(&l->wake);
 	pthread_mutex_destroy(&l->lock);
 	l->running = false;

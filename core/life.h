@@ -22,6 +22,9 @@
 #define LIFE_WAIT_MS 30000
 
 /* Called (from the expiry thread) after a block's records were dropped. */
+/* Connections kept between loads (each an idle server process). */
+#define LOAD_POOL_MAX 4
+
 typedef void (*life_change_fn)(void *ctx, const char *block);
 
 struct life {
@@ -40,6 +43,8 @@ struct life {
 	int loads;			/* first loads running in threads of their own; under lock */
 	atomic_bool abort;		/* stopping: loads stop, waits for PostgreSQL end */
 	atomic_int waiting;		/* requests waiting for a load */
+	struct pg *pool[LOAD_POOL_MAX];	/* idle connections of ended loads; under lock */
+	int npool;
 };
 
 /* Run the loader of b (state must be BLOCK_LOADING, set by the caller).

@@ -371,6 +371,11 @@ static void forget_prepared(struct pg *pg)
 	pg->nprepared = 0;
 }
 
+bool pg_broken(const struct pg *pg)
+{
+	return !pg->conn || pg->cut || PQstatus(pg->conn) != CONNECTION_OK;
+}
+
 void pg_close(struct pg *pg)
 {
 	if (!pg)

@@ -28,6 +28,9 @@ enum sh_err pg_connect(const char *conninfo, struct pg **out, char *err, size_t 
 /* Accepts NULL. */
 void pg_close(struct pg *pg);
 
+/* Has the connection been lost (the server went away, or a wait ran out)? */
+bool pg_broken(const struct pg *pg);
+
 /* Drop a broken connection and try once to connect again (the limits, if
  * set, apply to the new session too). */
 enum sh_err pg_reconnect(struct pg *pg);

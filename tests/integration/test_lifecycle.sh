@@ -253,6 +253,12 @@ require "mkdir M/pair-1-10 (rule with two captures)" mkdir "$MNT/pair-1-10"
 check_eq "pair-1-10: holds Order 10 only" "10.json" "$(listing "$MNT/pair-1-10/Order")"
 check_eq "pair-1-10: holds no User" "" "$(listing "$MNT/pair-1-10/User")"
 
+# --- a load after PostgreSQL restarted: the connections kept from earlier loads died with it ----
+restart_postgres fast
+require "mkdir M/pair-1-11 after a PostgreSQL restart (loads keep their connections)" \
+  mkdir "$MNT/pair-1-11"
+check_eq "pair-1-11: holds Order 11" "11.json" "$(listing "$MNT/pair-1-11/Order")"
+
 # --- blocks matching no rule start empty and fill by read-through --------------------------------
 F=$MNT/free-x
 require "mkdir M/free-x (no rule)" mkdir "$F"
