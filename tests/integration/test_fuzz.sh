@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The libFuzzer targets (tests/fuzz/fuzz_*.c): each is built with clang under ASan+UBSan
-# together with core/, into $SHARDED_BUILD_DIR/fuzz/, and run for FUZZ_SECONDS (default 60) on
+# together with core/, into $SHARDED_BUILD_DIR/fuzz/, and run for FUZZ_SECONDS (default 40) on
 # a copy of its seed corpus (tests/fuzz/corpus/<target>/) with the seed FUZZ_SEED (default 1).
 # A crash, a leak, a UBSan report, a failed property (abort) or an input slower than
 # FUZZ_INPUT_TIMEOUT seconds fails the test;
@@ -9,7 +9,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-: "${FUZZ_SECONDS:=60}"
+: "${FUZZ_SECONDS:=40}"
 : "${FUZZ_INPUT_TIMEOUT:=25}"
 # a fixed seed makes a run the same sequence of inputs each time, cut only by the clock: what a
 # longer run with this seed found clean stays clean in CI. FUZZ_SEED=0 lets libFuzzer pick one.
