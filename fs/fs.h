@@ -54,6 +54,12 @@ struct fs {
 	struct open_file open_files;	/* list head */
 	struct scratches *scratch;	/* temp, swap and backup files (scratch.h) */
 	struct perm perm;	/* owner, group and modes of everything (perm.h) */
+	/* -o records=ro: record writes refused (SH_EROFS); no_open: the kernel
+	 * was asked to open files without a request (FUSE_CAP_NO_OPEN_SUPPORT), so
+	 * READ, WRITE and FLUSH may come with no handle (fh 0), and every change
+	 * is told to the kernel before it is acknowledged (notify.c) */
+	bool records_ro;
+	bool no_open;
 };
 
 void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f));
