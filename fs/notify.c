@@ -11,7 +11,11 @@
  * With records=ro (fs->no_open) the kernel opens files without asking, so no
  * open can learn of a queued invalidation: there every change waits until
  * the kernel has it (notifier_change returns after the send), and a full
- * queue makes the next change wait instead of dropping one.
+ * queue makes the next change wait instead of dropping one. A thread serving
+ * a FUSE request does not wait (the kernel may hold the directory an
+ * invalidation needs, until that request is answered: a LOOKUP that reloads
+ * an expired block, an `rm -r`); `invalidate`'s write waits by
+ * notifier_flush, holding no directory lock.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -48,7 +52,7 @@ static uint64_t push(struct notifier *n, uint64_t ino, uint64_t parent, const ch
 	uint64_t seq;
 
 	pthread_mutex_lock(&n->lock);
-	while (n->fs->no_open && n->len == QUEUE_MAX && !n->stopping)
+	while (n->fs->no_open && !fs_request_thread && n->len == QUEUE_MAX && !n->stopping)
 		pthread_cond_wait(&n->done_cond, &n->lock);
 	if (n->len == QUEUE_MAX) {
 		kcache_inval_done(n->fs->kcache, n->queue[n->head].ino, false);
@@ -77,6 +81,18 @@ static void wait_sent(struct notifier *n, uint64_t seq)
 	while (n->done < seq && !n->stopping)
 		pthread_cond_wait(&n->done_cond, &n->lock);
 	pthread_mutex_unlock(&n->lock);
+}
+
+void notifier_flush(struct notifier *n)
+{
+	uint64_t seq;
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	seq = n->pushed;
+	pthread_mutex_unlock(&n->lock);
+	wait_sent(n, seq);
 }
 
 static void send_one(struct fs *fs, const struct inval *v)
@@ -213,7 +229,7 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 		return;
 	if (!model) {
 		last = queue_block(fs, bino);
-		if (fs->no_open && last)
+		if (fs->no_open && last && !fs_request_thread)
 			wait_sent(fs->notifier, last);
 		return;
 	}
@@ -232,6 +248,6 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 		/* a record the kernel has not seen (added by a change made in
 		 * PostgreSQL): drop a negative entry of its name and the listing */
 		last = push(fs->notifier, mino, mino, name);
-	if (fs->no_open && last)
+	if (fs->no_open && last && !fs_request_thread)
 		wait_sent(fs->notifier, last);
 }

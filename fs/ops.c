@@ -50,8 +50,11 @@ static struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+_Thread_local bool fs_request_thread;
+
 static void count(fuse_req_t req, enum fs_op op)
 {
+	fs_request_thread = true;
 	atomic_fetch_add_explicit(&fs_of(req)->requests[op], 1, memory_order_relaxed);
 }
 
@@ -908,6 +911,10 @@ static void ro_write(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const char *
 		err = (h = handle_new(&r)) ? ctl_write(fs, h, buf, size, off) : SH_ENOMEM;
 		if (h)
 			handle_free(h);
+		/* `invalidate`: acknowledged once the kernel has dropped what
+		 * changed (a control file's write holds no directory lock) */
+		if (!err)
+			notifier_flush(fs->notifier);
 	} else if (!err) {
 		if (r.kind == NODE_RECORD)
 			ro_refused(fs, &r);

@@ -4,8 +4,8 @@
 # the metrics file). Record writes, creates, truncates and deletes fail with EROFS and change
 # nothing; control files and mkdir work. No reader sees a stale or torn record after a change
 # was acknowledged: `invalidate` after psql updates (30 rounds, then 3 readers in other
-# processes racing 150 more: the reads with no change in flight), and a change capture brings
-# in, with no invalidate.
+# processes racing 150 more: the reads with no change in flight), a change capture brings in
+# with no invalidate, and a block's expiry.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -140,6 +140,17 @@ for i in 1 2 3; do
   check "reader $i read more than 100 times with no change in flight" test "${clean:-0}" -gt 100
 done
 check_eq "the last version reads back" "$(printf 'v%06d-' "$ROUNDS")" "$(name_of "$W" | cut -c1-8)"
+
+# --- an expired block read again: the expiry dropped the kernel's pages, the reload is current --
+E=$MNT/exp
+require "mkdir a second block" mkdir "$E"
+check_eq "a record reads there" "captured-and-longer-than-before" "$(name_of "$E/User/902.json")"
+check "echo 1 > ttl" bash -c "echo 1 >'$E/ttl'"
+check "the block expires" wait_for 15 grep -q "block 'exp': expired" "$T/daemon.log"
+psql_q "UPDATE \"User\" SET name = 'after-expiry' WHERE id = 902" >/dev/null
+check_eq "the record reads again, current (PostgreSQL changed it while the block was expired)" \
+  "after-expiry" "$(name_of "$E/User/902.json")"
+check "whole, with its size" size_truth "$E/User/902.json"
 
 unmount_sharded
 finish
