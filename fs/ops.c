@@ -146,7 +146,9 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 	engine_block_put(b);
 	if (err)
 		return err;
-	fill_common(fs, st, r->ino, S_IFREG, 0666);
+	/* records=ro: no write bits, so that the kernel refuses a write open
+	 * (but root's) before it copies the bytes into the shared pages */
+	fill_common(fs, st, r->ino, S_IFREG, fs->records_ro ? 0444 : 0666);
 	st->st_size = (off_t)strlen(doc) + 1;
 	st->st_blocks = (st->st_size + 511) / 512;
 	set_time(st, mtime);
@@ -854,9 +856,13 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
  * With -o records=ro the first OPEN is answered ENOSYS (FUSE_CAP_NO_OPEN_SUPPORT):
  * the kernel then opens every file itself, keeps its pages (FOPEN_KEEP_CACHE)
  * and sends no OPEN or RELEASE, so a cached record is read with no request.
- * That is sound only because nothing here changes a record: its page cache
- * and size, shared by every open, then change only by invalidations, which
- * reach the kernel before the change is acknowledged (notify.c). READ, WRITE
+ * Nothing here changes a record: its page cache and size, shared by every
+ * open, change only by invalidations, which reach the kernel before the
+ * change is acknowledged (notify.c). No open holds a snapshot, so a read that
+ * overlaps a change may mix two versions (docs/guarantees.md). A refused
+ * write's bytes sit in the shared pages until its WRITE fails (the kernel
+ * copies them first): records show no write bits, which stops all but root
+ * before that. READ, WRITE
  * and FLUSH come with fh 0: they are served from the node alone. The O_TRUNC
  * of an open comes as a SETATTR (ATOMIC_O_TRUNC is not asked for: with it the
  * kernel would empty the file for every reader without asking). */
@@ -936,7 +942,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (fs->no_open) {
 		/* the kernel opens this and every later file itself, with
-		 * FOPEN_KEEP_CACHE, and sends no RELEASE (see "records=ro" below) */
+		 * FOPEN_KEEP_CACHE, and sends no RELEASE (see "records=ro" above) */
 		reply_err(req, SH_ENOSYS);
 		return;
 	}

@@ -67,6 +67,7 @@ check_eq "20 cached reads (cat: open, fstat, read, close) send no FUSE request" 
   "$(delta m0 m1 c0 c1)"
 
 # --- record writes: EROFS, and nothing changes ------------------------------------------------
+check_eq "records show no write bits" "444" "$(stat -c %a "$R")"
 before=$(timeout 10 cat "$R")
 check_fails "echo > record (O_TRUNC) fails" bash -c "printf '{\"name\":\"x\"}\n' >'$R'"
 check_fails "a write without O_TRUNC fails" py_write "$R" 0
