@@ -20,6 +20,8 @@ static const char *const descriptions[SH_ERR_COUNT] = {
 	[SH_EXDEV] = "across directories",
 	[SH_EBADMSG] = "refused document",
 	[SH_ENOSPC] = "no space left",
+	[SH_EROFS] = "read-only records",
+	[SH_ENOSYS] = "not implemented",
 };
 
 const char *sh_strerror(enum sh_err err)

@@ -29,6 +29,8 @@ enum sh_err {
 	SH_EBADMSG,	/* a refused document, where SH_EINVAL would mean something else */
 	SH_ENOSPC,	/* a cap on the space of many objects together was reached,
 			 * or local storage is full (SQLITE_FULL, ENOSPC) */
+	SH_EROFS,	/* a record write on a mount whose records are read-only */
+	SH_ENOSYS,	/* not implemented: tells the kernel to stop asking (OPEN, FLUSH) */
 	SH_ERR_COUNT
 };
 

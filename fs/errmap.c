@@ -26,6 +26,8 @@ static const int errnos[SH_ERR_COUNT] = {
 	[SH_EXDEV] = EXDEV,
 	[SH_EBADMSG] = EBADMSG,
 	[SH_ENOSPC] = ENOSPC,
+	[SH_EROFS] = EROFS,
+	[SH_ENOSYS] = ENOSYS,
 };
 
 int sh_errno(enum sh_err err)

@@ -54,6 +54,12 @@ struct fs {
 	struct open_file open_files;	/* list head */
 	struct scratches *scratch;	/* temp, swap and backup files (scratch.h) */
 	struct perm perm;	/* owner, group and modes of everything (perm.h) */
+	/* -o records=ro: record writes refused (SH_EROFS); no_open: the kernel
+	 * was asked to open files without a request (FUSE_CAP_NO_OPEN_SUPPORT), so
+	 * READ, WRITE and FLUSH may come with no handle (fh 0), and every change
+	 * is told to the kernel before it is acknowledged (notify.c) */
+	bool records_ro;
+	bool no_open;
 };
 
 void fs_open_track(struct fs *fs, struct open_file *f, void (*release)(struct open_file *f));
@@ -85,6 +91,12 @@ extern const struct fuse_lowlevel_ops sharded_ops;
 /* Kernel cache invalidation from a thread of its own (notify.c). */
 struct notifier *notifier_start(struct fs *fs);
 void notifier_stop(struct notifier *n);
+/* Wait until every invalidation queued so far has been sent (records=ro). */
+void notifier_flush(struct notifier *n);
+/* Set in every thread that serves FUSE requests (ops.c): such a thread may be
+ * answering for a directory the kernel holds locked, so it never waits for an
+ * invalidation itself (notify.c); a handler that may, calls notifier_flush. */
+extern _Thread_local bool fs_request_thread;
 /* Is the request from `rm -r` (caller.c)? Its unlinks drop local copies. */
 bool caller_is_recursive_rm(fuse_req_t req);
 

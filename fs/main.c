@@ -27,10 +27,15 @@
 #define SCRATCH_TOTAL_CAP (256u << 20)
 /* Documents being written, in memory until close(): all of them together. */
 #define WRITE_BUFFERS_DEFAULT (256u << 20)
+/* records=ro: how long the kernel keeps a record's entry and attributes. Every
+ * change is told to it before it is acknowledged (notify.c), so a long time
+ * costs no freshness and spares a read the GETATTR of an expired one. */
+#define RO_TIMEOUT 3600.0
 
 struct options {
 	char *pg, *redis, *data, *models, *schema, *node, *sync, *ttl, *max_doc, *loaders, *catalog,
-	     *cleanup, *local, *uid, *gid, *umask, *ids, *write_buffers, *capture, *page_cache;
+	     *cleanup, *local, *uid, *gid, *umask, *ids, *write_buffers, *capture, *page_cache,
+	     *records;
 	unsigned max_read;	/* libfuse's option, seen on its way through */
 	int show_help, show_version;
 };
@@ -57,6 +62,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("write_buffers=%s", write_buffers),
 	OPT("capture=%s", capture),
 	OPT("page_cache=%s", page_cache),
+	OPT("records=%s", records),
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_END
@@ -99,7 +105,13 @@ static void usage(const char *prog)
 	       "                        is in place (default auto)\n"
 	       "    -o page_cache=on|off  on: a record read again while unchanged comes from\n"
 	       "                        the kernel's page cache; off: every read asks the\n"
-	       "                        daemon (default on)\n\n",
+	       "                        daemon (default on)\n"
+	       "    -o records=rw|ro    ro: records are read-only for this mount (writes,\n"
+	       "                        creates, truncates and deletes of records fail with\n"
+	       "                        EROFS; control files and mkdir work); every change\n"
+	       "                        comes from the sync, capture or invalidate, and a\n"
+	       "                        cached record is read with no request to the daemon\n"
+	       "                        (default rw)\n\n",
 	       prog, ENGINE_MAX_DOC_DEFAULT, WRITE_BUFFERS_DEFAULT);
 }
 
@@ -135,6 +147,10 @@ static int build_config(const struct options *o, struct engine_config *cfg)
 	}
 	if (o->page_cache && strcmp(o->page_cache, "on") != 0 && strcmp(o->page_cache, "off") != 0) {
 		fprintf(stderr, "mount.sharded: invalid page_cache '%s' (on or off)\n", o->page_cache);
+		return -1;
+	}
+	if (o->records && strcmp(o->records, "rw") != 0 && strcmp(o->records, "ro") != 0) {
+		fprintf(stderr, "mount.sharded: invalid records '%s' (rw or ro)\n", o->records);
 		return -1;
 	}
 	if (o->sync && strcmp(o->sync, "normal") != 0 && strcmp(o->sync, "full") != 0) {
@@ -183,6 +199,7 @@ static void free_options(struct options *o)
 	free(o->ids);
 	free(o->write_buffers);
 	free(o->page_cache);
+	free(o->records);
 }
 
 #define FUSE_THREADS_MIN 32
@@ -267,6 +284,14 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	fs.max_doc = engine_max_doc(fs.engine);
 	fs.nodes = nodes_new();
 	/* without one, every open of a record bypasses the page cache (kcache.h) */
+	fs.records_ro = o->records && strcmp(o->records, "ro") == 0;
+	if (fs.records_ro) {
+		/* nothing changes a record behind the kernel without telling it
+		 * first (notify.c), and no open may write: the kernel keeps pages
+		 * and attributes, kcache's per-open rules have nothing to watch */
+		fs.entry_timeout = fs.attr_timeout = RO_TIMEOUT;
+		page_cache = false;
+	}
 	fs.kcache = page_cache ? kcache_new() : NULL;
 	fs.scratch = scratches_new(SCRATCH_FILE_CAP(fs.max_doc), SCRATCH_TOTAL_CAP);
 	ops.init = init_with_max_read;

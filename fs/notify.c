@@ -8,6 +8,14 @@
  * invalidation is known to kcache.h from the moment it is queued (before the
  * change is acknowledged) until the kernel has it: meanwhile its readers
  * bypass the page cache.
+ * With records=ro (fs->no_open) the kernel opens files without asking, so no
+ * open can learn of a queued invalidation: there every change waits until
+ * the kernel has it (notifier_change returns after the send), and a full
+ * queue makes the next change wait instead of dropping one. A thread serving
+ * a FUSE request does not wait (the kernel may hold the directory an
+ * invalidation needs, until that request is answered: a LOOKUP that reloads
+ * an expired block, an `rm -r`); `invalidate`'s write waits by
+ * notifier_flush, holding no directory lock.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,18 +40,25 @@ struct notifier {
 	pthread_cond_t cond;
 	struct inval queue[QUEUE_MAX];
 	size_t head, len;
+	uint64_t pushed, done;	/* entries queued, and sent or dropped, so far */
+	pthread_cond_t done_cond;	/* done moved, or stopping */
 	int stopping;
 };
 
-static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name)
+/* Returns the entry's number, for wait_sent. */
+static uint64_t push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name)
 {
 	struct inval *v;
+	uint64_t seq;
 
 	pthread_mutex_lock(&n->lock);
+	while (n->fs->no_open && !fs_request_thread && n->len == QUEUE_MAX && !n->stopping)
+		pthread_cond_wait(&n->done_cond, &n->lock);
 	if (n->len == QUEUE_MAX) {
 		kcache_inval_done(n->fs->kcache, n->queue[n->head].ino, false);
 		n->head = (n->head + 1) % QUEUE_MAX;
 		n->len--;
+		n->done++;
 		sh_log(LOG_WARNING, "kernel invalidation queue full, dropping the oldest entry");
 	}
 	if (ino)
@@ -53,8 +68,31 @@ static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *
 	v->parent = parent;
 	snprintf(v->name, sizeof(v->name), "%s", name ? name : "");
 	n->len++;
+	seq = ++n->pushed;
 	pthread_cond_signal(&n->cond);
 	pthread_mutex_unlock(&n->lock);
+	return seq;
+}
+
+/* Wait until entry seq, and every one before it, has been sent to the kernel. */
+static void wait_sent(struct notifier *n, uint64_t seq)
+{
+	pthread_mutex_lock(&n->lock);
+	while (n->done < seq && !n->stopping)
+		pthread_cond_wait(&n->done_cond, &n->lock);
+	pthread_mutex_unlock(&n->lock);
+}
+
+void notifier_flush(struct notifier *n)
+{
+	uint64_t seq;
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	seq = n->pushed;
+	pthread_mutex_unlock(&n->lock);
+	wait_sent(n, seq);
 }
 
 static void send_one(struct fs *fs, const struct inval *v)
@@ -84,6 +122,8 @@ static void *notifier_main(void *arg)
 		if (v.ino)
 			kcache_inval_done(n->fs->kcache, v.ino, true);
 		pthread_mutex_lock(&n->lock);
+		n->done++;
+		pthread_cond_broadcast(&n->done_cond);
 	}
 	pthread_mutex_unlock(&n->lock);
 	return NULL;
@@ -98,7 +138,9 @@ struct notifier *notifier_start(struct fs *fs)
 	n->fs = fs;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
+	pthread_cond_init(&n->done_cond, NULL);
 	if (thread_start(&n->thread, "sharded-notify", notifier_main, n) != 0) {
+		pthread_cond_destroy(&n->done_cond);
 		pthread_cond_destroy(&n->cond);
 		pthread_mutex_destroy(&n->lock);
 		free(n);
@@ -115,18 +157,26 @@ void notifier_stop(struct notifier *n)
 	n->stopping = 1;
 	n->len = 0;
 	pthread_cond_signal(&n->cond);
+	pthread_cond_broadcast(&n->done_cond);
 	pthread_mutex_unlock(&n->lock);
 	pthread_join(n->thread, NULL);
+	pthread_cond_destroy(&n->done_cond);
 	pthread_cond_destroy(&n->cond);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
 
+struct entry_ctx {
+	struct notifier *n;
+	uint64_t parent;
+	uint64_t last;	/* the number of the last entry queued */
+};
+
 static void queue_entry(void *ctx, uint64_t ino, const char *name)
 {
-	struct { struct notifier *n; uint64_t parent; } *c = ctx;
+	struct entry_ctx *c = ctx;
 
-	push(c->n, ino, c->parent, name);
+	c->last = push(c->n, ino, c->parent, name);
 }
 
 /* Inodes of a block's model directories, collected under the table lock. */
@@ -144,26 +194,32 @@ static void collect_ino(void *ctx, uint64_t ino, const char *name)
 		l->inos[l->n++] = ino;
 }
 
-/* Drop every directory entry below block ino: the next access looks it up again. */
-static void queue_block(struct fs *fs, uint64_t bino)
+/* Drop every directory entry below block ino: the next access looks it up
+ * again. Returns the number of the last entry queued (0: none). */
+static uint64_t queue_block(struct fs *fs, uint64_t bino)
 {
 	struct ino_list *models = calloc(1, sizeof(*models));
+	uint64_t last = 0;
 
 	if (!models)
-		return;
+		return 0;
 	nodes_children(fs->nodes, bino, collect_ino, models);
 	for (size_t i = 0; i < models->n; i++) {
-		struct { struct notifier *n; uint64_t parent; } c = { fs->notifier, models->inos[i] };
+		struct entry_ctx c = { fs->notifier, models->inos[i], 0 };
+
 		nodes_children(fs->nodes, models->inos[i], queue_entry, &c);
+		if (c.last)
+			last = c.last;
 	}
 	free(models);
+	return last;
 }
 
 void notifier_change(void *arg, const char *block, const char *model, const char *pk, bool gone)
 {
 	struct fs *fs = arg;
 	const struct model *m;
-	uint64_t bino, mino, rino;
+	uint64_t bino, mino, rino, last = 0;
 	char name[ENGINE_NAME_MAX + 1];
 
 	if (!fs->notifier)
@@ -172,7 +228,9 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	if (!bino)
 		return;
 	if (!model) {
-		queue_block(fs, bino);
+		last = queue_block(fs, bino);
+		if (fs->no_open && last && !fs_request_thread)
+			wait_sent(fs->notifier, last);
 		return;
 	}
 	mino = nodes_find(fs->nodes, bino, model);
@@ -185,9 +243,11 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	 * dead letter): dropping it would cost a LOOKUP, and the directory's
 	 * GETATTR, on the next use */
 	if (rino)
-		push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL);
+		last = push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL);
 	else if (mino && !gone)
 		/* a record the kernel has not seen (added by a change made in
 		 * PostgreSQL): drop a negative entry of its name and the listing */
-		push(fs->notifier, mino, mino, name);
+		last = push(fs->notifier, mino, mino, name);
+	if (fs->no_open && last && !fs_request_thread)
+		wait_sent(fs->notifier, last);
 }

@@ -24,6 +24,8 @@
 /* How long a writer waits for the readers of a record using the page cache
  * to close it (kcache.h): cat-like readers take microseconds. */
 #define WRITER_WAIT_MS 2000
+/* records=ro: what a control file may grow by between its GETATTR and READ */
+#define CTL_GROWTH 4096
 
 /* One open file. */
 struct handle {
@@ -48,8 +50,11 @@ static struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+_Thread_local bool fs_request_thread;
+
 static void count(fuse_req_t req, enum fs_op op)
 {
+	fs_request_thread = true;
 	atomic_fetch_add_explicit(&fs_of(req)->requests[op], 1, memory_order_relaxed);
 }
 
@@ -141,7 +146,9 @@ static enum sh_err record_attr(struct fs *fs, const struct node_ref *r, bool loc
 	engine_block_put(b);
 	if (err)
 		return err;
-	fill_common(fs, st, r->ino, S_IFREG, 0666);
+	/* records=ro: no write bits, so that the kernel refuses a write open
+	 * (but root's) before it copies the bytes into the shared pages */
+	fill_common(fs, st, r->ino, S_IFREG, fs->records_ro ? 0444 : 0666);
 	st->st_size = (off_t)strlen(doc) + 1;
 	st->st_blocks = (st->st_size + 511) / 512;
 	set_time(st, mtime);
@@ -228,6 +235,11 @@ static enum sh_err ctl_attr(struct fs *fs, const struct node_ref *r, struct stat
 		return err;
 	fill_common(fs, st, r->ino, S_IFREG, ctl_writable(r->ctl) ? 0666 : 0444);
 	st->st_size = (off_t)strlen(text);
+	/* opened with no request, a control file is read through the page cache
+	 * up to this size, from text made again at READ: room for it to grow
+	 * (a shorter READ sets the size); the new mtime drops the old pages */
+	if (fs->no_open)
+		st->st_size += CTL_GROWTH;
 	set_time(st, clock_wall_ns());
 	free(text);
 	return SH_OK;
@@ -839,6 +851,87 @@ static enum sh_err load_content(struct fs *fs, struct handle *h)
 	return err;
 }
 
+/* ---- records=ro: files opened with no request ----------------------------
+ *
+ * With -o records=ro the first OPEN is answered ENOSYS (FUSE_CAP_NO_OPEN_SUPPORT):
+ * the kernel then opens every file itself, keeps its pages (FOPEN_KEEP_CACHE)
+ * and sends no OPEN or RELEASE, so a cached record is read with no request.
+ * Nothing here changes a record: its page cache and size, shared by every
+ * open, change only by invalidations, which reach the kernel before the
+ * change is acknowledged (notify.c). No open holds a snapshot, so a read that
+ * overlaps a change may mix two versions (docs/guarantees.md). A refused
+ * write's bytes sit in the shared pages until its WRITE fails (the kernel
+ * copies them first): records show no write bits, which stops all but root
+ * before that. READ, WRITE
+ * and FLUSH come with fh 0: they are served from the node alone. The O_TRUNC
+ * of an open comes as a SETATTR (ATOMIC_O_TRUNC is not asked for: with it the
+ * kernel would empty the file for every reader without asking). */
+
+static enum sh_err ctl_write(struct fs *fs, struct handle *h, const char *buf, size_t size,
+			     off_t off);
+
+/* A record write on a records=ro mount: refused, logged and counted. */
+static bool ro_refused(struct fs *fs, const struct node_ref *r)
+{
+	if (!fs->records_ro)
+		return false;
+	engine_refused(fs->engine, r->block, r->model ? r->model->name : "", r->pk,
+		       "records are read-only on this mount (records=ro)");
+	return true;
+}
+
+/* READ with no handle: the node's content now, at off. */
+static void ro_read(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t size, off_t off)
+{
+	struct node_ref r;
+	struct handle *h = NULL;
+	enum sh_err err = nodes_get(fs->nodes, ino, &r);
+
+	if (!err && r.kind != NODE_RECORD && r.kind != NODE_CTL)
+		err = r.kind == NODE_SCRATCH ? SH_EROFS : SH_EISDIR;	/* none made here */
+	if (!err && r.kind == NODE_CTL && r.ctl == CTL_NEXT_ID)
+		err = SH_EROFS;	/* an id is for a create; the page cache would hand one out twice */
+	if (!err && !(h = handle_new(&r)))
+		err = SH_ENOMEM;
+	if (!err)
+		err = load_content(fs, h);
+	if (err)
+		reply_err(req, err);
+	else if ((size_t)off >= h->len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, h->buf + off, h->len - (size_t)off < size ? h->len - (size_t)off : size);
+	if (h)
+		handle_free(h);
+}
+
+/* WRITE with no handle: a control file's value; a record's is refused. */
+static void ro_write(fuse_req_t req, struct fs *fs, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off)
+{
+	struct node_ref r;
+	struct handle *h = NULL;
+	enum sh_err err = nodes_get(fs->nodes, ino, &r);
+
+	if (!err && r.kind == NODE_CTL) {
+		err = (h = handle_new(&r)) ? ctl_write(fs, h, buf, size, off) : SH_ENOMEM;
+		if (h)
+			handle_free(h);
+		/* `invalidate`: acknowledged once the kernel has dropped what
+		 * changed (a control file's write holds no directory lock) */
+		if (!err)
+			notifier_flush(fs->notifier);
+	} else if (!err) {
+		if (r.kind == NODE_RECORD)
+			ro_refused(fs, &r);
+		err = SH_EROFS;
+	}
+	if (err)
+		reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	count(req, FS_OP_OPEN);
@@ -847,6 +940,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h;
 	enum sh_err err = SH_OK;
 
+	if (fs->no_open) {
+		/* the kernel opens this and every later file itself, with
+		 * FOPEN_KEEP_CACHE, and sends no RELEASE (see "records=ro" above) */
+		reply_err(req, SH_ENOSYS);
+		return;
+	}
 	err = nodes_get(fs->nodes, ino, &r);
 	if (err) {
 		reply_err(req, err);
@@ -862,6 +961,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (r.kind == NODE_CTL && (fi->flags & O_ACCMODE) != O_RDONLY && !ctl_writable(r.ctl)) {
 		reply_err(req, SH_EACCES);
+		return;
+	}
+	if (r.kind == NODE_RECORD && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
+	    ro_refused(fs, &r)) {
+		reply_err(req, SH_EROFS);
 		return;
 	}
 	h = handle_new(&r);
@@ -919,6 +1023,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, p.kind == NODE_BLOCK || p.kind == NODE_ROOT ? SH_EPERM : SH_ENOENT);
 		return;
 	}
+	if (fs->records_ro) {
+		/* a record, or a scratch file that could only become one */
+		engine_refused(fs->engine, p.block, p.model->name, NULL,
+			       "records are read-only on this mount (records=ro)");
+		reply_err(req, SH_EROFS);
+		return;
+	}
 	if (strcmp(name, ENGINE_NEXT_ID_NAME) == 0) {
 		reply_err(req, engine_has_next_id(p.model) ? SH_EEXIST : SH_EPERM);
 		return;
@@ -967,7 +1078,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	count(req, FS_OP_READ);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	(void)ino;
+	if (!h) {
+		ro_read(req, fs_of(req), ino, size, off);
+		return;
+	}
 	if (h->of.kind == OPEN_SCRATCH) {
 		sops_read(req, &h->of, size, off);
 		return;
@@ -1056,7 +1170,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	enum sh_err rc;
 
-	(void)ino;
+	if (!h) {
+		ro_write(req, fs, ino, buf, size, off);
+		return;
+	}
 	if (h->of.kind == OPEN_SCRATCH) {
 		sops_write(req, fs, &h->of, buf, size, off, (fi->flags & O_APPEND) != 0);
 		return;
@@ -1110,7 +1227,7 @@ static void commit_request(fuse_req_t req, struct fuse_file_info *fi)
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	enum sh_err rc = SH_OK;
 
-	if (h->of.kind != OPEN_SCRATCH) {	/* scratch files live in memory only */
+	if (h && h->of.kind != OPEN_SCRATCH) {	/* scratch files live in memory only */
 		pthread_mutex_lock(&h->lock);
 		rc = handle_commit(fs_of(req), h);
 		pthread_mutex_unlock(&h->lock);
@@ -1122,6 +1239,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	count(req, FS_OP_FLUSH);
 	(void)ino;
+	if (!fi->fh) {
+		reply_err(req, SH_ENOSYS);	/* opened with no request: nothing to commit, ever */
+		return;
+	}
 	commit_request(req, fi);
 }
 
@@ -1131,6 +1252,10 @@ static void fop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	if (!h) {
+		reply_err(req, SH_OK);	/* opened with no request (the kernel sends none) */
+		return;
+	}
 	if (h->of.kind == OPEN_SCRATCH) {
 		sops_release(req, fs_of(req), &h->of);
 		return;
@@ -1228,6 +1353,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (!same_owner_and_mode(fs, &r, attr, to_set))
 		rc = SH_EPERM;	/* a record's mode and owner are the mount's */
+	else if ((to_set & FUSE_SET_ATTR_SIZE) && r.kind == NODE_RECORD && ro_refused(fs, &r))
+		rc = SH_EROFS;	/* also an O_TRUNC open: it comes as this SETATTR */
 	else if ((to_set & FUSE_SET_ATTR_SIZE) && r.kind == NODE_RECORD)
 		rc = h ? resize_handle(fs, h, attr->st_size) : truncate_record(fs, &r, attr->st_size);
 	else if ((to_set & FUSE_SET_ATTR_SIZE) && !(r.kind == NODE_CTL && attr->st_size == 0))
@@ -1297,6 +1424,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_err(req, err);
 		return;
 	}
+	if (!err && proto.kind == NODE_RECORD && ro_refused(fs, &proto))
+		err = SH_EROFS;
 	if (!err)
 		err = with_block(fs, p.block, &b);
 	if (!err) {
@@ -1437,9 +1566,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	fs->max_write = conn->max_write;	/* the largest piece of a write() */
 	/* O_TRUNC comes with the open: without it the kernel sends a truncate
 	 * that names no handle, which cannot be told from truncate(2) */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+	if ((conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) && !fs->records_ro)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* records=ro: opens with no request (see above); auto_inval_data makes
+	 * every read check the attributes, which for a control file (no
+	 * timeout, a new mtime each time) drops its pages, and costs a record
+	 * nothing while its attributes are valid */
+	fs->no_open = fs->records_ro && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	if (fs->no_open)
+		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 const struct fuse_lowlevel_ops sharded_ops = {

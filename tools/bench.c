@@ -108,6 +108,8 @@ static void usage(FILE *f)
 		"  update       rewrite an existing record vs the same upsert of an existing row\n"
 		"  read         open+read+close of a cached record vs select row_to_json by pk\n"
 		"  readthrough  the same for records the block has not read yet\n"
+		"  readro       read, on a mount with -o records=ro: records read once through\n"
+		"               (they cannot be written there), then timed as second reads\n"
 		"  ls           mkdir of a block whose loader brings --ls-records rows of \"BenchBig\",\n"
 		"               then opendir+readdir+closedir of its BenchBig directory\n"
 		"  writers      --threads threads, one block each, writing at once; writes/s\n"
@@ -656,14 +658,16 @@ static void scen_nextid(void)
 	PQfinish(c);
 }
 
-/* read (scen 2: cached) and readthrough (scen 3: not yet cached) */
-static void scen_read(int through)
+/* read (scen 2: cached), readthrough (scen 3: not yet cached), readro (scen 9: cached by a
+ * first read through, on a mount whose records are read-only: -o records=ro) */
+static void scen_read(int mode)
 {
-	const char *scen = through ? "readthrough" : "read";
+	int through = mode == 1, ro = mode == 2;
+	const char *scen = ro ? "readro" : through ? "readthrough" : "read";
 	char block[160], path[4096], doc[512], sql[512];
 	struct stats m = { 0 }, b = { 0 };
 	long w = warmup(), i, total = warmup() + opt_n;
-	int sc = through ? 3 : 2, len;
+	int sc = ro ? 9 : through ? 3 : 2, len;
 	PGconn *c = pg_open();
 	double t, t0 = 0;
 
@@ -679,14 +683,21 @@ static void scen_read(int through)
 		 "FROM generate_series(%lld, %lld) g ON CONFLICT (id) DO NOTHING",
 		 "BenchUser", id_of(sc, 0), id_of(sc, total - 1));
 	pg_cmd(c, sql);
-	if (through) {
+	if (through || ro) {
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO \"User\" (id, email, name) SELECT g, 'b' || g || '@example.com', "
 			 "'Bench user ' || g || ', a name long enough to make the document about 150 "
 			 "bytes' FROM generate_series(%lld, %lld) g ON CONFLICT (id) DO NOTHING",
 			 id_of(sc, 0), id_of(sc, total - 1));
 		pg_cmd(c, sql);
-	} else {
+	}
+	if (ro) {
+		for (i = 0; i < total / 2 + 1; i++) {	/* the first read of each goes through */
+			record_path(path, sizeof(path), block, "User", id_of(sc, i));
+			if (mount_read(path, doc, sizeof(doc)) <= 0)
+				die("read %s: %s", path, strerror(errno));
+		}
+	} else if (!through) {
 		for (i = 0; i < total; i++) {
 			long long id = id_of(sc, i);
 			record_path(path, sizeof(path), block, "User", id);
@@ -1897,7 +1908,7 @@ static int parse_long(const char *s, long min, long *out)
 static int known_scenario(const char *s)
 {
 	static const char *extra[] = { "drain-prep", "drain-queue", "drain-wait", "memory", "nextid",
-				       "visibility", "capture-cost", NULL };
+				       "visibility", "capture-cost", "readro", NULL };
 
 	for (int i = 0; all_scenarios[i]; i++)
 		if (strcmp(s, all_scenarios[i]) == 0)
@@ -2028,6 +2039,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(s, "update")) scen_write(1);
 		else if (!strcmp(s, "read")) scen_read(0);
 		else if (!strcmp(s, "readthrough")) scen_read(1);
+		else if (!strcmp(s, "readro")) scen_read(2);
 		else if (!strcmp(s, "nextid")) scen_nextid();
 		else if (!strcmp(s, "ls")) scen_ls();
 		else if (!strcmp(s, "writers")) scen_writers();

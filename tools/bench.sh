@@ -146,6 +146,13 @@ if has_phase main; then
   bench --mount "$MNT" --pg "$PG_CONNINFO" --run $((RUN + 1)) --n "$BENCH_N" --label nocache \
     --scenario read
   unmount_sharded || log "the page_cache=off mount did not stop cleanly"
+  # cached reads with no FUSE request: -o records=ro (opens without a request)
+  SAVED_REDIS_URL=$REDIS_URL REDIS_URL=$REDIS_URL/13
+  mount_at ro "loaders=$T/loaders,records=ro,node=bench-ro"
+  REDIS_URL=$SAVED_REDIS_URL
+  bench --mount "$MNT" --pg "$PG_CONNINFO" --run $((RUN + 2)) --n "$BENCH_N" --label ro \
+    --scenario readro
+  unmount_sharded || log "the records=ro mount did not stop cleanly"
   back_to_main
 fi
 

@@ -58,6 +58,16 @@ check "nextid runs" run_to "$T/nextid.out" "${B[@]}" --n 30 --warmup 5 --scenari
 check "nextid printed its RESULT line" has_results "$T/nextid.out" nextid
 check "the scenarios count FUSE requests per operation" \
   grep -q 'RESULT read .*fuse_requests_per_op=[0-9]' "$T/main.out"
+# readro on a second mount whose records are read-only: reads with no FUSE request
+SAVED_MNT=$MNT SAVED_DATA=$DATA SAVED_PID=$DAEMON_PID
+MNT=$T/mnt-ro DATA=$T/data-ro mount_sharded "records=ro,node=smoke-ro"
+check "readro runs on a records=ro mount" \
+  run_to "$T/ro.out" "$BENCH" --mount "$MNT" --pg "$PG_CONNINFO" --run 8 --n 30 --warmup 5 \
+  --scenario readro
+check "readro printed its RESULT line, with no FUSE request per read" \
+  grep -q '^RESULT readro .*fuse_requests_per_op=0.00' "$T/ro.out"
+unmount_sharded
+MNT=$SAVED_MNT DATA=$SAVED_DATA DAEMON_PID=$SAVED_PID
 
 # sync drain: queue with PostgreSQL stopped, time the drain once it is back
 stop_postgres fast
