@@ -7,9 +7,11 @@
  * attribute timeout still bounds staleness). Each record inode's queued
  * invalidation is known to kcache.h from the moment it is queued (before the
  * change is acknowledged) until the kernel has it: meanwhile its readers
- * bypass the page cache.
+ * bypass the page cache. A record that changed and is still there may be
+ * sent whole (notify_store) instead, when kcache.h says that is exact.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 
 struct inval {
 	uint64_t ino;		/* inode whose data and attributes to drop */
+	bool changed;		/* ino is a record that changed and is still there */
 	uint64_t parent;	/* with name: the directory entry to drop, 0 if none */
 	char name[ENGINE_NAME_MAX + 1];
 };
@@ -35,7 +38,8 @@ struct notifier {
 	int stopping;
 };
 
-static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name)
+static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name,
+		 bool changed)
 {
 	struct inval *v;
 
@@ -51,18 +55,63 @@ static void push(struct notifier *n, uint64_t ino, uint64_t parent, const char *
 	v = &n->queue[(n->head + n->len) % QUEUE_MAX];
 	v->ino = ino;
 	v->parent = parent;
+	v->changed = changed;
 	snprintf(v->name, sizeof(v->name), "%s", name ? name : "");
 	n->len++;
 	pthread_cond_signal(&n->cond);
 	pthread_mutex_unlock(&n->lock);
 }
 
+/* The largest record stored whole into the page cache rather than invalidated. */
+#define STORE_MAX 65536
+
+/* A record that changed (the sync's refresh, another node's change) goes to
+ * the kernel whole, when kcache.h allows it: its size and pages are then
+ * the new ones and its mode stays valid, so the next open of it asks
+ * nothing (neither a GETATTR for the permission check nor, for a reader, a
+ * READ). false: invalidate it instead. */
+static bool store_record(struct fs *fs, uint64_t ino)
+{
+	struct fuse_bufvec bv;
+	struct node_ref r;
+	struct block *b;
+	char *doc = NULL;
+	uint64_t ticket, fp;
+	size_t len;
+	int rc;
+
+	if (nodes_get(fs->nodes, ino, &r) != SH_OK || r.kind != NODE_RECORD ||
+	    engine_block_get(fs->engine, r.block, &b) != SH_OK)
+		return false;
+	rc = engine_get_local(fs->engine, b, r.model, r.pk, &doc, NULL);
+	engine_block_put(b);
+	if (rc != SH_OK)
+		return false;
+	len = strlen(doc) + 1;
+	doc[len - 1] = '\n';	/* what a read returns: the document and its newline */
+	fp = kcache_fp(doc, len);
+	if (len > STORE_MAX || !kcache_store_begin(fs->kcache, ino, len, &ticket)) {
+		free(doc);
+		return false;
+	}
+	bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(len);
+	bv.buf[0].mem = doc;
+	rc = fuse_lowlevel_notify_store(fs->se, ino, 0, &bv, 0);
+	free(doc);
+	if (rc != 0)
+		return false;	/* the invalidation follows; kcache knows the pages changed */
+	kcache_store_done(fs->kcache, ino, ticket, len, fp);
+	return true;
+}
+
 static void send_one(struct fs *fs, const struct inval *v)
 {
 	if (v->parent)
 		fuse_lowlevel_notify_inval_entry(fs->se, v->parent, v->name, strlen(v->name));
-	if (v->ino)
-		fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
+	if (!v->ino || (v->changed && store_record(fs, v->ino)))
+		return;
+	fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
+	kcache_inval_done(fs->kcache, v->ino, true);
 }
 
 static void *notifier_main(void *arg)
@@ -81,8 +130,6 @@ static void *notifier_main(void *arg)
 		n->len--;
 		pthread_mutex_unlock(&n->lock);
 		send_one(n->fs, &v);
-		if (v.ino)
-			kcache_inval_done(n->fs->kcache, v.ino, true);
 		pthread_mutex_lock(&n->lock);
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -126,7 +173,7 @@ static void queue_entry(void *ctx, uint64_t ino, const char *name)
 {
 	struct { struct notifier *n; uint64_t parent; } *c = ctx;
 
-	push(c->n, ino, c->parent, name);
+	push(c->n, ino, c->parent, name, false);
 }
 
 /* Inodes of a block's model directories, collected under the table lock. */
@@ -185,9 +232,9 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	 * dead letter): dropping it would cost a LOOKUP, and the directory's
 	 * GETATTR, on the next use */
 	if (rino)
-		push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL);
+		push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL, !gone);
 	else if (mino && !gone)
 		/* a record the kernel has not seen (added by a change made in
 		 * PostgreSQL): drop a negative entry of its name and the listing */
-		push(fs->notifier, mino, mino, name);
+		push(fs->notifier, mino, mino, name, false);
 }
