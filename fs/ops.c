@@ -43,6 +43,7 @@ struct handle {
 	int kc_reader;		/* record: a cached open (kcache.h) */
 	int kc_writer;		/* record: an open that may write, counted in kcache */
 	int created;		/* record: made by this open (CREATE), not stored yet */
+	struct engine_kept *kept;	/* record: what the last write's check merged */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -760,6 +761,7 @@ static void handle_kc_close(struct fs *fs, struct handle *h)
 
 static void handle_free(struct handle *h)
 {
+	engine_kept_free(h->kept);
 	handle_uncharge(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -1015,7 +1017,7 @@ static enum sh_err check_sequential(struct fs *fs, struct handle *h)
 
 	if (err)
 		return err;
-	err = engine_check(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len);
+	err = engine_check_keep(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len, &h->kept);
 	engine_block_put(b);
 	if (err)
 		h->dirty = 0;	/* refused here: close() must not store it */
@@ -1097,9 +1099,12 @@ static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 	h->dirty = 0;
 	err = with_block(fs, h->ref.block, &b);
 	if (!err) {
-		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
+		err = engine_put_kept(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "",
+				      h->len, h->kept);
 		engine_block_put(b);
 	}
+	engine_kept_free(h->kept);
+	h->kept = NULL;
 	if (!err) {
 		kcache_written(fs->kcache, h->ref.ino, h->sequential, h->len);
 		h->created = 0;	/* a record now: what the kernel was told holds */

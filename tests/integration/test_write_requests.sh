@@ -121,4 +121,19 @@ check_eq "a new file whose document was refused is not there after close()" \
 check "none of them reached PostgreSQL" \
   test "$(psql_q "SELECT count(*) FROM \"User\" WHERE id BETWEEN 3001 AND 3110")" -eq 0
 
+# --- a write merges into the record as it is at close(), not as it was at write() -------------
+# (the check at write() merged the body already; close() reuses that only if nothing changed).
+# PostgreSQL is stopped so that no sync refresh can mend the record afterwards.
+require "stop PostgreSQL" stop_postgres fast
+timeout 10 "$PY" -c 'import os, subprocess, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"{\"name\": \"partial 1002\"}")
+other = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(other, sys.argv[2].encode())
+os.close(other)
+os.close(fd)' "$U/1002.json" '{"id":1002,"email":"changed1002@example.com","name":"other writer"}'
+check_eq "a body written before another writer's close() merges into that writer's record" \
+  '{"email":"changed1002@example.com","name":"partial 1002"}' \
+  "$(timeout 10 jq -c '{email, name}' "$U/1002.json")"
+
 finish
