@@ -932,11 +932,83 @@ static enum sh_err merge_body(struct engine *e, struct block *b, const struct mo
 	return rv;
 }
 
-/* Validate body against the stored record; *doc gets the document to store. */
-static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
-			   const char *pk, const char *body, size_t len, char **doc)
+struct engine_kept {
+	const struct model *m;
+	char *pk, *body;	/* what was merged: body has len bytes */
+	size_t len;
+	char *existing;		/* the stored record it was merged into, NULL: none */
+	char *doc, *sent;	/* merge_body's answer */
+};
+
+void engine_kept_free(struct engine_kept *k)
 {
-	char *existing = NULL;
+	if (!k)
+		return;
+	free(k->pk);
+	free(k->body);
+	free(k->existing);
+	free(k->doc);
+	free(k->sent);
+	free(k);
+}
+
+/* Keep a merge's inputs and answer (taking existing, doc and sent); NULL
+ * without memory, which only costs the merge again at engine_put_kept. */
+static struct engine_kept *keep(const struct model *m, const char *pk, const char *body,
+				size_t len, char *existing, char *doc, char *sent)
+{
+	struct engine_kept *k = calloc(1, sizeof(*k));
+
+	if (k) {
+		k->m = m;
+		k->len = len;
+		k->pk = strdup(pk);
+		k->body = malloc(len ? len : 1);
+		if (k->body)
+			memcpy(k->body, body, len);
+		k->existing = existing;
+		k->doc = doc;
+		k->sent = sent;
+	}
+	if (!k || !k->pk || !k->body) {
+		if (k)
+			k->existing = k->doc = k->sent = NULL;
+		engine_kept_free(k);
+		free(existing);
+		free(doc);
+		free(sent);
+		return NULL;
+	}
+	return k;
+}
+
+/* Does kept hold the merge of body into existing? Then its answer is this
+ * merge's: merge_body is a function of them (client defaults aside, which
+ * then carry the time of the check rather than of the store). */
+static bool kept_applies(const struct engine_kept *k, const struct model *m, const char *pk,
+			 const char *body, size_t len, const char *existing)
+{
+	return k && k->m == m && k->len == len && strcmp(k->pk, pk) == 0 &&
+	       memcmp(k->body, body, len) == 0 &&
+	       (k->existing ? existing && strcmp(k->existing, existing) == 0 : !existing);
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && !d)
+		*failed = true;
+	return d;
+}
+
+/* Validate body against the stored record; *doc gets the document to store.
+ * With kept, also what it sends, and *kept all of it (see engine_kept). */
+static enum sh_err prepare(struct engine *e, struct block *b, const struct model *m,
+			   const char *pk, const char *body, size_t len, char **doc,
+			   struct engine_kept **kept)
+{
+	char *existing = NULL, *sent = NULL;
 	enum sh_err rv = use(e, b);
 
 	if (rv)
@@ -944,7 +1016,13 @@ static enum sh_err prepare(struct engine *e, struct block *b, const struct model
 	rv = store_get(b->store, m->name, pk, &existing, NULL);
 	if (rv != SH_OK && rv != SH_ENOENT)
 		return rv;
-	rv = merge_body(e, b, m, pk, body, len, existing, doc, NULL);
+	rv = merge_body(e, b, m, pk, body, len, existing, doc, kept ? &sent : NULL);
+	if (rv == SH_OK && kept) {
+		*kept = keep(m, pk, body, len, existing, *doc, sent);
+		*doc = NULL;
+		return rv;
+	}
+	free(sent);
 	free(existing);
 	return rv;
 }
@@ -956,13 +1034,24 @@ struct put {
 	const struct model *m;
 	const char *pk, *body;
 	size_t len;
+	const struct engine_kept *kept;
 };
 
 /* store_merge_fn: runs inside the write's transaction. */
 static enum sh_err put_merge(void *ctx, const char *existing, char **doc, char **sent)
 {
 	struct put *p = ctx;
+	bool failed = false;
 
+	if (kept_applies(p->kept, p->m, p->pk, p->body, p->len, existing)) {
+		*doc = dup_or_null(p->kept->doc, &failed);
+		*sent = dup_or_null(p->kept->sent, &failed);
+		if (!failed)
+			return SH_OK;
+		free(*doc);
+		free(*sent);
+		*doc = *sent = NULL;
+	}
 	return merge_body(p->e, p->b, p->m, p->pk, p->body, p->len, existing, doc, sent);
 }
 
@@ -1011,7 +1100,14 @@ static enum sh_err check_new_key(struct engine *e, struct block *b, const struct
 enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m, const char *pk,
 		       const char *body, size_t len)
 {
-	struct put p = { e, b, m, pk, body, len };
+	return engine_put_kept(e, b, m, pk, body, len, NULL);
+}
+
+enum sh_err engine_put_kept(struct engine *e, struct block *b, const struct model *m,
+			    const char *pk, const char *body, size_t len,
+			    const struct engine_kept *kept)
+{
+	struct put p = { e, b, m, pk, body, len, kept };
 	int64_t seq;
 	enum sh_err rv = use(e, b);
 
@@ -1031,15 +1127,26 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
 			 const char *pk, const char *body, size_t len)
 {
+	return engine_check_keep(e, b, m, pk, body, len, NULL);
+}
+
+enum sh_err engine_check_keep(struct engine *e, struct block *b, const struct model *m,
+			      const char *pk, const char *body, size_t len,
+			      struct engine_kept **kept)
+{
 	char *doc = NULL;
 	enum sh_err rv;
 
+	if (kept) {
+		engine_kept_free(*kept);
+		*kept = NULL;
+	}
 	if (e->ids_strict && m->seq && ((rv = use(e, b)) != SH_OK ||
 	    (rv = check_new_key(e, b, m, pk, hold_record(e, b, m, pk))) != SH_OK))
 		return rv;
 	if (len <= e->max_doc && doc_incomplete(body, len))
 		return SH_OK;
-	rv = prepare(e, b, m, pk, body, len, &doc);
+	rv = prepare(e, b, m, pk, body, len, &doc, kept);
 	free(doc);
 	return rv;
 }

@@ -154,6 +154,24 @@ enum sh_err engine_put(struct engine *e, struct block *b, const struct model *m,
 enum sh_err engine_check(struct engine *e, struct block *b, const struct model *m,
 			 const char *pk, const char *body, size_t len);
 
+/* What engine_check_keep merged body into (the stored record then, the
+ * document and what it sends): engine_put_kept stores it as it is when body
+ * and the stored record are still those, instead of validating and merging
+ * the same again (a writer's check at write() and its close() saw the same). */
+struct engine_kept;
+void engine_kept_free(struct engine_kept *k);
+
+/* engine_check that, when body is a whole valid document, replaces *kept
+ * (freed first; NULL when nothing is kept) with what it merged. */
+enum sh_err engine_check_keep(struct engine *e, struct block *b, const struct model *m,
+			      const char *pk, const char *body, size_t len,
+			      struct engine_kept **kept);
+
+/* engine_put that uses kept (may be NULL) when it still applies. */
+enum sh_err engine_put_kept(struct engine *e, struct block *b, const struct model *m,
+			    const char *pk, const char *body, size_t len,
+			    const struct engine_kept *kept);
+
 /* <block>/<Model>/.next-id: each open hands out one id, reserved from the
  * model's key sequence (serial, identity) in blocks kept in the block file,
  * so that it also hands out while PostgreSQL is down, for a while. The name

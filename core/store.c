@@ -954,15 +954,44 @@ enum sh_err store_list(struct store *st, const char *model, store_list_fn fn, vo
 	return err;
 }
 
+/* The first size of read_ops' array: the relay asks for up to thousands of
+ * entries at every wake-up and most often finds one, and zeroing the whole
+ * array was a tenth of a write's instructions (callgrind). */
+#define READ_OPS_FIRST 16
+
+/* Make room for one more op at arr[i] (zeroed); false without memory. */
+static bool ops_room(struct op **arr, size_t *cap, size_t i)
+{
+	struct op *grown;
+	size_t cap2;
+
+	if (i < *cap)
+		return true;
+	cap2 = *cap * 2;
+	grown = realloc(*arr, cap2 * sizeof(**arr));
+	if (!grown)
+		return false;
+	memset(grown + *cap, 0, (cap2 - *cap) * sizeof(*grown));
+	*arr = grown;
+	*cap = cap2;
+	return true;
+}
+
 static enum sh_err read_ops(sqlite3_stmt *s, size_t max, struct op **ops, size_t *n)
 {
-	struct op *arr = calloc(max ? max : 1, sizeof(*arr));
-	size_t i = 0;
+	size_t cap = max && max < READ_OPS_FIRST ? max : READ_OPS_FIRST, i = 0;
+	struct op *arr = calloc(cap, sizeof(*arr));
 
 	if (!arr)
 		return SH_ENOMEM;
 	while (i < max && sqlite3_step(s) == SQLITE_ROW) {
-		struct op *op = &arr[i++];
+		struct op *op;
+
+		if (!ops_room(&arr, &cap, i)) {
+			op_free_array(arr, i);
+			return SH_ENOMEM;
+		}
+		op = &arr[i++];
 
 		op->seq = sqlite3_column_int64(s, 0);
 		op->kind = (char)sqlite3_column_text(s, 1)[0];

@@ -26,6 +26,13 @@ struct kstate {
 	uint64_t cache_fp;	/* the snapshot pages were last filled from */
 	enum told told;
 	size_t told_len;
+	/* the kernel's size when the first of the pending invalidations was
+	 * queued (q_known: it was told_len then), and a count of what may move
+	 * the kernel's size or pages (writers, writes, invalidations queued), so
+	 * that a store decided at send time knows nothing came in between */
+	bool q_known;
+	size_t q_len;
+	uint64_t gen;
 	struct kstate *next;
 };
 
@@ -163,6 +170,7 @@ bool kcache_open_write(struct kcache *k, uint64_t ino, int wait_ms)
 	if (s) {
 		s->writer_alone = !s->writers;
 		s->writers++;	/* from now on readers open direct_io */
+		s->gen++;
 		if (s->told != TOLD_UNKNOWN)
 			s->told = TOLD_STALE;	/* its O_TRUNC sets the size to 0 */
 		while (s->readers && drained)
@@ -194,6 +202,8 @@ void kcache_written(struct kcache *k, uint64_t ino, bool from_empty, size_t len)
 		return;
 	pthread_mutex_lock(&k->lock);
 	s = *slot(k, ino);
+	if (s)
+		s->gen++;
 	if (s && s->told != TOLD_UNKNOWN) {
 		s->told = from_empty && s->writer_alone && !s->pending ? TOLD_SIZE : TOLD_STALE;
 		s->told_len = len;
@@ -241,8 +251,11 @@ void kcache_inval_queued(struct kcache *k, uint64_t ino)
 	pthread_mutex_lock(&k->lock);
 	s = get(k, ino);
 	if (s) {
+		s->q_known = !s->pending && s->told == TOLD_SIZE;
+		s->q_len = s->told_len;
 		s->pending++;
 		s->told = TOLD_UNKNOWN;
+		s->gen++;
 	}
 	pthread_mutex_unlock(&k->lock);
 }
@@ -262,6 +275,66 @@ void kcache_inval_done(struct kcache *k, uint64_t ino, bool sent)
 			s->told = TOLD_UNKNOWN;	/* until a GETATTR tells it a size */
 		else if (!s->pending && s->told == TOLD_UNKNOWN)
 			s->told = TOLD_STALE;
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+void kcache_created(struct kcache *k, uint64_t ino)
+{
+	struct kstate **p;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->lock);
+	p = slot(k, ino);
+	/* no state: the kernel holds nothing of ino (every attribute reply of
+	 * a record makes one), so the CREATE's size is the one it holds */
+	if (!*p && (*p = calloc(1, sizeof(**p)))) {
+		(*p)->ino = ino;
+		(*p)->told = TOLD_SIZE;
+		(*p)->told_len = 0;
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+bool kcache_store_begin(struct kcache *k, uint64_t ino, size_t len, uint64_t *ticket)
+{
+	struct kstate *s;
+	bool ok = false;
+
+	if (!k)
+		return false;
+	pthread_mutex_lock(&k->lock);
+	s = *slot(k, ino);
+	/* the store sets the size to len only when that grows it, and it
+	 * rewrites pages a cached open may be reading */
+	if (s && s->pending == 1 && s->q_known && len > s->q_len && !s->writers && !s->readers) {
+		s->cache_fp = 0;	/* its pages change from now on */
+		*ticket = s->gen;
+		ok = true;
+	}
+	pthread_mutex_unlock(&k->lock);
+	return ok;
+}
+
+void kcache_store_done(struct kcache *k, uint64_t ino, uint64_t ticket, size_t len, uint64_t fp)
+{
+	struct kstate *s;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->lock);
+	s = *slot(k, ino);
+	if (s) {
+		if (s->pending)
+			s->pending--;
+		if (s->gen == ticket && !s->pending && !s->writers) {
+			s->told = TOLD_SIZE;	/* size len, size and times marked stale */
+			s->told_len = len;
+			s->cache_fp = fp;	/* every page of it, whole */
+		} else {
+			s->told = TOLD_UNKNOWN;	/* something came in between */
+		}
 	}
 	pthread_mutex_unlock(&k->lock);
 }

@@ -8,7 +8,8 @@
  *    (FOPEN_KEEP_CACHE), or the open drops them (no keep_cache);
  *  - size: the kernel's size is the snapshot's length: the last attributes
  *    sent gave it, or the only writer since wrote that many bytes from
- *    empty (O_TRUNC or a new record; its writes set the size), and nothing
+ *    empty (O_TRUNC or a new record; its writes set the size), or the
+ *    notifier stored the whole record into the kernel, and nothing
  *    made it unknown since (an invalidation queued and not yet sent, a
  *    dropped one, another writer). Stale attributes are fine: the read past
  *    the end asks GETATTR, which answers a size that fits, and a reply the
@@ -73,6 +74,22 @@ size_t kcache_attr(struct kcache *k, uint64_t ino, uint64_t fp, size_t len, bool
  * dropped from a full queue, the kernel still holds what it held). */
 void kcache_inval_queued(struct kcache *k, uint64_t ino);
 void kcache_inval_done(struct kcache *k, uint64_t ino, bool sent);
+
+/* ino was just made by a CREATE whose reply gave the kernel size 0 (call it
+ * before kcache_open_write): its writer's size is then known, as after an
+ * O_TRUNC. Nothing if the daemon already knew ino. */
+void kcache_created(struct kcache *k, uint64_t ino);
+
+/* Instead of invalidating ino (queued, the only one pending), the notifier
+ * may store the record's whole new content (len bytes) into the kernel's
+ * page cache: the kernel then holds it whole, its size len, and its mode
+ * stays valid (an invalidation drops every attribute, costing the next open
+ * a GETATTR). Allowed only when that grows the size the kernel is known to
+ * hold and no open of ino reads or writes. true: send the store, then call
+ * kcache_store_done with the ticket (it ends the pending invalidation);
+ * false: invalidate as usual. */
+bool kcache_store_begin(struct kcache *k, uint64_t ino, size_t len, uint64_t *ticket);
+void kcache_store_done(struct kcache *k, uint64_t ino, uint64_t ticket, size_t len, uint64_t fp);
 
 /* The kernel forgot ino. */
 void kcache_forget(struct kcache *k, uint64_t ino);

@@ -7,7 +7,9 @@
  * attribute timeout still bounds staleness). Each record inode's queued
  * invalidation is known to kcache.h from the moment it is queued (before the
  * change is acknowledged) until the kernel has it: meanwhile its readers
- * bypass the page cache.
+ * bypass the page cache. A record that changed and is still there may be
+ * sent whole (notify_store) instead, when kcache.h says that is exact
+ * (never with records=ro: there the daemon does not see the opens).
  * With records=ro (fs->no_open) the kernel opens files without asking, so no
  * open can learn of a queued invalidation: there every change waits until
  * the kernel has it (notifier_change returns after the send), and a full
@@ -18,6 +20,7 @@
  * notifier_flush, holding no directory lock.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@
 
 struct inval {
 	uint64_t ino;		/* inode whose data and attributes to drop */
+	bool changed;		/* ino is a record that changed and is still there */
 	uint64_t parent;	/* with name: the directory entry to drop, 0 if none */
 	char name[ENGINE_NAME_MAX + 1];
 };
@@ -46,7 +50,8 @@ struct notifier {
 };
 
 /* Returns the entry's number, for wait_sent. */
-static uint64_t push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name)
+static uint64_t push(struct notifier *n, uint64_t ino, uint64_t parent, const char *name,
+		     bool changed)
 {
 	struct inval *v;
 	uint64_t seq;
@@ -66,6 +71,7 @@ static uint64_t push(struct notifier *n, uint64_t ino, uint64_t parent, const ch
 	v = &n->queue[(n->head + n->len) % QUEUE_MAX];
 	v->ino = ino;
 	v->parent = parent;
+	v->changed = changed;
 	snprintf(v->name, sizeof(v->name), "%s", name ? name : "");
 	n->len++;
 	seq = ++n->pushed;
@@ -95,12 +101,56 @@ void notifier_flush(struct notifier *n)
 	wait_sent(n, seq);
 }
 
+/* The largest record stored whole into the page cache rather than invalidated. */
+#define STORE_MAX 65536
+
+/* A record that changed (the sync's refresh, another node's change) goes to
+ * the kernel whole, when kcache.h allows it: its size and pages are then
+ * the new ones and its mode stays valid, so the next open of it asks
+ * nothing (neither a GETATTR for the permission check nor, for a reader, a
+ * READ). false: invalidate it instead. */
+static bool store_record(struct fs *fs, uint64_t ino)
+{
+	struct fuse_bufvec bv;
+	struct node_ref r;
+	struct block *b;
+	char *doc = NULL;
+	uint64_t ticket, fp;
+	size_t len;
+	int rc;
+
+	if (nodes_get(fs->nodes, ino, &r) != SH_OK || r.kind != NODE_RECORD ||
+	    engine_block_get(fs->engine, r.block, &b) != SH_OK)
+		return false;
+	rc = engine_get_local(fs->engine, b, r.model, r.pk, &doc, NULL);
+	engine_block_put(b);
+	if (rc != SH_OK)
+		return false;
+	len = strlen(doc) + 1;
+	doc[len - 1] = '\n';	/* what a read returns: the document and its newline */
+	fp = kcache_fp(doc, len);
+	if (len > STORE_MAX || !kcache_store_begin(fs->kcache, ino, len, &ticket)) {
+		free(doc);
+		return false;
+	}
+	bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT(len);
+	bv.buf[0].mem = doc;
+	rc = fuse_lowlevel_notify_store(fs->se, ino, 0, &bv, 0);
+	free(doc);
+	if (rc != 0)
+		return false;	/* the invalidation follows; kcache knows the pages changed */
+	kcache_store_done(fs->kcache, ino, ticket, len, fp);
+	return true;
+}
+
 static void send_one(struct fs *fs, const struct inval *v)
 {
 	if (v->parent)
 		fuse_lowlevel_notify_inval_entry(fs->se, v->parent, v->name, strlen(v->name));
-	if (v->ino)
-		fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
+	if (!v->ino || (v->changed && store_record(fs, v->ino)))
+		return;
+	fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
+	kcache_inval_done(fs->kcache, v->ino, true);
 }
 
 static void *notifier_main(void *arg)
@@ -119,8 +169,6 @@ static void *notifier_main(void *arg)
 		n->len--;
 		pthread_mutex_unlock(&n->lock);
 		send_one(n->fs, &v);
-		if (v.ino)
-			kcache_inval_done(n->fs->kcache, v.ino, true);
 		pthread_mutex_lock(&n->lock);
 		n->done++;
 		pthread_cond_broadcast(&n->done_cond);
@@ -176,7 +224,7 @@ static void queue_entry(void *ctx, uint64_t ino, const char *name)
 {
 	struct entry_ctx *c = ctx;
 
-	c->last = push(c->n, ino, c->parent, name);
+	c->last = push(c->n, ino, c->parent, name, false);
 }
 
 /* Inodes of a block's model directories, collected under the table lock. */
@@ -243,11 +291,12 @@ void notifier_change(void *arg, const char *block, const char *model, const char
 	 * dead letter): dropping it would cost a LOOKUP, and the directory's
 	 * GETATTR, on the next use */
 	if (rino)
-		last = push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL);
+		last = push(fs->notifier, rino, gone ? mino : 0, gone ? name : NULL,
+			    !gone && !fs->no_open);
 	else if (mino && !gone)
 		/* a record the kernel has not seen (added by a change made in
 		 * PostgreSQL): drop a negative entry of its name and the listing */
-		last = push(fs->notifier, mino, mino, name);
+		last = push(fs->notifier, mino, mino, name, false);
 	if (fs->no_open && last && !fs_request_thread)
 		wait_sent(fs->notifier, last);
 }

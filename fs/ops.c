@@ -6,6 +6,7 @@
  * and a half-written document is never stored. Control files are applied at
  * write() time (sysfs style: a write is the whole value).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +44,8 @@ struct handle {
 	size_t charged;		/* record: bytes of buf counted in the budget */
 	int kc_reader;		/* record: a cached open (kcache.h) */
 	int kc_writer;		/* record: an open that may write, counted in kcache */
+	int created;		/* record: made by this open (CREATE), not stored yet */
+	struct engine_kept *kept;	/* record: what the last write's check merged */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -770,6 +773,7 @@ static void handle_kc_close(struct fs *fs, struct handle *h)
 
 static void handle_free(struct handle *h)
 {
+	engine_kept_free(h->kept);
 	handle_uncharge(h);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -1059,14 +1063,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	h->dirty = h->sequential = 1;
+	kcache_created(fs->kcache, ref.ino);
 	kcache_open_write(fs->kcache, ref.ino, 0);	/* a new inode: nobody reads it */
 	h->kc_writer = 1;
 	memset(&e, 0, sizeof(e));
 	fill_common(fs, &e.attr, ref.ino, S_IFREG, 0666);
 	set_time(&e.attr, clock_wall_ns());
 	e.ino = ref.ino;
-	e.attr_timeout = 0;
+	/* Mode and owner are the mount's and never change, so they may be kept:
+	 * the kernel then skips the GETATTR of open's permission check. The size
+	 * (0) is the kernel's own to move: each write marks it stale, so a stat
+	 * asks. If close() stores nothing, commit_request drops them again. */
+	e.attr_timeout = fs->attr_timeout;
 	e.entry_timeout = fs->entry_timeout;
+	h->created = 1;
 	fs_open_track(fs, &h->of, handle_release);
 	fi->fh = (uintptr_t)h;
 	fuse_reply_create(req, &e, fi);
@@ -1121,7 +1131,7 @@ static enum sh_err check_sequential(struct fs *fs, struct handle *h)
 
 	if (err)
 		return err;
-	err = engine_check(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len);
+	err = engine_check_keep(fs->engine, b, h->ref.model, h->ref.pk, h->buf, h->len, &h->kept);
 	engine_block_put(b);
 	if (err)
 		h->dirty = 0;	/* refused here: close() must not store it */
@@ -1206,11 +1216,16 @@ static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 	h->dirty = 0;
 	err = with_block(fs, h->ref.block, &b);
 	if (!err) {
-		err = engine_put(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "", h->len);
+		err = engine_put_kept(fs->engine, b, h->ref.model, h->ref.pk, h->buf ? h->buf : "",
+				      h->len, h->kept);
 		engine_block_put(b);
 	}
-	if (!err)
+	engine_kept_free(h->kept);
+	h->kept = NULL;
+	if (!err) {
 		kcache_written(fs->kcache, h->ref.ino, h->sequential, h->len);
+		h->created = 0;	/* a record now: what the kernel was told holds */
+	}
 	/* The kernel's idea of the size came from the writer, but it marked size
 	 * and mtime stale itself at every write and O_TRUNC open, so the next
 	 * stat asks; dropping all attributes here would also cost the next open
@@ -1219,6 +1234,26 @@ static enum sh_err handle_commit(struct fs *fs, struct handle *h)
 	if (err)
 		notifier_change(fs, h->ref.block, h->ref.model->name, h->ref.pk, true);
 	return err;
+}
+
+/* A file this open created holds no record yet (nothing written, or refused):
+ * the attributes its CREATE gave the kernel, kept for attr_timeout, must not
+ * let a stat see it after close(). Sent from here, before the reply, so that
+ * no stat after close() can miss it: an inode invalidation with no page
+ * range takes no lock a FLUSH could hold (only LOOKUP, CREATE and the like
+ * are unsafe to notify from, fuse_lowlevel.h). The next stat asks, and
+ * GETATTR answers what the block holds. */
+static void forget_created_attr(struct fs *fs, struct handle *h)
+{
+	int rc;
+
+	if (!fs->se)
+		return;
+	rc = fuse_lowlevel_notify_inval_inode(fs->se, h->ref.ino, -1, 0);
+	if (rc && rc != -ENOENT)
+		sh_log(LOG_WARNING, "block '%s': %s %s: dropping the attributes of a file created "
+		       "with nothing stored failed: %s", h->ref.block, h->ref.model->name, h->ref.pk,
+		       strerror(-rc));
 }
 
 /* flush (every close) and fsync: store what was written, answer with the verdict. */
@@ -1230,6 +1265,8 @@ static void commit_request(fuse_req_t req, struct fuse_file_info *fi)
 	if (h && h->of.kind != OPEN_SCRATCH) {	/* scratch files live in memory only */
 		pthread_mutex_lock(&h->lock);
 		rc = handle_commit(fs_of(req), h);
+		if (h->created)
+			forget_created_attr(fs_of(req), h);
 		pthread_mutex_unlock(&h->lock);
 	}
 	reply_err(req, rc);

@@ -170,6 +170,89 @@ static void test_reader_of_an_older_snapshot(void **state)
 	kcache_free(k);
 }
 
+/* A record created (its size 0 told by the CREATE), written from empty, then
+ * refreshed to a longer document stored whole into the page cache. */
+static void test_created_then_stored(void **state)
+{
+	struct kcache *k = kcache_new();
+	uint64_t ticket;
+
+	(void)state;
+	kcache_created(k, INO);
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_written(k, INO, true, strlen(V1));
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V1), 'f');	/* the writer's size is V1's */
+	kcache_close_read(k, INO);
+	/* the refresh grows it: the store makes the kernel hold V3, pages too */
+	kcache_inval_queued(k, INO);
+	assert_true(kcache_store_begin(k, INO, strlen(V3), &ticket));
+	assert_int_equal(open_read(k, V3), 'd');	/* not there yet */
+	kcache_store_done(k, INO, ticket, strlen(V3), fp(V3));
+	assert_int_equal(open_read(k, V3), 'k');
+	kcache_close_read(k, INO);
+	/* shorter: a store cannot shrink the size; invalidated as before */
+	kcache_inval_queued(k, INO);
+	assert_false(kcache_store_begin(k, INO, strlen(V1), &ticket));
+	kcache_inval_done(k, INO, true);
+	assert_int_equal(open_read(k, V1), 'd');
+	kcache_free(k);
+}
+
+static void test_store_refused(void **state)
+{
+	struct kcache *k = kcache_new();
+	uint64_t ticket;
+
+	(void)state;
+	/* a cached reader of the old snapshot would see its pages rewritten */
+	assert_true(attr(k, V1, NULL));
+	assert_int_equal(open_read(k, V1), 'f');
+	kcache_inval_queued(k, INO);
+	assert_false(kcache_store_begin(k, INO, strlen(V3), &ticket));
+	kcache_close_read(k, INO);
+	kcache_inval_done(k, INO, true);
+	/* a writer open: its O_TRUNC and writes move the size */
+	assert_true(attr(k, V1, NULL));
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_inval_queued(k, INO);
+	assert_false(kcache_store_begin(k, INO, strlen(V3), &ticket));
+	kcache_inval_done(k, INO, true);
+	kcache_close_write(k, INO);
+	/* two changes queued: the size when the second was queued is not known */
+	assert_true(attr(k, V1, NULL));
+	kcache_inval_queued(k, INO);
+	kcache_inval_queued(k, INO);
+	kcache_inval_done(k, INO, true);
+	assert_false(kcache_store_begin(k, INO, strlen(V3), &ticket));
+	kcache_inval_done(k, INO, true);
+	/* a size never told */
+	kcache_forget(k, INO);
+	kcache_inval_queued(k, INO);
+	assert_false(kcache_store_begin(k, INO, strlen(V3), &ticket));
+	kcache_inval_done(k, INO, true);
+	/* a writer came between the decision and the store: nothing is known */
+	assert_true(attr(k, V1, NULL));
+	kcache_inval_queued(k, INO);
+	assert_true(kcache_store_begin(k, INO, strlen(V3), &ticket));
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_store_done(k, INO, ticket, strlen(V3), fp(V3));
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V3), 'd');
+	assert_true(attr(k, V3, NULL));
+	assert_int_equal(open_read(k, V3), 'f');	/* and its pages are not trusted */
+	kcache_close_read(k, INO);
+	/* created over a state the daemon already had: nothing assumed */
+	kcache_forget(k, INO);
+	assert_int_equal(open_read(k, V1), 'd');
+	kcache_created(k, INO);
+	assert_true(kcache_open_write(k, INO, 0));
+	kcache_written(k, INO, true, strlen(V1));
+	kcache_close_write(k, INO);
+	assert_int_equal(open_read(k, V1), 'd');
+	kcache_free(k);
+}
+
 static void test_without_a_kcache(void **state)
 {
 	size_t size;
@@ -191,6 +274,8 @@ int main(void)
 		cmocka_unit_test(test_writers),
 		cmocka_unit_test(test_writer_from_empty),
 		cmocka_unit_test(test_reader_of_an_older_snapshot),
+		cmocka_unit_test(test_created_then_stored),
+		cmocka_unit_test(test_store_refused),
 		cmocka_unit_test(test_without_a_kcache),
 	};
 

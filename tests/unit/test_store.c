@@ -117,6 +117,36 @@ static void test_write_get_delete(void **state)
 	assert_true(store_has_pending(f->st, "User", "99"));
 }
 
+/* The relay reads more entries than read_ops' first array holds, in order,
+ * and never more than asked. */
+static void test_outbox_relay_many(void **state)
+{
+	struct fixture *f = *state;
+	char pk[16], doc[64];
+	int64_t seq[100];
+	struct op *ops;
+	size_t n;
+
+	for (int i = 0; i < 100; i++) {
+		snprintf(pk, sizeof(pk), "%d", i);
+		snprintf(doc, sizeof(doc), "{\"id\":%d}", i);
+		assert_int_equal(store_write(f->st, "User", pk, doc, &seq[i]), SH_OK);
+	}
+	relay(f->st, INT64_MAX, 70, &ops, &n);
+	assert_int_equal(n, 70);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(pk, sizeof(pk), "%zu", i);
+		assert_int_equal(ops[i].seq, seq[i]);
+		assert_string_equal(ops[i].pk, pk);
+		assert_int_equal(ops[i].kind, OP_UPSERT);
+	}
+	op_free_array(ops, n);
+	relay(f->st, INT64_MAX, 1000, &ops, &n);
+	assert_int_equal(n, 100);
+	assert_string_equal(ops[99].doc, "{\"id\":99}");
+	op_free_array(ops, n);
+}
+
 static void test_outbox_order_and_seq(void **state)
 {
 	struct fixture *f = *state;
@@ -719,6 +749,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_write_get_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outbox_order_and_seq, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_relay_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outbox_relay_cycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
