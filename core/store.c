@@ -96,7 +96,10 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);"
 	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);"
 	"CREATE TABLE IF NOT EXISTS ids(model TEXT NOT NULL, id INTEGER NOT NULL,"
-	" handed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(model, id)) WITHOUT ROWID;";
+	" handed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(model, id)) WITHOUT ROWID;"
+	/* the free ids (handed 0), lowest first, without a scan of every id a
+	 * block ever handed out: .next-id's lease and count */
+	"CREATE INDEX IF NOT EXISTS ids_free ON ids(model, handed, id);";
 
 /* A file from before origins: its outbox rows are the legacy origin's, with
  * the block's base_seq as their base, which is what PostgreSQL's per-block
