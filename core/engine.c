@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ahead.h"
 #include "blocks.h"
 #include "capture.h"
 #include "catalog_file.h"
@@ -30,8 +31,6 @@
 #define MKDIR_WAIT_MS 500	/* a longer load goes on after mkdir returns (life_create) */
 #define READERS 4			/* PostgreSQL connections for read-through */
 #define RETRY_READ_NS 1000000000LL	/* after a failure, read-through waits this long */
-#define IDS_RESERVE 100			/* ids reserved from a sequence at a time, per block */
-#define IDS_LOW (IDS_RESERVE / 2)	/* fewer left: reserve more while PostgreSQL answers */
 /* A read-through that found no row counts for the write that follows it (the
  * lookup of a new file, then its create) if that comes within ABSENT_NS: the
  * create's own check would be a second round trip. A row inserted elsewhere
@@ -79,6 +78,7 @@ struct engine {
 	struct life lifecycle;	/* life.h: loads, reloads, expiry */
 	atomic_llong cache_hits, cache_misses, refusals;
 	bool ids_strict;	/* -o ids=strict: new keys of sequence-keyed models come from .next-id */
+	struct ahead *ahead;	/* reserves ids for .next-id ahead of need */
 	enum engine_capture capture_mode;
 	struct capture *capture;	/* NULL: capture=off, or not started */
 	struct {
@@ -482,6 +482,8 @@ static void init_life(struct engine *e)
 	life_recover(&e->lifecycle);
 }
 
+static void reserve_ahead(void *ctx, const char *block, const void *model);
+
 enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, char *err,
 			size_t errlen)
 {
@@ -499,10 +501,11 @@ enum sh_err engine_open(const struct engine_config *cfg, struct engine **out, ch
 	e->node = cfg->node ? strdup(cfg->node) : host_name();
 	e->ttl = cfg->ttl;
 	e->ids_strict = cfg->ids_strict;
+	e->ahead = ahead_new(reserve_ahead, e);
 	e->capture_mode = cfg->capture;
 	e->cleanup_s = cfg->cleanup_s;
 	e->max_doc = cfg->max_doc ? cfg->max_doc : DOC_MAX_DEFAULT;
-	rv = (!e->pg_conninfo || !e->redis_url || !e->node) ? SH_ENOMEM : SH_OK;
+	rv = (!e->pg_conninfo || !e->redis_url || !e->node || !e->ahead) ? SH_ENOMEM : SH_OK;
 	if (!rv)
 		rv = connect_all(e, cfg, err, errlen);
 	if (!rv && (rv = blockset_open(cfg->data_dir, cfg->sync_full, &e->blocks)) != SH_OK)
@@ -572,6 +575,8 @@ enum sh_err engine_start(struct engine *e, engine_change_fn on_change, void *ctx
 		rv = sync_start(&sc, &e->sync);
 	if (!rv)
 		rv = life_start(&e->lifecycle);
+	if (!rv)
+		rv = ahead_start(e->ahead);
 	return rv ? rv : start_capture(e);
 }
 
@@ -582,6 +587,7 @@ void engine_stop(struct engine *e)
 	e->capture = NULL;	/* metrics and sync-status say "off" from now on */
 	atomic_store(&e->stopping, true);
 	capture_stop(c);	/* first: it reloads blocks through the life */
+	ahead_stop(e->ahead);
 	life_stop(&e->lifecycle);
 	sync_stop(e->sync, DRAIN_MS);
 	e->sync = NULL;
@@ -592,6 +598,7 @@ void engine_close(struct engine *e)
 	if (!e)
 		return;
 	engine_stop(e);
+	ahead_free(e->ahead);
 	blockset_close(e->blocks);
 	pg_close(e->reader);
 	for (int i = 0; i < READERS; i++) {
@@ -1156,35 +1163,59 @@ bool engine_has_next_id(const struct model *m)
 	return m->seq != NULL;
 }
 
-/* Reserve IDS_RESERVE ids from m's sequence into the block, through a
- * read-through connection (failing fast while PostgreSQL is unreachable). */
-static enum sh_err reserve_ids(struct engine *e, struct block *b, const struct model *m)
+/* Reserve n ids from m's sequence into the block, through a read-through
+ * connection (failing fast while PostgreSQL is unreachable). */
+static enum sh_err reserve_ids(struct engine *e, struct block *b, const struct model *m, int n)
 {
-	int64_t ids[IDS_RESERVE], now = clock_wall_ns();
+	int64_t *ids = calloc((size_t)n, sizeof(*ids)), now = clock_wall_ns();
 	enum sh_err rv = SH_EUNAVAIL;
 	struct pg *pg;
 	bool stuck;
 	int i;
 
-	if (now < atomic_load(&e->pg_down_until))
+	if (!ids)
+		return SH_ENOMEM;
+	if (now < atomic_load(&e->pg_down_until) || (i = take_reader(e)) < 0) {
+		free(ids);	/* down, or every connection busy past the read's deadline */
 		return SH_EUNAVAIL;
-	if ((i = take_reader(e)) < 0)
-		return SH_EUNAVAIL;	/* every connection busy past the read's deadline */
+	}
 	pg = reader_pg(e, i, &stuck);
 	/* a connection from before a restart of PostgreSQL can fail more than
 	 * once after PQreset; one that cannot reconnect fails at once, and one
 	 * that got no answer in time is not asked again (it would wait again) */
 	for (int k = 0; k < 3 && rv == SH_EUNAVAIL && pg; k++) {
-		rv = pg_reserve_ids(pg, m->seq, IDS_RESERVE, ids);
+		rv = pg_reserve_ids(pg, m->seq, n, ids);
 		if (rv == SH_EUNAVAIL && (pg_timed_out(pg) || pg_reconnect(pg) != SH_OK))
 			break;
 	}
 	pthread_mutex_unlock(&e->readers[i].lock);
 	if (rv == SH_EUNAVAIL)
 		atomic_store(&e->pg_down_until, now + RETRY_READ_NS);
-	return rv ? rv : store_ids_add(b->store, m->name, ids, IDS_RESERVE);
+	if (!rv) {	/* never into a block being deleted */
+		pthread_rwlock_rdlock(&b->life);
+		rv = atomic_load(&b->removed) ? SH_ENOENT : store_ids_add(b->store, m->name, ids,
+									    (size_t)n);
+		pthread_rwlock_unlock(&b->life);
+	}
+	free(ids);
+	return rv;
 }
 
+/* The ahead thread's reservation (ahead.h); a block gone meanwhile needs none. */
+static void reserve_ahead(void *ctx, const char *block, const void *model)
+{
+	struct engine *e = ctx;
+	struct block *b;
+
+	if (blockset_get(e->blocks, block, &b) != SH_OK)
+		return;
+	(void)reserve_ids(e, b, model, ahead_size(e->ahead, block, model, clock_wall_ns()));
+	block_put(b);
+}
+
+/* The reader takes an id from the block's reserve and returns; a reserve
+ * left low is refilled by the ahead thread, so the reader waits for
+ * PostgreSQL only when the block has none left at all. */
 enum sh_err engine_next_id(struct engine *e, struct block *b, const struct model *m, char **text)
 {
 	int64_t id = 0, left = 0;
@@ -1196,10 +1227,11 @@ enum sh_err engine_next_id(struct engine *e, struct block *b, const struct model
 	if ((rv = use(e, b)) != SH_OK)
 		return rv;
 	rv = store_ids_take(b->store, m->name, &id, &left);
-	if (rv == SH_ENOENT && (rv = reserve_ids(e, b, m)) == SH_OK)
+	if (rv == SH_ENOENT && (rv = reserve_ids(e, b, m, ahead_size(e->ahead, b->id, m,
+								      clock_wall_ns()))) == SH_OK)
 		rv = store_ids_take(b->store, m->name, &id, &left);
-	else if (rv == SH_OK && left < IDS_LOW)
-		(void)reserve_ids(e, b, m);	/* ahead of need; later if PostgreSQL is down */
+	else if (rv == SH_OK && !ahead_need(e->ahead, b->id, m, left))
+		(void)reserve_ids(e, b, m, ahead_size(e->ahead, b->id, m, clock_wall_ns()));
 	if (rv != SH_OK) {
 		sh_log(LOG_WARNING, "block '%s': %s/%s: no reserved id left and none could be "
 		       "reserved from %s: %s", b->id, m->name, ENGINE_NEXT_ID_NAME, m->seq,

@@ -43,6 +43,20 @@ struct parked {
 	int64_t checked_ns;
 };
 
+/* A model's ids taken from the file's free ones (handed 0 -> 1) in one
+ * fsynced commit and handed out from memory, lowest first: .next-id then
+ * costs no commit per id, and after a crash or power loss the ids of a lease
+ * not handed out yet read as handed (burnt, gaps): none is handed twice. */
+#define IDS_LEASE 64
+
+struct ids_lease {
+	struct ids_lease *next;
+	char *model;
+	int64_t ids[IDS_LEASE];
+	int n, pos;		/* ids[pos..n) are not handed out yet */
+	int64_t free;		/* ids still 0 in the file; -1: count again */
+};
+
 struct store {
 	sqlite3 *db;		/* NULL while parked */
 	pthread_mutex_t lock;
@@ -58,6 +72,9 @@ struct store {
 		int64_t base, after_seq, last_seq;
 		char after[OP_ORIGIN_MAX];
 	} origin;
+	/* ids of each model marked handed in the file in one durable commit
+	 * and not handed out yet (store_ids_take); under lock */
+	struct ids_lease *leases;
 	/* prepared statements, kept per connection; keyed by the address of
 	 * their SQL, which is always a string literal in this file */
 	struct {
@@ -79,7 +96,10 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox(model, pk);"
 	"CREATE INDEX IF NOT EXISTS outbox_relay ON outbox(relayed_ns, seq);"
 	"CREATE TABLE IF NOT EXISTS ids(model TEXT NOT NULL, id INTEGER NOT NULL,"
-	" handed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(model, id)) WITHOUT ROWID;";
+	" handed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(model, id)) WITHOUT ROWID;"
+	/* the free ids (handed 0), lowest first, without a scan of every id a
+	 * block ever handed out: .next-id's lease and count */
+	"CREATE INDEX IF NOT EXISTS ids_free ON ids(model, handed, id);";
 
 /* A file from before origins: its outbox rows are the legacy origin's, with
  * the block's base_seq as their base, which is what PostgreSQL's per-block
@@ -295,6 +315,12 @@ static const char ids_trigger_sql[] =
 	" UPDATE ids SET handed = 2 WHERE handed = 1 AND model = NEW.model AND id = NEW.pk;"
 	" END;";
 
+/* A process opening the file does not know which ids of the last one's
+ * leases it handed out (store_ids_take): all count as handed. Nor that a
+ * handed id's record is not in PostgreSQL: a power loss may have taken its
+ * store back after the sync applied it, so its lookup reads through again. */
+static const char ids_restart_sql[] = "UPDATE ids SET handed = 2 WHERE handed = 1";
+
 static bool has_ids_trigger(struct store *st)
 {
 	sqlite3_stmt *s = prep(st, "SELECT 1 FROM sqlite_master WHERE type = 'trigger' "
@@ -351,6 +377,8 @@ static enum sh_err configure(struct store *st, bool fresh)
 		err = migrate(st);
 	if (!err && fresh)
 		err = migrate_ids(st);
+	if (!err && fresh)
+		err = exec_sql(st, ids_restart_sql);
 	if (!err && fresh)
 		err = init_new(st);
 	return err;
@@ -617,6 +645,8 @@ void store_park(struct store *st, bool remember)
 	pthread_mutex_unlock(&st->lock);
 }
 
+static void ids_leases_free(struct store *st);
+
 void store_close(struct store *st)
 {
 	if (!st)
@@ -629,6 +659,7 @@ void store_close(struct store *st)
 		sqlite3_finalize(st->cache[i].stmt);
 	sqlite3_close_v2(st->db);
 	parked_clear(&st->parked);
+	ids_leases_free(st);
 	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_destroy(&st->lock);
 	free(st->path);
@@ -1688,8 +1719,40 @@ enum sh_err store_meta_add(struct store *st, const char *key, int64_t delta)
 
 /* ---- reserved ids (store.h) ---------------------------------------------- */
 
+static void ids_leases_free(struct store *st)
+{
+	while (st->leases) {
+		struct ids_lease *l = st->leases;
+
+		st->leases = l->next;
+		free(l->model);
+		free(l);
+	}
+}
+
+static struct ids_lease *lease_find(struct store *st, const char *model)
+{
+	for (struct ids_lease *l = st->leases; l; l = l->next)
+		if (strcmp(l->model, model) == 0)
+			return l;
+	return NULL;
+}
+
+/* id is in model's lease and not handed out yet: the file says handed (1),
+ * and it is not, until store_ids_take gives it. */
+static bool lease_holds(struct store *st, const char *model, int64_t id)
+{
+	struct ids_lease *l = lease_find(st, model);
+
+	for (int i = l ? l->pos : 0; l && i < l->n; i++)
+		if (l->ids[i] == id)
+			return true;
+	return false;
+}
+
 enum sh_err store_ids_add(struct store *st, const char *model, const int64_t *ids, size_t n)
 {
+	struct ids_lease *l;
 	enum sh_err err;
 
 	if (lock_open(st) != SH_OK)
@@ -1708,58 +1771,119 @@ enum sh_err store_ids_add(struct store *st, const char *model, const int64_t *id
 		err = exec_sql(st, "COMMIT");
 	if (err)
 		exec_sql(st, "ROLLBACK");
+	if ((l = lease_find(st, model)))
+		l->free = -1;
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
 
-/* The lowest id not handed out yet; SH_ENOENT when none is. */
-static enum sh_err id_lowest_locked(struct store *st, const char *model, int64_t *id)
+static enum sh_err ids_free_locked(struct store *st, const char *model, int64_t *free_ids)
 {
-	sqlite3_stmt *s = prep(st, "SELECT min(id) FROM ids WHERE model = ?1 AND handed = 0");
+	sqlite3_stmt *s = prep(st, "SELECT count(*) FROM ids WHERE model = ?1 AND handed = 0");
 	enum sh_err err = SH_EIO;
 
 	if (!s)
 		return SH_EIO;
 	bind_text(s, 1, model);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		err = sqlite3_column_type(s, 0) == SQLITE_NULL ? SH_ENOENT : SH_OK;
-	if (err == SH_OK)
-		*id = sqlite3_column_int64(s, 0);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*free_ids = sqlite3_column_int64(s, 0);
+		err = SH_OK;
+	}
 	release(st, s);
 	return err;
 }
 
-enum sh_err store_ids_take(struct store *st, const char *model, int64_t *id, int64_t *left)
+/* Up to IDS_LEASE of the lowest free ids into l, marked handed (st locked,
+ * in a transaction). */
+static enum sh_err lease_mark_locked(struct store *st, struct ids_lease *l)
 {
-	enum sh_err err;
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = prep(st, "SELECT id FROM ids WHERE model = ?1 AND handed = 0 "
+				   "ORDER BY id LIMIT ?2");
+	enum sh_err err = s ? SH_OK : SH_EIO;
+	int rc = SQLITE_ROW;
 
-	if (lock_open(st) != SH_OK)
-		return SH_EIO;
-	err = exec_sql(st, "BEGIN IMMEDIATE");
-	if (!err)
-		err = id_lowest_locked(st, model, id);
-	if (!err) {
+	l->n = l->pos = 0;
+	if (s) {
+		bind_text(s, 1, l->model);
+		sqlite3_bind_int(s, 2, IDS_LEASE);
+		while (l->n < IDS_LEASE && (rc = sqlite3_step(s)) == SQLITE_ROW)
+			l->ids[l->n++] = sqlite3_column_int64(s, 0);
+		err = rc == SQLITE_ROW || rc == SQLITE_DONE ? SH_OK : SH_EIO;
+		release(st, s);
+	}
+	for (int i = 0; !err && i < l->n; i++) {
 		s = prep(st, "UPDATE ids SET handed = 1 WHERE model = ?1 AND id = ?2");
 		if (s) {
-			bind_text(s, 1, model);
-			sqlite3_bind_int64(s, 2, *id);
+			bind_text(s, 1, l->model);
+			sqlite3_bind_int64(s, 2, l->ids[i]);
 		}
 		err = run(st, s);
 	}
-	if (!err) {
-		s = prep(st, "SELECT count(*) FROM ids WHERE model = ?1 AND handed = 0");
-		err = s ? SH_OK : SH_EIO;
-		if (s) {
-			bind_text(s, 1, model);
-			*left = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-			release(st, s);
-		}
-	}
 	if (!err)
-		err = exec_sql(st, "COMMIT");
+		err = ids_free_locked(st, l->model, &l->free);
+	if (!err && l->n == 0)
+		err = SH_ENOENT;
+	return err;
+}
+
+/* A new lease for l (st locked). Its commit reaches the disk before any of
+ * its ids is handed out, whatever sync= says: a power loss that took it back
+ * could hand them out again. */
+static enum sh_err lease_take_locked(struct store *st, struct ids_lease *l)
+{
+	enum sh_err err = SH_OK;
+
+	if (!st->sync_full)
+		err = exec_sql(st, "PRAGMA synchronous=FULL");
+	if (!err)
+		err = exec_sql(st, "BEGIN IMMEDIATE");
+	if (!err) {
+		err = lease_mark_locked(st, l);
+		if (!err)
+			err = exec_sql(st, "COMMIT");
+		if (err)
+			exec_sql(st, "ROLLBACK");
+	}
+	if (!st->sync_full && exec_sql(st, "PRAGMA synchronous=NORMAL") && !err)
+		err = SH_EIO;
 	if (err)
-		exec_sql(st, "ROLLBACK");
+		l->n = l->pos = 0;	/* rolled back: nothing of it is handed */
+	return err;
+}
+
+static struct ids_lease *lease_get(struct store *st, const char *model)
+{
+	struct ids_lease *l = lease_find(st, model);
+
+	if (l || !(l = calloc(1, sizeof(*l))))
+		return l;
+	if (!(l->model = strdup(model))) {
+		free(l);
+		return NULL;
+	}
+	l->free = -1;
+	l->next = st->leases;
+	st->leases = l;
+	return l;
+}
+
+enum sh_err store_ids_take(struct store *st, const char *model, int64_t *id, int64_t *left)
+{
+	struct ids_lease *l;
+	enum sh_err err = SH_OK;
+
+	if (lock_open(st) != SH_OK)
+		return SH_EIO;
+	if (!(l = lease_get(st, model)))
+		err = SH_ENOMEM;
+	else if (l->pos == l->n)
+		err = lease_take_locked(st, l);
+	if (!err && l->free < 0)
+		err = ids_free_locked(st, model, &l->free);
+	if (!err) {
+		*id = l->ids[l->pos++];
+		*left = l->free + (l->n - l->pos);
+	}
 	pthread_mutex_unlock(&st->lock);
 	return err;
 }
@@ -1778,6 +1902,7 @@ bool store_ids_handed(struct store *st, const char *model, int64_t id)
 		handed = sqlite3_step(s) == SQLITE_ROW;
 		release(st, s);
 	}
+	handed = handed && !lease_holds(st, model, id);
 	pthread_mutex_unlock(&st->lock);
 	return handed;
 }
@@ -1796,6 +1921,8 @@ bool store_ids_unstored(struct store *st, const char *model, int64_t id)
 		unstored = sqlite3_step(s) == SQLITE_ROW;
 		release(st, s);
 	}
+	unstored = unstored && !lease_holds(st, model, id);
 	pthread_mutex_unlock(&st->lock);
 	return unstored;
 }
+

@@ -163,9 +163,13 @@ bool store_has_pending(struct store *st, const char *model, const char *pk);
 
 /* Ids reserved from a model's key sequence (engine_next_id): kept in table
  * ids(model, id, handed) so that they hand out with PostgreSQL down, and
- * remembered once handed out (ids=strict admits only those as new keys). */
+ * remembered once handed out (ids=strict admits only those as new keys).
+ * They hand out of a lease marked handed in the file by one fsynced commit
+ * (whatever sync= says), so an id never hands out twice, also after a crash
+ * or a power loss: a later open counts the whole lease as handed. */
 enum sh_err store_ids_add(struct store *st, const char *model, const int64_t *ids, size_t n);
-/* Hand out the lowest reserved id; *left: how many remain. SH_ENOENT: none. */
+/* Hand out the lowest reserved id; *left: how many remain (leased or free).
+ * SH_ENOENT: none. */
 enum sh_err store_ids_take(struct store *st, const char *model, int64_t *id, int64_t *left);
 bool store_ids_handed(struct store *st, const char *model, int64_t id);
 /* id was handed out and no record with that key was ever stored in this file

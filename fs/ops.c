@@ -278,8 +278,12 @@ static enum sh_err node_attr(struct fs *fs, const struct node_ref *r, struct sta
 	return SH_EIO;
 }
 
+/* .next-id's attributes never change (its size reads 0: a stat takes no
+ * id), so the kernel keeps them and its opens come without a GETATTR. */
 static double attr_timeout(struct fs *fs, const struct node_ref *r)
 {
+	if (r->kind == NODE_CTL && r->ctl == CTL_NEXT_ID)
+		return fs->attr_timeout;
 	return r->kind == NODE_CTL || r->kind == NODE_SCRATCH ? 0.0 : fs->attr_timeout;
 }
 

@@ -109,7 +109,9 @@ static void test_ids_hand_out_lowest_once(void **state)
 }
 
 /* A handed id is "unstored" until a record with its key is stored: a write, a
- * read-through's copy or a load; another model's key or a reopen changes nothing. */
+ * read-through's copy or a load; another model's key changes nothing. A
+ * reopen ends it: a power loss may have taken the record's store back after
+ * PostgreSQL got its row. */
 static void test_ids_unstored_until_stored(void **state)
 {
 	struct store *st = *state;
@@ -135,8 +137,47 @@ static void test_ids_unstored_until_stored(void **state)
 	store_close(st);
 	assert_int_equal(store_open(path, false, false, &st), SH_OK);
 	*state = st;
-	assert_true(store_ids_unstored(st, "Ticket", 22));
+	assert_false(store_ids_unstored(st, "Ticket", 22));
+	assert_true(store_ids_handed(st, "Ticket", 22));	/* ids=strict still knows it */
 	assert_false(store_ids_unstored(st, "Ticket", 21));
+}
+
+/* .next-id takes a lease of ids in one commit and hands them out from memory:
+ * the rest of a lease is not handed (ids=strict refuses it, its lookup reads
+ * through) until taken, and after a reopen (a restart, kill -9 or power loss:
+ * the file cannot say which of them went out) none of the lease is handed
+ * again, and all count as handed. */
+static void test_ids_lease_never_twice(void **state)
+{
+	struct store *st = *state;
+	int64_t ids[200], id = 0, left = 0;
+
+	for (int i = 0; i < 200; i++)
+		ids[i] = 1000 + i;
+	assert_int_equal(store_ids_add(st, "Ticket", ids, 200), SH_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_ids_take(st, "Ticket", &id, &left), SH_OK);
+		assert_int_equal(id, 1000 + i);
+		assert_int_equal(left, 200 - 1 - i);
+	}
+	assert_true(store_ids_handed(st, "Ticket", 1002));
+	assert_true(store_ids_unstored(st, "Ticket", 1002));
+	assert_false(store_ids_handed(st, "Ticket", 1003));	/* leased, not handed out */
+	assert_false(store_ids_unstored(st, "Ticket", 1003));
+	store_close(st);	/* as kill -9: nothing but the file is left */
+	assert_int_equal(store_open(path, false, false, &st), SH_OK);
+	*state = st;
+	assert_true(store_ids_handed(st, "Ticket", 1003));	/* may have gone out */
+	assert_int_equal(store_ids_take(st, "Ticket", &id, &left), SH_OK);
+	assert_true(id > 1003);	/* never the rest of the old lease */
+	assert_false(store_ids_handed(st, "Ticket", id + 1));
+	for (int i = 1003; i < id; i++)
+		assert_true(store_ids_handed(st, "Ticket", i));
+	/* each lease is marked in the file before it hands out: run it dry */
+	while (store_ids_take(st, "Ticket", &id, &left) == SH_OK)
+		;
+	assert_int_equal(id, 1199);
+	assert_int_equal(left, 0);
 }
 
 int main(void)
@@ -145,6 +186,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_only_when_not_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ids_hand_out_lowest_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ids_unstored_until_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ids_lease_never_twice, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
