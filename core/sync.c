@@ -6,10 +6,11 @@
  * after that. Blocks are independent: no order between them. The DESIGN
  * comment in sync.h says why.
  * A chain of full batches of one block (apply_entries) settles batch k in
- * the block file on a helper thread while batch k+1 is applied: k+1 is
- * planned against what PostgreSQL committed of k, k's refresh skips records
- * k+1 has pending, k is acknowledged after its settle, and k+1 settles only
- * after k did, so the order above holds.
+ * the block file, and reads batch k+2 from Redis after k+1 was read, on a
+ * helper thread while batch k+1 is applied: k+1 is planned against what
+ * PostgreSQL committed of k, k's refresh skips records k+1 has pending, k is
+ * acknowledged after its settle, and k+1 settles only after k did, so the
+ * order above holds.
  * Several nodes on one block: every node's relay adds to the block's one
  * stream and every node's apply thread reads it in the one consumer group,
  * so a node applies other nodes' writes too. The run of seqs is per origin
@@ -90,6 +91,9 @@ struct sync {
 	int64_t last_claim_ms;		/* apply thread only */
 	int64_t next_takeover_ms;	/* apply thread only */
 	struct takeover_state takeover;	/* apply thread only */
+	/* the apply thread's second Redis connection, lent to the settle helper
+	 * to read the batch after next while PostgreSQL applies the next one */
+	redisContext *ahead_rc;
 	int64_t next_cleanup_ms;	/* relay thread only */
 	struct nodereg_entry self;	/* relay thread only (after sync_start) */
 	int64_t next_beat_ms;		/* relay thread only */
@@ -860,9 +864,28 @@ static void job_ack(struct batch_job *j, struct apply_count *c)
 	}
 }
 
+/* What the settle helper does for a chain: settle job, then, with read,
+ * read the entries of the batch after next on ahead_rc. */
+struct settle_task {
+	struct batch_job *job;
+	redisContext *ahead_rc;
+	bool read, read_failed;
+	struct plan_entry *es;	/* what it read: owned */
+	size_t n;
+	struct apply_count c;
+};
+
+static size_t read_new(redisContext *rc, const char *key, const char *consumer,
+		       struct plan_entry **es, bool *failed, struct apply_count *c);
+
 static void *settle_main(void *arg)
 {
-	job_settle(arg);
+	struct settle_task *t = arg;
+
+	job_settle(t->job);
+	if (t->read)
+		t->n = read_new(t->ahead_rc, t->job->key, t->job->s->consumer, &t->es,
+				&t->read_failed, &t->c);
 	return NULL;
 }
 
@@ -882,16 +905,18 @@ static bool job_pipelined(const struct batch_job *j, bool mine, int chained)
 
 static bool collect(redisReply *list, struct plan_entry **es, size_t *n);
 
-/* The next entries nobody read, for the batch after j. */
-static size_t read_next(struct batch_job *j, struct plan_entry **es, struct apply_count *c)
+/* Entries nobody read yet, on rc; *failed when the connection failed. */
+static size_t read_new(redisContext *rc, const char *key, const char *consumer,
+		       struct plan_entry **es, bool *failed, struct apply_count *c)
 {
 	uint64_t t0 = mono_ns();
-	redisReply *r = read_stream(j->rc, j->key, j->s->consumer, ">");
+	redisReply *r = read_stream(rc, key, consumer, ">");
 	size_t n = 0;
 
 	c->redis_calls++;
 	c->ns_redis += mono_ns() - t0;
 	*es = NULL;
+	*failed = !r;
 	if (r && r->type != REDIS_REPLY_ERROR && !collect(entries_of(r), es, &n)) {
 		plan_free_entries(*es, n);
 		*es = NULL;
@@ -901,49 +926,89 @@ static size_t read_next(struct batch_job *j, struct plan_entry **es, struct appl
 	return n;
 }
 
+/* The helper's connection, opened on first use; NULL when Redis refuses
+ * it (the chain then reads on the apply thread's). */
+static redisContext *ahead_rc(struct sync *s)
+{
+	char err[256];
+
+	if (!s->ahead_rc &&
+	    redis_open(s->redis_url, REDIS_TIMEOUT_MS, &s->ahead_rc, err, sizeof(err)) != SH_OK)
+		s->ahead_rc = NULL;
+	return s->ahead_rc;
+}
+
+static void add_count(struct apply_count *to, const struct apply_count *c)
+{
+	to->redis_calls += c->redis_calls;
+	to->ns_redis += c->ns_redis;
+}
+
 /* Apply what the stream holds for block b (es, n of them: owned), then, while
- * full batches keep coming, the next ones: batch k+1 is read and applied in
- * PostgreSQL while batch k settles in the block file on a helper thread, so
- * the server's work and the file's overlap. Per-block order holds: k+1 is
- * planned against what PostgreSQL committed of k, k's refresh skips the
- * records k+1 still has pending in the outbox, and k is acknowledged in
- * Redis only after its settle, before k+1's. Returns as job_apply, for the
- * last batch applied. */
+ * full batches keep coming, the next ones, each step on two threads: the
+ * apply thread applies batch k+1 in PostgreSQL while a helper settles batch k
+ * in the block file and reads batch k+2 from Redis (on a connection of its
+ * own, after k+1 was read: the stream hands them out in order). Per-block
+ * order holds: k+1 is planned against what PostgreSQL committed of k, k's
+ * refresh skips the records k+1 still has pending in the outbox, k is
+ * acknowledged in Redis only after its settle, and k+1 settles after k.
+ * Entries read ahead for a chain that stops stay pending for our consumer,
+ * and the next pass reads them again. Returns as job_apply, for the last
+ * batch applied. */
 static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 				 const char *key, bool mine, struct plan_entry *es, size_t n,
 				 struct apply_count *c, char *err, size_t errlen)
 {
 	struct batch_job cur, next;
+	struct plan_entry *ahead = NULL;
+	size_t nahead = 0;
+	bool have_ahead = false, failed;
 	enum sh_err rv, next_rv;
 
 	job_init(&cur, s, b, rc, pg, key, es, n);
 	rv = job_apply(&cur, c, err, errlen);
 	for (int chained = 0; rv == SH_OK && job_pipelined(&cur, mine, chained) &&
 	     !is_stopping(s); chained++) {
+		struct settle_task t = { .job = &cur };
 		pthread_t helper;
-		bool helped = pthread_create(&helper, NULL, settle_main, &cur) == 0;
-		struct plan_entry *more;
-		size_t nmore;
+		bool helped;
 
-		if (!helped)
+		if (!have_ahead)
+			nahead = read_new(rc, key, s->consumer, &ahead, &failed, c);
+		have_ahead = false;
+		if (!nahead)
+			break;
+		t.read = nahead >= APPLY_BATCH && chained + 1 < APPLY_CHAIN_MAX &&
+			 (t.ahead_rc = ahead_rc(s)) != NULL;
+		helped = pthread_create(&helper, NULL, settle_main, &t) == 0;
+		if (!helped) {
+			t.read = false;
 			job_settle(&cur);
-		nmore = read_next(&cur, &more, c);
-		job_init(&next, s, b, rc, pg, key, more, nmore);
-		next_rv = nmore ? job_apply(&next, c, err, errlen) : SH_OK;
+		}
+		job_init(&next, s, b, rc, pg, key, ahead, nahead);
+		ahead = NULL;
+		next_rv = job_apply(&next, c, err, errlen);
 		if (helped)
 			pthread_join(helper, NULL);
+		add_count(c, &t.c);
+		if (t.read_failed) {
+			redisFree(s->ahead_rc);
+			s->ahead_rc = NULL;
+		}
+		ahead = t.es;
+		nahead = t.n;
+		have_ahead = t.read;
 		job_ack(&cur, c);
 		job_free(&cur);
 		cur = next;
 		rv = next_rv;
-		if (!nmore)
-			return SH_OK;	/* settled and acknowledged; nothing more read */
 	}
 	if (rv == SH_OK) {
 		job_settle(&cur);
 		job_ack(&cur, c);
 	}
 	job_free(&cur);
+	plan_free_entries(ahead, nahead);
 	return rv;
 }
 
@@ -1391,6 +1456,8 @@ static void *apply_main(void *arg)
 		}
 	}
 	redisFree(rc);
+	redisFree(s->ahead_rc);
+	s->ahead_rc = NULL;
 	pg_close(pg);
 	return NULL;
 }
