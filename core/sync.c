@@ -952,9 +952,9 @@ static void add_count(struct apply_count *to, const struct apply_count *c)
  * order holds: k+1 is planned against what PostgreSQL committed of k, k's
  * refresh skips the records k+1 still has pending in the outbox, k is
  * acknowledged in Redis only after its settle, and k+1 settles after k.
- * Entries read ahead for a chain that stops stay pending for our consumer,
- * and the next pass reads them again. Returns as job_apply, for the last
- * batch applied. */
+ * Entries read ahead for a chain that stops are applied after it (after a
+ * failure they stay pending for our consumer, read again on the next pass).
+ * Returns as job_apply, for the last batch applied. */
 static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
 				 const char *key, bool mine, struct plan_entry *es, size_t n,
 				 struct apply_count *c, char *err, size_t errlen)
@@ -1008,6 +1008,20 @@ static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *
 		job_ack(&cur, c);
 	}
 	job_free(&cur);
+	/* read ahead for a chain that stopped: applied now rather than left
+	 * pending, since a block whose outbox is empty is not visited again
+	 * (copies the relay sent twice would wait for the next write) */
+	if (rv == SH_OK && nahead && !is_stopping(s)) {
+		job_init(&cur, s, b, rc, pg, key, ahead, nahead);
+		ahead = NULL;
+		nahead = 0;
+		rv = job_apply(&cur, c, err, errlen);
+		if (rv == SH_OK) {
+			job_settle(&cur);
+			job_ack(&cur, c);
+		}
+		job_free(&cur);
+	}
 	plan_free_entries(ahead, nahead);
 	return rv;
 }
