@@ -5,6 +5,12 @@
  * entry leaves the outbox only after PostgreSQL committed it, and Redis only
  * after that. Blocks are independent: no order between them. The DESIGN
  * comment in sync.h says why.
+ * A chain of full batches of one block (apply_entries) settles batch k in
+ * the block file, and reads batch k+2 from Redis after k+1 was read, on a
+ * helper thread while batch k+1 is applied: k+1 is planned against what
+ * PostgreSQL committed of k, k's refresh skips records k+1 has pending, k is
+ * acknowledged after its settle, and k+1 settles only after k did, so the
+ * order above holds.
  * Several nodes on one block: every node's relay adds to the block's one
  * stream and every node's apply thread reads it in the one consumer group,
  * so a node applies other nodes' writes too. The run of seqs is per origin
@@ -41,6 +47,7 @@
 
 #define RELAY_BATCH 256
 #define APPLY_BATCH 5000
+#define APPLY_CHAIN_MAX 8	/* batches of one block per pass, then the others' turn */
 #define RESEND_AFTER_NS (30LL * 1000000000)	/* re-send what Redis may have lost */
 #define DELETE_GRACE_NS (1000LL * 1000000)	/* a deletion waits this long for a revoking write */
 #define IDLE_WAIT_MS 200
@@ -84,6 +91,9 @@ struct sync {
 	int64_t last_claim_ms;		/* apply thread only */
 	int64_t next_takeover_ms;	/* apply thread only */
 	struct takeover_state takeover;	/* apply thread only */
+	/* the apply thread's second Redis connection, lent to the settle helper
+	 * to read the batch after next while PostgreSQL applies the next one */
+	redisContext *ahead_rc;
 	int64_t next_cleanup_ms;	/* relay thread only */
 	struct nodereg_entry self;	/* relay thread only (after sync_start) */
 	int64_t next_beat_ms;		/* relay thread only */
@@ -733,74 +743,287 @@ static bool drop_applied(struct block *b, const struct plan_origin *origins, siz
 	return true;
 }
 
-/* Apply what the stream holds for block b. Returns SH_EREMOTE when
- * PostgreSQL answered but refuses the values of this block's bookkeeping or
- * batch as a whole (e.g. a data exception on its id): that holds back this
- * block only; SH_EUNAVAIL on anything else that failed (PostgreSQL down). */
-static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
-				 const char *key, struct plan_entry *es, size_t n,
-				 struct apply_count *c, char *err, size_t errlen)
+/* One batch of a block on its way: applied in PostgreSQL (job_apply), then
+ * settled in the block file (job_settle), then acknowledged in Redis
+ * (job_ack), in that order. */
+struct batch_job {
+	struct sync *s;
+	struct block *b;
+	redisContext *rc;
+	struct pg *pg;
+	const char *key;
+	struct plan_entry *es;	/* owned */
+	size_t n, npick, norigins, waiting;
+	struct op *ops;		/* shallow copies of the picked es[].op */
+	struct plan_origin *origins;
+	enum plan_verdict *verdict;
+	int64_t dead;
+	bool dropped;		/* out of the outbox: may be acknowledged */
+	uint64_t ns_settle;
+};
+
+static void job_init(struct batch_job *j, struct sync *s, struct block *b, redisContext *rc,
+		     struct pg *pg, const char *key, struct plan_entry *es, size_t n)
 {
+	*j = (struct batch_job){ .s = s, .b = b, .rc = rc, .pg = pg, .key = key, .es = es, .n = n };
+}
+
+static void job_free(struct batch_job *j)
+{
+	free(j->ops);
+	free(j->origins);
+	free(j->verdict);
+	plan_free_entries(j->es, j->n);
+	j->ops = NULL;
+	j->origins = NULL;
+	j->verdict = NULL;
+	j->es = NULL;
+	j->n = 0;
+}
+
+/* Plan j's entries and apply the picked ones in PostgreSQL. Returns
+ * SH_EREMOTE when PostgreSQL answered but refuses the values of this
+ * block's bookkeeping or batch as a whole (e.g. a data exception on its
+ * id): that holds back this block only; SH_EUNAVAIL on anything else that
+ * failed (PostgreSQL down). */
+static enum sh_err job_apply(struct batch_job *j, struct apply_count *c, char *err, size_t errlen)
+{
+	struct pg *pg = j->pg;
 	uint64_t statements0 = pg_statements(pg), t0 = mono_ns();
 	/* n may be 0: an outbox to compare with PostgreSQL, nothing read */
-	size_t *pick = malloc((n + 1) * sizeof(*pick)), npick, norigins, waiting;
-	struct op *ops = malloc((n + 1) * sizeof(*ops));
-	struct plan_origin *origins = malloc((2 * n + OWN_ORIGINS_MAX) * sizeof(*origins));
-	enum plan_verdict *verdict = malloc((n + 1) * sizeof(*verdict));
-	int64_t upto, dead = 0;
+	size_t n = j->n, *pick = malloc((n + 1) * sizeof(*pick)), npick = 0;
 	char own[OWN_ORIGINS_MAX][OP_ORIGIN_MAX];
 	size_t nown = 0;
+	int64_t upto;
 	enum sh_err rv = SH_OK;
 
-	if (!pick || !ops || !origins || !verdict) {
+	j->ops = malloc((n + 1) * sizeof(*j->ops));
+	j->origins = malloc((2 * n + OWN_ORIGINS_MAX) * sizeof(*j->origins));
+	j->verdict = malloc((n + 1) * sizeof(*j->verdict));
+	if (!pick || !j->ops || !j->origins || !j->verdict) {
 		rv = SH_ENOMEM;
 		goto out;
 	}
-	plan_sort(es, n);
-	norigins = plan_origins(es, n, origins);
+	plan_sort(j->es, n);
+	j->norigins = plan_origins(j->es, n, j->origins);
 	/* also what PostgreSQL has of our own origins when another node applied
 	 * them: their entries went to its consumer, not ours */
-	if (store_outbox_origins(b->store, own, OWN_ORIGINS_MAX, &nown) != SH_OK)
+	if (store_outbox_origins(j->b->store, own, OWN_ORIGINS_MAX, &nown) != SH_OK)
 		nown = 0;
-	norigins = add_own_origins(origins, norigins, own, nown);
-	if ((rv = read_applied(pg, b->id, origins, norigins)) != SH_OK) {
+	j->norigins = add_own_origins(j->origins, j->norigins, own, nown);
+	if ((rv = read_applied(pg, j->b->id, j->origins, j->norigins)) != SH_OK) {
 		snprintf(err, errlen, rv == SH_EREMOTE ? "postgresql refuses the block's bookkeeping"
 			 " row (see the log)" : "postgresql unreachable");
 		goto out;
 	}
-	waiting = plan_make(es, n, origins, norigins, verdict, pick, &npick);
-	b->held = waiting;
-	if (waiting)
-		report_wait(b, es, verdict, n, own, nown);
+	j->waiting = plan_make(j->es, n, j->origins, j->norigins, j->verdict, pick, &npick);
+	j->b->held = j->waiting;
+	if (j->waiting)
+		report_wait(j->b, j->es, j->verdict, n, own, nown);
 	if (npick) {
 		for (size_t i = 0; i < npick; i++)
-			ops[i] = es[pick[i]].op;
-		rv = pg_apply(pg, s->cfg.cat, b->id, ops, npick, &upto, err, errlen);
+			j->ops[i] = j->es[pick[i]].op;
+		rv = pg_apply(pg, j->s->cfg.cat, j->b->id, j->ops, npick, &upto, err, errlen);
 		for (size_t i = 0; i < npick; i++)
-			es[pick[i]].op = ops[i];	/* results, and ownership, go back */
+			j->es[pick[i]].op = j->ops[i];	/* results, and ownership, go back */
 		c->batches++;
 		c->rows += npick;
 		if (rv != SH_OK)
 			goto out;
 		c->ns_pg += mono_ns() - t0;
-		t0 = mono_ns();
-		dead = settle(s, b, rc, pg, ops, npick);
-	}
-	/* only once out of the outbox are they acknowledged in Redis; if the
-	 * delete fails, they are read again, and skipped, next pass */
-	if (drop_applied(b, origins, norigins, dead) && waiting < n) {
-		c->ns_settle += mono_ns() - t0;
-		ack_entries(rc, key, es, verdict, n, c);
+		j->npick = npick;
 	}
 out:
 	c->statements += pg_statements(pg) - statements0;
 	free(pick);
-	free(ops);
-	free(origins);
-	free(verdict);
 	if (rv == SH_EREMOTE && pg_sqlstate_of_values(pg_refused_sqlstate(pg)))
 		return SH_EREMOTE;
 	return rv ? SH_EUNAVAIL : SH_OK;	/* e.g. sharded_applied dropped: reconnect, recreate */
+}
+
+/* After j's commit: refresh the block file from the returned rows, bury the
+ * dead (the only use of PostgreSQL and Redis here), and let the outbox go
+ * of what PostgreSQL now has. */
+static void job_settle(struct batch_job *j)
+{
+	uint64_t t0 = mono_ns();
+
+	if (j->npick)
+		j->dead = settle(j->s, j->b, j->rc, j->pg, j->ops, j->npick);
+	j->dropped = drop_applied(j->b, j->origins, j->norigins, j->dead);
+	j->ns_settle = mono_ns() - t0;
+}
+
+/* Only once out of the outbox are the entries acknowledged in Redis; if the
+ * delete failed, they are read again, and skipped, next pass. */
+static void job_ack(struct batch_job *j, struct apply_count *c)
+{
+	if (j->dropped && j->waiting < j->n) {
+		c->ns_settle += j->ns_settle;
+		ack_entries(j->rc, j->key, j->es, j->verdict, j->n, c);
+	}
+}
+
+/* What the settle helper does for a chain: settle job, then, with read,
+ * read the entries of the batch after next on ahead_rc. */
+struct settle_task {
+	struct batch_job *job;
+	redisContext *ahead_rc;
+	bool read, read_failed;
+	struct plan_entry *es;	/* what it read: owned */
+	size_t n;
+	struct apply_count c;
+};
+
+static size_t read_new(redisContext *rc, const char *key, const char *consumer,
+		       struct plan_entry **es, bool *failed, struct apply_count *c);
+
+static void *settle_main(void *arg)
+{
+	struct settle_task *t = arg;
+
+	job_settle(t->job);
+	if (t->read)
+		t->n = read_new(t->ahead_rc, t->job->key, t->job->s->consumer, &t->es,
+				&t->read_failed, &t->c);
+	return NULL;
+}
+
+/* May the block file settle j on another thread while the next batch is
+ * applied? Only a full, clean batch of our own: nothing waits (a gap or
+ * another node's turn ends the pass as before) and nothing died (a burial
+ * asks PostgreSQL and Redis, which the apply thread is using). */
+static bool job_pipelined(const struct batch_job *j, bool mine, int chained)
+{
+	if (!mine || chained >= APPLY_CHAIN_MAX || j->n < APPLY_BATCH || j->waiting || !j->npick)
+		return false;
+	for (size_t i = 0; i < j->npick; i++)
+		if (j->ops[i].dead)
+			return false;
+	return true;
+}
+
+static bool collect(redisReply *list, struct plan_entry **es, size_t *n);
+
+/* Entries nobody read yet, on rc; *failed when the connection failed. */
+static size_t read_new(redisContext *rc, const char *key, const char *consumer,
+		       struct plan_entry **es, bool *failed, struct apply_count *c)
+{
+	uint64_t t0 = mono_ns();
+	redisReply *r = read_stream(rc, key, consumer, ">");
+	size_t n = 0;
+
+	c->redis_calls++;
+	c->ns_redis += mono_ns() - t0;
+	*es = NULL;
+	*failed = !r;
+	if (r && r->type != REDIS_REPLY_ERROR && !collect(entries_of(r), es, &n)) {
+		plan_free_entries(*es, n);
+		*es = NULL;
+		n = 0;
+	}
+	freeReplyObject(r);
+	return n;
+}
+
+/* The helper's connection, opened on first use; NULL when Redis refuses
+ * it (the chain then reads on the apply thread's). */
+static redisContext *ahead_rc(struct sync *s)
+{
+	char err[256];
+
+	if (!s->ahead_rc &&
+	    redis_open(s->redis_url, REDIS_TIMEOUT_MS, &s->ahead_rc, err, sizeof(err)) != SH_OK)
+		s->ahead_rc = NULL;
+	return s->ahead_rc;
+}
+
+static void add_count(struct apply_count *to, const struct apply_count *c)
+{
+	to->redis_calls += c->redis_calls;
+	to->ns_redis += c->ns_redis;
+}
+
+/* Apply what the stream holds for block b (es, n of them: owned), then, while
+ * full batches keep coming, the next ones, each step on two threads: the
+ * apply thread applies batch k+1 in PostgreSQL while a helper settles batch k
+ * in the block file and reads batch k+2 from Redis (on a connection of its
+ * own, after k+1 was read: the stream hands them out in order). Per-block
+ * order holds: k+1 is planned against what PostgreSQL committed of k, k's
+ * refresh skips the records k+1 still has pending in the outbox, k is
+ * acknowledged in Redis only after its settle, and k+1 settles after k.
+ * Entries read ahead for a chain that stops are applied after it (after a
+ * failure they stay pending for our consumer, read again on the next pass).
+ * Returns as job_apply, for the last batch applied. */
+static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *rc, struct pg *pg,
+				 const char *key, bool mine, struct plan_entry *es, size_t n,
+				 struct apply_count *c, char *err, size_t errlen)
+{
+	struct batch_job cur, next;
+	struct plan_entry *ahead = NULL;
+	size_t nahead = 0;
+	bool have_ahead = false, failed;
+	enum sh_err rv, next_rv;
+
+	job_init(&cur, s, b, rc, pg, key, es, n);
+	rv = job_apply(&cur, c, err, errlen);
+	for (int chained = 0; rv == SH_OK && job_pipelined(&cur, mine, chained) &&
+	     !is_stopping(s); chained++) {
+		struct settle_task t = { .job = &cur };
+		pthread_t helper;
+		bool helped;
+
+		if (!have_ahead)
+			nahead = read_new(rc, key, s->consumer, &ahead, &failed, c);
+		have_ahead = false;
+		if (!nahead)
+			break;
+		t.read = nahead >= APPLY_BATCH && chained + 1 < APPLY_CHAIN_MAX &&
+			 (t.ahead_rc = ahead_rc(s)) != NULL;
+		helped = pthread_create(&helper, NULL, settle_main, &t) == 0;
+		if (!helped) {
+			t.read = false;
+			job_settle(&cur);
+		}
+		job_init(&next, s, b, rc, pg, key, ahead, nahead);
+		ahead = NULL;
+		next_rv = job_apply(&next, c, err, errlen);
+		if (helped)
+			pthread_join(helper, NULL);
+		add_count(c, &t.c);
+		if (t.read_failed) {
+			redisFree(s->ahead_rc);
+			s->ahead_rc = NULL;
+		}
+		ahead = t.es;
+		nahead = t.n;
+		have_ahead = t.read;
+		job_ack(&cur, c);
+		job_free(&cur);
+		cur = next;
+		rv = next_rv;
+	}
+	if (rv == SH_OK) {
+		job_settle(&cur);
+		job_ack(&cur, c);
+	}
+	job_free(&cur);
+	/* read ahead for a chain that stopped: applied now rather than left
+	 * pending, since a block whose outbox is empty is not visited again
+	 * (copies the relay sent twice would wait for the next write) */
+	if (rv == SH_OK && nahead && !is_stopping(s)) {
+		job_init(&cur, s, b, rc, pg, key, ahead, nahead);
+		ahead = NULL;
+		nahead = 0;
+		rv = job_apply(&cur, c, err, errlen);
+		if (rv == SH_OK) {
+			job_settle(&cur);
+			job_ack(&cur, c);
+		}
+		job_free(&cur);
+	}
+	plan_free_entries(ahead, nahead);
+	return rv;
 }
 
 /* PostgreSQL refuses block b as a whole: an outage of this block only. Its
@@ -929,8 +1152,11 @@ static enum pass_result apply_block(struct sync *s, struct block *b, redisContex
 	/* with nothing read, a pending outbox may still be in PostgreSQL: another
 	 * node's consumer read and applied it */
 	if (r == PASS_WORKED || (r == PASS_IDLE && pending)) {
-		enum sh_err rv = apply_entries(s, b, rc, pg, key, es, n, &c, err, errlen);
+		enum sh_err rv = apply_entries(s, b, rc, pg, key, pending, es, n, &c, err,
+					       errlen);
 
+		es = NULL;	/* apply_entries took them */
+		n = 0;
 		if (rv == SH_EREMOTE)
 			refuse_block(b, err);
 		else if (rv != SH_OK)
@@ -1244,6 +1470,8 @@ static void *apply_main(void *arg)
 		}
 	}
 	redisFree(rc);
+	redisFree(s->ahead_rc);
+	s->ahead_rc = NULL;
 	pg_close(pg);
 	return NULL;
 }
