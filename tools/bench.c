@@ -1064,11 +1064,26 @@ static void scen_drain_queue(void)
 	st_free(&m);
 }
 
+#define UPSERT_SQL \
+	"INSERT INTO \"BenchUser\" (id, email, name) SELECT id, email, name FROM " \
+	"json_populate_recordset(null::\"BenchUser\", $1::json) ON CONFLICT (id) DO " \
+	"UPDATE SET email = excluded.email, name = excluded.name"
+
+/* Has the queued write of record id reached PostgreSQL? (1 or 0; a key lookup) */
+static long long queued_landed(PGconn *c, long long id)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"User\" WHERE id = %lld "
+		 "AND name LIKE '%%, queued, %%'", id);
+	return pg_ll(c, sql);
+}
+
 static void scen_drain_wait(void)
 {
 	char sql[512], block[160], path[4096];
 	PGconn *c = NULL;
-	double t0, start = now_us(), first = -1, all = -1, t;
+	double t0, start = now_us(), first = -1, all = -1, t, tu;
 	long long n = opt_n, landed = 0, lo = id_of(5, 0), hi = id_of(5, opt_n - 1);
 	size_t cap = (size_t)opt_n * 200 + 16, len = 0;
 	char *json;
@@ -1091,10 +1106,17 @@ static void scen_drain_wait(void)
 		sleep_us(5000);
 	}
 	t0 = now_us();
+	/* The poll must not load the server it times: a count over the 20,000 rows every 10 ms
+	 * took ~60% of a core. A block's writes land in order, so the first row has landed
+	 * when the first write's has, and all of them when the last write's has; the count
+	 * only confirms that. */
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"User\" WHERE id BETWEEN %lld AND %lld "
 		 "AND name LIKE '%%, queued, %%'", lo, hi);
 	while (landed < n) {
-		landed = pg_ll(c, sql);
+		if (first < 0)
+			landed = queued_landed(c, lo);
+		else if (queued_landed(c, hi))
+			landed = pg_ll(c, sql);
 		polls++;
 		t = now_us() - t0;
 		if (landed > 0 && first < 0)
@@ -1103,8 +1125,10 @@ static void scen_drain_wait(void)
 			all = t;
 			break;
 		}
-		if (t > (double)opt_time_limit * 1e6)
+		if (t > (double)opt_time_limit * 1e6) {
+			landed = pg_ll(c, sql);
 			break;
+		}
 		sleep_us(10000);
 	}
 	if (all < 0) {
@@ -1149,15 +1173,19 @@ static void scen_drain_wait(void)
 	pg_cmd(c, sql);
 	p[0] = json;
 	t = now_us();
-	r = PQexecParams(c,
-			 "INSERT INTO \"BenchUser\" (id, email, name) SELECT id, email, name FROM "
-			 "json_populate_recordset(null::\"BenchUser\", $1::json) ON CONFLICT (id) DO "
-			 "UPDATE SET email = excluded.email, name = excluded.name",
-			 1, NULL, p, NULL, NULL, 0);
+	r = PQexecParams(c, UPSERT_SQL, 1, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK)
 		die("batch upsert: %s", PQerrorMessage(c));
 	PQclear(r);
 	t = now_us() - t;
+	/* the drain updates rows that exist; the statement above inserted into emptied ones:
+	 * the same statement again, over the rows it just wrote, is that work */
+	tu = now_us();
+	r = PQexecParams(c, UPSERT_SQL, 1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		die("batch upsert over existing rows: %s", PQerrorMessage(c));
+	PQclear(r);
+	tu = now_us() - tu;
 	free(json);
 	{
 		double span = all > 0 && first >= 0 ? all - first : NAN;
@@ -1168,12 +1196,14 @@ static void scen_drain_wait(void)
 		       "(%.0f rows/s from the first to the last)\n", first / 1e6, n, all / 1e6, rate,
 		       rate_span);
 		printf("drain-wait   libpq  one json_populate_recordset upsert of %lld rows: %.3f s "
-		       "(%.0f rows/s)\n", n, t / 1e6, base);
+		       "(%.0f rows/s) into emptied rows, %.3f s (%.0f rows/s) over existing ones\n",
+		       n, t / 1e6, base, tu / 1e6, (double)n * 1e6 / tu);
 		printf("RESULT %s rows=%lld landed=%lld first_s=%.3f all_s=%.3f drain_rows_s=%.0f "
-		       "drain_span_rows_s=%.0f batch_s=%.3f batch_rows_s=%.0f ratio=%.3f goal=>=0.50 %s "
+		       "drain_span_rows_s=%.0f batch_s=%.3f batch_rows_s=%.0f ratio=%.3f "
+		       "batch_update_s=%.3f ratio_update=%.3f goal=>=0.50 %s "
 		       "first_goal=<=5s %s polls=%d\n", rname("drain"), n, landed, first / 1e6,
-		       all / 1e6, rate, rate_span, t / 1e6, base, rate / base,
-		       rate / base >= 0.5 ? "MET" : "NOT-MET",
+		       all / 1e6, rate, rate_span, t / 1e6, base, rate / base, tu / 1e6,
+		       rate * tu / (double)n / 1e6, rate / base >= 0.5 ? "MET" : "NOT-MET",
 		       first >= 0 && first <= 5e6 ? "MET" : "NOT-MET", polls);
 	}
 	fflush(stdout);

@@ -339,8 +339,8 @@ r=$(result writers) || true
 r=$(result ls) || true
 [[ -n $r ]] && printf '%-12s load %s s, ls median %s ms (goal < 1000 ms)\n' ls "$(kv "$r" load_s)" "$(kv "$r" ls_median_ms)"
 r=$(result drain) || true
-[[ -n $r ]] && printf '%-12s first %s s, all %s s, %s rows/s vs batch %s rows/s: ratio %s\n' drain \
-  "$(kv "$r" first_s)" "$(kv "$r" all_s)" "$(kv "$r" drain_rows_s)" "$(kv "$r" batch_rows_s)" "$(kv "$r" ratio)"
+[[ -n $r ]] && printf '%-12s first %s s, all %s s, %s rows/s vs batch %s rows/s: ratio %s (%s against the upsert over existing rows)\n' drain \
+  "$(kv "$r" first_s)" "$(kv "$r" all_s)" "$(kv "$r" drain_rows_s)" "$(kv "$r" batch_rows_s)" "$(kv "$r" ratio)" "$(kv "$r" ratio_update)"
 r=$(result memory) || true
 [[ -n $r ]] && printf '%-12s %s blocks, %s records: VmRSS %s MiB (goal < 64)\n' memory \
   "$(kv "$r" blocks)" "$(kv "$r" records)" "$(kv "$r" rss_mib)"
