@@ -1170,6 +1170,60 @@ enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], s
 	return err;
 }
 
+void store_keys_free(char **keys, size_t n)
+{
+	for (size_t i = 0; i < 2 * n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+static bool add_key(char **keys, size_t *n, const unsigned char *model, const unsigned char *pk)
+{
+	keys[2 * *n] = strdup(model ? (const char *)model : "");
+	keys[2 * *n + 1] = strdup(pk ? (const char *)pk : "");
+	(*n)++;
+	return keys[2 * *n - 2] && keys[2 * *n - 1];
+}
+
+enum sh_err store_outbox_applied_keys(struct store *st, const char *origin, int64_t upto_seq,
+				      size_t max, char ***keys, size_t *n)
+{
+	sqlite3_stmt *s;
+	enum sh_err err;
+	int rc = SQLITE_DONE;
+
+	*keys = NULL;
+	*n = 0;
+	if (!lock_outbox(st, &err))	/* parked with nothing pending */
+		return err;
+	s = prep(st, "SELECT DISTINCT model, pk FROM outbox WHERE origin = ?1 AND seq <= ?2"
+		     " LIMIT ?3");
+	if (!s) {
+		pthread_mutex_unlock(&st->lock);
+		return SH_EIO;
+	}
+	bind_text(s, 1, origin);
+	sqlite3_bind_int64(s, 2, upto_seq);
+	sqlite3_bind_int64(s, 3, (int64_t)max);
+	err = SH_OK;
+	while (!err && *n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (!*keys && !(*keys = calloc(2 * max, sizeof(**keys))))
+			err = SH_ENOMEM;
+		else if (!add_key(*keys, n, sqlite3_column_text(s, 0), sqlite3_column_text(s, 1)))
+			err = SH_ENOMEM;
+	}
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		err = db_fail(st, "outbox applied keys");
+	release(st, s);
+	pthread_mutex_unlock(&st->lock);
+	if (err) {
+		store_keys_free(*keys, *n);
+		*keys = NULL;
+		*n = 0;
+	}
+	return err;
+}
+
 enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t upto_seq,
 				int64_t *not_applied, int64_t *applied)
 {

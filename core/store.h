@@ -129,6 +129,14 @@ enum sh_err store_outbox_settle(struct store *st, const char *origin, int64_t up
 enum sh_err store_outbox_origins(struct store *st, char (*out)[OP_ORIGIN_MAX], size_t max,
 				 size_t *n);
 
+/* The records (model, pk: keys[2i], keys[2i+1], each once, at most max) of
+ * origin's outbox entries up to upto_seq: writes PostgreSQL has that are
+ * still here, i.e. applied by a run that died before it settled them, or by
+ * another node. *keys is freed with store_keys_free. */
+enum sh_err store_outbox_applied_keys(struct store *st, const char *origin, int64_t upto_seq,
+				      size_t max, char ***keys, size_t *n);
+void store_keys_free(char **keys, size_t n);
+
 /* The highest seq among ops[0..n) that this file wrote ((origin, seq) in its
  * outbox), 0 when none: a batch also holds other nodes' writes, whose seqs
  * are another file's counter and say nothing about this one's. */

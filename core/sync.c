@@ -759,6 +759,7 @@ struct batch_job {
 	enum plan_verdict *verdict;
 	int64_t dead;
 	bool dropped;		/* out of the outbox: may be acknowledged */
+	bool first;		/* the pass's first batch: nothing of this run is settling */
 	uint64_t ns_settle;
 };
 
@@ -779,6 +780,58 @@ static void job_free(struct batch_job *j)
 	j->verdict = NULL;
 	j->es = NULL;
 	j->n = 0;
+}
+
+#define UNSETTLED_MAX (4 * APPLY_BATCH)	/* records refreshed per origin and pass */
+
+/* Read the record back from PostgreSQL into the block file, unless a later
+ * write of it is pending. SH_EUNAVAIL: PostgreSQL did not answer. */
+static enum sh_err refresh_key(struct batch_job *j, const char *model, const char *pk,
+			       int64_t applied)
+{
+	const struct model *m = catalog_find(j->s->cfg.cat, model);
+	char *doc = NULL;
+	enum sh_err rv;
+
+	if (!m)
+		return SH_OK;
+	rv = pg_fetch_row(j->pg, j->s->cfg.cat, m, pk, &doc);
+	if (rv == SH_OK || rv == SH_ENOENT) {
+		rv = SH_OK;
+		if (store_refresh(j->b->store, model, pk, doc, applied) == SH_OK &&
+		    j->s->cfg.on_change)
+			j->s->cfg.on_change(j->s->cfg.ctx, j->b->id, model, pk, doc == NULL);
+	}
+	free(doc);
+	return rv == SH_EUNAVAIL ? SH_EUNAVAIL : SH_OK;
+}
+
+/* Writes PostgreSQL has that are still in the outbox were applied by a run
+ * that died between a batch's commit and its settle (or by another node):
+ * no RETURNING brought their rows back, so their records are read from
+ * PostgreSQL (what its defaults and triggers made of them) before the
+ * outbox lets go of them. Only the first batch of a pass looks: later
+ * batches of a chain follow batches still settling. */
+static enum sh_err refresh_unsettled(struct batch_job *j)
+{
+	enum sh_err rv = SH_OK;
+
+	for (size_t i = 0; i < j->norigins && !rv; i++) {
+		const struct plan_origin *o = &j->origins[i];
+		char **keys;
+		size_t n;
+
+		if (o->applied <= 0 || store_outbox_applied_keys(j->b->store, o->origin, o->applied,
+								 UNSETTLED_MAX, &keys, &n) != SH_OK)
+			continue;
+		if (n)
+			sh_log(LOG_INFO, "block '%s': %zu records written before a restart are in "
+			       "PostgreSQL already: read back", j->b->id, n);
+		for (size_t k = 0; k < n && !rv; k++)
+			rv = refresh_key(j, keys[2 * k], keys[2 * k + 1], o->applied);
+		store_keys_free(keys, n);
+	}
+	return rv;
 }
 
 /* Plan j's entries and apply the picked ones in PostgreSQL. Returns
@@ -814,6 +867,10 @@ static enum sh_err job_apply(struct batch_job *j, struct apply_count *c, char *e
 	if ((rv = read_applied(pg, j->b->id, j->origins, j->norigins)) != SH_OK) {
 		snprintf(err, errlen, rv == SH_EREMOTE ? "postgresql refuses the block's bookkeeping"
 			 " row (see the log)" : "postgresql unreachable");
+		goto out;
+	}
+	if (j->first && (rv = refresh_unsettled(j)) != SH_OK) {
+		snprintf(err, errlen, "postgresql unreachable");
 		goto out;
 	}
 	j->waiting = plan_make(j->es, n, j->origins, j->norigins, j->verdict, pick, &npick);
@@ -966,6 +1023,7 @@ static enum sh_err apply_entries(struct sync *s, struct block *b, redisContext *
 	enum sh_err rv, next_rv;
 
 	job_init(&cur, s, b, rc, pg, key, es, n);
+	cur.first = true;
 	rv = job_apply(&cur, c, err, errlen);
 	for (int chained = 0; rv == SH_OK && job_pipelined(&cur, mine, chained) &&
 	     !is_stopping(s); chained++) {
