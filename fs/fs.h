@@ -91,6 +91,9 @@ extern const struct fuse_lowlevel_ops sharded_ops;
 /* Kernel cache invalidation from a thread of its own (notify.c). */
 struct notifier *notifier_start(struct fs *fs);
 void notifier_stop(struct notifier *n);
+/* Send nothing more to the kernel (waits for a message on its way): the
+ * session's fd is about to close, and its number may be reused. */
+void notifier_detach(struct notifier *n);
 /* Wait until every invalidation queued so far has been sent (records=ro). */
 void notifier_flush(struct notifier *n);
 /* Set in every thread that serves FUSE requests (ops.c): such a thread may be

@@ -301,6 +301,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct opti
 	if (fs.se && fuse_set_signal_handlers(fs.se) == 0) {
 		if (fuse_session_mount(fs.se, cl->mountpoint) == 0) {
 			rc = serve(&fs, cl);
+			notifier_detach(fs.notifier);
 			fuse_session_unmount(fs.se);
 		}
 		fuse_remove_signal_handlers(fs.se);

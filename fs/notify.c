@@ -46,6 +46,8 @@ struct notifier {
 	size_t head, len;
 	uint64_t pushed, done;	/* entries queued, and sent or dropped, so far */
 	pthread_cond_t done_cond;	/* done moved, or stopping */
+	pthread_mutex_t send_lock;	/* held while a message goes to the kernel */
+	bool detached;			/* under send_lock: the session's fd is closing */
 	int stopping;
 };
 
@@ -87,6 +89,15 @@ static void wait_sent(struct notifier *n, uint64_t seq)
 	while (n->done < seq && !n->stopping)
 		pthread_cond_wait(&n->done_cond, &n->lock);
 	pthread_mutex_unlock(&n->lock);
+}
+
+void notifier_detach(struct notifier *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->send_lock);
+	n->detached = true;
+	pthread_mutex_unlock(&n->send_lock);
 }
 
 void notifier_flush(struct notifier *n)
@@ -168,7 +179,10 @@ static void *notifier_main(void *arg)
 		n->head = (n->head + 1) % QUEUE_MAX;
 		n->len--;
 		pthread_mutex_unlock(&n->lock);
-		send_one(n->fs, &v);
+		pthread_mutex_lock(&n->send_lock);
+		if (!n->detached)
+			send_one(n->fs, &v);
+		pthread_mutex_unlock(&n->send_lock);
 		pthread_mutex_lock(&n->lock);
 		n->done++;
 		pthread_cond_broadcast(&n->done_cond);
@@ -187,7 +201,9 @@ struct notifier *notifier_start(struct fs *fs)
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	pthread_cond_init(&n->done_cond, NULL);
+	pthread_mutex_init(&n->send_lock, NULL);
 	if (thread_start(&n->thread, "sharded-notify", notifier_main, n) != 0) {
+		pthread_mutex_destroy(&n->send_lock);
 		pthread_cond_destroy(&n->done_cond);
 		pthread_cond_destroy(&n->cond);
 		pthread_mutex_destroy(&n->lock);
@@ -208,6 +224,7 @@ void notifier_stop(struct notifier *n)
 	pthread_cond_broadcast(&n->done_cond);
 	pthread_mutex_unlock(&n->lock);
 	pthread_join(n->thread, NULL);
+	pthread_mutex_destroy(&n->send_lock);
 	pthread_cond_destroy(&n->done_cond);
 	pthread_cond_destroy(&n->cond);
 	pthread_mutex_destroy(&n->lock);
