@@ -24,6 +24,18 @@
 enum sh_err redis_open(const char *url, int timeout_ms, redisContext **out, char *err,
 		       size_t errlen);
 
+/* The RESP form of a command (what redisFormatCommandArgv makes) into
+ * buf[0..cap); lens NULL means strlen of each argument. Returns the length
+ * it needs: buf is written only when that fits in cap. */
+size_t redis_format_argv(char *buf, size_t cap, int argc, const char *const *argv,
+			 const size_t *lens);
+
+/* redisAppendCommandArgv, formatted by redis_format_argv: hiredis 0.14 builds
+ * it with sdscatfmt, some 700 instructions per argument, which made the
+ * relay's XADD the daemon's largest single formatting cost. Returns
+ * REDIS_OK or REDIS_ERR (out of memory). */
+int redis_append_argv(redisContext *rc, int argc, const char *const *argv, const size_t *lens);
+
 /* Write "sharded:{<block>}:<what>" into buf. */
 void redis_key(char *buf, size_t len, const char *block, const char *what);
 
