@@ -214,6 +214,18 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
+/* bind_text for a value that outlives the statement's use: the caller steps
+ * and releases s (reset, bindings cleared) before v goes away, so SQLite
+ * need not copy it: a malloc and a copy less per value, some 14 values a
+ * write. */
+static void bind_text_static(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
 /* Step a statement that returns no rows, then give it back (release: reset
  * when cached, else finalized). */
 static enum sh_err run(struct store *st, sqlite3_stmt *s)
@@ -239,8 +251,8 @@ static enum sh_err meta_set_locked(struct store *st, const char *key, const char
 				   " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
 
 	if (s) {
-		bind_text(s, 1, key);
-		bind_text(s, 2, value);
+		bind_text_static(s, 1, key);
+		bind_text_static(s, 2, value);
 	}
 	return run(st, s);
 }
@@ -687,8 +699,8 @@ static enum sh_err get_locked(struct store *st, const char *model, const char *p
 	*doc = NULL;
 	if (!s)
 		return SH_EIO;
-	bind_text(s, 1, model);
-	bind_text(s, 2, pk);
+	bind_text_static(s, 1, model);
+	bind_text_static(s, 2, pk);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		*doc = column_dup(s, 0);
 		if (mtime_ns)
@@ -746,10 +758,10 @@ static enum sh_err put_record_locked(struct store *st, const char *model, const 
 			     " mtime_ns = excluded.mtime_ns");
 	}
 	if (s) {
-		bind_text(s, 1, model);
-		bind_text(s, 2, pk);
+		bind_text_static(s, 1, model);
+		bind_text_static(s, 2, pk);
 		if (doc) {
-			bind_text(s, 3, doc);
+			bind_text_static(s, 3, doc);
 			sqlite3_bind_int64(s, 4, now);
 		}
 	}
@@ -766,16 +778,16 @@ static enum sh_err append_outbox_locked(struct store *st, int64_t seq, const cha
 
 	if (s) {
 		sqlite3_bind_int64(s, 1, seq);
-		bind_text(s, 2, kind);
-		bind_text(s, 3, model);
-		bind_text(s, 4, pk);
-		bind_text(s, 5, doc);
+		bind_text_static(s, 2, kind);
+		bind_text_static(s, 3, model);
+		bind_text_static(s, 4, pk);
+		bind_text_static(s, 5, doc);
 		sqlite3_bind_int64(s, 6, now);
 		bool first = seq == st->origin.base + 1;	/* only it waits on after */
 
-		bind_text(s, 7, st->origin.id);
+		bind_text_static(s, 7, st->origin.id);
 		sqlite3_bind_int64(s, 8, st->origin.base);
-		bind_text(s, 9, first ? st->origin.after : "");
+		bind_text_static(s, 9, first ? st->origin.after : "");
 		sqlite3_bind_int64(s, 10, first ? st->origin.after_seq : 0);
 	}
 	return run(st, s);
@@ -872,9 +884,9 @@ static enum sh_err revoke_delete_locked(struct store *st, const char *model, con
 				   " WHERE model = ?1 AND pk = ?2 AND op = 'D' AND relayed_ns = 0");
 
 	if (s) {
-		bind_text(s, 1, model);
-		bind_text(s, 2, pk);
-		bind_text(s, 3, doc);
+		bind_text_static(s, 1, model);
+		bind_text_static(s, 2, pk);
+		bind_text_static(s, 3, doc);
 	}
 	return run(st, s);
 }
@@ -1264,8 +1276,8 @@ static bool pending_after_locked(struct store *st, const char *model, const char
 	bool pending = true;	/* when unsure, keep the local write */
 
 	if (s) {
-		bind_text(s, 1, model);
-		bind_text(s, 2, pk);
+		bind_text_static(s, 1, model);
+		bind_text_static(s, 2, pk);
 		sqlite3_bind_int64(s, 3, seq);
 		pending = sqlite3_step(s) == SQLITE_ROW;
 		release(st, s);
