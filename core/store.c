@@ -1261,7 +1261,7 @@ int64_t store_own_upto(struct store *st, const struct op *ops, size_t n)
 			continue;
 		sqlite3_reset(s);
 		sqlite3_bind_int64(s, 1, ops[i].seq);
-		bind_text(s, 2, op_origin(&ops[i]));
+		bind_text_static(s, 2, op_origin(&ops[i]));
 		if (sqlite3_step(s) == SQLITE_ROW)
 			upto = ops[i].seq;
 	}
@@ -1307,9 +1307,9 @@ static int refresh_one_locked(struct store *st, const struct op *op)
 
 	if (!s)
 		return -1;
-	bind_text(s, 1, op->model);
-	bind_text(s, 2, op->pk);
-	bind_text(s, 3, op->returned);
+	bind_text_static(s, 1, op->model);
+	bind_text_static(s, 2, op->pk);
+	bind_text_static(s, 3, op->returned);
 	sqlite3_bind_int64(s, 4, clock_wall_ns());
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		db_fail(st, "refresh");
