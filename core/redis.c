@@ -161,7 +161,7 @@ void redis_key(char *buf, size_t len, const char *block, const char *what)
 
 #define REDIS_CMD_STACK 4096	/* commands up to this size are formatted on the stack */
 
-static size_t uint_len(size_t v)
+static size_t uint_len(uint64_t v)
 {
 	size_t n = 1;
 
@@ -225,4 +225,17 @@ int redis_append_argv(redisContext *rc, int argc, const char *const *argv, const
 	if (buf != stack)
 		free(buf);
 	return ret;
+}
+
+size_t redis_i64_arg(char buf[REDIS_I64_MAX], int64_t v)
+{
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = uint_len(u) + (v < 0);
+
+	buf[n] = '\0';
+	for (size_t i = n; i > (size_t)(v < 0); u /= 10)
+		buf[--i] = (char)('0' + u % 10);
+	if (v < 0)
+		buf[0] = '-';
+	return n;
 }

@@ -9,6 +9,7 @@
 #define SHARDED_REDIS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <hiredis/hiredis.h>
 
@@ -35,6 +36,12 @@ size_t redis_format_argv(char *buf, size_t cap, int argc, const char *const *arg
  * relay's XADD the daemon's largest single formatting cost. Returns
  * REDIS_OK or REDIS_ERR (out of memory). */
 int redis_append_argv(redisContext *rc, int argc, const char *const *argv, const size_t *lens);
+
+#define REDIS_I64_MAX 21	/* "-9223372036854775808" and its NUL */
+
+/* v in decimal (what snprintf's PRId64 writes) into buf, for an argument of
+ * redis_append_argv; returns its length. */
+size_t redis_i64_arg(char buf[REDIS_I64_MAX], int64_t v);
 
 /* Write "sharded:{<block>}:<what>" into buf. */
 void redis_key(char *buf, size_t len, const char *block, const char *what);

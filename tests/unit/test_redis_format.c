@@ -1,10 +1,13 @@
 /* test_redis_format.c - redis_format_argv and redis_append_argv make exactly the bytes of
  * hiredis's redisFormatCommandArgv: argument lengths at every digit boundary, binary and empty
- * arguments, ten and more arguments, a buffer too small, a command past the stack buffer. */
+ * arguments, ten and more arguments, a buffer too small, a command past the stack buffer;
+ * redis_i64_arg writes what snprintf's PRId64 does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -111,6 +114,28 @@ static void test_append(void **state)
 	redisFree(rc);
 }
 
+static void test_i64_arg(void **state)
+{
+	static const int64_t vs[] = { 0, 1, -1, 9, 10, -10, 99, 100, 123456789, -987654321,
+				      INT64_MAX, INT64_MAX - 1, INT64_MIN, INT64_MIN + 1 };
+	char got[REDIS_I64_MAX + 1], want[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+		int n = snprintf(want, sizeof(want), "%" PRId64, vs[i]);
+
+		memset(got, '#', sizeof(got));
+		assert_int_equal(redis_i64_arg(got, vs[i]), (size_t)n);
+		assert_string_equal(got, want);
+	}
+	for (int64_t v = 1; v <= INT64_MAX / 10; v *= 10)
+		for (int64_t d = -1; d <= 1; d++) {
+			snprintf(want, sizeof(want), "%" PRId64, v + d);
+			redis_i64_arg(got, v + d);
+			assert_string_equal(got, want);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -119,6 +144,7 @@ int main(void)
 		cmocka_unit_test(test_binary_and_many_args),
 		cmocka_unit_test(test_too_small_writes_nothing),
 		cmocka_unit_test(test_append),
+		cmocka_unit_test(test_i64_arg),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
