@@ -158,3 +158,84 @@ void redis_key(char *buf, size_t len, const char *block, const char *what)
 {
 	snprintf(buf, len, "sharded:{%s}:%s", block, what);
 }
+
+#define REDIS_CMD_STACK 4096	/* commands up to this size are formatted on the stack */
+
+static size_t uint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 10) {
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+/* "<c><v>\r\n" at p; returns its length. */
+static size_t put_header(char *p, char c, size_t v)
+{
+	size_t n = uint_len(v);
+
+	p[0] = c;
+	for (size_t i = n; i > 0; i--, v /= 10)
+		p[i] = (char)('0' + v % 10);
+	p[n + 1] = '\r';
+	p[n + 2] = '\n';
+	return n + 3;
+}
+
+size_t redis_format_argv(char *buf, size_t cap, int argc, const char *const *argv,
+			 const size_t *lens)
+{
+	size_t need = 1 + uint_len((size_t)argc) + 2, off;
+
+	for (int i = 0; i < argc; i++) {
+		size_t len = lens ? lens[i] : strlen(argv[i]);
+
+		need += 1 + uint_len(len) + 2 + len + 2;
+	}
+	if (need > cap)
+		return need;
+	off = put_header(buf, '*', (size_t)argc);
+	for (int i = 0; i < argc; i++) {
+		size_t len = lens ? lens[i] : strlen(argv[i]);
+
+		off += put_header(buf + off, '$', len);
+		memcpy(buf + off, argv[i], len);
+		off += len;
+		buf[off++] = '\r';
+		buf[off++] = '\n';
+	}
+	return off;
+}
+
+int redis_append_argv(redisContext *rc, int argc, const char *const *argv, const size_t *lens)
+{
+	char stack[REDIS_CMD_STACK], *buf = stack;
+	size_t len = redis_format_argv(stack, sizeof(stack), argc, argv, lens);
+	int ret;
+
+	if (len > sizeof(stack)) {
+		if (!(buf = malloc(len)))
+			return REDIS_ERR;
+		redis_format_argv(buf, len, argc, argv, lens);
+	}
+	ret = redisAppendFormattedCommand(rc, buf, len);
+	if (buf != stack)
+		free(buf);
+	return ret;
+}
+
+size_t redis_i64_arg(char buf[REDIS_I64_MAX], int64_t v)
+{
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = uint_len(u) + (v < 0);
+
+	buf[n] = '\0';
+	for (size_t i = n; i > (size_t)(v < 0); u /= 10)
+		buf[--i] = (char)('0' + u % 10);
+	if (v < 0)
+		buf[0] = '-';
+	return n;
+}

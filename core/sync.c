@@ -239,16 +239,20 @@ void sync_get_status(struct sync *s, struct sync_status *out)
 
 static void append_xadd(redisContext *rc, const char *key, const struct op *op)
 {
-	char seq[24], base[24], after_seq[24], kind[2] = { op->kind, 0 };
+	char seq[REDIS_I64_MAX], base[REDIS_I64_MAX], after_seq[REDIS_I64_MAX];
+	char kind[2] = { op->kind, 0 };
 	const char *argv[21] = { "XADD", key, "*", "seq", seq, "origin", op_origin(op),
 				 "base", base, "after", op->after, "after_seq", after_seq,
 				 "op", kind, "model", op->model, "pk", op->pk, "doc", op->doc };
 	int argc = op->doc ? 21 : 19;
+	size_t lens[21];
 
-	snprintf(seq, sizeof(seq), "%" PRId64, op->seq);
-	snprintf(base, sizeof(base), "%" PRId64, op->base);
-	snprintf(after_seq, sizeof(after_seq), "%" PRId64, op->after_seq);
-	redisAppendCommandArgv(rc, argc, argv, NULL);
+	redis_i64_arg(seq, op->seq);
+	redis_i64_arg(base, op->base);
+	redis_i64_arg(after_seq, op->after_seq);
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	redis_append_argv(rc, argc, argv, lens);
 }
 
 /* Read n pipelined replies; false if any failed (other than BUSYGROUP). */
@@ -304,7 +308,8 @@ static int relay_block(struct sync *s, struct block *b, redisContext *rc, char *
 		return 0;
 	}
 	redis_key(key, sizeof(key), b->id, "ops");
-	redisAppendCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", key, REDIS_GROUP);
+	redis_append_argv(rc, 6, (const char *[]){ "XGROUP", "CREATE", key, REDIS_GROUP, "0",
+						   "MKSTREAM" }, NULL);
 	for (size_t i = 0; i < n; i++)
 		append_xadd(rc, key, &ops[i]);
 	if (drain_replies(rc, n + 1, err, errlen)) {
