@@ -24,7 +24,11 @@
 #include "thread.h"
 
 #define RELOAD_RETRY_NS (5LL * 1000000000)	/* an expired block whose reload failed */
-#define LOAD_WAITERS_MAX 8	/* requests waiting for loads at once (each holds a FUSE thread) */
+/* Requests waiting for loads at once (each holds a FUSE thread): half of the
+ * mount's 32 or more, so that 8 read-throughs and these leave threads for
+ * local requests. With 8, test_freeze's 8 writers and 2 invalidate loops
+ * had one writer refused with EAGAIN 46 times in a row (one CI run). */
+#define LOAD_WAITERS_MAX 16
 
 /* A load may run long (a big block), so no statement timeout; a table
  * locked by someone else ends it after lock_ms, and a server that sends
