@@ -1069,6 +1069,19 @@ static void scen_drain_queue(void)
 	"json_populate_recordset(null::\"BenchUser\", $1::json) ON CONFLICT (id) DO " \
 	"UPDATE SET email = excluded.email, name = excluded.name"
 
+/* Microseconds of one UPSERT_SQL of the rows in json (a JSON array). */
+static double time_upsert(PGconn *c, const char *json)
+{
+	const char *p[1] = { json };
+	double t = now_us();
+	PGresult *r = PQexecParams(c, UPSERT_SQL, 1, NULL, p, NULL, NULL, 0);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		die("batch upsert: %s", PQerrorMessage(c));
+	PQclear(r);
+	return now_us() - t;
+}
+
 /* Has the queued write of record id reached PostgreSQL? (1 or 0; a key lookup) */
 static long long queued_landed(PGconn *c, long long id)
 {
@@ -1087,8 +1100,6 @@ static void scen_drain_wait(void)
 	long long n = opt_n, landed = 0, lo = id_of(5, 0), hi = id_of(5, opt_n - 1);
 	size_t cap = (size_t)opt_n * 200 + 16, len = 0;
 	char *json;
-	const char *p[1];
-	PGresult *r;
 	int polls = 0;
 	struct apply_metrics m0, m1;
 
@@ -1171,21 +1182,10 @@ static void scen_drain_wait(void)
 	snprintf(sql, sizeof(sql), "DELETE FROM \"BenchUser\" WHERE id BETWEEN %lld AND %lld", lo,
 		 hi);
 	pg_cmd(c, sql);
-	p[0] = json;
-	t = now_us();
-	r = PQexecParams(c, UPSERT_SQL, 1, NULL, p, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		die("batch upsert: %s", PQerrorMessage(c));
-	PQclear(r);
-	t = now_us() - t;
+	t = time_upsert(c, json);
 	/* the drain updates rows that exist; the statement above inserted into emptied ones:
 	 * the same statement again, over the rows it just wrote, is that work */
-	tu = now_us();
-	r = PQexecParams(c, UPSERT_SQL, 1, NULL, p, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		die("batch upsert over existing rows: %s", PQerrorMessage(c));
-	PQclear(r);
-	tu = now_us() - tu;
+	tu = time_upsert(c, json);
 	free(json);
 	{
 		double span = all > 0 && first >= 0 ? all - first : NAN;
