@@ -830,8 +830,9 @@ static enum sh_err refresh_unsettled(struct batch_job *j)
 								 UNSETTLED_MAX, &keys, &n) != SH_OK)
 			continue;
 		if (n)
-			sh_log(LOG_INFO, "block '%s': %zu records written before a restart are in "
-			       "PostgreSQL already: read back", j->b->id, n);
+			sh_log(LOG_INFO, "block '%s': %zu records whose writes PostgreSQL has but "
+			       "this node did not settle (a restart, or another node applied them): "
+			       "read back", j->b->id, n);
 		for (size_t k = 0; k < n && !rv; k++)
 			rv = refresh_key(j, keys[2 * k], keys[2 * k + 1], o->applied);
 		store_keys_free(keys, n);
